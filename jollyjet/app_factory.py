@@ -1,0 +1,97 @@
+"""The application factory: a short list of named steps."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_smorest import Api
+
+from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.events import CacheEvents
+from jollyjet.db import connect_mongo
+from jollyjet.errors import register_error_handlers
+from jollyjet.extensions import flask_cache
+from jollyjet.ops.health import blp as health_blp
+from jollyjet.products.routes import blp as products_blp
+from jollyjet.settings import Environment, Settings, load_settings
+from jollyjet.wiring import build_services, flask_cache_config
+
+log = logging.getLogger(__name__)
+DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    cache_backend: CacheBackend | None = None,
+    events: CacheEvents | None = None,
+) -> Flask:
+    """Build the WSGI app. Nothing connects to a server before this is called."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+    app = Flask("jollyjet")
+    configure_app(app, settings)
+    connect_mongo(settings)
+    register_services(app, settings, cache_backend, events)
+    api = register_extensions(app)
+    register_blueprints(api)
+    register_error_handlers(app)
+    if settings.seed_demo_data:
+        from jollyjet.seed import seed_demo_products
+
+        with app.app_context():
+            seed_demo_products(app.extensions["jollyjet"].products)
+    return app
+
+
+def configure_logging(settings: Settings) -> None:
+    """Plain log lines to stderr; the level comes from settings."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def api_tokens(settings: Settings) -> tuple[str, ...]:
+    """Configured tokens; outside production, a well-known development token when none is set."""
+    if settings.api_tokens or settings.env is Environment.PRODUCTION:
+        return settings.api_tokens
+    log.warning("JOLLYJET_API_TOKENS is not set: writes accept the development token %r", DEV_TOKEN)
+    return (DEV_TOKEN,)
+
+
+def configure_app(app: Flask, settings: Settings) -> None:
+    """Flask and flask-smorest configuration derived from settings."""
+    app.config.update(
+        TESTING=settings.env is Environment.TESTING,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE="JollyJet catalog API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        JOLLYJET_API_TOKENS=api_tokens(settings),
+        JOLLYJET_MAX_PAGE=settings.max_page,
+        JOLLYJET_MAX_PAGE_SIZE=settings.max_page_size,
+    )
+
+
+def register_services(
+    app: Flask, settings: Settings, cache_backend: CacheBackend | None, events: CacheEvents | None
+) -> None:
+    """Repositories, cache and service, reachable as app.extensions["jollyjet"]."""
+    services = build_services(settings, flask_cache, cache_backend, events)
+    flask_cache.init_app(app, config=flask_cache_config(settings, services.redis, services.keys))
+    app.extensions["jollyjet"] = services
+
+
+def register_extensions(app: Flask) -> Api:
+    """flask-smorest's Api. One per app: it holds the app's OpenAPI spec, so tests
+    building many apps must not share it."""
+    api = Api(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    return api
+
+
+def register_blueprints(api: Api) -> None:
+    """Every blueprint, through the Api so each appears in the OpenAPI document."""
+    api.register_blueprint(products_blp)
+    api.register_blueprint(health_blp)

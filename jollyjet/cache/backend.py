@@ -1,0 +1,104 @@
+"""The cache interface the application depends on, and its error types.
+
+Two implementations: RedisCacheBackend (redis-py, production and integration
+tests) and MemoryCacheBackend (unit tests of code that depends on the interface).
+Both pass the same contract tests (tests/unit/test_backend_contract.py).
+
+Versioned entries hold a product's serialized representation with the version it
+was read at. Writes and fills carry that version; the backend refuses to replace
+a newer one. A tombstone is a versioned entry without data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class CacheError(Exception):
+    """Redis failed or timed out; callers fall back to the database."""
+
+
+class CacheUnavailable(CacheError):
+    """The circuit breaker is open: Redis was not even tried."""
+
+
+@dataclass(frozen=True)
+class VersionedEntry:
+    """A cached entry: its version and payload, or payload None for a tombstone."""
+
+    version: int
+    payload: bytes | None
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.payload is None
+
+
+class CacheBackend(Protocol):
+    """Cache operations used by the service. Every method may raise CacheError."""
+
+    # --- plain keys -------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        """Value of key, or None."""
+
+    def set(self, key: str, value: bytes, ttl_s: int) -> None:
+        """Store value with a TTL in seconds."""
+
+    def delete(self, *keys: str) -> int:
+        """Remove keys (non-blocking UNLINK); returns how many existed."""
+
+    def exists(self, key: str) -> bool:
+        """Does key exist?"""
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values of many keys in one round trip."""
+
+    def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        """Store many values with one TTL in one round trip (pipelined)."""
+
+    def ttl(self, key: str) -> int | None:
+        """Remaining TTL in seconds; None if key is missing; -1 if it has no TTL."""
+
+    def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
+        """Keys matching pattern, in batches (SCAN, never KEYS)."""
+
+    def ping(self) -> bool:
+        """True when the backend answers."""
+
+    # --- versioned entries (products) --------------------------------------
+    def get_versioned(self, key: str) -> VersionedEntry | None:
+        """The versioned entry at key, or None."""
+
+    def get_versioned_many(self, keys: Sequence[str]) -> list[VersionedEntry | None]:
+        """Versioned entries of many keys in one round trip."""
+
+    def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
+        """Write-through: store unless a newer version is cached; always revoke leases."""
+
+    def acquire_lease(self, lease_key: str, ttl_ms: int) -> str | None:
+        """Take the fill lease for a missing entry; None if another filler holds it."""
+
+    def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
+        """Fill after a miss: lands only if the lease is still ours and nothing newer is cached."""
+
+    def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
+        """Replace the entry by a tombstone at version (unless newer); revoke leases."""
+
+    # --- generations (lists, counts) ---------------------------------------
+    def get_generation(self, key: str) -> int:
+        """Current generation (initialized from the server clock when missing)."""
+
+    def bump_generation(self, key: str) -> int:
+        """Increment the generation, making every older result key unreachable."""
+
+    def fill_generational(self, generation_key: str, generation: int, key: str, payload: bytes, ttl_s: int) -> bool:
+        """Store a result only while the generation is still the one it was computed under."""
+
+    # --- single-flight locks -------------------------------------------------
+    def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
+        """Take a short lock; returns its token or None if held."""
+
+    def release_lock(self, key: str, token: str) -> None:
+        """Release the lock if it is still ours."""

@@ -1,0 +1,79 @@
+"""Circuit breaker: after repeated Redis failures, stop trying for a cool-down.
+
+Without it every request would wait for a socket timeout while Redis is down.
+Closed → (threshold consecutive failures) → open → (cool-down elapsed) →
+half-open: one trial call; success closes, failure re-opens.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Thread-safe consecutive-failure breaker."""
+
+    def __init__(
+        self,
+        failure_threshold: int,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+        self.times_opened = 0
+
+    @property
+    def state(self) -> BreakerState:
+        """Current state (open turns half-open once the cool-down has elapsed)."""
+        with self._lock:
+            return self._state_locked()
+
+    def _state_locked(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at >= self.cooldown_s:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        """May a call go to Redis now? In half-open, only one trial at a time."""
+        with self._lock:
+            state = self._state_locked()
+            if state is BreakerState.CLOSED:
+                return True
+            if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
+                self._trial_in_flight = True
+                return True
+            return False
+
+    def record_success(self) -> None:
+        """A call succeeded: close the breaker."""
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_in_flight = False
+
+    def record_failure(self) -> None:
+        """A call failed: count it, and open (or re-open) when over the threshold."""
+        with self._lock:
+            self._failures += 1
+            reopen = self._trial_in_flight
+            self._trial_in_flight = False
+            if reopen or (self._opened_at is None and self._failures >= self.failure_threshold):
+                self._opened_at = self._clock()
+                self.times_opened += 1

@@ -1,0 +1,51 @@
+"""Cache events: the seam where metrics attach.
+
+The cached repository reports what happened (hit, miss, bypass, database read,
+failed cache write, …) to a CacheEvents sink. EventCounter keeps in-process
+counts (used by tests and the benchmark); the monitoring issue adds a Prometheus
+sink with the same method.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Protocol
+
+
+class CacheEvents(Protocol):
+    """Receives one event at a time; must be cheap and never raise."""
+
+    def emit(self, event: str, kind: str) -> None:
+        """Record one event.
+
+        event: hit, miss, bypass, db_read, fill, fill_rejected, wait_hit, write_through, write_failure.
+        kind: product, list, count, categories.
+        """
+
+
+class EventCounter:
+    """Thread-safe counts of (event, kind) pairs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def emit(self, event: str, kind: str) -> None:
+        with self._lock:
+            self._counts[(event, kind)] += 1
+
+    def count(self, event: str, kind: str | None = None) -> int:
+        """Count of one event, for one kind or summed over kinds."""
+        with self._lock:
+            return sum(n for (e, k), n in self._counts.items() if e == event and (kind is None or k == kind))
+
+    def snapshot(self) -> dict[str, int]:
+        """All counts as {"event:kind": n}."""
+        with self._lock:
+            return {f"{e}:{k}": n for (e, k), n in sorted(self._counts.items())}
+
+    def reset(self) -> None:
+        """Forget all counts."""
+        with self._lock:
+            self._counts.clear()

@@ -1,0 +1,184 @@
+"""In-process CacheBackend with the same semantics as Redis, for unit tests."""
+
+from __future__ import annotations
+
+import fnmatch
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from jollyjet.cache.backend import VersionedEntry
+
+
+@dataclass
+class _Slot:
+    value: bytes | VersionedEntry
+    expires_at: float | None
+
+
+class MemoryCacheBackend:
+    """A dict with expiry behind one lock; every compound operation is atomic like a Lua script."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._data: dict[str, _Slot] = {}
+        self._lock = threading.RLock()
+        self._generation_seed = int(time.time() * 1_000_000)
+
+    # --- helpers ----------------------------------------------------------------
+    def _live(self, key: str) -> _Slot | None:
+        slot = self._data.get(key)
+        if slot is not None and slot.expires_at is not None and slot.expires_at <= self._clock():
+            del self._data[key]
+            return None
+        return slot
+
+    def _put(self, key: str, value: bytes | VersionedEntry, ttl_s: float | None) -> None:
+        expires = None if ttl_s is None else self._clock() + ttl_s
+        self._data[key] = _Slot(value, expires)
+
+    def _versioned(self, key: str) -> VersionedEntry | None:
+        slot = self._live(key)
+        return slot.value if slot is not None and isinstance(slot.value, VersionedEntry) else None
+
+    def _bytes(self, key: str) -> bytes | None:
+        slot = self._live(key)
+        return slot.value if slot is not None and isinstance(slot.value, bytes) else None
+
+    def _newer_cached(self, key: str, version: int) -> bool:
+        current = self._versioned(key)
+        return current is not None and current.version > version
+
+    # --- plain keys -------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._bytes(key)
+
+    def set(self, key: str, value: bytes, ttl_s: int) -> None:
+        with self._lock:
+            self._put(key, value, ttl_s)
+
+    def set_without_ttl(self, key: str, value: bytes) -> None:
+        """Store a key with no TTL (tests plant such keys for the cleanup job)."""
+        with self._lock:
+            self._put(key, value, None)
+
+    def delete(self, *keys: str) -> int:
+        with self._lock:
+            removed = 0
+            for key in keys:
+                if self._live(key) is not None:
+                    del self._data[key]
+                    removed += 1
+            return removed
+
+    def exists(self, key: str) -> bool:
+        with self._lock:
+            return self._live(key) is not None
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        with self._lock:
+            return [self._bytes(key) for key in keys]
+
+    def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        with self._lock:
+            for key, value in items.items():
+                self._put(key, value, ttl_s)
+
+    def ttl(self, key: str) -> int | None:
+        with self._lock:
+            slot = self._live(key)
+            if slot is None:
+                return None
+            if slot.expires_at is None:
+                return -1
+            return max(0, round(slot.expires_at - self._clock()))
+
+    def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
+        with self._lock:
+            keys = [k for k in list(self._data) if self._live(k) is not None and fnmatch.fnmatchcase(k, pattern)]
+        for start in range(0, len(keys), batch_size):
+            yield keys[start : start + batch_size]
+
+    def ping(self) -> bool:
+        return True
+
+    # --- versioned entries --------------------------------------------------------
+    def get_versioned(self, key: str) -> VersionedEntry | None:
+        with self._lock:
+            return self._versioned(key)
+
+    def get_versioned_many(self, keys: Sequence[str]) -> list[VersionedEntry | None]:
+        with self._lock:
+            return [self._versioned(key) for key in keys]
+
+    def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
+        with self._lock:
+            self._data.pop(lease_key, None)
+            if self._newer_cached(key, version):
+                return False
+            self._put(key, VersionedEntry(version, payload), ttl_s)
+            return True
+
+    def acquire_lease(self, lease_key: str, ttl_ms: int) -> str | None:
+        return self.acquire_lock(lease_key, ttl_ms)
+
+    def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
+        with self._lock:
+            if self._bytes(lease_key) != token.encode():
+                return False
+            self._data.pop(lease_key, None)
+            if self._newer_cached(key, version):
+                return False
+            self._put(key, VersionedEntry(version, payload), ttl_s)
+            return True
+
+    def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
+        with self._lock:
+            self._data.pop(lease_key, None)
+            if self._newer_cached(key, version):
+                return False
+            self._put(key, VersionedEntry(version, None), ttl_s)
+            return True
+
+    # --- generations --------------------------------------------------------------
+    def _generation_locked(self, key: str) -> int:
+        current = self._bytes(key)
+        if current is None:
+            seed = max(self._generation_seed, int(time.time() * 1_000_000))
+            self._put(key, str(seed).encode(), None)
+            return seed
+        return int(current)
+
+    def get_generation(self, key: str) -> int:
+        with self._lock:
+            return self._generation_locked(key)
+
+    def bump_generation(self, key: str) -> int:
+        with self._lock:
+            value = self._generation_locked(key) + 1
+            self._put(key, str(value).encode(), None)
+            return value
+
+    def fill_generational(self, generation_key: str, generation: int, key: str, payload: bytes, ttl_s: int) -> bool:
+        with self._lock:
+            if self._bytes(generation_key) != str(generation).encode():
+                return False
+            self._put(key, payload, ttl_s)
+            return True
+
+    # --- locks --------------------------------------------------------------------
+    def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
+        with self._lock:
+            if self._live(key) is not None:
+                return None
+            token = secrets.token_hex(8)
+            self._put(key, token.encode(), ttl_ms / 1000)
+            return token
+
+    def release_lock(self, key: str, token: str) -> None:
+        with self._lock:
+            if self._bytes(key) == token.encode():
+                del self._data[key]

@@ -1,0 +1,160 @@
+"""CacheBackend on redis-py, guarded by the circuit breaker."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from jollyjet.cache import scripts
+from jollyjet.cache.backend import CacheError, CacheUnavailable, VersionedEntry
+from jollyjet.cache.breaker import CircuitBreaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _entry(fields: Sequence[Any]) -> VersionedEntry | None:
+    version, payload = fields
+    if version is None:
+        return None
+    return VersionedEntry(version=int(version), payload=payload)
+
+
+class RedisCacheBackend:
+    """Every call goes through the breaker; Redis errors become CacheError."""
+
+    def __init__(self, client: redis.Redis, breaker: CircuitBreaker) -> None:
+        self.client = client
+        self.breaker = breaker
+        self._set_versioned = client.register_script(scripts.SET_VERSIONED)
+        self._fill_versioned = client.register_script(scripts.FILL_VERSIONED)
+        self._tombstone = client.register_script(scripts.TOMBSTONE)
+        self._get_generation = client.register_script(scripts.GET_GENERATION)
+        self._bump_generation = client.register_script(scripts.BUMP_GENERATION)
+        self._fill_generational = client.register_script(scripts.FILL_GENERATIONAL)
+        self._release_lock = client.register_script(scripts.RELEASE_LOCK)
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        if not self.breaker.allow():
+            raise CacheUnavailable("circuit breaker open")
+        try:
+            result = call()
+        except redis.RedisError as error:
+            self.breaker.record_failure()
+            # The error text of redis-py never contains the password; the URL is not logged.
+            log.warning("redis call failed: %s: %s", type(error).__name__, error)
+            raise CacheError(str(error)) from error
+        self.breaker.record_success()
+        return result
+
+    # --- plain keys -----------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        return self._guard(lambda: self.client.get(key))  # type: ignore[return-value]  # decode_responses=False
+
+    def set(self, key: str, value: bytes, ttl_s: int) -> None:
+        self._guard(lambda: self.client.set(key, value, ex=ttl_s))
+
+    def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        return int(self._guard(lambda: self.client.unlink(*keys)))
+
+    def exists(self, key: str) -> bool:
+        return bool(self._guard(lambda: self.client.exists(key)))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+
+        def run() -> list[bytes | None]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            return pipe.execute()
+
+        return self._guard(run)
+
+    def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
+        if not items:
+            return
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in items.items():
+                pipe.set(key, value, ex=ttl_s)
+            pipe.execute()
+
+        self._guard(run)
+
+    def ttl(self, key: str) -> int | None:
+        remaining = int(self._guard(lambda: self.client.ttl(key)))
+        return None if remaining == -2 else remaining
+
+    def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
+        cursor: int = 0
+        while True:
+            cursor, keys = self._guard(lambda c=cursor: self.client.scan(cursor=c, match=pattern, count=batch_size))  # type: ignore[misc]
+            if keys:
+                yield [k.decode() if isinstance(k, bytes) else k for k in keys]
+            if cursor == 0:
+                return
+
+    def ping(self) -> bool:
+        return bool(self._guard(self.client.ping))
+
+    # --- versioned entries ----------------------------------------------------
+    def get_versioned(self, key: str) -> VersionedEntry | None:
+        return _entry(self._guard(lambda: self.client.hmget(key, "v", "d")))
+
+    def get_versioned_many(self, keys: Sequence[str]) -> list[VersionedEntry | None]:
+        if not keys:
+            return []
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, "v", "d")
+            return pipe.execute()
+
+        return [_entry(fields) for fields in self._guard(run)]
+
+    def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
+        return bool(self._guard(lambda: self._set_versioned(keys=[key, lease_key], args=[version, payload, ttl_s])))
+
+    def acquire_lease(self, lease_key: str, ttl_ms: int) -> str | None:
+        return self.acquire_lock(lease_key, ttl_ms)
+
+    def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
+        return bool(
+            self._guard(lambda: self._fill_versioned(keys=[key, lease_key], args=[token, version, payload, ttl_s]))
+        )
+
+    def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
+        return bool(self._guard(lambda: self._tombstone(keys=[key, lease_key], args=[version, ttl_s])))
+
+    # --- generations ----------------------------------------------------------
+    def get_generation(self, key: str) -> int:
+        return int(self._guard(lambda: self._get_generation(keys=[key])))
+
+    def bump_generation(self, key: str) -> int:
+        return int(self._guard(lambda: self._bump_generation(keys=[key])))
+
+    def fill_generational(self, generation_key: str, generation: int, key: str, payload: bytes, ttl_s: int) -> bool:
+        return bool(
+            self._guard(
+                lambda: self._fill_generational(keys=[generation_key, key], args=[str(generation), payload, ttl_s])
+            )
+        )
+
+    # --- locks ------------------------------------------------------------------
+    def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
+        token = secrets.token_hex(8)
+        acquired = self._guard(lambda: self.client.set(key, token, nx=True, px=ttl_ms))
+        return token if acquired else None
+
+    def release_lock(self, key: str, token: str) -> None:
+        self._guard(lambda: self._release_lock(keys=[key], args=[token]))

@@ -1,0 +1,40 @@
+"""MongoDB connection from settings: a real server, or mongomock in-process."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import mongoengine
+
+from jollyjet.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def connect_mongo(settings: Settings) -> None:
+    """(Re)bind mongoengine's default connection. The driver connects lazily: nothing blocks here."""
+    mongoengine.disconnect()
+    if settings.embedded_mongo:
+        import mongomock
+
+        db = urlsplit(settings.mongodb_uri).path.lstrip("/") or "jollyjet"
+        log.warning("MONGODB_URI is mongomock://: using an in-process store (one process only, not persisted)")
+        mongoengine.connect(
+            db=db,
+            host="mongodb://localhost",
+            mongo_client_class=mongomock.MongoClient,
+            tz_aware=True,
+            uuidRepresentation="standard",
+        )
+        return
+    timeout = settings.mongodb_timeout_ms
+    mongoengine.connect(
+        host=settings.mongodb_uri,
+        tz_aware=True,
+        uuidRepresentation="standard",
+        # Small timeouts: a dead MongoDB must turn into a quick 503, not a hung worker.
+        serverSelectionTimeoutMS=timeout,
+        connectTimeoutMS=timeout,
+        socketTimeoutMS=max(timeout * 5, 5000),
+    )

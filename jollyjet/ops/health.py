@@ -1,0 +1,56 @@
+"""Liveness and readiness endpoints for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mongoengine
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from pymongo.errors import PyMongoError
+
+from jollyjet.cache.backend import CacheError
+
+blp = Blueprint("health", __name__, url_prefix="/health", description="Health checks")
+
+
+@blp.route("/live")
+class Live(MethodView):
+    @blp.response(200)
+    def get(self) -> dict[str, str]:
+        """The process is up (no dependencies checked)."""
+        return {"status": "ok"}
+
+
+def _mongo_ok() -> bool:
+    try:
+        mongoengine.get_db().command("ping")
+    except PyMongoError:
+        return False
+    return True
+
+
+def _cache_state() -> str:
+    services = current_app.extensions["jollyjet"]
+    if services.cache is None:
+        return "disabled"
+    try:
+        return "ok" if services.cache.ping() else "down"
+    except CacheError:
+        return "down"
+
+
+@blp.route("/ready")
+class Ready(MethodView):
+    @blp.response(200)
+    @blp.alt_response(503, description="MongoDB is unreachable")
+    def get(self) -> tuple[dict[str, Any], int]:
+        """Ready to serve: MongoDB answers. A Redis outage only degrades (reads fall back)."""
+        services = current_app.extensions["jollyjet"]
+        mongo = _mongo_ok()
+        cache = _cache_state()
+        breaker = services.breaker.state.value if services.breaker else "disabled"
+        status = "ok" if mongo and cache in ("ok", "disabled") else ("degraded" if mongo else "unavailable")
+        body = {"status": status, "mongodb": "ok" if mongo else "down", "redis": cache, "breaker": breaker}
+        return body, 200 if mongo else 503

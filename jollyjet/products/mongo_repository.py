@@ -1,0 +1,202 @@
+"""ProductRepository on MongoDB through mongoengine: the source of truth."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from mongoengine.errors import NotUniqueError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+
+from jollyjet.products.models import ProductDocument, utcnow_ms
+from jollyjet.products.record import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
+from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
+
+# Public sort names → document fields; _id breaks ties so pages are stable.
+_SORT_FIELDS = {
+    "price": "price_cents",
+    "name": "name",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "stock": "stock",
+}
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Turn driver-level outages into DatabaseUnavailable (served as 503)."""
+    try:
+        yield
+    except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
+        raise DatabaseUnavailable(type(error).__name__) from error
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def to_record(doc: ProductDocument) -> ProductRecord:
+    """Document → plain record."""
+    return ProductRecord(
+        id=str(doc.id),
+        sku=doc.sku,
+        name=doc.name,
+        description=doc.description or "",
+        price_cents=doc.price_cents,
+        currency=doc.currency,
+        category=doc.category,
+        tags=tuple(doc.tags or ()),
+        stock=doc.stock,
+        is_active=doc.is_active,
+        version=doc.version,
+        created_at=_aware(doc.created_at),
+        updated_at=_aware(doc.updated_at),
+    )
+
+
+def object_id(product_id: str) -> ObjectId | None:
+    """The ObjectId for a canonical 24-hex id, or None for anything else."""
+    if not re.fullmatch(r"[0-9a-f]{24}", product_id):
+        return None
+    try:
+        return ObjectId(product_id)
+    except InvalidId:
+        return None
+
+
+def build_filter(query: ProductQuery) -> dict[str, Any]:
+    """MongoDB filter from validated values only; user text is escaped before it meets $regex."""
+    spec: dict[str, Any] = {}
+    if query.category is not None:
+        spec["category"] = query.category
+    if query.tag is not None:
+        spec["tags"] = query.tag
+    price: dict[str, int] = {}
+    if query.min_price_cents is not None:
+        price["$gte"] = query.min_price_cents
+    if query.max_price_cents is not None:
+        price["$lte"] = query.max_price_cents
+    if price:
+        spec["price_cents"] = price
+    if query.in_stock is not None:
+        spec["stock"] = {"$gt": 0} if query.in_stock else {"$lte": 0}
+    if query.is_active is not None:
+        spec["is_active"] = query.is_active
+    if query.q:
+        # String form of $regex (not a BSON regex object) with the text escaped:
+        # a substring match, never a pattern supplied by the client.
+        spec["name"] = {"$regex": re.escape(query.q), "$options": "i"}
+    return spec
+
+
+def _sort_keys(sort: str) -> list[str]:
+    descending = sort.startswith("-")
+    field = _SORT_FIELDS[sort.lstrip("-")]
+    sign = "-" if descending else "+"
+    return [f"{sign}{field}", f"{sign}id"]
+
+
+class MongoProductRepository:
+    """Atomic version increments with findAndModify; unique sku by index."""
+
+    def __init__(self) -> None:
+        self._indexes_ready = False
+        self._indexes_lock = threading.Lock()
+
+    def _ensure_indexes(self) -> None:
+        # Lazily, before the first write: the unique sku index must exist before any
+        # insert, and creating it at import time would crash start-up on a Mongo outage.
+        if self._indexes_ready:
+            return
+        with self._indexes_lock:
+            if not self._indexes_ready:
+                ProductDocument.ensure_indexes()
+                self._indexes_ready = True
+
+    def get(self, product_id: str) -> Read[ProductRecord | None]:
+        oid = object_id(product_id)
+        if oid is None:
+            return Read(None)
+        with translate_db_errors():
+            doc = ProductDocument.objects(id=oid).first()
+        return Read(to_record(doc) if doc else None)
+
+    def list_page(self, query: ProductQuery) -> Read[ProductPage]:
+        spec = build_filter(query)
+        with translate_db_errors():
+            matching = ProductDocument.objects(__raw__=spec)
+            total = matching.count()
+            skip = (query.page - 1) * query.page_size
+            docs = (
+                list(matching.order_by(*_sort_keys(query.sort)).skip(skip).limit(query.page_size))
+                if skip < total
+                else []
+            )
+        return Read(ProductPage(items=[to_record(d) for d in docs], total=total))
+
+    def count(self, query: ProductQuery) -> Read[int]:
+        with translate_db_errors():
+            return Read(ProductDocument.objects(__raw__=build_filter(query)).count())
+
+    def categories(self) -> Read[list[CategoryCount]]:
+        pipeline = [{"$group": {"_id": "$category", "count": {"$sum": 1}}}, {"$sort": {"_id": 1}}]
+        with translate_db_errors():
+            rows = list(ProductDocument.objects.aggregate(pipeline))
+        return Read([CategoryCount(category=r["_id"], count=r["count"]) for r in rows])
+
+    def create(self, values: dict[str, Any]) -> ProductRecord:
+        now = utcnow_ms()
+        doc = ProductDocument(**values, version=1, created_at=now, updated_at=now)
+        with translate_db_errors():
+            self._ensure_indexes()
+            try:
+                doc.save(force_insert=True)
+            except NotUniqueError:
+                raise DuplicateSku(values.get("sku")) from None
+        return to_record(doc)
+
+    def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
+        oid = object_id(product_id)
+        if oid is None:
+            raise ProductNotFound(product_id)
+        selector: dict[str, Any] = {"id": oid}
+        if expected_version is not None:
+            selector["version"] = expected_version
+        changes = {f"set__{name}": value for name, value in values.items()}
+        with translate_db_errors():
+            self._ensure_indexes()
+            try:
+                doc = ProductDocument.objects(**selector).modify(
+                    new=True, inc__version=1, set__updated_at=utcnow_ms(), **changes
+                )
+            except NotUniqueError:
+                raise DuplicateSku(values.get("sku")) from None
+            if doc is None:
+                self._raise_missing_or_conflict(oid)
+        return to_record(doc)
+
+    def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
+        oid = object_id(product_id)
+        if oid is None:
+            raise ProductNotFound(product_id)
+        selector: dict[str, Any] = {"id": oid}
+        if expected_version is not None:
+            selector["version"] = expected_version
+        with translate_db_errors():
+            doc = ProductDocument.objects(**selector).modify(remove=True)
+            if doc is None:
+                self._raise_missing_or_conflict(oid)
+        return to_record(doc)
+
+    @staticmethod
+    def _raise_missing_or_conflict(oid: ObjectId) -> None:
+        current = ProductDocument.objects(id=oid).only("version").first()
+        if current is None:
+            raise ProductNotFound(str(oid))
+        raise VersionConflict(current.version)

@@ -1,0 +1,104 @@
+"""Plain data the product layers pass between them (no Flask, no Mongo, no Redis)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+SORT_FIELDS = ("price", "name", "created_at", "updated_at", "stock")
+
+
+class CacheStatus(StrEnum):
+    """How a read was served: from the cache, filled after a miss, or without the cache."""
+
+    HIT = "HIT"
+    MISS = "MISS"
+    BYPASS = "BYPASS"
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    """One product as stored. price_cents is exact integer money."""
+
+    id: str
+    sku: str
+    name: str
+    description: str
+    price_cents: int
+    currency: str
+    category: str
+    tags: tuple[str, ...]
+    stock: int
+    is_active: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the cache serializer."""
+        data = asdict(self)
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProductRecord:
+        """Inverse of to_dict (datetimes may arrive as ISO strings from the cache)."""
+        values = dict(data)
+        values["tags"] = tuple(values["tags"])
+        for name in ("created_at", "updated_at"):
+            if isinstance(values[name], str):
+                values[name] = datetime.fromisoformat(values[name].replace("Z", "+00:00"))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ProductQuery:
+    """Validated list/count filters, sort and page. Every field is already normalized."""
+
+    category: str | None = None
+    tag: str | None = None
+    min_price_cents: int | None = None
+    max_price_cents: int | None = None
+    in_stock: bool | None = None
+    is_active: bool | None = None
+    q: str | None = None
+    sort: str = "-created_at"
+    page: int = 1
+    page_size: int = 20
+
+    def filters(self) -> dict[str, Any]:
+        """Only the filter part (what a count depends on), without None values."""
+        keys = ("category", "tag", "min_price_cents", "max_price_cents", "in_stock", "is_active", "q")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def normalized(self) -> dict[str, Any]:
+        """Filters plus sort and page: what a list result depends on (used for cache keys)."""
+        return {**self.filters(), "sort": self.sort, "page": self.page, "page_size": self.page_size}
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    """One page of a product list and the total matching the filters."""
+
+    items: list[ProductRecord]
+    total: int
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """A read result and how it was served."""
+
+    value: T
+    source: CacheStatus = CacheStatus.BYPASS
+
+
+@dataclass(frozen=True)
+class CategoryCount:
+    """A category and how many products it holds."""
+
+    category: str
+    count: int

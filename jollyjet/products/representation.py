@@ -1,0 +1,80 @@
+"""Conversions between the API's shapes and the product records. One place for money maths."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from jollyjet.products.record import ProductQuery, ProductRecord
+
+
+def cents(amount: Decimal) -> int:
+    """Exact decimal (≤ 2 places, validated) → integer cents."""
+    return int(amount * 100)
+
+
+def money(cents_value: int) -> str:
+    """Integer cents → "12.34"."""
+    sign = "-" if cents_value < 0 else ""
+    whole, part = divmod(abs(cents_value), 100)
+    return f"{sign}{whole}.{part:02d}"
+
+
+def product_to_api(record: ProductRecord) -> dict[str, Any]:
+    """The JSON body of one product (built by hand: it is on the hot path of every read)."""
+    return {
+        "id": record.id,
+        "sku": record.sku,
+        "name": record.name,
+        "description": record.description,
+        "price": money(record.price_cents),
+        "currency": record.currency,
+        "category": record.category,
+        "tags": list(record.tags),
+        "stock": record.stock,
+        "is_active": record.is_active,
+        "version": record.version,
+        "created_at": record.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "updated_at": record.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+def values_from_input(data: dict[str, Any]) -> dict[str, Any]:
+    """Validated request body → document field values."""
+    values = dict(data)
+    if "price" in values:
+        values["price_cents"] = cents(values.pop("price"))
+    if "tags" in values:
+        # Order-preserving de-duplication: a tag listed twice means nothing more.
+        values["tags"] = list(dict.fromkeys(values["tags"]))
+    return values
+
+
+def query_from_args(args: dict[str, Any]) -> ProductQuery:
+    """Validated query string → ProductQuery (money in cents, text trimmed)."""
+    return ProductQuery(
+        category=args.get("category"),
+        tag=args.get("tag"),
+        min_price_cents=cents(args["min_price"]) if "min_price" in args else None,
+        max_price_cents=cents(args["max_price"]) if "max_price" in args else None,
+        in_stock=args.get("in_stock"),
+        is_active=args.get("is_active"),
+        q=args["q"].strip() or None if "q" in args else None,
+        sort=args.get("sort", "-created_at"),
+        page=args.get("page", 1),
+        page_size=args.get("page_size", 20),
+    )
+
+
+def etag(version: int) -> str:
+    """Strong ETag for a product version."""
+    return f'"v{version}"'
+
+
+def versions_from_etags(tags: list[str]) -> set[int]:
+    """Versions named by If-Match/If-None-Match entity tags (others are ignored)."""
+    found = set()
+    for tag in tags:
+        if tag.startswith("v") and tag[1:].isdigit() and len(tag) < 20:
+            found.add(int(tag[1:]))
+    return found

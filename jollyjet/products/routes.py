@@ -1,0 +1,171 @@
+"""Product endpoints under /api/v1. Handlers parse, authorize and call the service."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from flask import Response, current_app, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from jollyjet.auth import require_token
+from jollyjet.products.record import CacheStatus, ProductRecord
+from jollyjet.products.repository import VersionConflict
+from jollyjet.products.representation import (
+    etag,
+    product_to_api,
+    query_from_args,
+    values_from_input,
+    versions_from_etags,
+)
+from jollyjet.products.schemas import (
+    CategorySchema,
+    CountSchema,
+    ProductFilterSchema,
+    ProductInputSchema,
+    ProductListQuerySchema,
+    ProductPatchSchema,
+    ProductSchema,
+)
+from jollyjet.products.service import ProductService
+
+blp = Blueprint("products", __name__, url_prefix="/api/v1", description="Product catalog")
+WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+def _service() -> ProductService:
+    services = current_app.extensions["jollyjet"]
+    return services.products
+
+
+def _json(body: Any, status: int = 200, source: CacheStatus | None = None) -> Response:
+    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    if source is not None:
+        response.headers["X-Cache"] = source.value
+    return response
+
+
+def _product_response(record: ProductRecord, status: int = 200, source: CacheStatus | None = None) -> Response:
+    response = _json(product_to_api(record), status, source)
+    response.headers["ETag"] = etag(record.version)
+    return response
+
+
+def _expected_version(product_id: str) -> int | None:
+    """The version If-Match requires, None without a precondition; raises VersionConflict."""
+    if not request.headers.get("If-Match"):
+        return None
+    if_match = request.if_match
+    if if_match.star_tag:
+        return None
+    versions = versions_from_etags(list(if_match.as_set()))
+    if len(versions) == 1:
+        return versions.pop()
+    current = _service().get(product_id).value.version
+    if current in versions:
+        return current  # still conditional: the write only lands at this version
+    raise VersionConflict(current)
+
+
+@blp.route("/products")
+class Products(MethodView):
+    @blp.arguments(ProductListQuerySchema, location="query", as_kwargs=False)
+    @blp.response(200, ProductSchema(many=True), headers={"X-Pagination": {"schema": {"type": "string"}}})
+    def get(self, args: dict[str, Any]) -> Response:
+        """List products with filters, sorting and pagination."""
+        query = query_from_args(args)
+        read = _service().list_page(query)
+        response = _json([product_to_api(r) for r in read.value.items], source=read.source)
+        response.headers["X-Pagination"] = json.dumps(_pagination(read.value.total, query.page, query.page_size))
+        return response
+
+    @require_token  # outermost: authenticate before parsing the body
+    @blp.arguments(ProductInputSchema)
+    @blp.response(201, ProductSchema)
+    @blp.alt_response(409, description="Duplicate sku")
+    @blp.doc(security=WRITE_SECURITY)
+    def post(self, data: dict[str, Any]) -> Response:
+        """Create a product."""
+        record = _service().create(values_from_input(data))
+        response = _product_response(record, 201)
+        response.headers["Location"] = url_for("products.Product", product_id=record.id)
+        return response
+
+
+@blp.route("/products/count")
+class ProductCount(MethodView):
+    @blp.arguments(ProductFilterSchema, location="query")
+    @blp.response(200, CountSchema)
+    def get(self, args: dict[str, Any]) -> Response:
+        """Count products matching the filters."""
+        read = _service().count(query_from_args(args))
+        return _json({"count": read.value}, source=read.source)
+
+
+@blp.route("/products/<string:product_id>")
+class Product(MethodView):
+    @blp.response(200, ProductSchema)
+    @blp.alt_response(304, description="Not modified (If-None-Match)")
+    @blp.alt_response(404, description="Unknown or malformed id")
+    def get(self, product_id: str) -> Response:
+        """Get one product; ETag/If-None-Match supported."""
+        read = _service().get(product_id)
+        if read.value.version in versions_from_etags(list(request.if_none_match.as_set())):
+            response = Response(status=304)
+            response.headers["ETag"] = etag(read.value.version)
+            response.headers["X-Cache"] = read.source.value
+            return response
+        return _product_response(read.value, source=read.source)
+
+    @require_token  # outermost: authenticate before parsing the body
+    @blp.arguments(ProductInputSchema)
+    @blp.response(200, ProductSchema)
+    @blp.alt_response(412, description="If-Match does not match the current version")
+    @blp.doc(security=WRITE_SECURITY)
+    def put(self, data: dict[str, Any], product_id: str) -> Response:
+        """Replace a product's fields (If-Match makes it conditional)."""
+        record = _service().update(product_id, values_from_input(data), _expected_version(product_id))
+        return _product_response(record)
+
+    @require_token  # outermost: authenticate before parsing the body
+    @blp.arguments(ProductPatchSchema(partial=True))
+    @blp.response(200, ProductSchema)
+    @blp.alt_response(412, description="If-Match does not match the current version")
+    @blp.doc(security=WRITE_SECURITY)
+    def patch(self, data: dict[str, Any], product_id: str) -> Response:
+        """Change some of a product's fields (If-Match makes it conditional)."""
+        record = _service().update(product_id, values_from_input(data), _expected_version(product_id))
+        return _product_response(record)
+
+    @require_token  # outermost: authenticate before parsing the body
+    @blp.response(204)
+    @blp.alt_response(412, description="If-Match does not match the current version")
+    @blp.doc(security=WRITE_SECURITY)
+    def delete(self, product_id: str) -> Response:
+        """Delete a product."""
+        _service().delete(product_id, _expected_version(product_id))
+        return Response(status=204)
+
+
+@blp.route("/categories")
+class Categories(MethodView):
+    @blp.response(200, CategorySchema(many=True))
+    def get(self) -> Response:
+        """Categories with their product counts."""
+        read = _service().categories()
+        return _json([{"category": r.category, "count": r.count} for r in read.value], source=read.source)
+
+
+def _pagination(total: int, page: int, page_size: int) -> dict[str, int]:
+    """flask-smorest's X-Pagination header fields."""
+    info = {"total": total, "total_pages": 0, "page": page}
+    if total:
+        last = (total - 1) // page_size + 1
+        info.update(total_pages=last, first_page=1, last_page=last)
+        if page > 1:
+            info["previous_page"] = min(page - 1, last)
+        if page < last:
+            info["next_page"] = page + 1
+    return info

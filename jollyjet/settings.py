@@ -1,0 +1,150 @@
+"""Settings from environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TESTING = "testing"
+    PRODUCTION = "production"
+
+
+class RedisTopology(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _env(name: str) -> Any:
+    """Field bound to exactly one environment variable name."""
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    env: Environment = Field(Environment.DEVELOPMENT, validation_alias=_env("JOLLYJET_ENV"))
+    mongodb_uri: str = Field(EMBEDDED_MONGODB_URI, validation_alias=_env("MONGODB_URI"))
+    mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_env("JOLLYJET_MONGODB_TIMEOUT_MS"))
+    # None means "embedded fakeredis" and is only allowed outside production.
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    redis_topology: RedisTopology = Field(RedisTopology.STANDALONE, validation_alias=_env("JOLLYJET_REDIS_TOPOLOGY"))
+    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
+    redis_connect_timeout_ms: int = Field(
+        100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
+    )
+    redis_retries: int = Field(1, ge=0, le=5, validation_alias=_env("JOLLYJET_REDIS_RETRIES"))
+    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_POOL_SIZE"))
+    redis_pool_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_POOL_TIMEOUT_MS"))
+    redis_health_check_interval_s: int = Field(
+        15, ge=0, le=3600, validation_alias=_env("JOLLYJET_REDIS_HEALTH_CHECK_INTERVAL_S")
+    )
+
+    cache_enabled: bool = Field(True, validation_alias=_env("JOLLYJET_CACHE_ENABLED"))
+    cache_key_prefix: str = Field(
+        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_env("JOLLYJET_CACHE_KEY_PREFIX")
+    )
+    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_env("JOLLYJET_CACHE_PRODUCT_TTL_S"))
+    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_env("JOLLYJET_CACHE_LIST_TTL_S"))
+    cache_ttl_jitter: float = Field(0.1, ge=0.0, le=0.5, validation_alias=_env("JOLLYJET_CACHE_TTL_JITTER"))
+    cache_tombstone_ttl_s: int = Field(60, ge=1, le=86400, validation_alias=_env("JOLLYJET_CACHE_TOMBSTONE_TTL_S"))
+    cache_lease_ttl_ms: int = Field(2000, ge=10, le=60000, validation_alias=_env("JOLLYJET_CACHE_LEASE_TTL_MS"))
+    cache_fill_wait_ms: int = Field(50, ge=0, le=5000, validation_alias=_env("JOLLYJET_CACHE_FILL_WAIT_MS"))
+    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_env("JOLLYJET_BREAKER_FAILURES"))
+    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_env("JOLLYJET_BREAKER_COOLDOWN_S"))
+
+    api_tokens_raw: str = Field("", validation_alias=_env("JOLLYJET_API_TOKENS"), repr=False)
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_env("JOLLYJET_MAX_BODY_BYTES")
+    )
+    max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_env("JOLLYJET_MAX_PAGE_SIZE"))
+    max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_env("JOLLYJET_MAX_PAGE"))
+    seed_demo_data: bool = Field(False, validation_alias=_env("JOLLYJET_SEED_DEMO_DATA"))
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_env("JOLLYJET_LOG_LEVEL"))
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _known_mongo_scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+            raise ValueError("must start with mongodb://, mongodb+srv:// or mongomock://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_topology")
+    @classmethod
+    def _topology_supported(cls, value: RedisTopology) -> RedisTopology:
+        # Sentinel and Cluster need their own client classes and discovery settings;
+        # they are wired in the reliability issue. Refuse rather than silently
+        # talking to one node as if it were standalone.
+        if value is not RedisTopology.STANDALONE:
+            raise ValueError(f"topology {value.value!r} is not supported yet; use 'standalone'")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_servers(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if self.mongodb_uri.startswith("mongomock://"):
+                raise ValueError("MONGODB_URI: production needs a real MongoDB URI, not mongomock://")
+            if self.redis_url is None and self.cache_enabled:
+                raise ValueError("REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)")
+            if not self.api_tokens:
+                raise ValueError("JOLLYJET_API_TOKENS: production needs at least one API token")
+            if any(len(t) < 16 for t in self.api_tokens):
+                raise ValueError("JOLLYJET_API_TOKENS: production tokens must be at least 16 characters")
+        return self
+
+    @property
+    def api_tokens(self) -> tuple[str, ...]:
+        """Tokens accepted for writes (comma-separated in JOLLYJET_API_TOKENS)."""
+        return tuple(t.strip() for t in self.api_tokens_raw.split(",") if t.strip())
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when no REDIS_URL is set and an in-process fakeredis stands in."""
+        return self.redis_url is None
+
+    @property
+    def embedded_mongo(self) -> bool:
+        """True when MongoDB is the in-process mongomock store."""
+        return self.mongodb_uri.startswith("mongomock://")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "settings"
+        field = Settings.model_fields.get(loc)
+        alias = field.validation_alias if field else None
+        name = alias.choices[0] if isinstance(alias, AliasChoices) else loc
+        lines.append(f"{name}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (plus explicit overrides) or raise SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None

@@ -1,0 +1,1 @@
+"""Celery application and background jobs (see docs/background-jobs.md)."""

@@ -1,0 +1,26 @@
+"""Product payloads for tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+_counter = itertools.count(1)
+
+
+def product_payload(**overrides: Any) -> dict[str, Any]:
+    """A valid POST body with a unique sku; overrides replace fields."""
+    n = next(_counter)
+    payload: dict[str, Any] = {
+        "sku": f"SKU-{n:06d}",
+        "name": f"Test product {n}",
+        "description": "A product made by the test factory.",
+        "price": "19.99",
+        "currency": "USD",
+        "category": "testing",
+        "tags": ["test"],
+        "stock": 5,
+        "is_active": True,
+    }
+    payload.update(overrides)
+    return payload

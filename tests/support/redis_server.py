@@ -1,0 +1,81 @@
+"""A real redis-server on a free port, started and stopped by the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process; stop() and start() keep the port (and, with persist=True, the data)."""
+
+    def __init__(self, persist: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (scripts/test installs it)")
+        self.binary = binary
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="jj-redis-"))
+        self.persist = persist
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A plain client for test assertions (not the app's)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def start(self) -> None:
+        """Start (or restart) on the same port; waits until it answers PING."""
+        save = ["--save", "", "--appendonly", "no"]
+        if self.persist:
+            # An RDB snapshot written at shutdown lets a restart come back with its old (stale) data.
+            save = ["--save", "3600 1", "--appendonly", "no", "--dbfilename", "dump.rdb"]
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), *save],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        """Shut down (saving first when persist=True) and wait for the process to exit."""
+        if self.process is None:
+            return
+        # SHUTDOWN closes the connection under the client: that "error" is expected.
+        with contextlib.suppress(redis.RedisError):
+            self.client().shutdown(save=self.persist, nosave=not self.persist)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        """Stop and remove the data directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
