@@ -14,12 +14,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from jollyjet.cache import serialization
 from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
 from jollyjet.cache.events import CacheEvents
-from jollyjet.cache.keys import CacheKeys, ProductKeys
+from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.products.mongo_repository import object_id
@@ -35,7 +35,9 @@ from jollyjet.products.repository import ProductRepository
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_POLL_S = 0.002
+R = TypeVar("R")
+_FIRST_POLL_S = 0.001
+_MAX_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class CachePolicy:
     list_ttl_s: int = 300
     tombstone_ttl_s: int = 60
     lease_ttl_ms: int = 2000
-    fill_wait_ms: int = 50
+    fill_wait_ms: int = 250
 
 
 def encode_record(record: ProductRecord) -> bytes:
@@ -59,13 +61,52 @@ def decode_record(data: bytes) -> ProductRecord:
     return ProductRecord.from_dict(serialization.loads(data))
 
 
-def _encode_page(page: ProductPage) -> bytes:
-    return serialization.dumps({"items": [r.to_dict() for r in page.items], "total": page.total})
+@dataclass(frozen=True)
+class _Codec(Generic[T]):
+    encode: Callable[[T], bytes]
+    decode: Callable[[bytes], T]
 
 
-def _decode_page(data: bytes) -> ProductPage:
-    raw = serialization.loads(data)
+_PAGE_CODEC: _Codec[ProductPage] = _Codec(
+    encode=lambda page: serialization.dumps({"items": [r.to_dict() for r in page.items], "total": page.total}),
+    decode=lambda data: _page_from(serialization.loads(data)),
+)
+_COUNT_CODEC: _Codec[int] = _Codec(encode=serialization.dumps, decode=lambda data: int(serialization.loads(data)))
+
+
+def _page_from(raw: dict[str, Any]) -> ProductPage:
     return ProductPage(items=[ProductRecord.from_dict(r) for r in raw["items"]], total=raw["total"])
+
+
+def _decode_entry(entry: VersionedEntry) -> ProductRecord | None:
+    # A tombstone decodes to None: the product was deleted moments ago.
+    return None if entry.payload is None else decode_record(entry.payload)
+
+
+_ABSENT: Any = object()
+_DECODE_ERRORS = (serialization.SerializationError, KeyError, TypeError, ValueError)
+
+
+@dataclass(frozen=True)
+class _Slot(Generic[R, T]):
+    """How to look up, decode, compute and fill one cached value (a product, a page, a count)."""
+
+    kind: str
+    lookup: Callable[[], R | None]
+    decode: Callable[[R], T]
+    lock_key: str
+    compute: Callable[[], T]
+    fill: Callable[[str, T], bool]
+
+    def decoded(self, raw: R | None) -> T:
+        """The cached value, or _ABSENT for nothing cached or undecodable bytes (treated as a miss)."""
+        if raw is None:
+            return _ABSENT
+        try:
+            return self.decode(raw)
+        except _DECODE_ERRORS:
+            log.warning("undecodable %s cache entry; treating it as a miss", self.kind)
+            return _ABSENT
 
 
 class CachedProductRepository:
@@ -89,134 +130,106 @@ class CachedProductRepository:
         self.repairs = repairs
         self.events = events
 
-    # --- single product ---------------------------------------------------------
+    # --- reads ------------------------------------------------------------------------
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         if object_id(product_id) is None:
             return Read(None, CacheStatus.BYPASS)
         keys = self.keys.product(product_id)
-        try:
-            entry = self.cache.get_versioned(keys.entry)
-        except CacheError:
-            return Read(self._db_get(product_id), self._bypass("product"))
-        if entry is not None:
-            cached = self._decode_entry(entry)
-            if cached is not _UNDECODABLE:
-                self.events.emit("hit", "product")
-                return Read(cached, CacheStatus.HIT)  # type: ignore[arg-type]
-        self.events.emit("miss", "product")
-        return self._fill_product(product_id, keys)
 
-    def _decode_entry(self, entry: VersionedEntry) -> ProductRecord | object | None:
-        if entry.payload is None:
-            return None  # tombstone: deleted moments ago
-        try:
-            return decode_record(entry.payload)
-        except (serialization.SerializationError, KeyError, TypeError, ValueError):
-            log.warning("undecodable product cache entry; treating as a miss")
-            return _UNDECODABLE
-
-    def _fill_product(self, product_id: str, keys: ProductKeys) -> Read[ProductRecord | None]:
-        try:
-            token = self.cache.acquire_lease(keys.lease, self.policy.lease_ttl_ms)
-        except CacheError:
-            return Read(self._db_get(product_id), self._bypass("product"))
-        if token is None:
-            # Another request holds the lease and is reading the database: wait for its fill.
-            entry = self._wait(lambda: self.cache.get_versioned(keys.entry))
-            if entry is not None:
-                cached = self._decode_entry(entry)
-                if cached is not _UNDECODABLE:
-                    self.events.emit("wait_hit", "product")
-                    return Read(cached, CacheStatus.HIT)  # type: ignore[arg-type]
-            return Read(self._db_get(product_id), CacheStatus.MISS)
-        record = self._db_get(product_id)
-        try:
+        def fill(token: str, record: ProductRecord | None) -> bool:
             if record is None:
-                self.cache.release_lock(keys.lease, token)
-            else:
-                landed = self.cache.fill_versioned(
-                    keys.entry, keys.lease, token, encode_record(record), record.version, self._product_ttl()
-                )
-                self.events.emit("fill" if landed else "fill_rejected", "product")
-        except CacheError:
-            pass  # the read is served; the next read retries the fill
-        return Read(record, CacheStatus.MISS)
+                return False  # unknown ids are not cached
+            payload = encode_record(record)
+            return self.cache.fill_versioned(
+                keys.entry, keys.lease, token, payload, record.version, self._product_ttl()
+            )
 
-    def _db_get(self, product_id: str) -> ProductRecord | None:
-        self.events.emit("db_read", "product")
-        return self.inner.get(product_id).value
-
-    # --- lists, counts, categories ------------------------------------------------
-    def list_page(self, query: ProductQuery) -> Read[ProductPage]:
-        return self._cached_result(
-            "list", query.normalized(), lambda: self.inner.list_page(query).value, _encode_page, _decode_page
+        return self._read_through(
+            _Slot(
+                kind="product",
+                lookup=lambda: self.cache.get_versioned(keys.entry),
+                decode=_decode_entry,
+                lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
+                compute=lambda: self.inner.get(product_id).value,
+                fill=fill,
+            )
         )
+
+    def list_page(self, query: ProductQuery) -> Read[ProductPage]:
+        return self._generational("list", query.normalized(), lambda: self.inner.list_page(query).value, _PAGE_CODEC)
 
     def count(self, query: ProductQuery) -> Read[int]:
-        return self._cached_result(
-            "count", query.filters(), lambda: self.inner.count(query).value, serialization.dumps, serialization.loads
-        )
+        return self._generational("count", query.filters(), lambda: self.inner.count(query).value, _COUNT_CODEC)
 
     def categories(self) -> Read[list[CategoryCount]]:
         # Memoized one level up with Flask-Caching (products/category_memo.py).
         self.events.emit("db_read", "categories")
         return self.inner.categories()
 
-    def _cached_result(
-        self,
-        kind: str,
-        normalized: dict[str, Any],
-        compute: Callable[[], T],
-        encode: Callable[[T], bytes],
-        decode: Callable[[bytes], T],
+    def _generational(
+        self, kind: str, normalized: dict[str, Any], compute: Callable[[], T], codec: _Codec[T]
     ) -> Read[T]:
-        def from_db() -> T:
-            self.events.emit("db_read", kind)
-            return compute()
-
         try:
             generation = self.cache.get_generation(self.keys.generation)
-            key = self.keys.query_result(kind, generation, normalized)
-            raw = self.cache.get(key)
         except CacheError:
-            return Read(from_db(), self._bypass(kind))
-        if raw is not None:
-            try:
-                value = decode(raw)
-            except (serialization.SerializationError, KeyError, TypeError, ValueError):
-                log.warning("undecodable %s cache entry; treating as a miss", kind)
-            else:
-                self.events.emit("hit", kind)
-                return Read(value, CacheStatus.HIT)
-        self.events.emit("miss", kind)
-        lock_key = self.keys.fill_lock(key)
+            return Read(self._from_db(kind, compute), self._bypass(kind))
+        key = self.keys.query_result(kind, generation, normalized)
+
+        def fill(_token: str, value: T) -> bool:
+            ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
+            return self.cache.fill_generational(self.keys.generation, generation, key, codec.encode(value), ttl_s)
+
+        return self._read_through(
+            _Slot(
+                kind=kind,
+                lookup=lambda: self.cache.get(key),
+                decode=codec.decode,
+                lock_key=self.keys.fill_lock(key),
+                compute=compute,
+                fill=fill,
+            )
+        )
+
+    def _read_through(self, slot: _Slot[R, T]) -> Read[T]:
+        """Cache-aside read with single flight: one caller fills, concurrent callers wait for it."""
         try:
-            token = self.cache.acquire_lock(lock_key, self.policy.lease_ttl_ms)
+            found = slot.decoded(slot.lookup())
         except CacheError:
-            return Read(from_db(), self._bypass(kind))
+            return Read(self._from_db(slot.kind, slot.compute), self._bypass(slot.kind))
+        if found is not _ABSENT:
+            self.events.emit("hit", slot.kind)
+            return Read(found, CacheStatus.HIT)
+        self.events.emit("miss", slot.kind)
+        try:
+            token = self.cache.acquire_lock(slot.lock_key, self.policy.lease_ttl_ms)
+        except CacheError:
+            return Read(self._from_db(slot.kind, slot.compute), self._bypass(slot.kind))
         if token is None:
-            raw = self._wait(lambda: self.cache.get(key))
-            if raw is not None:
-                try:
-                    value = decode(raw)
-                except (serialization.SerializationError, KeyError, TypeError, ValueError):
-                    pass
-                else:
-                    self.events.emit("wait_hit", kind)
-                    return Read(value, CacheStatus.HIT)
-            return Read(from_db(), CacheStatus.MISS)
+            # Another request is reading the database for this key: wait briefly for its fill.
+            found = slot.decoded(self._wait(slot.lookup))
+            if found is not _ABSENT:
+                self.events.emit("wait_hit", slot.kind)
+                return Read(found, CacheStatus.HIT)
+            return Read(self._from_db(slot.kind, slot.compute), CacheStatus.MISS)
         try:
-            value = from_db()
-            try:
-                ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
-                landed = self.cache.fill_generational(self.keys.generation, generation, key, encode(value), ttl_s)
-                self.events.emit("fill" if landed else "fill_rejected", kind)
-            except CacheError:
-                pass
+            # A filler may have finished between our miss and our lock: look once more.
+            with contextlib.suppress(CacheError):
+                found = slot.decoded(slot.lookup())
+            if found is not _ABSENT:
+                self.events.emit("wait_hit", slot.kind)
+                return Read(found, CacheStatus.HIT)
+            value = self._from_db(slot.kind, slot.compute)
+            with contextlib.suppress(CacheError):  # the read is served; a later read fills
+                if value is not None:
+                    self.events.emit("fill" if slot.fill(token, value) else "fill_rejected", slot.kind)
+            return Read(value, CacheStatus.MISS)
         finally:
-            with contextlib.suppress(CacheError):  # the lock expires by itself
-                self.cache.release_lock(lock_key, token)
-        return Read(value, CacheStatus.MISS)
+            with contextlib.suppress(CacheError):  # it expires by itself
+                self.cache.release_lock(slot.lock_key, token)
+
+    def _from_db(self, kind: str, compute: Callable[[], T]) -> T:
+        self.events.emit("db_read", kind)
+        return compute()
 
     # --- writes ---------------------------------------------------------------------
     def create(self, values: dict[str, Any]) -> ProductRecord:
@@ -273,8 +286,11 @@ class CachedProductRepository:
     def _wait(self, probe: Callable[[], T | None]) -> T | None:
         """Poll probe until it returns a value or fill_wait_ms passes; cache errors end the wait."""
         deadline = time.monotonic() + self.policy.fill_wait_ms / 1000
+        pause = _FIRST_POLL_S
         while time.monotonic() < deadline:
-            time.sleep(_POLL_S)
+            time.sleep(pause)
+            # Back off so that many waiters on one hot key do not hammer Redis.
+            pause = min(pause * 2, _MAX_POLL_S)
             try:
                 value = probe()
             except CacheError:
@@ -282,6 +298,3 @@ class CachedProductRepository:
             if value is not None:
                 return value
         return None
-
-
-_UNDECODABLE = object()

@@ -1,0 +1,167 @@
+"""One contract, three backends: the in-memory one, redis-py on fakeredis, and redis-py on a real redis-server.
+
+The cached repository relies on these semantics (version guard, leases,
+tombstones, generations, locks); every implementation must give the same answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+
+from jollyjet.cache.backend import CacheBackend, VersionedEntry
+from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.memory_backend import MemoryCacheBackend
+from jollyjet.cache.redis_backend import RedisCacheBackend
+from tests.support.redis_server import RedisServer
+
+PID = "0123456789abcdef01234567"
+
+
+@pytest.fixture(params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+def backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
+    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=1)
+    if request.param == "memory":
+        yield MemoryCacheBackend()
+    elif request.param == "fakeredis":
+        yield RedisCacheBackend(fakeredis.FakeRedis(server=fakeredis.FakeServer()), breaker)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = server.client()
+        yield RedisCacheBackend(client, breaker)
+
+
+@pytest.fixture
+def keys() -> CacheKeys:
+    return CacheKeys(f"c{uuid.uuid4().hex[:10]}")
+
+
+def test_plain_get_set_delete_exists(backend: CacheBackend, keys: CacheKeys) -> None:
+    key = f"{keys.root}:plain"
+    assert backend.get(key) is None and not backend.exists(key)
+    backend.set(key, b"value", ttl_s=60)
+    assert backend.get(key) == b"value" and backend.exists(key)
+    ttl = backend.ttl(key)
+    assert ttl is not None and 0 < ttl <= 60
+    assert backend.delete(key, f"{keys.root}:absent") == 1
+    assert backend.get(key) is None and backend.ttl(key) is None
+
+
+def test_get_many_and_set_many(backend: CacheBackend, keys: CacheKeys) -> None:
+    items = {f"{keys.root}:m{i}": f"v{i}".encode() for i in range(5)}
+    backend.set_many(items, ttl_s=60)
+    names = [*items, f"{keys.root}:missing"]
+    assert backend.get_many(names) == [*items.values(), None]
+    assert backend.get_many([]) == []
+
+
+def test_scan_finds_only_matching_keys_in_batches(backend: CacheBackend, keys: CacheKeys) -> None:
+    for i in range(25):
+        backend.set(f"{keys.root}:scan:{i}", b"x", ttl_s=60)
+    backend.set(f"{keys.root}:other", b"x", ttl_s=60)
+    found = [k for batch in backend.scan(f"{keys.root}:scan:*", batch_size=10) for k in batch]
+    assert sorted(found) == sorted(f"{keys.root}:scan:{i}" for i in range(25))
+
+
+def test_version_guard_refuses_older_versions(backend: CacheBackend, keys: CacheKeys) -> None:
+    pk = keys.product(PID)
+    assert backend.set_versioned(pk.entry, pk.lease, b"v3", 3, 60)
+    assert not backend.set_versioned(pk.entry, pk.lease, b"v2", 2, 60)
+    assert backend.get_versioned(pk.entry) == VersionedEntry(3, b"v3")
+    # The same version may be rewritten (a repair of content drift), a newer one always.
+    assert backend.set_versioned(pk.entry, pk.lease, b"v3-fixed", 3, 60)
+    assert backend.set_versioned(pk.entry, pk.lease, b"v4", 4, 60)
+    assert backend.get_versioned(pk.entry) == VersionedEntry(4, b"v4")
+
+
+def test_fill_lands_only_with_a_live_lease(backend: CacheBackend, keys: CacheKeys) -> None:
+    pk = keys.product(PID)
+    token = backend.acquire_lease(pk.lease, 5000)
+    assert token is not None
+    assert backend.acquire_lease(pk.lease, 5000) is None  # one filler at a time
+    assert not backend.fill_versioned(pk.entry, pk.lease, "not-the-token", b"x", 1, 60)
+    assert backend.fill_versioned(pk.entry, pk.lease, token, b"v1", 1, 60)
+    assert backend.get_versioned(pk.entry) == VersionedEntry(1, b"v1")
+    # The lease is consumed by the fill: the same token cannot fill twice.
+    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v1", 1, 60)
+
+
+def test_write_revokes_outstanding_leases(backend: CacheBackend, keys: CacheKeys) -> None:
+    pk = keys.product(PID)
+    token = backend.acquire_lease(pk.lease, 5000)
+    assert token is not None
+    backend.set_versioned(pk.entry, pk.lease, b"v2", 2, 60)
+    backend.delete(pk.entry)  # the newer value is evicted or expires
+    # The slow reader that read version 1 before the write must not resurrect it.
+    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v1", 1, 60)
+    assert backend.get_versioned(pk.entry) is None
+
+
+def test_fill_never_replaces_a_newer_entry(backend: CacheBackend, keys: CacheKeys) -> None:
+    pk = keys.product(PID)
+    backend.set_versioned(pk.entry, pk.lease, b"v5", 5, 60)
+    token = backend.acquire_lease(pk.lease, 5000)
+    assert token is not None
+    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v4", 4, 60)
+    assert backend.get_versioned(pk.entry) == VersionedEntry(5, b"v5")
+
+
+def test_tombstone_blocks_late_fills_and_expires(backend: CacheBackend, keys: CacheKeys) -> None:
+    pk = keys.product(PID)
+    token = backend.acquire_lease(pk.lease, 5000)
+    assert token is not None
+    assert backend.tombstone(pk.entry, pk.lease, 4, ttl_s=30)  # deleted at version 3
+    entry = backend.get_versioned(pk.entry)
+    assert entry is not None and entry.is_tombstone and entry.version == 4
+    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v3", 3, 60)
+    assert not backend.set_versioned(pk.entry, pk.lease, b"v3", 3, 60)
+    ttl = backend.ttl(pk.entry)
+    assert ttl is not None and 0 < ttl <= 30
+
+
+def test_get_versioned_many(backend: CacheBackend, keys: CacheKeys) -> None:
+    a, b = keys.product("a" * 24), keys.product("b" * 24)
+    backend.set_versioned(a.entry, a.lease, b"A", 1, 60)
+    backend.tombstone(b.entry, b.lease, 2, 60)
+    got = backend.get_versioned_many([a.entry, b.entry, keys.product("c" * 24).entry])
+    assert got == [VersionedEntry(1, b"A"), VersionedEntry(2, None), None]
+
+
+def test_generations_start_high_and_increase(backend: CacheBackend, keys: CacheKeys) -> None:
+    first = backend.get_generation(keys.generation)
+    assert first > 10**15  # seeded from the clock in microseconds
+    assert backend.get_generation(keys.generation) == first
+    assert backend.bump_generation(keys.generation) == first + 1
+    backend.delete(keys.generation)  # lost (evicted, flushed): restarts above every old value
+    assert backend.get_generation(keys.generation) > first + 1
+
+
+def test_generational_fill_requires_the_current_generation(backend: CacheBackend, keys: CacheKeys) -> None:
+    gen = backend.get_generation(keys.generation)
+    key = keys.query_result("list", gen, {"page": 1})
+    assert backend.fill_generational(keys.generation, gen, key, b"page", 60)
+    assert backend.get(key) == b"page"
+    newer = backend.bump_generation(keys.generation)
+    stale_key = keys.query_result("list", gen, {"page": 2})
+    assert not backend.fill_generational(keys.generation, gen, stale_key, b"old", 60)
+    assert backend.get(stale_key) is None
+    assert keys.query_result("list", newer, {"page": 1}) != key
+
+
+def test_locks_are_exclusive_and_released_only_by_their_owner(backend: CacheBackend, keys: CacheKeys) -> None:
+    lock = f"{keys.root}:lock"
+    token = backend.acquire_lock(lock, 5000)
+    assert token is not None
+    assert backend.acquire_lock(lock, 5000) is None
+    backend.release_lock(lock, "someone-else")
+    assert backend.acquire_lock(lock, 5000) is None
+    backend.release_lock(lock, token)
+    assert backend.acquire_lock(lock, 5000) is not None
+
+
+def test_ping(backend: CacheBackend) -> None:
+    assert backend.ping()
