@@ -44,7 +44,9 @@ def build_stack(cache: CacheBackend | None = None, fill_wait_ms: int = 2000, del
     backend = cache or MemoryCacheBackend()
     keys = CacheKeys("unit")
     events = EventCounter()
-    policy = CachePolicy(product_ttl_s=600, list_ttl_s=60, tombstone_ttl_s=30, lease_ttl_ms=5000, fill_wait_ms=fill_wait_ms)
+    policy = CachePolicy(
+        product_ttl_s=600, list_ttl_s=60, tombstone_ttl_s=30, lease_ttl_ms=5000, fill_wait_ms=fill_wait_ms
+    )
     repo = CachedProductRepository(slow, backend, keys, TtlPolicy(0.1), policy, RepairLog(), events)  # type: ignore[arg-type]
     return Stack(mongo, slow, backend, repo, keys, events)  # type: ignore[arg-type]
 
@@ -56,8 +58,15 @@ def stack() -> Iterator[Stack]:
 
 def values(sku: str = "SKU-1", **extra: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "sku": sku, "name": "Lamp", "description": "", "price_cents": 1999, "currency": "USD",
-        "category": "home", "tags": ["light"], "stock": 3, "is_active": True,
+        "sku": sku,
+        "name": "Lamp",
+        "description": "",
+        "price_cents": 1999,
+        "currency": "USD",
+        "category": "home",
+        "tags": ["light"],
+        "stock": 3,
+        "is_active": True,
     }
     base.update(extra)
     return base
