@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -71,10 +72,11 @@ def etag(version: int) -> str:
     return f'"v{version}"'
 
 
+# Exactly the tags etag() produces. str.isdigit() is not enough: it accepts "²",
+# which int() refuses, and "v01" is a different entity tag from "v1".
+_VERSION_TAG = re.compile(r"v([1-9][0-9]{0,17})")
+
+
 def versions_from_etags(tags: list[str]) -> set[int]:
     """Versions named by If-Match/If-None-Match entity tags (others are ignored)."""
-    found = set()
-    for tag in tags:
-        if tag.startswith("v") and tag[1:].isdigit() and len(tag) < 20:
-            found.add(int(tag[1:]))
-    return found
+    return {int(match.group(1)) for tag in tags if (match := _VERSION_TAG.fullmatch(tag))}

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from jollyjet.auth import require_token
 from jollyjet.products.record import CacheStatus, ProductRecord
@@ -30,8 +29,9 @@ from jollyjet.products.schemas import (
     ProductSchema,
 )
 from jollyjet.products.service import ProductService
+from jollyjet.request_parsing import ApiBlueprint
 
-blp = Blueprint("products", __name__, url_prefix="/api/v1", description="Product catalog")
+blp = ApiBlueprint("products", __name__, url_prefix="/api/v1", description="Product catalog")
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
@@ -51,6 +51,14 @@ def _product_response(record: ProductRecord, status: int = 200, source: CacheSta
     response = _json(product_to_api(record), status, source)
     response.headers["ETag"] = etag(record.version)
     return response
+
+
+def _not_modified(version: int) -> bool:
+    """If-None-Match names this version or is "*" (weak comparison, as RFC 9110 asks for GET)."""
+    if_none_match = request.if_none_match
+    if if_none_match.star_tag:
+        return True
+    return version in versions_from_etags(list(if_none_match.as_set(include_weak=True)))
 
 
 def _expected_version(product_id: str) -> int | None:
@@ -112,7 +120,7 @@ class Product(MethodView):
     def get(self, product_id: str) -> Response:
         """Get one product; ETag/If-None-Match supported."""
         read = _service().get(product_id)
-        if read.value.version in versions_from_etags(list(request.if_none_match.as_set())):
+        if _not_modified(read.value.version):
             response = Response(status=304)
             response.headers["ETag"] = etag(read.value.version)
             response.headers["X-Cache"] = read.source.value
@@ -159,13 +167,15 @@ class Categories(MethodView):
 
 
 def _pagination(total: int, page: int, page_size: int) -> dict[str, int]:
-    """flask-smorest's X-Pagination header fields."""
-    info = {"total": total, "total_pages": 0, "page": page}
+    """flask-smorest's X-Pagination header: page, previous and next only while page exists."""
+    info = {"total": total, "total_pages": 0}
     if total:
         last = (total - 1) // page_size + 1
         info.update(total_pages=last, first_page=1, last_page=last)
-        if page > 1:
-            info["previous_page"] = min(page - 1, last)
-        if page < last:
-            info["next_page"] = page + 1
+        if page <= last:
+            info["page"] = page
+            if page > 1:
+                info["previous_page"] = page - 1
+            if page < last:
+                info["next_page"] = page + 1
     return info

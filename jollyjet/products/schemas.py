@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import current_app
@@ -12,13 +13,42 @@ from jollyjet.products.record import SORT_FIELDS
 
 MAX_PRICE = Decimal("1000000000.00")
 MAX_STOCK = 1_000_000_000
-_TEXT = r"\S"  # at least one non-blank character
+# Regexp validators use re.match: anchored at the start only, and "$" also matches
+# before a trailing newline, so patterns end in \Z.
+_TEXT = validate.Regexp(r"\s*\S", error="must contain a non-blank character")
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 SORT_CHOICES = tuple(f"{sign}{name}" for name in SORT_FIELDS for sign in ("", "-"))
 
 
 def _money_ok(value: Decimal) -> None:
-    if value != value.quantize(Decimal("0.01")):
+    try:
+        exact = value == value.quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return  # too many digits to quantize: far beyond MAX_PRICE, which the Range validator reports
+    if not exact:
         raise ValidationError("must have at most two decimal places")
+
+
+class Money(fields.Decimal):
+    """Exact money: a JSON number, or a string of plain decimal digits such as "19.99".
+
+    Decimal() alone would also take " 1.00", "1_000" and "1E+2"; a price string is not
+    the place for Python's number syntax.
+    """
+
+    def _validated(self, value: Any) -> Decimal:
+        if isinstance(value, str) and not _PLAIN_DECIMAL.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only (truthy={True} alone would still take 1 and 0, which compare equal)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class StrictSchema(Schema):
@@ -33,27 +63,27 @@ class ProductInputSchema(StrictSchema):
         required=True,
         validate=[
             validate.Length(min=1, max=64),
-            validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", error="letters, digits, '.', '_' and '-' only"),
+            validate.Regexp(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z", error="letters, digits, '.', '_' and '-' only"),
         ],
     )
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), validate.Regexp(_TEXT)])
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _TEXT])
     description = fields.String(load_default="", validate=validate.Length(max=5000))
-    price = fields.Decimal(
+    price = Money(
         required=True,
         validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok],
         metadata={"description": 'Exact decimal with at most two places, e.g. "19.99".'},
     )
     currency = fields.String(
-        load_default="USD", validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. USD")
+        load_default="USD", validate=validate.Regexp(r"[A-Z]{3}\Z", error="ISO 4217 code, e.g. USD")
     )
-    category = fields.String(required=True, validate=[validate.Length(min=1, max=100), validate.Regexp(_TEXT)])
+    category = fields.String(required=True, validate=[validate.Length(min=1, max=100), _TEXT])
     tags = fields.List(
-        fields.String(validate=[validate.Length(min=1, max=50), validate.Regexp(_TEXT)]),
+        fields.String(validate=[validate.Length(min=1, max=50), _TEXT]),
         load_default=list,
         validate=validate.Length(max=20),
     )
     stock = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=MAX_STOCK))
-    is_active = fields.Boolean(load_default=True, truthy={True}, falsy={False})
+    is_active = StrictBoolean(load_default=True)
 
 
 class ProductPatchSchema(ProductInputSchema):
@@ -88,12 +118,17 @@ class ProductFilterSchema(StrictSchema):
 
     category = fields.String(validate=validate.Length(min=1, max=100))
     tag = fields.String(validate=validate.Length(min=1, max=50))
-    min_price = fields.Decimal(validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok])
-    max_price = fields.Decimal(validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok])
+    min_price = Money(validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok])
+    max_price = Money(validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok])
     in_stock = fields.Boolean()
     is_active = fields.Boolean()
     q = fields.String(
-        validate=validate.Length(min=1, max=100), metadata={"description": "Case-insensitive name search"}
+        validate=[
+            validate.Length(min=1, max=100),
+            # MongoDB refuses a $regex with an embedded NUL (an OperationFailure, i.e. a 500).
+            validate.Regexp(r"[^\x00]*\Z", error="must not contain NUL characters"),
+        ],
+        metadata={"description": "Case-insensitive name search"},
     )
 
     @validates_schema
