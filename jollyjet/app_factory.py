@@ -9,9 +9,11 @@ from flask_smorest import Api
 
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.events import CacheEvents
+from jollyjet.celery_app import celery_init_app
 from jollyjet.db import connect_mongo
-from jollyjet.errors import register_error_handlers
+from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.extensions import flask_cache
+from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.products.routes import blp as products_blp
 from jollyjet.settings import Environment, Settings, load_settings
@@ -34,6 +36,7 @@ def create_app(
     configure_app(app, settings)
     connect_mongo(settings)
     register_services(app, settings, cache_backend, events)
+    celery_init_app(app, settings)
     api = register_extensions(app)
     register_blueprints(api)
     register_error_handlers(app)
@@ -86,7 +89,7 @@ def register_services(
 def register_extensions(app: Flask) -> Api:
     """flask-smorest's Api. One per app: it holds the app's OpenAPI spec, so tests
     building many apps must not share it."""
-    api = Api(app)
+    api = JsonErrorApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     return api
 
@@ -94,4 +97,5 @@ def register_extensions(app: Flask) -> Api:
 def register_blueprints(api: Api) -> None:
     """Every blueprint, through the Api so each appears in the OpenAPI document."""
     api.register_blueprint(products_blp)
+    api.register_blueprint(admin_blp)
     api.register_blueprint(health_blp)

@@ -6,7 +6,9 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from jollyjet.job_settings import JobSettings
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
 
@@ -32,7 +34,7 @@ def _env(name: str) -> Any:
     return AliasChoices(name)
 
 
-class Settings(BaseSettings):
+class Settings(JobSettings):
     """Every knob of the service. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
@@ -103,8 +105,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _jobs_fit_their_limits(self) -> Settings:
+        problem = self.job_limits_problem()
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_real_servers(self) -> Settings:
         if self.env is Environment.PRODUCTION:
+            if self.celery_broker_url is not None and self.celery_broker_url.startswith("memory://"):
+                raise ValueError("CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker")
             if self.mongodb_uri.startswith("mongomock://"):
                 raise ValueError("MONGODB_URI: production needs a real MongoDB URI, not mongomock://")
             if self.redis_url is None and self.cache_enabled:
@@ -124,6 +135,21 @@ class Settings(BaseSettings):
     def embedded_redis(self) -> bool:
         """True when no REDIS_URL is set and an in-process fakeredis stands in."""
         return self.redis_url is None
+
+    @property
+    def broker_url(self) -> str:
+        """Celery's broker: CELERY_BROKER_URL, else REDIS_URL, else in-process (embedded mode)."""
+        return self.celery_broker_url or self.redis_url or "memory://"
+
+    @property
+    def result_backend(self) -> str:
+        """Where task states and results live: CELERY_RESULT_BACKEND, else REDIS_URL, else in-process."""
+        return self.celery_result_backend or self.redis_url or "cache+memory://"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when tasks can only run in this process (no broker a separate worker could reach)."""
+        return self.broker_url.startswith("memory://")
 
     @property
     def embedded_mongo(self) -> bool:

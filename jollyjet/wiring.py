@@ -13,6 +13,7 @@ from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import build_redis_client
 from jollyjet.cache.events import CacheEvents, EventCounter
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
@@ -41,6 +42,8 @@ class Services:
     keys: CacheKeys
     events: CacheEvents
     repairs: RepairLog
+    popularity: PopularityTracker | None = None
+    category_memo: CategoryMemo | None = None
 
 
 def cache_policy(settings: Settings) -> CachePolicy:
@@ -91,9 +94,18 @@ def build_services(
     repository: ProductRepository = mongo
     cached: CachedProductRepository | None = None
     memo: CategoryMemo | None = None
+    popularity: PopularityTracker | None = None
     if cache is not None:
+        popularity = PopularityTracker(cache, keys, settings.popularity_sample_rate)
         cached = CachedProductRepository(
-            mongo, cache, keys, TtlPolicy(settings.cache_ttl_jitter), cache_policy(settings), repairs, events
+            mongo,
+            cache,
+            keys,
+            TtlPolicy(settings.cache_ttl_jitter),
+            cache_policy(settings),
+            repairs,
+            events,
+            popularity,
         )
         repository = cached
         memo = CategoryMemo(flask_cache, breaker, CATEGORY_MEMO_TTL_S)
@@ -102,4 +114,6 @@ def build_services(
         categories_memo=memo.get_or_compute if memo else None,
         on_change=(memo.invalidate,) if memo else (),
     )
-    return Services(settings, service, repository, mongo, cached, cache, client, breaker, keys, events, repairs)
+    return Services(
+        settings, service, repository, mongo, cached, cache, client, breaker, keys, events, repairs, popularity, memo
+    )

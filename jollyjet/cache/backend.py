@@ -61,6 +61,12 @@ class CacheBackend(Protocol):
     def ttl(self, key: str) -> int | None:
         """Remaining TTL in seconds; None if key is missing; -1 if it has no TTL."""
 
+    def ttl_many(self, keys: Sequence[str]) -> list[int | None]:
+        """ttl() of many keys in one round trip."""
+
+    def expire(self, key: str, ttl_s: int) -> bool:
+        """Give an existing key a TTL in seconds; False when the key is missing."""
+
     def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
         """Keys matching pattern, in batches (SCAN, never KEYS)."""
 
@@ -86,6 +92,9 @@ class CacheBackend(Protocol):
     def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
         """Replace the entry by a tombstone at version (unless newer); revoke leases."""
 
+    def evict_versioned(self, key: str, lease_key: str, version: int) -> bool:
+        """Remove the entry only while it still holds exactly version; always revoke leases."""
+
     # --- generations (lists, counts) ---------------------------------------
     def get_generation(self, key: str) -> int:
         """Current generation (initialized from the server clock when missing)."""
@@ -95,6 +104,19 @@ class CacheBackend(Protocol):
 
     def fill_generational(self, generation_key: str, generation: int, key: str, payload: bytes, ttl_s: int) -> bool:
         """Store a result only while the generation is still the one it was computed under."""
+
+    # --- ranked sets (read popularity) ---------------------------------------
+    def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:
+        """Add to members' scores in one round trip (ZINCRBY)."""
+
+    def top_members(self, key: str, start: int, stop: int) -> list[str]:
+        """Members ranked start..stop (inclusive, highest score first)."""
+
+    def trim_ranked(self, key: str, keep: int) -> int:
+        """Keep only the keep highest-scored members; returns how many were removed."""
+
+    def remove_members(self, key: str, members: Sequence[str]) -> int:
+        """Remove members; returns how many existed."""
 
     # --- single-flight locks -------------------------------------------------
     def acquire_lock(self, key: str, ttl_ms: int) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 import orjson
 
@@ -24,6 +25,7 @@ SCHEMA_VERSION = 1
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_NAME = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,23 @@ class CacheKeys:
         """Prefix of the keys Flask-Caching writes (memoized aggregates)."""
         return f"{self.root}:flask:"
 
-    def popularity(self) -> str:
-        """Sorted set of product read counts (used by cache warming)."""
+    @property
+    def popular_products(self) -> str:
+        """Sorted set of product read counts (cache warming reads it)."""
         return f"{self.root}:popularity:products"
+
+    @property
+    def popular_queries(self) -> str:
+        """Sorted set of list-query read counts, members are normalized queries."""
+        return f"{self.root}:popularity:queries"
+
+    def job_lock(self, job: str) -> str:
+        """Lock held while one run of a background job is in progress."""
+        return f"{self.root}:job:{_plain(job)}:lock"
+
+    def beat_claim(self, entry: str, slot: int) -> str:
+        """Claim of one periodic-schedule slot, so two beat processes send it once."""
+        return f"{self.root}:beat:{_plain(entry)}:{slot}"
 
     def service_pattern(self) -> str:
         """SCAN pattern matching every key of this service, all schema versions."""
@@ -84,6 +100,12 @@ class CacheKeys:
         return f"{self.root}:product:*"
 
 
+def _plain(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"invalid name for a key {name!r}")
+    return name
+
+
 def query_hash(normalized_query: dict[str, object]) -> str:
     """Stable short hash of an already-normalized query (sorted keys, canonical values)."""
     canonical = orjson.dumps(normalized_query, option=orjson.OPT_SORT_KEYS)
@@ -92,5 +114,61 @@ def query_hash(normalized_query: dict[str, object]) -> str:
 
 def product_id_from_entry_key(key: str) -> str | None:
     """The product id inside an entry key, or None for any other key."""
-    match = re.search(r":product:\{([0-9a-f]{24})\}$", key)
+    match = _ENTRY.search(key)
     return match.group(1) if match else None
+
+
+_ENTRY = re.compile(r":product:\{([0-9a-f]{24})\}$")
+_SCHEMA = re.compile(r"^[^:]+:v([0-9]+):")
+_RESULT = re.compile(r":products:\{products\}:(?:list|count):([0-9]+):[0-9a-f]+(:lock)?$")
+
+
+def schema_of(key: str) -> int | None:
+    """The schema version a key was written under, or None if it is not one of ours."""
+    match = _SCHEMA.match(key)
+    return int(match.group(1)) if match else None
+
+
+def generation_of(key: str) -> int | None:
+    """The generation inside a list/count result key (or its fill lock), else None."""
+    match = _RESULT.search(key)
+    return int(match.group(1)) if match else None
+
+
+class KeyKind(StrEnum):
+    """What a key of this service holds (the cleanup job decides per kind)."""
+
+    PRODUCT = "product"  # versioned entry or tombstone: must have a TTL
+    LEASE = "lease"  # fill lease: short TTL
+    GENERATION = "generation"  # list/count generation: deliberately without TTL
+    RESULT = "result"  # cached list page or count: TTL
+    RESULT_LOCK = "result_lock"  # single-flight lock of a result: short TTL
+    POPULARITY = "popularity"  # read counts: without TTL, trimmed by cleanup
+    JOB_LOCK = "job_lock"  # one run of a background job: TTL
+    BEAT_CLAIM = "beat_claim"  # one periodic slot claimed by a beat process: TTL
+    FLASK = "flask"  # Flask-Caching memo: TTL
+    UNKNOWN = "unknown"
+
+
+_KIND_PATTERNS = (
+    (KeyKind.PRODUCT, re.compile(r":product:\{[0-9a-f]{24}\}$")),
+    (KeyKind.LEASE, re.compile(r":product:\{[0-9a-f]{24}\}:lease$")),
+    (KeyKind.GENERATION, re.compile(r":products:\{products\}:gen$")),
+    (KeyKind.RESULT, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+$")),
+    (KeyKind.RESULT_LOCK, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+:lock$")),
+    (KeyKind.POPULARITY, re.compile(r":popularity:(?:products|queries)$")),
+    (KeyKind.JOB_LOCK, re.compile(r":job:[a-z0-9_.-]+:lock$")),
+    (KeyKind.BEAT_CLAIM, re.compile(r":beat:[a-z0-9_.-]+:[0-9]+$")),
+    (KeyKind.FLASK, re.compile(r":flask:")),
+)
+
+
+def kind_of(keys: CacheKeys, key: str) -> KeyKind:
+    """The kind of a key under keys.root (current schema); UNKNOWN for anything else."""
+    if not key.startswith(keys.root + ":"):
+        return KeyKind.UNKNOWN
+    rest = key[len(keys.root) :]
+    for kind, pattern in _KIND_PATTERNS:
+        if pattern.match(rest) if kind is KeyKind.FLASK else pattern.fullmatch(rest):
+            return kind
+    return KeyKind.UNKNOWN

@@ -14,7 +14,7 @@ from jollyjet.cache.backend import VersionedEntry
 
 @dataclass
 class _Slot:
-    value: bytes | VersionedEntry
+    value: bytes | VersionedEntry | dict[str, float]
     expires_at: float | None
 
 
@@ -35,7 +35,7 @@ class MemoryCacheBackend:
             return None
         return slot
 
-    def _put(self, key: str, value: bytes | VersionedEntry, ttl_s: float | None) -> None:
+    def _put(self, key: str, value: bytes | VersionedEntry | dict[str, float], ttl_s: float | None) -> None:
         expires = None if ttl_s is None else self._clock() + ttl_s
         self._data[key] = _Slot(value, expires)
 
@@ -96,6 +96,18 @@ class MemoryCacheBackend:
                 return -1
             return max(0, round(slot.expires_at - self._clock()))
 
+    def ttl_many(self, keys: Sequence[str]) -> list[int | None]:
+        with self._lock:
+            return [self.ttl(key) for key in keys]
+
+    def expire(self, key: str, ttl_s: int) -> bool:
+        with self._lock:
+            slot = self._live(key)
+            if slot is None:
+                return False
+            slot.expires_at = self._clock() + ttl_s
+            return True
+
     def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
         with self._lock:
             keys = [k for k in list(self._data) if self._live(k) is not None and fnmatch.fnmatchcase(k, pattern)]
@@ -143,6 +155,15 @@ class MemoryCacheBackend:
             self._put(key, VersionedEntry(version, None), ttl_s)
             return True
 
+    def evict_versioned(self, key: str, lease_key: str, version: int) -> bool:
+        with self._lock:
+            self._data.pop(lease_key, None)
+            current = self._versioned(key)
+            if current is None or current.version != version:
+                return False
+            del self._data[key]
+            return True
+
     # --- generations --------------------------------------------------------------
     def _generation_locked(self, key: str) -> int:
         current = self._bytes(key)
@@ -168,6 +189,56 @@ class MemoryCacheBackend:
                 return False
             self._put(key, payload, ttl_s)
             return True
+
+    # --- ranked sets ----------------------------------------------------------------
+    def _ranked(self, key: str, create: bool = False) -> dict[str, float]:
+        slot = self._live(key)
+        if slot is None:
+            scores: dict[str, float] = {}
+            if create:
+                self._put(key, scores, None)
+            return scores
+        if not isinstance(slot.value, dict):
+            raise TypeError(f"{key} does not hold a ranked set")
+        return slot.value
+
+    def _drop_if_empty(self, key: str) -> None:
+        # Redis deletes a sorted set when its last member goes.
+        slot = self._data.get(key)
+        if slot is not None and slot.value == {}:
+            del self._data[key]
+
+    def _by_rank(self, key: str) -> list[str]:
+        scores = self._ranked(key)
+        # Redis orders equal scores by member; ZREVRANGE reverses both.
+        return [m for m, _ in sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
+
+    def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:
+        with self._lock:
+            scores = self._ranked(key, create=True)
+            for member, amount in increments.items():
+                scores[member] = scores.get(member, 0.0) + amount
+
+    def top_members(self, key: str, start: int, stop: int) -> list[str]:
+        with self._lock:
+            ranked = self._by_rank(key)
+            return ranked[start : None if stop == -1 else stop + 1]
+
+    def trim_ranked(self, key: str, keep: int) -> int:
+        with self._lock:
+            ranked = self._by_rank(key)
+            scores = self._ranked(key)
+            for member in ranked[keep:]:
+                del scores[member]
+            self._drop_if_empty(key)
+            return max(0, len(ranked) - keep)
+
+    def remove_members(self, key: str, members: Sequence[str]) -> int:
+        with self._lock:
+            scores = self._ranked(key)
+            removed = sum(1 for m in members if scores.pop(m, None) is not None)
+            self._drop_if_empty(key)
+            return removed
 
     # --- locks --------------------------------------------------------------------
     def acquire_lock(self, key: str, ttl_ms: int) -> str | None:

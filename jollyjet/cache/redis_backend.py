@@ -33,6 +33,7 @@ class RedisCacheBackend:
         self._set_versioned = client.register_script(scripts.SET_VERSIONED)
         self._fill_versioned = client.register_script(scripts.FILL_VERSIONED)
         self._tombstone = client.register_script(scripts.TOMBSTONE)
+        self._evict_versioned = client.register_script(scripts.EVICT_VERSIONED)
         self._get_generation = client.register_script(scripts.GET_GENERATION)
         self._bump_generation = client.register_script(scripts.BUMP_GENERATION)
         self._fill_generational = client.register_script(scripts.FILL_GENERATIONAL)
@@ -94,6 +95,21 @@ class RedisCacheBackend:
         remaining = int(self._guard(lambda: self.client.ttl(key)))
         return None if remaining == -2 else remaining
 
+    def ttl_many(self, keys: Sequence[str]) -> list[int | None]:
+        if not keys:
+            return []
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.ttl(key)
+            return pipe.execute()
+
+        return [None if int(t) == -2 else int(t) for t in self._guard(run)]
+
+    def expire(self, key: str, ttl_s: int) -> bool:
+        return bool(self._guard(lambda: self.client.expire(key, ttl_s)))
+
     def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
         cursor: int = 0
         while True:
@@ -136,6 +152,9 @@ class RedisCacheBackend:
     def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
         return bool(self._guard(lambda: self._tombstone(keys=[key, lease_key], args=[version, ttl_s])))
 
+    def evict_versioned(self, key: str, lease_key: str, version: int) -> bool:
+        return bool(self._guard(lambda: self._evict_versioned(keys=[key, lease_key], args=[version])))
+
     # --- generations ----------------------------------------------------------
     def get_generation(self, key: str) -> int:
         return int(self._guard(lambda: self._get_generation(keys=[key])))
@@ -149,6 +168,32 @@ class RedisCacheBackend:
                 lambda: self._fill_generational(keys=[generation_key, key], args=[str(generation), payload, ttl_s])
             )
         )
+
+    # --- ranked sets ------------------------------------------------------------
+    def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:
+        if not increments:
+            return
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for member, amount in increments.items():
+                pipe.zincrby(key, amount, member)
+            pipe.execute()
+
+        self._guard(run)
+
+    def top_members(self, key: str, start: int, stop: int) -> list[str]:
+        members: list[bytes] = self._guard(lambda: self.client.zrevrange(key, start, stop))  # type: ignore[arg-type,return-value]
+        return [m.decode() for m in members]
+
+    def trim_ranked(self, key: str, keep: int) -> int:
+        # Ranks count from the lowest score: drop ranks 0 .. -(keep + 1).
+        return int(self._guard(lambda: self.client.zremrangebyrank(key, 0, -(keep + 1))))
+
+    def remove_members(self, key: str, members: Sequence[str]) -> int:
+        if not members:
+            return 0
+        return int(self._guard(lambda: self.client.zrem(key, *members)))
 
     # --- locks ------------------------------------------------------------------
     def acquire_lock(self, key: str, ttl_ms: int) -> str | None:

@@ -7,8 +7,10 @@ unreachable. The repair job (tasks/) replays them once Redis is back.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
+from bson import ObjectId
 from mongoengine import DateTimeField, Document, IntField, StringField
 from pymongo.errors import PyMongoError
 
@@ -49,3 +51,19 @@ class RepairLog:
     def pending_count(self) -> int:
         """How many records wait for repair."""
         return CacheRepairRecord.objects(done_at=None).count()
+
+    def mark_done(self, record_ids: Sequence[ObjectId]) -> int:
+        """Mark records repaired (the repair job calls this after rewriting their keys)."""
+        if not record_ids:
+            return 0
+        return int(CacheRepairRecord.objects(id__in=list(record_ids)).update(set__done_at=datetime.now(UTC)))
+
+    def mark_attempted(self, record_ids: Sequence[ObjectId]) -> None:
+        """Count a failed repair attempt (Redis still unreachable)."""
+        if record_ids:
+            CacheRepairRecord.objects(id__in=list(record_ids)).update(inc__attempts=1)
+
+    def purge_done(self, older_than: timedelta) -> int:
+        """Delete repaired records older than the retention; returns how many."""
+        cutoff = datetime.now(UTC) - older_than
+        return int(CacheRepairRecord.objects(done_at__ne=None, done_at__lt=cutoff).delete())

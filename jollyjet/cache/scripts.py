@@ -41,6 +41,15 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
+# KEYS: entry, lease. ARGV: version.
+# Used by repairs that must not touch an entry rewritten since they looked at it.
+EVICT_VERSIONED = """
+redis.call('DEL', KEYS[2])
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 # A missing generation (evicted, flushed) restarts from the server clock in
 # microseconds, far above any generation used before, so result keys of an
 # earlier generation can never become reachable again.

@@ -16,12 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from jollyjet.cache import serialization
-from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
+from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.products.cache_codec import (
+    DECODE_ERRORS,
+    decode_count,
+    decode_entry,
+    decode_page,
+    encode_count,
+    encode_page,
+)
+from jollyjet.products.cache_writer import ProductCacheWriter
 from jollyjet.products.mongo_repository import object_id
 from jollyjet.products.record import (
     CacheStatus,
@@ -51,40 +60,15 @@ class CachePolicy:
     fill_wait_ms: int = 250
 
 
-def encode_record(record: ProductRecord) -> bytes:
-    """Product → cache bytes."""
-    return serialization.dumps(record.to_dict())
-
-
-def decode_record(data: bytes) -> ProductRecord:
-    """Cache bytes → product."""
-    return ProductRecord.from_dict(serialization.loads(data))
-
-
 @dataclass(frozen=True)
 class _Codec(Generic[T]):
     encode: Callable[[T], bytes]
     decode: Callable[[bytes], T]
 
 
-_PAGE_CODEC: _Codec[ProductPage] = _Codec(
-    encode=lambda page: serialization.dumps({"items": [r.to_dict() for r in page.items], "total": page.total}),
-    decode=lambda data: _page_from(serialization.loads(data)),
-)
-_COUNT_CODEC: _Codec[int] = _Codec(encode=serialization.dumps, decode=lambda data: int(serialization.loads(data)))
-
-
-def _page_from(raw: dict[str, Any]) -> ProductPage:
-    return ProductPage(items=[ProductRecord.from_dict(r) for r in raw["items"]], total=raw["total"])
-
-
-def _decode_entry(entry: VersionedEntry) -> ProductRecord | None:
-    # A tombstone decodes to None: the product was deleted moments ago.
-    return None if entry.payload is None else decode_record(entry.payload)
-
-
+_PAGE_CODEC: _Codec[ProductPage] = _Codec(encode=encode_page, decode=decode_page)
+_COUNT_CODEC: _Codec[int] = _Codec(encode=encode_count, decode=decode_count)
 _ABSENT: Any = object()
-_DECODE_ERRORS = (serialization.SerializationError, KeyError, TypeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -104,7 +88,7 @@ class _Slot(Generic[R, T]):
             return _ABSENT
         try:
             return self.decode(raw)
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             log.warning("undecodable %s cache entry; treating it as a miss", self.kind)
             return _ABSENT
 
@@ -121,6 +105,7 @@ class CachedProductRepository:
         policy: CachePolicy,
         repairs: RepairLog,
         events: CacheEvents,
+        popularity: PopularityTracker | None = None,
     ) -> None:
         self.inner = inner
         self.cache = cache
@@ -129,6 +114,8 @@ class CachedProductRepository:
         self.policy = policy
         self.repairs = repairs
         self.events = events
+        self.popularity = popularity
+        self.writer = ProductCacheWriter(cache, keys, ttl, policy.product_ttl_s, policy.tombstone_ttl_s)
 
     # --- reads ------------------------------------------------------------------------
     def get(self, product_id: str) -> Read[ProductRecord | None]:
@@ -137,26 +124,38 @@ class CachedProductRepository:
         keys = self.keys.product(product_id)
 
         def fill(token: str, record: ProductRecord | None) -> bool:
-            if record is None:
-                return False  # unknown ids are not cached
-            payload = encode_record(record)
-            return self.cache.fill_versioned(
-                keys.entry, keys.lease, token, payload, record.version, self._product_ttl()
-            )
+            # Unknown ids are not cached.
+            return record is not None and self.writer.fill(product_id, token, record)
 
-        return self._read_through(
+        read = self._read_through(
             _Slot(
                 kind="product",
                 lookup=lambda: self.cache.get_versioned(keys.entry),
-                decode=_decode_entry,
+                decode=decode_entry,
                 lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
                 compute=lambda: self.inner.get(product_id).value,
                 fill=fill,
             )
         )
+        if read.value is not None and self.popularity is not None:
+            self.popularity.product_read(product_id)
+        return read
+
+    def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
+        return self.inner.get_many(product_ids)
 
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
+        if self.popularity is not None:
+            self.popularity.query_read(query.normalized())
+        return self.warm_query(query)
+
+    def warm_query(self, query: ProductQuery) -> Read[ProductPage]:
+        """A list page through the cache without counting it as a client read (cache warming)."""
         return self._generational("list", query.normalized(), lambda: self.inner.list_page(query).value, _PAGE_CODEC)
+
+    def warm_products(self, product_ids: list[str]) -> int:
+        """Fill the missing entries of these products (leases, one database query); how many landed."""
+        return self.writer.fill_missing(product_ids, self.inner.get_many, self.policy.lease_ttl_ms)
 
     def count(self, query: ProductQuery) -> Read[int]:
         return self._generational("count", query.filters(), lambda: self.inner.count(query).value, _COUNT_CODEC)
@@ -244,31 +243,20 @@ class CachedProductRepository:
 
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
         record = self.inner.delete(product_id, expected_version)
-        keys = self.keys.product(record.id)
         try:
-            # The tombstone's version is one past the deleted one: a fill that read the
-            # product before the delete carries an older version and is refused.
-            self.cache.tombstone(keys.entry, keys.lease, record.version + 1, self.policy.tombstone_ttl_s)
-            self.cache.bump_generation(self.keys.generation)
+            self.writer.tombstone(record.id, record.version)
+            self.writer.invalidate_lists()
         except CacheError as error:
             self._record_failure(record.id, "delete", error)
         return record
 
     def _write_through(self, record: ProductRecord) -> None:
-        keys = self.keys.product(record.id)
         try:
-            self.cache.set_versioned(keys.entry, keys.lease, encode_record(record), record.version, self._product_ttl())
-            self.cache.bump_generation(self.keys.generation)
+            self.writer.write(record)
+            self.writer.invalidate_lists()
             self.events.emit("write_through", "product")
         except CacheError as error:
             self._record_failure(record.id, "write", error)
-
-    def write_through(self, record: ProductRecord) -> bool:
-        """Version-guarded cache write of a record read from the database (warming, repair)."""
-        keys = self.keys.product(record.id)
-        return self.cache.set_versioned(
-            keys.entry, keys.lease, encode_record(record), record.version, self._product_ttl()
-        )
 
     def _record_failure(self, product_id: str, operation: str, error: CacheError) -> None:
         self.events.emit("write_failure", "product")
@@ -276,9 +264,6 @@ class CachedProductRepository:
         self.repairs.record(product_id, f"{operation}: {type(error).__name__}")
 
     # --- helpers --------------------------------------------------------------------
-    def _product_ttl(self) -> int:
-        return self.ttl.seconds(self.policy.product_ttl_s)
-
     def _bypass(self, kind: str) -> CacheStatus:
         self.events.emit("bypass", kind)
         return CacheStatus.BYPASS

@@ -127,6 +127,14 @@ class MongoProductRepository:
             doc = ProductDocument.objects(id=oid).first()
         return Read(to_record(doc) if doc else None)
 
+    def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
+        oids = [oid for pid in product_ids if (oid := object_id(pid)) is not None]
+        if not oids:
+            return {}
+        with translate_db_errors():
+            docs = list(ProductDocument.objects(id__in=oids))
+        return {str(d.id): to_record(d) for d in docs}
+
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
         spec = build_filter(query)
         with translate_db_errors():

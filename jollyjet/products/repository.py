@@ -33,6 +33,9 @@ class ProductRepository(Protocol):
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         """The product, or None when it does not exist."""
 
+    def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
+        """The existing products among these ids, by id, in one query (never cached: jobs use it)."""
+
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
         """One page of products matching the query, with the total."""
 

@@ -20,7 +20,8 @@ from jollyjet.cache.memory_backend import MemoryCacheBackend
 from jollyjet.cache.repair_log import CacheRepairRecord, RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import connect_mongo
-from jollyjet.products.cached_repository import CachedProductRepository, CachePolicy, decode_record
+from jollyjet.products.cache_codec import decode_record
+from jollyjet.products.cached_repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.record import CacheStatus, ProductQuery
 from tests.conftest import make_settings

@@ -1,0 +1,90 @@
+"""Celery bound to the Flask app (the way Flask's docs do it): tasks run inside the app context.
+
+The Celery app lives in app.extensions["celery"]; the web process uses it to enqueue
+jobs by name (jollyjet/maintenance/names.py) and to read task states, the worker
+and beat (tasks/) to run them. Every reliability choice is here, explained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from jollyjet.settings import Settings
+
+
+class FlaskCelery(Celery):
+    """A Celery app that knows its Flask app (beat's scheduler needs the cache services)."""
+
+    flask_app: Flask
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from the validated service settings."""
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_default_queue": settings.celery_queue,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        # A Redis broker may deliver a task more than once, so every task is idempotent;
+        # given that, ack after the task ran: a worker that dies mid-task leaves the
+        # message to be redelivered instead of losing the run.
+        "task_acks_late": True,
+        # ...but not when the worker process itself was killed (OOM, SIGKILL): a task that
+        # kills its worker would otherwise loop forever. Periodic jobs simply run again
+        # at their next beat tick.
+        "task_reject_on_worker_lost": False,
+        # Jobs are long and few: a worker takes one message at a time, so a second job
+        # is not stuck behind the first on a busy worker while another worker idles.
+        "worker_prefetch_multiplier": 1,
+        # With acks_late, a task still running when the broker connection drops will be
+        # redelivered; cancel it rather than let two copies run.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_soft_time_limit": settings.celery_soft_time_limit_s,
+        "task_time_limit": settings.celery_time_limit_s,
+        "task_track_started": True,
+        # Store the task name with its result, so GET /api/v1/tasks/<id> can say which job it was.
+        "result_extended": True,
+        "result_expires": settings.celery_result_expires_s,
+        "broker_connection_retry_on_startup": True,
+        # An admin request that enqueues a job must not hang on a dead broker.
+        "broker_connection_timeout": 2,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "redis_socket_connect_timeout": 2,
+        "redis_socket_timeout": 5,
+        "worker_hijack_root_logger": False,
+    }
+    if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+        # Redelivery happens only after the visibility timeout; it exceeds the hard
+        # time limit plus the longest retry delay (validated in settings), so a task
+        # that is still running is never handed to a second worker.
+        config["broker_transport_options"] = {
+            "visibility_timeout": settings.celery_visibility_timeout_s,
+            "socket_connect_timeout": 2,
+        }
+    if settings.result_backend.startswith(("redis://", "rediss://", "unix://")):
+        # Storing a result retries 20 times by default; a worker should fail the store
+        # quickly and let the task's own retry handle a Redis outage.
+        config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
+    return config
+
+
+def celery_init_app(app: Flask, settings: Settings) -> FlaskCelery:
+    """Create the Celery app for this Flask app and store it in app.extensions["celery"]."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = FlaskCelery(app.import_name, task_cls=FlaskTask)
+    celery.config_from_object(celery_config(settings))
+    celery.flask_app = app
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,171 @@
+"""Consistency audit: compare cached products with MongoDB, classify drift, repair it.
+
+Drift classes:
+- stale_version:    the cache holds an older version than the database;
+- version_ahead:    the cache claims a version the database does not have (e.g. a DB restore);
+- content_mismatch: same version, different content (a bug or a hand-edited key);
+- deleted_in_db:    cached, but the product no longer exists;
+- undecodable:      the bytes do not decode as a product;
+- wrong_ttl:        no TTL, or longer than the policy allows (the key would never expire).
+
+Repairs use the version-guarded writes (ProductCacheWriter), so an audit racing a
+client write can only lose to it, never overwrite it. A product entry may show two
+classes (stale and wrong TTL); each is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from jollyjet.cache.backend import CacheBackend, VersionedEntry
+from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
+from jollyjet.job_settings import AuditMode
+from jollyjet.maintenance.audit_store import AuditRun, prune_audits
+from jollyjet.products.cache_codec import DECODE_ERRORS, decode_record
+from jollyjet.products.cache_writer import ProductCacheWriter
+from jollyjet.products.record import ProductRecord
+from jollyjet.products.repository import ProductRepository
+
+log = logging.getLogger(__name__)
+DRIFT_CLASSES = ("stale_version", "version_ahead", "content_mismatch", "deleted_in_db", "undecodable", "wrong_ttl")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """How much to check and whether to repair (from settings)."""
+
+    mode: AuditMode = AuditMode.SAMPLE
+    sample_rate: float = 0.2
+    max_keys: int = 20000
+    batch: int = 200
+    repair: bool = True
+    history: int = 100
+
+
+@dataclass
+class _Tally:
+    scanned: int = 0
+    checked: int = 0
+    tombstones: int = 0
+    drift: Counter[str] = field(default_factory=Counter)
+    repaired: Counter[str] = field(default_factory=Counter)
+
+
+def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | None, max_ttl: int) -> list[str]:
+    """Drift classes of one cached product entry against the database record (None: deleted)."""
+    found = []
+    if ttl == -1 or (ttl is not None and ttl > max_ttl):
+        found.append("wrong_ttl")
+    if entry.payload is None:
+        return found  # a tombstone: only its TTL matters
+    try:
+        cached = decode_record(entry.payload)
+    except DECODE_ERRORS:
+        return [*found, "undecodable"]
+    if record is None:
+        found.append("deleted_in_db")
+    elif entry.version < record.version:
+        found.append("stale_version")
+    elif entry.version > record.version:
+        found.append("version_ahead")
+    elif cached != record:
+        found.append("content_mismatch")
+    return found
+
+
+class CacheAudit:
+    """One audit run over the product entries of the current schema."""
+
+    def __init__(
+        self,
+        cache: CacheBackend,
+        keys: CacheKeys,
+        writer: ProductCacheWriter,
+        database: ProductRepository,
+        options: AuditOptions,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.writer = writer
+        self.database = database
+        self.options = options
+        self._rng = rng or random.Random()
+
+    def run(self) -> AuditRun:
+        """Scan, compare, repair, and store the result (MongoDB, newest `history` runs kept)."""
+        started_at, started = datetime.now(UTC), time.monotonic()
+        tally = _Tally()
+        for batch in self.cache.scan(self.keys.product_pattern(), self.options.batch):
+            tally.scanned += len(batch)
+            chosen = self._choose(batch, self.options.max_keys - tally.checked)
+            if chosen:
+                self._check(chosen, tally)
+            if tally.checked >= self.options.max_keys:
+                break
+        if self.options.repair and any(c != "wrong_ttl" for c in tally.repaired):
+            # Cached lists may hold the drifted products too.
+            self.writer.invalidate_lists()
+        run = AuditRun(
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            duration_s=round(time.monotonic() - started, 4),
+            mode=self.options.mode.value,
+            keys_scanned=tally.scanned,
+            keys_checked=tally.checked,
+            tombstones=tally.tombstones,
+            drift={c: tally.drift[c] for c in DRIFT_CLASSES},
+            repaired={c: tally.repaired[c] for c in DRIFT_CLASSES},
+            repair_enabled=self.options.repair,
+        )
+        run.save()
+        prune_audits(self.options.history)
+        log.info("cache audit: %s", run.as_dict())
+        return run
+
+    def _choose(self, batch: list[str], room: int) -> dict[str, str]:
+        """Product entry keys of this batch to check (all, or a random sample), by product id."""
+        chosen: dict[str, str] = {}
+        for key in batch:
+            product_id = product_id_from_entry_key(key)  # skips lease keys
+            if product_id is None or len(chosen) >= room:
+                continue
+            if self.options.mode is AuditMode.FULL or self._rng.random() < self.options.sample_rate:
+                chosen[product_id] = key
+        return chosen
+
+    def _check(self, chosen: dict[str, str], tally: _Tally) -> None:
+        keys = list(chosen.values())
+        entries = self.cache.get_versioned_many(keys)
+        ttls = self.cache.ttl_many(keys)
+        records = self.database.get_many(list(chosen))
+        for (product_id, key), entry, ttl in zip(chosen.items(), entries, ttls, strict=True):
+            if entry is None:
+                continue  # expired or deleted since the scan
+            tally.checked += 1
+            tally.tombstones += entry.is_tombstone
+            record = records.get(product_id)
+            max_ttl = self.writer.tombstone_ttl_s if entry.is_tombstone else self.writer.max_product_ttl()
+            for drift in classify(entry, ttl, record, max_ttl):
+                tally.drift[drift] += 1
+                if self.options.repair and self._repair(drift, product_id, key, entry, record):
+                    tally.repaired[drift] += 1
+
+    def _repair(
+        self, drift: str, product_id: str, key: str, entry: VersionedEntry, record: ProductRecord | None
+    ) -> bool:
+        if drift in ("stale_version", "content_mismatch") and record is not None:
+            return self.writer.write(record)
+        if drift in ("version_ahead", "undecodable"):
+            return self.writer.evict(product_id, entry.version)
+        if drift == "deleted_in_db":
+            return self.writer.tombstone(product_id, entry.version)
+        if drift == "wrong_ttl":
+            ttl = self.writer.tombstone_ttl_s if entry.is_tombstone else self.writer.product_ttl()
+            return self.cache.expire(key, ttl)
+        return False

@@ -1,0 +1,136 @@
+"""TTL cleanup: what Redis's own expiry does not clean.
+
+- keys of older schema versions (unreadable since the deploy that bumped SCHEMA_VERSION);
+- list/count results of old generations (unreachable since the bump; freed now, not at TTL);
+- keys that should have a TTL and have none: products and tombstones get their policy
+  TTL; locks, leases, results and memos without one are deleted (a lock with no expiry
+  would block its key forever);
+- the popularity sets: trimmed to the configured size, ids of deleted products dropped;
+- repair records that were repaired longer ago than the retention.
+
+Everything is SCAN in bounded batches and UNLINK, never KEYS or FLUSHDB: safe on
+a large production Redis shared with other services.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.keys import CacheKeys, KeyKind, generation_of, kind_of, schema_of
+from jollyjet.cache.repair_log import RepairLog
+from jollyjet.products.cache_writer import ProductCacheWriter
+from jollyjet.products.repository import ProductRepository
+
+log = logging.getLogger(__name__)
+# Kinds kept without a TTL on purpose: the generation must outlive every result key,
+# and popularity is bounded by trimming instead.
+_NO_TTL_BY_DESIGN = frozenset({KeyKind.GENERATION, KeyKind.POPULARITY, KeyKind.UNKNOWN})
+
+
+@dataclass(frozen=True)
+class CleanupOptions:
+    """Batch sizes and retention (from settings)."""
+
+    scan_batch: int = 500
+    popularity_max: int = 10000
+    repair_retention: timedelta = timedelta(days=7)
+
+
+@dataclass
+class CleanupReport:
+    """What one cleanup run found and did."""
+
+    keys_scanned: int = 0
+    old_schema_deleted: int = 0
+    old_generation_deleted: int = 0
+    ttl_added: int = 0
+    no_ttl_deleted: int = 0
+    popularity_trimmed: int = 0
+    popularity_deleted_products: int = 0
+    repair_records_purged: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        data = {k: v for k, v in self.__dict__.items() if k != "by_kind"}
+        return {**data, "by_kind": dict(self.by_kind)}
+
+
+class CacheCleanup:
+    """One cleanup run."""
+
+    def __init__(
+        self,
+        cache: CacheBackend,
+        keys: CacheKeys,
+        writer: ProductCacheWriter,
+        database: ProductRepository,
+        repairs: RepairLog,
+        options: CleanupOptions,
+    ) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.writer = writer
+        self.database = database
+        self.repairs = repairs
+        self.options = options
+
+    def run(self) -> CleanupReport:
+        """Sweep the service's keys, trim popularity, purge old repair records."""
+        started = time.monotonic()
+        report = CleanupReport()
+        generation = self.cache.get_generation(self.keys.generation)
+        for batch in self.cache.scan(self.keys.service_pattern(), self.options.scan_batch):
+            report.keys_scanned += len(batch)
+            self._sweep(batch, generation, report)
+        self._trim_popularity(report)
+        report.repair_records_purged = self.repairs.purge_done(self.options.repair_retention)
+        report.duration_s = round(time.monotonic() - started, 4)
+        log.info("cache cleanup: %s", report.as_dict())
+        return report
+
+    def _sweep(self, batch: list[str], generation: int, report: CleanupReport) -> None:
+        old_schema = [k for k in batch if schema_of(k) != self.keys.schema]
+        report.old_schema_deleted += self.cache.delete(*old_schema)
+        current = [k for k in batch if schema_of(k) == self.keys.schema]
+        old_generation = [k for k in current if (g := generation_of(k)) is not None and g < generation]
+        report.old_generation_deleted += self.cache.delete(*old_generation)
+        stale = set(old_generation)
+        live = [k for k in current if k not in stale]
+        kinds = {k: kind_of(self.keys, k) for k in live}
+        report.by_kind.update(kinds.values())
+        without_ttl = [k for k, t in zip(live, self.cache.ttl_many(live), strict=True) if t == -1]
+        for key in without_ttl:
+            self._give_ttl(key, kinds[key], report)
+
+    def _give_ttl(self, key: str, kind: KeyKind, report: CleanupReport) -> None:
+        if kind in _NO_TTL_BY_DESIGN:
+            return
+        if kind is KeyKind.PRODUCT:
+            entry = self.cache.get_versioned(key)
+            ttl = self.writer.tombstone_ttl_s if entry is not None and entry.is_tombstone else self.writer.product_ttl()
+            report.ttl_added += self.cache.expire(key, ttl)
+        else:
+            report.no_ttl_deleted += self.cache.delete(key)
+
+    def _trim_popularity(self, report: CleanupReport) -> None:
+        keep = self.options.popularity_max
+        report.popularity_trimmed += self.cache.trim_ranked(self.keys.popular_products, keep)
+        report.popularity_trimmed += self.cache.trim_ranked(self.keys.popular_queries, keep)
+        batch = self.options.scan_batch
+        start = 0
+        while True:
+            ids = self.cache.top_members(self.keys.popular_products, start, start + batch - 1)
+            if not ids:
+                return
+            existing = self.database.get_many(ids)
+            gone = [pid for pid in ids if pid not in existing]
+            report.popularity_deleted_products += self.cache.remove_members(self.keys.popular_products, gone)
+            start += batch - len(gone)  # removed members shift the ranks below them up

@@ -1,0 +1,30 @@
+"""One run of a job at a time: a Redis lock per job name.
+
+Celery with a Redis broker may deliver a task twice (visibility-timeout redelivery,
+connection loss with acks_late), and beat or an operator may enqueue a job while
+the previous run is still going. Every job is idempotent anyway; the lock just
+keeps two runs from doing the same work at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.keys import CacheKeys
+
+
+@contextmanager
+def job_run(cache: CacheBackend, keys: CacheKeys, job: str, ttl_s: int) -> Iterator[bool]:
+    """Yields True when this run holds the job's lock (released at the end), False when another run does.
+
+    ttl_s should be the task's hard time limit: a killed run's lock expires with it.
+    """
+    key = keys.job_lock(job)
+    token = cache.acquire_lock(key, ttl_s * 1000)
+    try:
+        yield token is not None
+    finally:
+        if token is not None:
+            cache.release_lock(key, token)

@@ -1,0 +1,74 @@
+"""Cache warming: put the products and list pages clients read most into Redis before they ask.
+
+Products are filled through leases, exactly like read misses, so warming can never
+overwrite a newer value (a write between warming's database read and its cache
+write revokes the lease). Entries already cached are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from jollyjet.cache.popularity import PopularityTracker
+from jollyjet.products.cached_repository import CachedProductRepository
+from jollyjet.products.record import CacheStatus, ProductQuery
+
+log = logging.getLogger(__name__)
+_BATCH = 200  # ids per database query and per lease round
+
+
+@dataclass
+class WarmReport:
+    """What one warming run did."""
+
+    products_considered: int = 0
+    products_warmed: int = 0
+    queries_considered: int = 0
+    queries_warmed: int = 0
+    queries_skipped: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def keys_warmed(self) -> int:
+        """Cache keys this run wrote."""
+        return self.products_warmed + self.queries_warmed
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready report (task result, logs, metrics)."""
+        return {**asdict(self), "keys_warmed": self.keys_warmed}
+
+
+def query_from_member(raw: dict[str, Any]) -> ProductQuery | None:
+    """Rebuild a ProductQuery from a popularity member; None if it does not describe one."""
+    try:
+        query = ProductQuery(**raw)
+    except TypeError:
+        return None
+    fields_ok = isinstance(query.page, int) and isinstance(query.page_size, int) and isinstance(query.sort, str)
+    return query if fields_ok and query.page == 1 else None
+
+
+def warm_cache(
+    repository: CachedProductRepository, popularity: PopularityTracker, top_products: int, top_queries: int
+) -> WarmReport:
+    """Fill the most-read products and the first page of the most-read list queries."""
+    started = time.monotonic()
+    report = WarmReport()
+    ids = popularity.top_products(top_products)
+    report.products_considered = len(ids)
+    for start in range(0, len(ids), _BATCH):
+        report.products_warmed += repository.warm_products(ids[start : start + _BATCH])
+    for raw in popularity.top_queries(top_queries):
+        report.queries_considered += 1
+        query = query_from_member(raw)
+        if query is None:
+            report.queries_skipped += 1
+            continue
+        if repository.warm_query(query).source is CacheStatus.MISS:
+            report.queries_warmed += 1
+    report.duration_s = round(time.monotonic() - started, 4)
+    log.info("cache warming: %s", report.as_dict())
+    return report

@@ -1,0 +1,131 @@
+"""Admin endpoints (bearer token): enqueue cache jobs, read task states and the latest audit, drop the cache."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import marshmallow as ma
+from celery.result import AsyncResult
+from flask import Response, current_app, jsonify, url_for
+from flask.views import MethodView
+from flask_smorest import abort
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
+from jollyjet.auth import require_token
+from jollyjet.cache.backend import CacheError
+from jollyjet.maintenance import names
+from jollyjet.maintenance.audit_store import latest_audit
+from jollyjet.maintenance.flush import drop_service_keys
+from jollyjet.products.mongo_repository import translate_db_errors
+from jollyjet.request_parsing import ApiBlueprint
+from jollyjet.wiring import Services
+
+blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+JOBS = {"warm": names.WARM, "audit": names.AUDIT, "cleanup": names.CLEANUP, "repair": names.REPAIR}
+# Broker or result-backend failures: the job system is unreachable, not the request wrong.
+_QUEUE_ERRORS = (KombuError, RedisError, OSError)
+
+
+class TaskSchema(ma.Schema):
+    id = ma.fields.String(metadata={"description": "Celery task id (UUID)"})
+    job = ma.fields.String()
+    state = ma.fields.String(metadata={"description": "PENDING (or unknown id), STARTED, RETRY, SUCCESS, FAILURE"})
+    result = ma.fields.Dict(metadata={"description": "The job's report, once SUCCESS"})
+    error = ma.fields.String(metadata={"description": "Exception type and message, once FAILURE"})
+
+
+def _fail(status: int, message: str, retry_after: int | None = None) -> NoReturn:
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    abort(status, message=message, headers=headers)
+    raise AssertionError("abort() always raises")  # for type checkers: abort is not typed NoReturn
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["jollyjet"]
+    if services.cache is None:
+        _fail(409, "the cache is disabled (JOLLYJET_CACHE_ENABLED=false)")
+    return services
+
+
+def _queue_down(error: Exception) -> NoReturn:
+    current_app.logger.error("job queue unavailable: %s", type(error).__name__)
+    _fail(503, "the job queue is unavailable; retry shortly", retry_after=5)
+
+
+@blp.route("/cache/<any(warm,audit,cleanup,repair):job>")
+class EnqueueJob(MethodView):
+    @require_token
+    @blp.response(202, TaskSchema)
+    @blp.alt_response(409, description="The cache is disabled")
+    @blp.alt_response(503, description="The broker is unreachable")
+    @blp.doc(security=ADMIN_SECURITY)
+    def post(self, job: str) -> Response:
+        """Enqueue a cache job (warm, audit, cleanup, repair); poll the returned task."""
+        _services()
+        try:
+            sent = current_app.extensions["celery"].send_task(JOBS[job])
+        except _QUEUE_ERRORS as error:
+            _queue_down(error)
+        response = jsonify({"id": sent.id, "job": job, "state": "PENDING"})
+        response.status_code = 202
+        response.headers["Location"] = url_for("admin.TaskState", task_id=sent.id)
+        return response
+
+
+@blp.route("/tasks/<uuid:task_id>")
+class TaskState(MethodView):
+    @require_token
+    @blp.response(200, TaskSchema)
+    @blp.alt_response(503, description="The result backend is unreachable")
+    @blp.doc(security=ADMIN_SECURITY)
+    def get(self, task_id: Any) -> dict[str, Any]:
+        """State and result of an enqueued job (an unknown id reads as PENDING, as Celery cannot tell)."""
+        result = AsyncResult(str(task_id), app=current_app.extensions["celery"])
+        try:
+            state, value, job = result.state, result.result, result.name
+        except _QUEUE_ERRORS as error:
+            _queue_down(error)
+        body: dict[str, Any] = {"id": str(task_id), "state": state}
+        if job:
+            body["job"] = next((short for short, full in JOBS.items() if full == job), job)
+        if state == "SUCCESS" and isinstance(value, dict):
+            body["result"] = value
+        elif state in ("FAILURE", "RETRY") and isinstance(value, BaseException):
+            # Type and message only: a traceback is for the worker's log, not the API.
+            body["error"] = f"{type(value).__name__}: {value}"
+        return body
+
+
+@blp.route("/cache/audit/latest")
+class LatestAudit(MethodView):
+    @require_token
+    @blp.response(200)
+    @blp.alt_response(404, description="No audit has run yet")
+    @blp.doc(security=ADMIN_SECURITY)
+    def get(self) -> dict[str, Any]:
+        """The most recent consistency audit: keys checked, drift per class, repairs, duration."""
+        with translate_db_errors():
+            run = latest_audit()
+        if run is None:
+            _fail(404, "no audit has run yet")
+        return run.as_dict()
+
+
+@blp.route("/cache")
+class Cache(MethodView):
+    @require_token
+    @blp.response(200)
+    @blp.alt_response(409, description="The cache is disabled")
+    @blp.alt_response(503, description="Redis is unreachable")
+    @blp.doc(security=ADMIN_SECURITY)
+    def delete(self) -> dict[str, int]:
+        """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB)."""
+        services = _services()
+        assert services.cache is not None
+        try:
+            deleted = drop_service_keys(services.cache, services.keys, services.settings.cleanup_scan_batch)
+        except CacheError:
+            _fail(503, "Redis is unavailable; nothing was dropped", retry_after=5)
+        return {"deleted": deleted}

@@ -1,0 +1,88 @@
+"""Every write of a product's cache entry, in one place: write-through, tombstones, fills, repairs.
+
+Each operation goes through a version-guarded Lua script (cache/scripts.py), so no
+caller — request path, warming, audit or repair — can move an entry backwards.
+Errors are CacheError and are the caller's to handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.products.cache_codec import encode_record
+from jollyjet.products.record import ProductRecord
+
+
+class ProductCacheWriter:
+    """Version-guarded writes of product entries and the list generation."""
+
+    def __init__(
+        self, cache: CacheBackend, keys: CacheKeys, ttl: TtlPolicy, product_ttl_s: int, tombstone_ttl_s: int
+    ) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.ttl = ttl
+        self.product_ttl_s = product_ttl_s
+        self.tombstone_ttl_s = tombstone_ttl_s
+
+    def product_ttl(self) -> int:
+        """A jittered product TTL."""
+        return self.ttl.seconds(self.product_ttl_s)
+
+    def max_product_ttl(self) -> int:
+        """The longest TTL product_ttl() can return (the audit flags longer ones)."""
+        return round(self.product_ttl_s * (1 + self.ttl.jitter)) + 1
+
+    def write(self, record: ProductRecord) -> bool:
+        """Store the record unless a newer version is cached; revokes fill leases. False if refused."""
+        keys = self.keys.product(record.id)
+        return self.cache.set_versioned(
+            keys.entry, keys.lease, encode_record(record), record.version, self.product_ttl()
+        )
+
+    def tombstone(self, product_id: str, deleted_version: int) -> bool:
+        """Mark a deleted product: the tombstone is one version past the deleted one, so a
+        fill that read the product before the delete carries an older version and is refused."""
+        keys = self.keys.product(product_id)
+        return self.cache.tombstone(keys.entry, keys.lease, deleted_version + 1, self.tombstone_ttl_s)
+
+    def evict(self, product_id: str, seen_version: int) -> bool:
+        """Remove the entry only if it still holds seen_version (nothing rewrote it since we looked)."""
+        keys = self.keys.product(product_id)
+        return self.cache.evict_versioned(keys.entry, keys.lease, seen_version)
+
+    def fill(self, product_id: str, token: str, record: ProductRecord) -> bool:
+        """Fill after a miss: lands only while the lease token is still valid and nothing newer is cached."""
+        keys = self.keys.product(product_id)
+        return self.cache.fill_versioned(
+            keys.entry, keys.lease, token, encode_record(record), record.version, self.product_ttl()
+        )
+
+    def fill_missing(
+        self, product_ids: Sequence[str], load: Callable[[list[str]], dict[str, ProductRecord]], lease_ttl_ms: int
+    ) -> int:
+        """Fill the entries of these ids that are not cached, with leases exactly like read misses
+        (so a concurrent write always wins); one database query for the batch. Returns how many landed."""
+        entries = self.cache.get_versioned_many([self.keys.product(pid).entry for pid in product_ids])
+        tokens: dict[str, str] = {}
+        for pid, entry in zip(product_ids, entries, strict=True):
+            if entry is None and (token := self.cache.acquire_lease(self.keys.product(pid).lease, lease_ttl_ms)):
+                tokens[pid] = token
+        if not tokens:
+            return 0
+        records = load(list(tokens))
+        filled = 0
+        for pid, token in tokens.items():
+            record = records.get(pid)
+            if record is None:
+                self.cache.release_lock(self.keys.product(pid).lease, token)
+            elif self.fill(pid, token, record):
+                filled += 1
+        return filled
+
+    def invalidate_lists(self) -> int:
+        """Bump the generation: every cached list and count becomes unreachable at once."""
+        return self.cache.bump_generation(self.keys.generation)

@@ -1,0 +1,49 @@
+"""Builds the Celery app the worker and beat run: the Flask app's, plus schedule and signals."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+
+from jollyjet.app_factory import create_app
+from jollyjet.celery_app import FlaskCelery
+from jollyjet.db import connect_mongo
+from jollyjet.maintenance import names
+from jollyjet.settings import Settings, SettingsError, load_settings
+from tasks.schedule import periodic_job_definitions
+
+log = logging.getLogger(__name__)
+
+
+def create_celery(settings: Settings | None = None) -> FlaskCelery:
+    """The Celery app for `celery -A tasks worker|beat`, with the beat schedule and worker hooks."""
+    try:
+        settings = settings or load_settings()
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
+    flask_app = create_app(settings)
+    celery: FlaskCelery = flask_app.extensions["celery"]
+    celery.conf.beat_schedule = periodic_job_definitions(settings)
+    celery.conf.beat_scheduler = "tasks.beat:SingleBeatScheduler"
+    connect_worker_signals(celery, settings)
+    return celery
+
+
+def connect_worker_signals(celery: FlaskCelery, settings: Settings) -> None:
+    """Reconnect MongoDB in forked pool processes; warm the cache when a worker is ready."""
+
+    def reconnect_mongo(**_: Any) -> None:
+        # pymongo's client is not fork-safe: each prefork child opens its own.
+        connect_mongo(settings)
+
+    def warm_on_start(sender: Any = None, **_: Any) -> None:
+        if sender is not None and sender.app is not celery:
+            return  # another Celery app in this process (tests)
+        if settings.warm_enabled and settings.warm_on_worker_start and settings.cache_enabled:
+            celery.send_task(names.WARM)
+            log.info("worker ready: cache warming enqueued")
+
+    signals.worker_process_init.connect(reconnect_mongo, weak=False)
+    signals.worker_ready.connect(warm_on_start, weak=False)
