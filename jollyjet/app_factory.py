@@ -13,6 +13,7 @@ from jollyjet.celery_app import celery_init_app
 from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.extensions import flask_cache
+from jollyjet.maintenance import names
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.products.routes import blp as products_blp
@@ -36,7 +37,7 @@ def create_app(
     configure_app(app, settings)
     connect_mongo(settings)
     register_services(app, settings, cache_backend, events)
-    celery_init_app(app, settings)
+    register_jobs(app, settings)
     api = register_extensions(app)
     register_blueprints(api)
     register_error_handlers(app)
@@ -84,6 +85,14 @@ def register_services(
     services = build_services(settings, flask_cache, cache_backend, events)
     flask_cache.init_app(app, config=flask_cache_config(settings, services.redis, services.keys))
     app.extensions["jollyjet"] = services
+
+
+def register_jobs(app: Flask, settings: Settings) -> None:
+    """The Celery app (app.extensions["celery"]); after a Redis outage, enqueue the repair job at once."""
+    celery = celery_init_app(app, settings)
+    breaker = app.extensions["jollyjet"].breaker
+    if breaker is not None and settings.repair_enabled:
+        breaker.on_recover.append(lambda: celery.send_task(names.REPAIR))
 
 
 def register_extensions(app: Flask) -> Api:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import signals
@@ -34,9 +35,14 @@ def create_celery(settings: Settings | None = None) -> FlaskCelery:
 def connect_worker_signals(celery: FlaskCelery, settings: Settings) -> None:
     """Reconnect MongoDB in forked pool processes; warm the cache when a worker is ready."""
 
+    parent_pid = os.getpid()
+
     def reconnect_mongo(**_: Any) -> None:
-        # pymongo's client is not fork-safe: each prefork child opens its own.
-        connect_mongo(settings)
+        # pymongo's client is not fork-safe: each prefork child opens its own. The solo
+        # pool sends this signal too, in this very process: keep the connection there
+        # (reconnecting would also empty an in-process mongomock store).
+        if os.getpid() != parent_pid:
+            connect_mongo(settings)
 
     def warm_on_start(sender: Any = None, **_: Any) -> None:
         if sender is not None and sender.app is not celery:

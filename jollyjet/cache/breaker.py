@@ -7,10 +7,13 @@ half-open: one trial call; success closes, failure re-opens.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
+
+log = logging.getLogger(__name__)
 
 
 class BreakerState(StrEnum):
@@ -36,6 +39,9 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._trial_in_flight = False
         self.times_opened = 0
+        # Called (outside the lock, errors logged) when a trial call closes an open breaker:
+        # Redis is back, and writes that failed meanwhile want repairing now, not at the next tick.
+        self.on_recover: list[Callable[[], None]] = []
 
     @property
     def state(self) -> BreakerState:
@@ -62,11 +68,18 @@ class CircuitBreaker:
             return False
 
     def record_success(self) -> None:
-        """A call succeeded: close the breaker."""
+        """A call succeeded: close the breaker (and tell on_recover listeners if it was open)."""
         with self._lock:
+            recovered = self._opened_at is not None
             self._failures = 0
             self._opened_at = None
             self._trial_in_flight = False
+        if recovered:
+            for listener in self.on_recover:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("breaker recovery listener failed")
 
     def record_failure(self) -> None:
         """A call failed: count it, and open (or re-open) when over the threshold."""

@@ -46,17 +46,21 @@ class RepairLog:
 
     def pending(self, limit: int) -> list[CacheRepairRecord]:
         """Oldest records not yet repaired."""
-        return list(CacheRepairRecord.objects(done_at=None).order_by("created_at").limit(limit))
+        return list(CacheRepairRecord.objects(done_at__in=[None]).order_by("created_at").limit(limit))
 
     def pending_count(self) -> int:
         """How many records wait for repair."""
-        return CacheRepairRecord.objects(done_at=None).count()
+        # done_at__in=[None] rather than done_at=None: same meaning on MongoDB, and
+        # nx-27017 counts only documents without the field for the plain form.
+        return CacheRepairRecord.objects(done_at__in=[None]).count()
 
     def mark_done(self, record_ids: Sequence[ObjectId]) -> int:
         """Mark records repaired (the repair job calls this after rewriting their keys)."""
         if not record_ids:
             return 0
-        return int(CacheRepairRecord.objects(id__in=list(record_ids)).update(set__done_at=datetime.now(UTC)))
+        # $currentDate rather than a client datetime: see MongoProductRepository.update.
+        query = CacheRepairRecord.objects(id__in=list(record_ids))
+        return int(query.update(__raw__={"$currentDate": {"done_at": True}}))
 
     def mark_attempted(self, record_ids: Sequence[ObjectId]) -> None:
         """Count a failed repair attempt (Redis still unreachable)."""

@@ -76,7 +76,10 @@ def build_filter(query: ProductQuery) -> dict[str, Any]:
     if query.category is not None:
         spec["category"] = query.category
     if query.tag is not None:
-        spec["tags"] = query.tag
+        # $in of one value means plain array-element equality on MongoDB (and uses the
+        # index); nx-27017, the wire server of the multi-process tests, mishandles the
+        # plain form on an indexed array field.
+        spec["tags"] = {"$in": [query.tag]}
     price: dict[str, int] = {}
     if query.min_price_cents is not None:
         price["$gte"] = query.min_price_cents
@@ -180,8 +183,11 @@ class MongoProductRepository:
         with translate_db_errors():
             self._ensure_indexes()
             try:
+                # $currentDate: the server's clock at ms precision, which every MongoDB-speaking
+                # server stores as a date (a datetime sent with $set is stored as a string by
+                # nx-27017). The record, and so the cache, is built from the returned document.
                 doc = ProductDocument.objects(**selector).modify(
-                    new=True, inc__version=1, set__updated_at=utcnow_ms(), **changes
+                    new=True, inc__version=1, __raw__={"$currentDate": {"updated_at": True}}, **changes
                 )
             except NotUniqueError:
                 raise DuplicateSku(values.get("sku")) from None

@@ -1,0 +1,45 @@
+"""Worker and beat as threads of the web process, for embedded mode (`python -m jollyjet` with no servers).
+
+Embedded stores (mongomock, fakeredis) and the in-memory broker live in one process,
+so a separate `celery worker` could never see them. Here the same jobs run on the
+same schedule in daemon threads; with real servers, run the Procfile's processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+
+from celery.beat import EmbeddedService
+
+from jollyjet.celery_app import FlaskCelery
+from jollyjet.maintenance import names
+
+log = logging.getLogger(__name__)
+
+
+def start_embedded_jobs(celery: FlaskCelery) -> None:
+    """Start one solo-pool worker thread and one beat thread on this Celery app."""
+    # The worker looks its tasks up on Celery's *default* app when no app is current in
+    # its thread; this process has exactly one, so make it the default.
+    celery.finalize()
+    celery.set_default()
+    worker = celery.WorkController(
+        pool="solo",
+        concurrency=1,
+        queues=[celery.conf.task_default_queue],
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
+    schedule = Path(tempfile.mkdtemp(prefix="jollyjet-beat-")) / "schedule"
+    beat = EmbeddedService(celery, thread=True, schedule_filename=str(schedule))
+    beat.start()
+    settings = celery.flask_app.extensions["jollyjet"].settings
+    if settings.cache_enabled and settings.warm_enabled and settings.warm_on_worker_start:
+        # Only the `celery worker` command sends worker_ready; do here what its handler does.
+        celery.send_task(names.WARM)
+    log.info("embedded mode: Celery worker and beat run as threads of this process")
