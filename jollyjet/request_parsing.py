@@ -2,7 +2,9 @@
 
 webargs' defaults are lenient where this API must not be: it ignores unknown query
 parameters, treats a non-JSON body as "no body", parses JSON numbers as floats and
-lets decoder failures other than JSONDecodeError escape as 500s.
+lets decoder failures other than JSONDecodeError escape as 500s. Werkzeug, for its
+part, decodes a query string that is not UTF-8 by quietly substituting U+FFFD and
+keeps only the first of repeated parameters.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import re
 from decimal import Decimal
 from typing import Any, NoReturn
+from urllib.parse import unquote_to_bytes
 
 import flask
 import marshmallow as ma
@@ -21,10 +24,30 @@ from webargs.flaskparser import FlaskParser, is_json_request
 # Lone UTF-16 surrogates are legal as JSON escapes ("\ud800") but not as text:
 # MongoDB cannot encode them, so they are refused with the rest of the bad JSON.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# No field takes an integer anywhere near this long. Refusing here names the problem;
+# int() would refuse only past 4300 digits, with a message about interpreter limits.
+_MAX_INT_DIGITS = 30
 
 
 def _not_json_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise ValueError(f"a number has more than {_MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads would silently keep the last of two equal keys; which one a client
+    # meant is a guess, and proxies or other parsers may guess differently.
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"duplicate key {key[:50]!r} in an object")
+        document[key] = value
+    return document
 
 
 def _has_lone_surrogate(document: Any) -> bool:
@@ -44,8 +67,14 @@ def _has_lone_surrogate(document: Any) -> bool:
 
 
 def decode_json_body(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, numbers with a fraction as exact Decimals; raises ValueError."""
-    document = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_not_json_constant)
+    """Strict JSON: UTF-8, no NaN/Infinity or repeated keys, fractions as exact Decimals; raises ValueError."""
+    document = json.loads(
+        body.decode("utf-8"),
+        parse_float=Decimal,
+        parse_int=_bounded_int,
+        parse_constant=_not_json_constant,
+        object_pairs_hook=_object_without_duplicate_keys,
+    )
     if _has_lone_surrogate(document):
         raise ValueError("lone surrogate in a JSON string")
     return document
@@ -69,10 +98,37 @@ class StrictFlaskParser(FlaskParser):
             return core.missing  # no body: the schema reports the missing fields
         try:
             return decode_json_body(body)
-        # ValueError covers JSONDecodeError, UnicodeDecodeError and over-long integers;
-        # RecursionError is what the decoder raises on absurdly deep nesting.
-        except (ValueError, RecursionError) as error:
-            abort(400, exc=error, errors={"json": ["Invalid JSON body."]})
+        except UnicodeDecodeError as error:  # a ValueError too: it must come first
+            _bad_json(error, "it is not UTF-8 text")
+        except RecursionError as error:  # what the decoder raises on absurdly deep nesting
+            _bad_json(error, "it is nested too deeply")
+        except ValueError as error:  # JSONDecodeError, NaN/Infinity, long numbers, lone surrogates
+            _bad_json(error, str(error))
+
+    def load_querystring(self, req: flask.Request, schema: ma.Schema) -> Any:
+        """The query arguments: 400 unless UTF-8, 422 for a single-valued parameter given twice."""
+        try:
+            # The whole string at once: "&" and "=" are ASCII, never part of a UTF-8 sequence.
+            unquote_to_bytes(req.query_string).decode("utf-8")
+        except UnicodeDecodeError:
+            abort(400, message="the query string is not valid UTF-8")
+        repeated = sorted(
+            name
+            for name, values in req.args.lists()
+            if len(values) > 1 and name in schema.fields and not isinstance(schema.fields[name], ma.fields.List)
+        )
+        if repeated:
+            abort(
+                422,
+                message=f"query parameters given more than once: {', '.join(repeated)}",
+                errors={"query": {name: ["Given more than once."] for name in repeated}},
+            )
+        return super().load_querystring(req, schema)
+
+
+def _bad_json(error: Exception, reason: str) -> None:
+    """Abort with 400, naming why the body is not JSON (abort() raises)."""
+    abort(400, exc=error, message=f"the request body is not valid JSON: {reason}", errors={"json": [reason]})
 
 
 class ApiBlueprint(Blueprint):

@@ -145,9 +145,11 @@ class CachedProductRepository:
         return self.inner.get_many(product_ids)
 
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
+        read = self.warm_query(query)
+        # Counted after the read: a request that failed (MongoDB down) writes nothing to Redis.
         if self.popularity is not None:
             self.popularity.query_read(query.normalized())
-        return self.warm_query(query)
+        return read
 
     def warm_query(self, query: ProductQuery) -> Read[ProductPage]:
         """A list page through the cache without counting it as a client read (cache warming)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -61,20 +62,25 @@ def _not_modified(version: int) -> bool:
     return version in versions_from_etags(list(if_none_match.as_set(include_weak=True)))
 
 
-def _expected_version(product_id: str) -> int | None:
-    """The version If-Match requires, None without a precondition; raises VersionConflict."""
-    if not request.headers.get("If-Match"):
-        return None
-    if_match = request.if_match
-    if if_match.star_tag:
-        return None
-    versions = versions_from_etags(list(if_match.as_set()))
-    if len(versions) == 1:
-        return versions.pop()
-    current = _service().get(product_id).value.version
-    if current in versions:
-        return current  # still conditional: the write only lands at this version
-    raise VersionConflict(current)
+# Versions start at 1: a write expecting version 0 always conflicts, and the conflict
+# reports the current version (what a 412 for tags naming no version must carry).
+_NO_VERSION = 0
+
+
+def _conditional(write: Callable[[int | None], ProductRecord]) -> ProductRecord:
+    """Run write(expected_version) under the request's If-Match, judged by MongoDB's atomic check."""
+    # Not judged by reading the product first: that read may be served by a cache entry
+    # a failed write-through left stale, and it would count as a client read. For a list
+    # of tags, the newest is tried first, then the current version if the list names it.
+    if not request.headers.get("If-Match") or request.if_match.star_tag:
+        return write(None)
+    versions = versions_from_etags(list(request.if_match.as_set()))  # strong tags only (RFC 9110)
+    try:
+        return write(max(versions, default=_NO_VERSION))
+    except VersionConflict as conflict:
+        if conflict.current_version not in versions:
+            raise
+        return write(conflict.current_version)  # still conditional: lands only at that version
 
 
 @blp.route("/products")
@@ -134,7 +140,8 @@ class Product(MethodView):
     @blp.doc(security=WRITE_SECURITY)
     def put(self, data: dict[str, Any], product_id: str) -> Response:
         """Replace a product's fields (If-Match makes it conditional)."""
-        record = _service().update(product_id, values_from_input(data), _expected_version(product_id))
+        values = values_from_input(data)
+        record = _conditional(lambda expected: _service().update(product_id, values, expected))
         return _product_response(record)
 
     @require_token  # outermost: authenticate before parsing the body
@@ -144,7 +151,8 @@ class Product(MethodView):
     @blp.doc(security=WRITE_SECURITY)
     def patch(self, data: dict[str, Any], product_id: str) -> Response:
         """Change some of a product's fields (If-Match makes it conditional)."""
-        record = _service().update(product_id, values_from_input(data), _expected_version(product_id))
+        values = values_from_input(data)
+        record = _conditional(lambda expected: _service().update(product_id, values, expected))
         return _product_response(record)
 
     @require_token  # outermost: authenticate before parsing the body
@@ -153,7 +161,7 @@ class Product(MethodView):
     @blp.doc(security=WRITE_SECURITY)
     def delete(self, product_id: str) -> Response:
         """Delete a product."""
-        _service().delete(product_id, _expected_version(product_id))
+        _conditional(lambda expected: _service().delete(product_id, expected))
         return Response(status=204)
 
 

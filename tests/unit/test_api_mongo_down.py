@@ -1,0 +1,65 @@
+"""MongoDB unreachable: every product endpoint answers 503 with Retry-After, and the cache stays untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from jollyjet.cache.memory_backend import MemoryCacheBackend
+from tests.support.api import PRODUCTS, assert_json_error
+from tests.support.factories import product_payload
+from tests.support.redis_server import free_port
+
+pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
+
+_ID = "0123456789abcdef01234567"
+# Each request waits for pymongo's server selection (about half a second), so one
+# request per code path: reads, the write paths, and the If-Match path that reads first.
+REQUESTS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "get": ("GET", f"{PRODUCTS}/{_ID}", {}),
+    "list": ("GET", f"{PRODUCTS}?category=kitchen&sort=price", {}),
+    "count": ("GET", f"{PRODUCTS}/count?in_stock=true", {}),
+    "categories": ("GET", "/api/v1/categories", {}),
+    "post": ("POST", PRODUCTS, {"json": product_payload()}),
+    "patch": ("PATCH", f"{PRODUCTS}/{_ID}", {"json": {"stock": 1}}),
+    "patch-if-match-list": (
+        "PATCH",
+        f"{PRODUCTS}/{_ID}",
+        {"json": {"stock": 1}, "headers": {"If-Match": '"v1", "v2"'}},
+    ),
+    "delete": ("DELETE", f"{PRODUCTS}/{_ID}", {}),
+}
+
+
+def _cache_contents(cache: MemoryCacheBackend) -> dict[str, object]:
+    return {key: cache.get(key) or cache.get_versioned(key) for batch in cache.scan("*", 1000) for key in batch}
+
+
+@pytest.fixture
+def dead_mongo_app(make_api_app: Callable[..., Flask]) -> Flask:
+    """The app pointed at a port nobody listens on, with the shortest server-selection timeout."""
+    return make_api_app(mongodb_uri=f"mongodb://127.0.0.1:{free_port()}/x", mongodb_timeout_ms=100)
+
+
+@pytest.mark.parametrize("name", REQUESTS)
+def test_unreachable_mongodb_is_503(
+    dead_mongo_app: Flask,
+    memory_cache: MemoryCacheBackend,
+    auth: dict[str, str],
+    name: str,
+) -> None:
+    services = dead_mongo_app.extensions["jollyjet"]
+    if services.cache is not None:
+        # The first list or count read creates the generation counter whatever MongoDB
+        # does; create it now so that the comparison below sees only what the request wrote.
+        services.cache.get_generation(services.keys.generation)
+    before = _cache_contents(memory_cache)
+    method, path, extra = REQUESTS[name]
+    headers = {**auth, **extra.get("headers", {})}
+    response = dead_mongo_app.test_client().open(path, method=method, json=extra.get("json"), headers=headers)
+    assert_json_error(response, 503, "database is unavailable")
+    assert int(response.headers["Retry-After"]) > 0
+    assert _cache_contents(memory_cache) == before  # no entry, fill lock, tombstone or popularity count
