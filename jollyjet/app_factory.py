@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from flask import Flask
 from flask_smorest import Api
@@ -91,8 +92,18 @@ def register_jobs(app: Flask, settings: Settings) -> None:
     """The Celery app (app.extensions["celery"]); after a Redis outage, enqueue the repair job at once."""
     celery = celery_init_app(app, settings)
     breaker = app.extensions["jollyjet"].breaker
-    if breaker is not None and settings.repair_enabled:
-        breaker.on_recover.append(lambda: celery.send_task(names.REPAIR))
+    if breaker is None or not settings.repair_enabled:
+        return
+
+    def enqueue_repair() -> None:
+        try:
+            celery.send_task(names.REPAIR)
+        except Exception:  # the broker may be down too; beat runs the repair anyway
+            log.warning("could not enqueue the cache repair after Redis recovered", exc_info=True)
+
+    # In a thread: the listener runs inside the request that closed the breaker, and a
+    # slow or dead broker must not hold that request up.
+    breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
 
 
 def register_extensions(app: Flask) -> Api:
