@@ -62,7 +62,12 @@ def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | Non
     if ttl == -1 or (ttl is not None and ttl > max_ttl):
         found.append("wrong_ttl")
     if entry.payload is None:
-        return found  # a tombstone: only its TTL matters
+        # A tombstone says "deleted". If the product exists (a database restore, or a
+        # write-through that failed after the tombstone), it hides the product: past the
+        # database's version, evict it; at or below, rewrite it from the database.
+        if record is not None:
+            found.append("version_ahead" if entry.version > record.version else "stale_version")
+        return found
     try:
         cached = decode_record(entry.payload)
     except DECODE_ERRORS:

@@ -53,7 +53,11 @@ def latest_audit() -> AuditRun | None:
 
 def prune_audits(keep: int) -> int:
     """Keep the newest `keep` runs; returns how many older ones were deleted."""
-    cutoff = AuditRun.objects.order_by("-finished_at").skip(keep - 1).only("finished_at").first()
-    if cutoff is None:
+    # By id past the first `keep`, not "older than the keep-th run's time": MongoDB
+    # stores milliseconds, and runs finishing in the same one (ties at the cutoff)
+    # would all be kept. _id breaks ties (ObjectIds grow with insertion).
+    older = AuditRun.objects.order_by("-finished_at", "-id").skip(keep).scalar("id")
+    ids = list(older)
+    if not ids:
         return 0
-    return int(AuditRun.objects(finished_at__lt=cutoff.finished_at).delete())
+    return int(AuditRun.objects(id__in=ids).delete())

@@ -97,7 +97,9 @@ class CacheCleanup:
         return report
 
     def _sweep(self, batch: list[str], generation: int, report: CleanupReport) -> None:
-        old_schema = [k for k in batch if schema_of(k) != self.keys.schema]
+        # The SCAN glob `<prefix>:v*` also matches e.g. `<prefix>:visits`, which carries
+        # no schema (schema_of is None) and is not ours: only `<prefix>:v<N>:` keys are.
+        old_schema = [k for k in batch if (s := schema_of(k)) is not None and s != self.keys.schema]
         report.old_schema_deleted += self.cache.delete(*old_schema)
         current = [k for k in batch if schema_of(k) == self.keys.schema]
         old_generation = [k for k in current if (g := generation_of(k)) is not None and g < generation]
@@ -122,6 +124,8 @@ class CacheCleanup:
 
     def _trim_popularity(self, report: CleanupReport) -> None:
         keep = self.options.popularity_max
+        # Trim first: it bounds the walk below, whatever the sets grew to since the last
+        # run (a run may therefore end a few members under the limit).
         report.popularity_trimmed += self.cache.trim_ranked(self.keys.popular_products, keep)
         report.popularity_trimmed += self.cache.trim_ranked(self.keys.popular_queries, keep)
         batch = self.options.scan_batch

@@ -8,10 +8,11 @@ keeps two runs from doing the same work at once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.keys import CacheKeys
 
 
@@ -27,4 +28,7 @@ def job_run(cache: CacheBackend, keys: CacheKeys, job: str, ttl_s: int) -> Itera
         yield token is not None
     finally:
         if token is not None:
-            cache.release_lock(key, token)
+            # A failed release must not replace the job's own result or error: the lock
+            # expires by itself.
+            with contextlib.suppress(CacheError):
+                cache.release_lock(key, token)

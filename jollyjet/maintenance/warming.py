@@ -14,10 +14,27 @@ from typing import Any
 
 from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.products.cached_repository import CachedProductRepository
-from jollyjet.products.record import CacheStatus, ProductQuery
+from jollyjet.products.mongo_repository import object_id
+from jollyjet.products.record import SORT_FIELDS, CacheStatus, ProductQuery
 
 log = logging.getLogger(__name__)
 _BATCH = 200  # ids per database query and per lease round
+# ProductQuery's field types. A member is checked against them exactly (type(), not
+# isinstance: True is not a page number), because a hand-edited or corrupt member that
+# reached the database query (a non-str `q`, an unknown sort) would fail the whole run.
+_QUERY_FIELDS: dict[str, type] = {
+    "category": str,
+    "tag": str,
+    "min_price_cents": int,
+    "max_price_cents": int,
+    "in_stock": bool,
+    "is_active": bool,
+    "q": str,
+    "sort": str,
+    "page": int,
+    "page_size": int,
+}
+_REQUIRED = ("sort", "page", "page_size")
 
 
 @dataclass
@@ -26,6 +43,7 @@ class WarmReport:
 
     products_considered: int = 0
     products_warmed: int = 0
+    products_skipped: int = 0
     queries_considered: int = 0
     queries_warmed: int = 0
     queries_skipped: int = 0
@@ -42,13 +60,15 @@ class WarmReport:
 
 
 def query_from_member(raw: dict[str, Any]) -> ProductQuery | None:
-    """Rebuild a ProductQuery from a popularity member; None if it does not describe one."""
-    try:
-        query = ProductQuery(**raw)
-    except TypeError:
-        return None
-    fields_ok = isinstance(query.page, int) and isinstance(query.page_size, int) and isinstance(query.sort, str)
-    return query if fields_ok and query.page == 1 else None
+    """Rebuild a ProductQuery from a popularity member; None if it does not describe a page-1 query."""
+    for name, value in raw.items():
+        expected = _QUERY_FIELDS.get(name)
+        optional_none = value is None and name not in _REQUIRED
+        if expected is None or not (optional_none or type(value) is expected):
+            return None
+    query = ProductQuery(**raw)
+    valid = query.page == 1 and query.page_size >= 1 and query.sort.removeprefix("-") in SORT_FIELDS
+    return query if valid else None
 
 
 def warm_cache(
@@ -57,8 +77,12 @@ def warm_cache(
     """Fill the most-read products and the first page of the most-read list queries."""
     started = time.monotonic()
     report = WarmReport()
-    ids = popularity.top_products(top_products)
-    report.products_considered = len(ids)
+    members = popularity.top_products(top_products)
+    # Key names are built from ObjectId strings only (keys.py raises otherwise): one
+    # corrupt member must not fail the run. Cleanup drops such members for good.
+    ids = [pid for pid in members if object_id(pid) is not None]
+    report.products_considered = len(members)
+    report.products_skipped = len(members) - len(ids)
     for start in range(0, len(ids), _BATCH):
         report.products_warmed += repository.warm_products(ids[start : start + _BATCH])
     for raw in popularity.top_queries(top_queries):

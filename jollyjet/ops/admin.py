@@ -121,7 +121,7 @@ class Cache(MethodView):
     @blp.alt_response(503, description="Redis is unreachable")
     @blp.doc(security=ADMIN_SECURITY)
     def delete(self) -> dict[str, int]:
-        """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB)."""
+        """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB); read counts are kept."""
         services = _services()
         assert services.cache is not None
         try:

@@ -1,0 +1,145 @@
+"""Helpers for the background-job tests: backends to run them on, and ways to plant cache states.
+
+The planting helpers write what the service itself never writes (keys without a TTL,
+raw entries), so they reach past the CacheBackend interface: into the memory backend's
+slots, or to the raw redis client under a RedisCacheBackend.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import fakeredis
+from flask import Flask
+
+from jollyjet import create_app
+from jollyjet.cache.backend import CacheBackend, CacheError
+from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.memory_backend import MemoryCacheBackend
+from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.products.cache_codec import encode_record
+from jollyjet.products.record import ProductRecord
+from jollyjet.wiring import Services
+from tests.conftest import make_settings
+
+BACKENDS = ("memory", "fakeredis")
+_sku = itertools.count(1)
+
+
+def make_backend(kind: str) -> CacheBackend:
+    """A fresh, empty backend: the in-memory one, or redis-py on a private fakeredis server."""
+    if kind == "memory":
+        return MemoryCacheBackend()
+    if kind == "fakeredis":
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        return RedisCacheBackend(client, CircuitBreaker(failure_threshold=3, cooldown_s=1))
+    raise ValueError(kind)
+
+
+def job_app(backend: CacheBackend, **overrides: Any) -> Flask:
+    """The app on its own mongomock database and key prefix, with this cache backend."""
+    return create_app(make_settings(**overrides), cache_backend=backend)
+
+
+def services_of(app: Flask) -> Services:
+    """The app's object graph (what the Celery tasks use)."""
+    services: Services = app.extensions["jollyjet"]
+    return services
+
+
+def product_values(**extra: Any) -> dict[str, Any]:
+    """Document values for ProductService.create, with a unique sku."""
+    values: dict[str, Any] = {
+        "sku": f"JOB-{next(_sku):06d}",
+        "name": "Lamp",
+        "description": "",
+        "price_cents": 1999,
+        "currency": "USD",
+        "category": "home",
+        "tags": ["light"],
+        "stock": 3,
+        "is_active": True,
+    }
+    values.update(extra)
+    return values
+
+
+def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) -> None:
+    """Cache record's bytes at record.version, as if some writer had put them there."""
+    keys = services.keys.product(record.id)
+    assert services.cache is not None
+    assert services.cache.set_versioned(keys.entry, keys.lease, encode_record(record), record.version, ttl_s)
+
+
+def drop_ttl(backend: CacheBackend, key: str) -> None:
+    """Make an existing key permanent (what PERSIST does), whatever it holds."""
+    if isinstance(backend, RedisCacheBackend):
+        assert backend.client.persist(key)
+    elif isinstance(backend, MemoryCacheBackend):
+        slot = backend._data[key]  # no public way to do this: the service never should
+        slot.expires_at = None
+    else:
+        raise TypeError(type(backend).__name__)
+    assert backend.ttl(key) == -1
+
+
+def plant_without_ttl(backend: CacheBackend, key: str, value: bytes = b"x") -> None:
+    """A plain key with no TTL."""
+    if isinstance(backend, RedisCacheBackend):
+        backend.client.set(key, value)
+    elif isinstance(backend, MemoryCacheBackend):
+        backend.set_without_ttl(key, value)
+    else:
+        raise TypeError(type(backend).__name__)
+    assert backend.ttl(key) == -1
+
+
+def all_keys(backend: CacheBackend, pattern: str = "*") -> set[str]:
+    """Every key matching pattern."""
+    return {key for batch in backend.scan(pattern, 1000) for key in batch}
+
+
+class OutageBackend(MemoryCacheBackend):
+    """The memory backend with a switch: the public methods named in `failing` ("*": all) raise CacheError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: set[str] = set()
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+        failing: set[str] = super().__getattribute__("failing")
+        if "*" in failing or name in failing:
+
+            def fail(*_: object, **__: object) -> None:
+                raise CacheError(f"redis down ({name})")
+
+            return fail
+        return attr
+
+
+class RepositoryWithHook:
+    """Wraps a repository; `after_get_many` (once) runs between get_many's database read and its return.
+
+    That is where a client write races a job: the job holds what it read, the write lands.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.after_get_many: Callable[[], object] | None = None
+        self.get_many_calls: list[list[str]] = []
+
+    def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
+        self.get_many_calls.append(list(product_ids))
+        records: dict[str, ProductRecord] = self.inner.get_many(product_ids)
+        hook, self.after_get_many = self.after_get_many, None
+        if hook is not None:
+            hook()
+        return records
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # everything else passes straight through

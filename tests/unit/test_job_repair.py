@@ -1,0 +1,164 @@
+"""Replaying cache writes that failed after their database write (Redis was down).
+
+The app runs on an OutageBackend: the memory backend with a switch that makes its
+calls raise CacheError, as RedisCacheBackend does when Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from jollyjet.cache.backend import CacheError, VersionedEntry
+from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
+from jollyjet.products.cache_codec import decode_record
+from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord
+from jollyjet.products.repository import ProductRepository
+from jollyjet.wiring import Services
+from tests.support.job_stack import OutageBackend, RepositoryWithHook, job_app, product_values, services_of
+
+
+@pytest.fixture
+def backend() -> OutageBackend:
+    return OutageBackend()
+
+
+@pytest.fixture
+def app(backend: OutageBackend) -> Flask:
+    return job_app(backend)
+
+
+@pytest.fixture
+def services(app: Flask) -> Services:
+    return services_of(app)
+
+
+def repair(
+    services: Services,
+    database: ProductRepository | None = None,
+    batch: int = 500,
+    also: tuple[Callable[[], None], ...] = (),
+) -> RepairReport:
+    assert services.cache is not None and services.cached is not None
+    return repair_failed_writes(
+        services.repairs, services.cache, services.cached.writer, database or services.mongo, batch, also
+    )
+
+
+def create(services: Services) -> ProductRecord:
+    return services.products.create(product_values())
+
+
+def entry_of(services: Services, product_id: str) -> VersionedEntry | None:
+    assert services.cache is not None
+    return services.cache.get_versioned(services.keys.product(product_id).entry)
+
+
+def test_writes_that_failed_during_an_outage_are_replayed(
+    app: Flask, services: Services, backend: OutageBackend
+) -> None:
+    updated, deleted = create(services), create(services)
+    assert services.products.list_page(ProductQuery()).source is CacheStatus.MISS  # cached: both products
+
+    backend.failing = {"*"}  # Redis goes down; every write still commits to MongoDB
+    services.products.update(updated.id, {"stock": 1}, None)
+    services.products.update(updated.id, {"stock": 2}, None)
+    services.products.delete(deleted.id, None)
+    created = create(services)
+    assert services.repairs.pending_count() == 4
+    backend.failing = set()  # Redis is back, with the data it had before
+
+    stale = services.products.list_page(ProductQuery())
+    assert stale.source is CacheStatus.HIT and stale.value.total == 2  # what the repair job is for
+    memo_invalidations: list[int] = []
+
+    report = repair(services, also=(lambda: memo_invalidations.append(1),))
+
+    assert report.as_dict() | {"duration_s": 0} == {
+        "records": 4,
+        "products": 3,
+        "rewritten": 2,
+        "tombstoned": 1,
+        "unchanged": 0,
+        "lists_invalidated": True,
+        "remaining": 0,
+        "duration_s": 0,
+    }
+    assert memo_invalidations == [1]
+    for product in (updated, created):
+        entry = entry_of(services, product.id)
+        assert entry is not None and decode_record(entry.payload or b"") == services.mongo.get(product.id).value
+    assert entry_of(services, deleted.id) == VersionedEntry(deleted.version + 1, None)
+    page = services.products.list_page(ProductQuery())
+    assert page.source is CacheStatus.MISS and {r.id for r in page.value.items} == {updated.id, created.id}
+    assert all(r.done_at is not None for r in CacheRepairRecord.objects)
+
+    client = app.test_client()
+    response = client.get(f"/api/v1/products/{updated.id}")
+    assert response.headers["X-Cache"] == "HIT" and response.get_json()["stock"] == 2
+    assert client.get(f"/api/v1/products/{deleted.id}").status_code == 404
+
+    again = repair(services)  # nothing pending: no work, no invalidation
+    assert (again.records, again.remaining, again.lists_invalidated) == (0, 0, False)
+
+
+def test_a_batch_bounds_one_run_and_the_rest_is_reported_remaining(services: Services, backend: OutageBackend) -> None:
+    backend.failing = {"*"}
+    products = [create(services) for _ in range(3)]
+    backend.failing = set()
+
+    first = repair(services, batch=2)
+    assert (first.records, first.rewritten, first.remaining) == (2, 2, 1)
+    second = repair(services, batch=2)
+    assert (second.records, second.rewritten, second.remaining) == (1, 1, 0)
+    assert all(entry_of(services, p.id) is not None for p in products)
+
+
+def test_a_failing_cache_leaves_records_pending_with_attempts_counted(
+    services: Services, backend: OutageBackend
+) -> None:
+    product, gone = create(services), create(services)
+    backend.failing = {"*"}
+    services.products.update(product.id, {"stock": 9}, None)
+    services.products.delete(gone.id, None)
+    backend.failing = set()
+    generation = backend.get_generation(services.keys.generation)
+
+    backend.failing = {"set_versioned"}  # reads work, the rewrite fails midway
+    with pytest.raises(CacheError):
+        repair(services)
+    backend.failing = {"*"}  # still down
+    with pytest.raises(CacheError):
+        repair(services)
+    backend.failing = set()
+
+    records = list(CacheRepairRecord.objects)
+    assert [(r.attempts, r.done_at) for r in records] == [(2, None), (2, None)]
+    assert services.repairs.pending_count() == 2
+    assert backend.get_generation(services.keys.generation) == generation  # not invalidated without a repair
+    assert entry_of(services, product.id).version == 1  # type: ignore[union-attr]
+
+    report = repair(services)
+
+    assert (report.rewritten, report.tombstoned, report.remaining) == (1, 1, 0)
+    assert entry_of(services, product.id).version == 2  # type: ignore[union-attr]
+    assert all(r.done_at is not None and r.attempts == 2 for r in CacheRepairRecord.objects)
+
+
+def test_a_write_newer_than_the_repairs_database_read_wins(services: Services, backend: OutageBackend) -> None:
+    product = create(services)
+    backend.failing = {"*"}
+    services.products.update(product.id, {"stock": 5}, None)  # v2, not cached
+    backend.failing = set()
+    racing = RepositoryWithHook(services.mongo)
+    # The repair has read v2; a client write commits and caches v3 before its cache write.
+    racing.after_get_many = lambda: services.products.update(product.id, {"stock": 6}, None)
+
+    report = repair(services, database=racing)
+
+    assert (report.rewritten, report.unchanged, report.remaining) == (0, 1, 0)
+    entry = entry_of(services, product.id)
+    assert entry is not None and entry.version == 3 and decode_record(entry.payload or b"").stock == 6
