@@ -18,4 +18,4 @@ USER jollyjet
 
 ENV PORT=8000
 EXPOSE 8000
-CMD ["sh", "-c", "exec gunicorn app:app --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-2} --threads ${WEB_THREADS:-4} --timeout 30 --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn app:app --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-2} --threads ${WEB_THREADS:-4} --timeout 30 --no-control-socket --access-logfile -"]

@@ -6,6 +6,7 @@ import logging
 from decimal import Decimal
 
 from jollyjet.products.record import ProductQuery
+from jollyjet.products.repository import DuplicateSku
 from jollyjet.products.representation import cents
 from jollyjet.products.service import ProductService
 
@@ -46,7 +47,16 @@ def seed_demo_products(service: ProductService) -> int:
     """Insert the demo catalog unless products already exist; returns how many were added."""
     if service.count(ProductQuery()).value > 0:
         return 0
+    added = 0
     for values in demo_products():
-        service.create(values)
-    log.info("seeded %d demo products", len(demo_products()))
-    return len(demo_products())
+        try:
+            service.create(values)
+        except DuplicateSku:
+            # Every process that builds the app (each gunicorn worker, the Celery worker
+            # and beat) seeds at start-up, and they pass the empty check together. The
+            # unique sku lets one of them insert each product; the others skip it rather
+            # than fail to boot.
+            continue
+        added += 1
+    log.info("seeded %d demo products", added)
+    return added
