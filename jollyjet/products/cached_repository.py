@@ -1,7 +1,7 @@
 """CachedProductRepository: the Redis write-through cache around the Mongo repository.
 
 Reads: cache first; on a miss one request fills (a lease for products, a lock for
-lists/counts) while concurrent requests wait briefly for its result.
+lists/counts) while concurrent requests wait briefly for its result (read_through.py).
 Writes: MongoDB first, then the version-guarded cache write and a generation bump;
 a cache failure never fails the write — it is recorded for the repair job.
 Redis errors anywhere turn into database reads (X-Cache: BYPASS).
@@ -9,9 +9,7 @@ Redis errors anywhere turn into database reads (X-Cache: BYPASS).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -23,7 +21,6 @@ from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.products.cache_codec import (
-    DECODE_ERRORS,
     decode_count,
     decode_entry,
     decode_page,
@@ -32,6 +29,7 @@ from jollyjet.products.cache_codec import (
 )
 from jollyjet.products.cache_writer import ProductCacheWriter
 from jollyjet.products.mongo_repository import object_id
+from jollyjet.products.read_through import ReadThrough, Slot
 from jollyjet.products.record import (
     CacheStatus,
     CategoryCount,
@@ -44,9 +42,6 @@ from jollyjet.products.repository import ProductRepository
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-R = TypeVar("R")
-_FIRST_POLL_S = 0.001
-_MAX_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -68,29 +63,6 @@ class _Codec(Generic[T]):
 
 _PAGE_CODEC: _Codec[ProductPage] = _Codec(encode=encode_page, decode=decode_page)
 _COUNT_CODEC: _Codec[int] = _Codec(encode=encode_count, decode=decode_count)
-_ABSENT: Any = object()
-
-
-@dataclass(frozen=True)
-class _Slot(Generic[R, T]):
-    """How to look up, decode, compute and fill one cached value (a product, a page, a count)."""
-
-    kind: str
-    lookup: Callable[[], R | None]
-    decode: Callable[[R], T]
-    lock_key: str
-    compute: Callable[[], T]
-    fill: Callable[[str, T], bool]
-
-    def decoded(self, raw: R | None) -> T:
-        """The cached value, or _ABSENT for nothing cached or undecodable bytes (treated as a miss)."""
-        if raw is None:
-            return _ABSENT
-        try:
-            return self.decode(raw)
-        except DECODE_ERRORS:
-            log.warning("undecodable %s cache entry; treating it as a miss", self.kind)
-            return _ABSENT
 
 
 class CachedProductRepository:
@@ -116,6 +88,7 @@ class CachedProductRepository:
         self.events = events
         self.popularity = popularity
         self.writer = ProductCacheWriter(cache, keys, ttl, policy.product_ttl_s, policy.tombstone_ttl_s)
+        self.reader = ReadThrough(cache, events, policy.lease_ttl_ms, policy.fill_wait_ms)
 
     # --- reads ------------------------------------------------------------------------
     def get(self, product_id: str) -> Read[ProductRecord | None]:
@@ -127,8 +100,8 @@ class CachedProductRepository:
             # Unknown ids are not cached.
             return record is not None and self.writer.fill(product_id, token, record)
 
-        read = self._read_through(
-            _Slot(
+        read = self.reader.read(
+            Slot(
                 kind="product",
                 lookup=lambda: self.cache.get_versioned(keys.entry),
                 decode=decode_entry,
@@ -173,15 +146,15 @@ class CachedProductRepository:
         try:
             generation = self.cache.get_generation(self.keys.generation)
         except CacheError:
-            return Read(self._from_db(kind, compute), self._bypass(kind))
+            return self.reader.bypass(kind, compute)
         key = self.keys.query_result(kind, generation, normalized)
 
         def fill(_token: str, value: T) -> bool:
             ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
             return self.cache.fill_generational(self.keys.generation, generation, key, codec.encode(value), ttl_s)
 
-        return self._read_through(
-            _Slot(
+        return self.reader.read(
+            Slot(
                 kind=kind,
                 lookup=lambda: self.cache.get(key),
                 decode=codec.decode,
@@ -190,47 +163,6 @@ class CachedProductRepository:
                 fill=fill,
             )
         )
-
-    def _read_through(self, slot: _Slot[R, T]) -> Read[T]:
-        """Cache-aside read with single flight: one caller fills, concurrent callers wait for it."""
-        try:
-            found = slot.decoded(slot.lookup())
-        except CacheError:
-            return Read(self._from_db(slot.kind, slot.compute), self._bypass(slot.kind))
-        if found is not _ABSENT:
-            self.events.emit("hit", slot.kind)
-            return Read(found, CacheStatus.HIT)
-        self.events.emit("miss", slot.kind)
-        try:
-            token = self.cache.acquire_lock(slot.lock_key, self.policy.lease_ttl_ms)
-        except CacheError:
-            return Read(self._from_db(slot.kind, slot.compute), self._bypass(slot.kind))
-        if token is None:
-            # Another request is reading the database for this key: wait briefly for its fill.
-            found = slot.decoded(self._wait(slot.lookup))
-            if found is not _ABSENT:
-                self.events.emit("wait_hit", slot.kind)
-                return Read(found, CacheStatus.HIT)
-            return Read(self._from_db(slot.kind, slot.compute), CacheStatus.MISS)
-        try:
-            # A filler may have finished between our miss and our lock: look once more.
-            with contextlib.suppress(CacheError):
-                found = slot.decoded(slot.lookup())
-            if found is not _ABSENT:
-                self.events.emit("wait_hit", slot.kind)
-                return Read(found, CacheStatus.HIT)
-            value = self._from_db(slot.kind, slot.compute)
-            with contextlib.suppress(CacheError):  # the read is served; a later read fills
-                if value is not None:
-                    self.events.emit("fill" if slot.fill(token, value) else "fill_rejected", slot.kind)
-            return Read(value, CacheStatus.MISS)
-        finally:
-            with contextlib.suppress(CacheError):  # it expires by itself
-                self.cache.release_lock(slot.lock_key, token)
-
-    def _from_db(self, kind: str, compute: Callable[[], T]) -> T:
-        self.events.emit("db_read", kind)
-        return compute()
 
     # --- writes ---------------------------------------------------------------------
     def create(self, values: dict[str, Any]) -> ProductRecord:
@@ -264,24 +196,3 @@ class CachedProductRepository:
         self.events.emit("write_failure", "product")
         log.warning("cache %s for product %s failed after the database commit: %s", operation, product_id, error)
         self.repairs.record(product_id, f"{operation}: {type(error).__name__}")
-
-    # --- helpers --------------------------------------------------------------------
-    def _bypass(self, kind: str) -> CacheStatus:
-        self.events.emit("bypass", kind)
-        return CacheStatus.BYPASS
-
-    def _wait(self, probe: Callable[[], T | None]) -> T | None:
-        """Poll probe until it returns a value or fill_wait_ms passes; cache errors end the wait."""
-        deadline = time.monotonic() + self.policy.fill_wait_ms / 1000
-        pause = _FIRST_POLL_S
-        while time.monotonic() < deadline:
-            time.sleep(pause)
-            # Back off so that many waiters on one hot key do not hammer Redis.
-            pause = min(pause * 2, _MAX_POLL_S)
-            try:
-                value = probe()
-            except CacheError:
-                return None
-            if value is not None:
-                return value
-        return None

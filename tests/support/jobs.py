@@ -14,6 +14,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from tests.conftest import TOKEN
+from tests.support.processes import stop_process
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,14 +80,3 @@ def celery_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[
             yield process
         finally:
             stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (Celery's warm shutdown), then SIGKILL if it has not exited within 10 s."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

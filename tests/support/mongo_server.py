@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from tests.support.processes import stop_process
 from tests.support.redis_server import free_port
 
 # nx-27017 has no __main__ module, and `python -m nx_27017.nx_27017` warns about a
@@ -142,12 +143,7 @@ class MongoWireServer:
         """SIGTERM (nx-27017 exits cleanly and removes its pid file) and wait for the exit."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def close(self) -> None:

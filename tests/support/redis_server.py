@@ -11,6 +11,8 @@ from pathlib import Path
 
 import redis
 
+from tests.support.processes import stop_process
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -65,12 +67,7 @@ class RedisServer:
         if self.process is None:
             return
         # SIGTERM: redis-server saves an RDB snapshot first when save points are set (persist=True).
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def close(self) -> None:
