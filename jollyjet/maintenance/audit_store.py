@@ -6,6 +6,8 @@ from typing import Any
 
 from mongoengine import BooleanField, DateTimeField, DictField, Document, FloatField, IntField, StringField
 
+from jollyjet.products.representation import api_timestamp
+
 
 class AuditRun(Document):
     """One consistency audit: what it checked, found and repaired."""
@@ -32,8 +34,8 @@ class AuditRun(Document):
         """The API's and the metrics' view of this run."""
         return {
             "id": str(self.id),
-            "started_at": self.started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "finished_at": self.finished_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "started_at": api_timestamp(self.started_at),
+            "finished_at": api_timestamp(self.finished_at),
             "duration_s": self.duration_s,
             "mode": self.mode,
             "keys_scanned": self.keys_scanned,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,9 +36,14 @@ def product_to_api(record: ProductRecord) -> dict[str, Any]:
         "stock": record.stock,
         "is_active": record.is_active,
         "version": record.version,
-        "created_at": record.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "updated_at": record.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "created_at": api_timestamp(record.created_at),
+        "updated_at": api_timestamp(record.updated_at),
     }
+
+
+def api_timestamp(moment: datetime) -> str:
+    """An aware UTC datetime as the API writes it: ISO 8601, milliseconds, "Z"."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def values_from_input(data: dict[str, Any]) -> dict[str, Any]:

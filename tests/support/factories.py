@@ -1,4 +1,4 @@
-"""Product payloads for tests."""
+"""Product payloads (API bodies) and document values (service/repository input) for tests."""
 
 from __future__ import annotations
 
@@ -24,3 +24,20 @@ def product_payload(**overrides: Any) -> dict[str, Any]:
     }
     payload.update(overrides)
     return payload
+
+
+def product_values(**overrides: Any) -> dict[str, Any]:
+    """Document values for ProductService.create / the repositories, with a unique sku."""
+    values: dict[str, Any] = {
+        "sku": f"DOC-{next(_counter):06d}",
+        "name": "Lamp",
+        "description": "",
+        "price_cents": 1999,
+        "currency": "USD",
+        "category": "home",
+        "tags": ["light"],
+        "stock": 3,
+        "is_active": True,
+    }
+    values.update(overrides)
+    return values

@@ -7,7 +7,6 @@ slots, or to the raw redis client under a RedisCacheBackend.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +22,9 @@ from jollyjet.products.cache_codec import encode_record
 from jollyjet.products.record import ProductRecord
 from jollyjet.wiring import Services
 from tests.conftest import make_settings
+from tests.support.factories import product_values as product_values  # re-exported for the job tests
 
 BACKENDS = ("memory", "fakeredis")
-_sku = itertools.count(1)
 
 
 def make_backend(kind: str) -> CacheBackend:
@@ -47,23 +46,6 @@ def services_of(app: Flask) -> Services:
     """The app's object graph (what the Celery tasks use)."""
     services: Services = app.extensions["jollyjet"]
     return services
-
-
-def product_values(**extra: Any) -> dict[str, Any]:
-    """Document values for ProductService.create, with a unique sku."""
-    values: dict[str, Any] = {
-        "sku": f"JOB-{next(_sku):06d}",
-        "name": "Lamp",
-        "description": "",
-        "price_cents": 1999,
-        "currency": "USD",
-        "category": "home",
-        "tags": ["light"],
-        "stock": 3,
-        "is_active": True,
-    }
-    values.update(extra)
-    return values
 
 
 def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) -> None:

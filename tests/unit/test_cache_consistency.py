@@ -25,6 +25,7 @@ from jollyjet.products.cached_repository import CachedProductRepository, CachePo
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.record import CacheStatus, ProductQuery
 from tests.conftest import make_settings
+from tests.support.factories import product_values
 from tests.support.interleaving import Pause, SlowReadRepository, run_in_thread
 
 
@@ -58,19 +59,7 @@ def stack() -> Iterator[Stack]:
 
 
 def values(sku: str = "SKU-1", **extra: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "sku": sku,
-        "name": "Lamp",
-        "description": "",
-        "price_cents": 1999,
-        "currency": "USD",
-        "category": "home",
-        "tags": ["light"],
-        "stock": 3,
-        "is_active": True,
-    }
-    base.update(extra)
-    return base
+    return product_values(sku=sku, **extra)
 
 
 def cached_version(stack: Stack, product_id: str) -> VersionedEntry | None:
