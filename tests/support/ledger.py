@@ -74,7 +74,9 @@ class WriteLedger:
             versions = history.version[:index]
             return DELETED if DELETED in versions else max(versions)
 
-    def check_read(self, product_id: str, began_at: float, returned_version: int | None, where: str = "product") -> bool:
+    def check_read(
+        self, product_id: str, began_at: float, returned_version: int | None, where: str = "product"
+    ) -> bool:
         """Judge one read; returns True when it was fresh. `returned_version` None means 'not found'."""
         newest = self.newest_before(product_id, began_at)
         with self._lock:
