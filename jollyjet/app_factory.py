@@ -18,6 +18,7 @@ from jollyjet.maintenance import names
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.products.routes import blp as products_blp
+from jollyjet.services import EXTENSION, services_of
 from jollyjet.settings import Environment, Settings, load_settings
 from jollyjet.wiring import build_services, flask_cache_config
 
@@ -46,7 +47,7 @@ def create_app(
         from jollyjet.seed import seed_demo_products
 
         with app.app_context():
-            seed_demo_products(app.extensions["jollyjet"].products)
+            seed_demo_products(services_of(app).products)
     return app
 
 
@@ -82,17 +83,17 @@ def configure_app(app: Flask, settings: Settings) -> None:
 def register_services(
     app: Flask, settings: Settings, cache_backend: CacheBackend | None, events: CacheEvents | None
 ) -> None:
-    """Repositories, cache and service, reachable as app.extensions["jollyjet"]."""
+    """Repositories, cache and service, reachable as current_services()."""
     services = build_services(settings, flask_cache, cache_backend, events)
-    flask_cache.init_app(app, config=flask_cache_config(settings, services.redis, services.keys))
-    app.extensions["jollyjet"] = services
+    flask_cache.init_app(app, config=flask_cache_config(settings, services.cache.client if services.cache else None))
+    app.extensions[EXTENSION] = services
 
 
 def register_jobs(app: Flask, settings: Settings) -> None:
     """The Celery app (app.extensions["celery"]); after a Redis outage, enqueue the repair job at once."""
     celery = celery_init_app(app, settings)
-    breaker = app.extensions["jollyjet"].breaker
-    if breaker is None or not settings.repair_enabled:
+    cache = services_of(app).cache
+    if cache is None or not settings.repair_enabled:
         return
 
     def enqueue_repair() -> None:
@@ -103,7 +104,7 @@ def register_jobs(app: Flask, settings: Settings) -> None:
 
     # In a thread: the listener runs inside the request that closed the breaker, and a
     # slow or dead broker must not hold that request up.
-    breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
+    cache.breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
 
 
 def register_extensions(app: Flask) -> Api:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
-from jollyjet.products.record import ProductQuery
+from jollyjet.products.domain import ProductQuery
 from jollyjet.products.repository import DuplicateSku
 from jollyjet.products.representation import cents
 from jollyjet.products.service import ProductService

@@ -1,8 +1,7 @@
-"""Builds the object graph (repositories, cache, service) from settings. Used by the app and the worker."""
+"""Builds Services (jollyjet/services.py) from settings. Used by the app factory, so by the web and the worker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -17,33 +16,14 @@ from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
-from jollyjet.products.cached_repository import CachedProductRepository, CachePolicy
-from jollyjet.products.category_memo import CategoryMemo
+from jollyjet.products.cache.categories import CategoryMemo
+from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
-from jollyjet.products.repository import ProductRepository
 from jollyjet.products.service import ProductService
+from jollyjet.services import CacheServices, Services
 from jollyjet.settings import Settings
 
 CATEGORY_MEMO_TTL_S = 30
-
-
-@dataclass
-class Services:
-    """Everything a request or a task needs, built once per process."""
-
-    settings: Settings
-    products: ProductService
-    repository: ProductRepository
-    mongo: MongoProductRepository
-    cached: CachedProductRepository | None
-    cache: CacheBackend | None
-    redis: redis.Redis | None
-    breaker: CircuitBreaker | None
-    keys: CacheKeys
-    events: CacheEvents
-    repairs: RepairLog
-    popularity: PopularityTracker | None = None
-    category_memo: CategoryMemo | None = None
 
 
 def cache_policy(settings: Settings) -> CachePolicy:
@@ -57,7 +37,7 @@ def cache_policy(settings: Settings) -> CachePolicy:
     )
 
 
-def flask_cache_config(settings: Settings, client: redis.Redis | None, keys: CacheKeys) -> dict[str, Any]:
+def flask_cache_config(settings: Settings, client: redis.Redis | None) -> dict[str, Any]:
     """Flask-Caching on the same Redis client (and pool) as the rest of the cache."""
     if client is None:
         # In-process stand-in for unit tests (an injected memory backend, no Redis client).
@@ -65,7 +45,7 @@ def flask_cache_config(settings: Settings, client: redis.Redis | None, keys: Cac
     return {
         "CACHE_TYPE": "RedisCache",
         "CACHE_REDIS_HOST": client,  # cachelib accepts a ready client instead of a host name
-        "CACHE_KEY_PREFIX": keys.flask_cache_prefix,
+        "CACHE_KEY_PREFIX": CacheKeys(settings.cache_key_prefix).flask_cache_prefix,
         "CACHE_DEFAULT_TIMEOUT": CATEGORY_MEMO_TTL_S,
     }
 
@@ -77,43 +57,53 @@ def build_services(
     events: CacheEvents | None = None,
 ) -> Services:
     """Wire repositories, cache and service. cache_backend overrides the Redis one (unit tests)."""
-    keys = CacheKeys(settings.cache_key_prefix)
-    events = events or EventCounter()
-    repairs = RepairLog()
     mongo = MongoProductRepository()
+    if not settings.cache_enabled:
+        return Services(settings=settings, products=ProductService(mongo), mongo=mongo)
+    cache = build_cache(settings, mongo, flask_cache, cache_backend, events or EventCounter())
+    return Services(settings=settings, products=ProductService(cache.repository), mongo=mongo, cache=cache)
+
+
+def build_cache(
+    settings: Settings,
+    mongo: MongoProductRepository,
+    flask_cache: Cache,
+    cache_backend: CacheBackend | None,
+    events: CacheEvents,
+) -> CacheServices:
+    """The cache group: the backend on Redis (or the one handed in) and everything built on it."""
+    keys = CacheKeys(settings.cache_key_prefix)
+    breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
     client: redis.Redis | None = None
-    breaker: CircuitBreaker | None = None
-    cache: CacheBackend | None = None
-    if settings.cache_enabled:
-        breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
-        if cache_backend is None:
-            client = build_redis_client(settings)
-            cache = RedisCacheBackend(client, breaker)
-        else:
-            cache = cache_backend
-    repository: ProductRepository = mongo
-    cached: CachedProductRepository | None = None
-    memo: CategoryMemo | None = None
-    popularity: PopularityTracker | None = None
-    if cache is not None:
-        popularity = PopularityTracker(cache, keys, settings.popularity_sample_rate)
-        cached = CachedProductRepository(
-            mongo,
-            cache,
-            keys,
-            TtlPolicy(settings.cache_ttl_jitter),
-            cache_policy(settings),
-            repairs,
-            events,
-            popularity,
-        )
-        repository = cached
-        memo = CategoryMemo(flask_cache, breaker, CATEGORY_MEMO_TTL_S)
-    service = ProductService(
-        repository,
-        categories_memo=memo.get_or_compute if memo else None,
-        on_change=(memo.invalidate,) if memo else (),
+    backend: CacheBackend
+    if cache_backend is None:
+        client = build_redis_client(settings)
+        backend = RedisCacheBackend(client, breaker)
+    else:
+        backend = cache_backend
+    repairs = RepairLog()
+    popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate)
+    categories = CategoryMemo(flask_cache, breaker, CATEGORY_MEMO_TTL_S)
+    repository = CachedProductRepository(
+        mongo,
+        backend,
+        keys,
+        TtlPolicy(settings.cache_ttl_jitter),
+        cache_policy(settings),
+        repairs,
+        events,
+        popularity=popularity,
+        categories_memo=categories,
     )
-    return Services(
-        settings, service, repository, mongo, cached, cache, client, breaker, keys, events, repairs, popularity, memo
+    return CacheServices(
+        backend=backend,
+        keys=keys,
+        repository=repository,
+        writer=repository.writer,
+        breaker=breaker,
+        repairs=repairs,
+        popularity=popularity,
+        categories=categories,
+        events=events,
+        client=client,
     )

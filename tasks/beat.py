@@ -17,6 +17,7 @@ from celery.beat import PersistentScheduler, ScheduleEntry
 
 from jollyjet.cache.backend import CacheError
 from jollyjet.celery_app import FlaskCelery
+from jollyjet.services import services_of
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,13 @@ class SingleBeatScheduler(PersistentScheduler):
     def claim(self, entry: ScheduleEntry, now: float) -> bool:
         """True when this process may send entry's current slot."""
         slot = slot_of(entry, now)
-        services = self.app.flask_app.extensions["jollyjet"]
-        if slot is None or services.cache is None:
+        cache = services_of(self.app.flask_app).cache
+        if slot is None or cache is None:
             return True
         number, interval = slot
-        key = services.keys.beat_claim(entry.name, number)
+        key = cache.keys.beat_claim(entry.name, number)
         try:
-            token = services.cache.acquire_lock(key, max(2000, int(interval * 2000)))
+            token = cache.backend.acquire_lock(key, max(2000, int(interval * 2000)))
         except CacheError as error:
             # Redis (the lock and, by default, the broker) is down: sending would fail too.
             log.warning("beat: cannot claim %s (%s); skipping this run", entry.name, type(error).__name__)

@@ -16,6 +16,7 @@ from celery.beat import EmbeddedService
 
 from jollyjet.celery_app import FlaskCelery
 from jollyjet.maintenance import names
+from jollyjet.services import services_of
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def start_embedded_jobs(celery: FlaskCelery) -> None:
     schedule = Path(tempfile.mkdtemp(prefix="jollyjet-beat-")) / "schedule"
     beat = EmbeddedService(celery, thread=True, schedule_filename=str(schedule))
     beat.start()
-    settings = celery.flask_app.extensions["jollyjet"].settings
+    settings = services_of(celery.flask_app).settings
     if settings.cache_enabled and settings.warm_enabled and settings.warm_on_worker_start:
         # Only the `celery worker` command sends worker_ready; do here what its handler does.
         celery.send_task(names.WARM)

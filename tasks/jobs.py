@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
-from flask import current_app
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
 from jollyjet.cache.backend import CacheError
@@ -24,19 +23,20 @@ from jollyjet.maintenance.repair import repair_failed_writes
 from jollyjet.maintenance.run_lock import job_run
 from jollyjet.maintenance.warming import warm_cache
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.wiring import Services
+from jollyjet.services import Services, current_services
 
 TRANSIENT = (CacheError, DatabaseUnavailable, ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
 def run_job(task: Task, job: str, body: Callable[[Services], dict[str, Any]]) -> dict[str, Any]:
     """Run body under the job's lock; transient failures become retries with backoff."""
-    services: Services = current_app.extensions["jollyjet"]
+    services = current_services()
     settings = services.settings
-    if services.cache is None or services.cached is None:
+    cache = services.cache
+    if cache is None:
         return {"skipped": "the cache is disabled (JOLLYJET_CACHE_ENABLED=false)"}
     try:
-        with job_run(services.cache, services.keys, job, settings.celery_time_limit_s) as mine:
+        with job_run(cache.backend, cache.keys, job, settings.celery_time_limit_s) as mine:
             if not mine:
                 return {"skipped": "another run of this job is in progress"}
             return body(services)
@@ -47,29 +47,27 @@ def run_job(task: Task, job: str, body: Callable[[Services], dict[str, Any]]) ->
 
 
 def _warm(services: Services) -> dict[str, Any]:
-    assert services.cached is not None and services.popularity is not None
+    cache = services.require_cache()
     settings = services.settings
     return warm_cache(
-        services.cached, services.popularity, settings.warm_top_products, settings.warm_top_queries
+        cache.repository, cache.popularity, settings.warm_top_products, settings.warm_top_queries
     ).as_dict()
 
 
 def _cleanup(services: Services) -> dict[str, Any]:
-    assert services.cache is not None and services.cached is not None
+    cache = services.require_cache()
     settings = services.settings
     options = CleanupOptions(
         scan_batch=settings.cleanup_scan_batch,
         popularity_max=settings.popularity_max_members,
         repair_retention=timedelta(days=settings.repair_retention_days),
     )
-    cleanup = CacheCleanup(
-        services.cache, services.keys, services.cached.writer, services.mongo, services.repairs, options
-    )
+    cleanup = CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs, options)
     return cleanup.run().as_dict()
 
 
 def _audit(services: Services) -> dict[str, Any]:
-    assert services.cache is not None and services.cached is not None
+    cache = services.require_cache()
     settings = services.settings
     options = AuditOptions(
         mode=settings.audit_mode,
@@ -79,19 +77,18 @@ def _audit(services: Services) -> dict[str, Any]:
         repair=settings.audit_repair,
         history=settings.audit_history,
     )
-    return CacheAudit(services.cache, services.keys, services.cached.writer, services.mongo, options).run().as_dict()
+    return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, options).run().as_dict()
 
 
 def _repair(services: Services) -> dict[str, Any]:
-    assert services.cache is not None and services.cached is not None
-    memo = services.category_memo
+    cache = services.require_cache()
     report = repair_failed_writes(
-        services.repairs,
-        services.cache,
-        services.cached.writer,
+        cache.repairs,
+        cache.backend,
+        cache.writer,
         services.mongo,
         services.settings.repair_batch,
-        also_invalidate=(memo.invalidate,) if memo else (),
+        also_invalidate=(cache.categories.invalidate,),
     )
     return report.as_dict()
 

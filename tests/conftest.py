@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from jollyjet import create_app
 from jollyjet.cache.events import EventCounter
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from jollyjet.settings import Settings, load_settings
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import RedisServer
 
 TOKEN = "test-token-0123456789"

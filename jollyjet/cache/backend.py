@@ -1,7 +1,7 @@
 """The cache interface the application depends on, and its error types.
 
 Two implementations: RedisCacheBackend (redis-py, production and integration
-tests) and MemoryCacheBackend (unit tests of code that depends on the interface).
+tests) and, for unit tests only, tests/support/memory_backend.py.
 Both pass the same contract tests (tests/unit/test_backend_contract.py).
 
 Versioned entries hold a product's serialized representation with the version it

@@ -26,9 +26,9 @@ from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
 from jollyjet.job_settings import AuditMode
 from jollyjet.maintenance.audit_store import AuditRun, prune_audits
-from jollyjet.products.cache_codec import DECODE_ERRORS, decode_record
-from jollyjet.products.cache_writer import ProductCacheWriter
-from jollyjet.products.record import ProductRecord
+from jollyjet.products.cache import codec
+from jollyjet.products.cache.writer import ProductCacheWriter
+from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | Non
             found.append("version_ahead" if entry.version > record.version else "stale_version")
         return found
     try:
-        cached = decode_record(entry.payload)
-    except DECODE_ERRORS:
+        cached = codec.PRODUCT.decode(entry.payload)
+    except codec.DECODE_ERRORS:
         return [*found, "undecodable"]
     if record is None:
         found.append("deleted_in_db")

@@ -24,7 +24,7 @@ from typing import Any
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys, KeyKind, generation_of, kind_of, schema_of
 from jollyjet.cache.repair_log import RepairLog
-from jollyjet.products.cache_writer import ProductCacheWriter
+from jollyjet.products.cache.writer import ProductCacheWriter
 from jollyjet.products.repository import ProductRepository
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.repair_log import RepairLog
-from jollyjet.products.cache_writer import ProductCacheWriter
+from jollyjet.products.cache.writer import ProductCacheWriter
 from jollyjet.products.repository import ProductRepository
 
 log = logging.getLogger(__name__)

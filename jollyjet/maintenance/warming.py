@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from jollyjet.cache.popularity import PopularityTracker
-from jollyjet.products.cached_repository import CachedProductRepository
-from jollyjet.products.mongo_repository import object_id
-from jollyjet.products.record import SORT_FIELDS, CacheStatus, ProductQuery
+from jollyjet.products.cache.repository import CachedProductRepository
+from jollyjet.products.domain import SORT_FIELDS, CacheStatus, ProductQuery, object_id
 
 log = logging.getLogger(__name__)
 _BATCH = 200  # ids per database query and per lease round

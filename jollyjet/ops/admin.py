@@ -19,7 +19,7 @@ from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.products.mongo_repository import translate_db_errors
 from jollyjet.request_parsing import ApiBlueprint
-from jollyjet.wiring import Services
+from jollyjet.services import CacheServices, current_services
 
 blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -42,11 +42,11 @@ def _fail(status: int, message: str, retry_after: int | None = None) -> NoReturn
     raise AssertionError("abort() always raises")  # for type checkers: abort is not typed NoReturn
 
 
-def _services() -> Services:
-    services: Services = current_app.extensions["jollyjet"]
-    if services.cache is None:
+def _cache() -> CacheServices:
+    cache = current_services().cache
+    if cache is None:
         _fail(409, "the cache is disabled (JOLLYJET_CACHE_ENABLED=false)")
-    return services
+    return cache
 
 
 def _queue_down(error: Exception) -> NoReturn:
@@ -63,7 +63,7 @@ class EnqueueJob(MethodView):
     @blp.doc(security=ADMIN_SECURITY)
     def post(self, job: str) -> Response:
         """Enqueue a cache job (warm, audit, cleanup, repair); poll the returned task."""
-        _services()
+        _cache()
         try:
             sent = current_app.extensions["celery"].send_task(JOBS[job])
         except _QUEUE_ERRORS as error:
@@ -122,10 +122,9 @@ class Cache(MethodView):
     @blp.doc(security=ADMIN_SECURITY)
     def delete(self) -> dict[str, int]:
         """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB); read counts are kept."""
-        services = _services()
-        assert services.cache is not None
+        cache = _cache()
         try:
-            deleted = drop_service_keys(services.cache, services.keys, services.settings.cleanup_scan_batch)
+            deleted = drop_service_keys(cache.backend, cache.keys, current_services().settings.cleanup_scan_batch)
         except CacheError:
             _fail(503, "Redis is unavailable; nothing was dropped", retry_after=5)
         return {"deleted": deleted}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import mongoengine
-from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from pymongo.errors import PyMongoError
 
 from jollyjet.cache.backend import CacheError
+from jollyjet.services import current_services
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Health checks")
 
@@ -32,11 +32,11 @@ def _mongo_ok() -> bool:
 
 
 def _cache_state() -> str:
-    services = current_app.extensions["jollyjet"]
-    if services.cache is None:
+    cache = current_services().cache
+    if cache is None:
         return "disabled"
     try:
-        return "ok" if services.cache.ping() else "down"
+        return "ok" if cache.backend.ping() else "down"
     except CacheError:
         return "down"
 
@@ -47,10 +47,10 @@ class Ready(MethodView):
     @blp.alt_response(503, description="MongoDB is unreachable")
     def get(self) -> tuple[dict[str, Any], int]:
         """Ready to serve: MongoDB answers. A Redis outage only degrades (reads fall back)."""
-        services = current_app.extensions["jollyjet"]
+        services = current_services()
         mongo = _mongo_ok()
         cache = _cache_state()
-        breaker = services.breaker.state.value if services.breaker else "disabled"
+        breaker = services.cache.breaker.state.value if services.cache else "disabled"
         status = "ok" if mongo and cache in ("ok", "disabled") else ("degraded" if mongo else "unavailable")
         body = {"status": status, "mongodb": "ok" if mongo else "down", "redis": cache, "breaker": breaker}
         return body, 200 if mongo else 503

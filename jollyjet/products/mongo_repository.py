@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from mongoengine.errors import NotUniqueError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
+from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read, object_id
 from jollyjet.products.models import ProductDocument, utcnow_ms
-from jollyjet.products.record import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
 
 # Public sort names → document fields; _id breaks ties so pages are stable.
@@ -58,16 +57,6 @@ def to_record(doc: ProductDocument) -> ProductRecord:
         created_at=_aware(doc.created_at),
         updated_at=_aware(doc.updated_at),
     )
-
-
-def object_id(product_id: str) -> ObjectId | None:
-    """The ObjectId for a canonical 24-hex id, or None for anything else."""
-    if not re.fullmatch(r"[0-9a-f]{24}", product_id):
-        return None
-    try:
-        return ObjectId(product_id)
-    except InvalidId:
-        return None
 
 
 def build_filter(query: ProductQuery) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from jollyjet.products.record import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
+from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
 
 
 class ProductNotFound(LookupError):

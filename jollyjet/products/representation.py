@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from jollyjet.products.record import ProductQuery, ProductRecord
+from jollyjet.products.domain import ProductQuery, ProductRecord
 
 
 def cents(amount: Decimal) -> int:

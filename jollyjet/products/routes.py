@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from flask import Response, current_app, request, url_for
+from flask import Response, request, url_for
 from flask.views import MethodView
 
 from jollyjet.auth import require_token
-from jollyjet.products.record import CacheStatus, ProductRecord
+from jollyjet.products.domain import CacheStatus, ProductRecord
 from jollyjet.products.repository import VersionConflict
 from jollyjet.products.representation import (
     etag,
@@ -31,14 +31,14 @@ from jollyjet.products.schemas import (
 )
 from jollyjet.products.service import ProductService
 from jollyjet.request_parsing import ApiBlueprint
+from jollyjet.services import current_services
 
 blp = ApiBlueprint("products", __name__, url_prefix="/api/v1", description="Product catalog")
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _service() -> ProductService:
-    services = current_app.extensions["jollyjet"]
-    return services.products
+    return current_services().products
 
 
 def _json(body: Any, status: int = 200, source: CacheStatus | None = None) -> Response:

@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
-from jollyjet.products.record import SORT_FIELDS
+from jollyjet.products.domain import SORT_FIELDS
 
 MAX_PRICE = Decimal("1000000000.00")
 MAX_STOCK = 1_000_000_000

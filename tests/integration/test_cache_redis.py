@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from jollyjet import create_app
 from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
@@ -30,8 +31,8 @@ def create(client: FlaskClient, **fields: object) -> dict[str, object]:
 def test_write_through_lands_in_redis_with_version_and_ttl(redis_app: Flask, redis_server: RedisServer) -> None:
     client = redis_app.test_client()
     product = create(client)
-    services = redis_app.extensions["jollyjet"]
-    key = services.keys.product(product["id"]).entry
+    services = services_of(redis_app)
+    key = services.cache.keys.product(product["id"]).entry
     raw = redis_server.client()
     assert raw.hget(key, "v") == b"1"
     ttl = raw.ttl(key)
@@ -77,9 +78,9 @@ def test_concurrent_http_misses_cause_one_database_read(redis_server: RedisServe
     redis_app = create_app(make_settings(redis_url=redis_server.url, cache_fill_wait_ms=3000))
     client = redis_app.test_client()
     product = create(client)
-    services = redis_app.extensions["jollyjet"]
-    services.cache.delete(services.keys.product(product["id"]).entry)
-    services.events.reset()
+    services = services_of(redis_app)
+    services.cache.backend.delete(services.cache.keys.product(product["id"]).entry)
+    services.cache.events.reset()
     start = threading.Barrier(16)
     statuses: list[int] = []
 
@@ -93,7 +94,7 @@ def test_concurrent_http_misses_cause_one_database_read(redis_server: RedisServe
     for t in threads:
         t.join(10)
     assert statuses == [200] * 16
-    assert services.events.count("db_read", "product") == 1
+    assert services.cache.events.count("db_read", "product") == 1
 
 
 @pytest.fixture
@@ -112,22 +113,22 @@ def test_redis_stopped_mid_test_reads_fall_back_and_writes_succeed(
     fragile_app: Flask, private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = fragile_app.test_client()
-    services = fragile_app.extensions["jollyjet"]
+    services = services_of(fragile_app)
     product = create(client, stock=3)
     assert client.get(f"/api/v1/products/{product['id']}").headers["X-Cache"] == "HIT"
 
     private_redis.stop()
 
     attempts = []
-    record_failure = services.breaker.record_failure
-    monkeypatch.setattr(services.breaker, "record_failure", lambda: (attempts.append(1), record_failure()))
+    record_failure = services.cache.breaker.record_failure
+    monkeypatch.setattr(services.cache.breaker, "record_failure", lambda: (attempts.append(1), record_failure()))
     for _ in range(20):
         read = client.get(f"/api/v1/products/{product['id']}")
         assert read.status_code == 200 and read.headers["X-Cache"] == "BYPASS"
-    assert services.breaker.state is BreakerState.OPEN
+    assert services.cache.breaker.state is BreakerState.OPEN
     # Once open, the breaker keeps requests away from the dead Redis: only the calls
     # that opened it waited for a connection error, not one per request.
-    assert len(attempts) == services.breaker.failure_threshold
+    assert len(attempts) == services.cache.breaker.failure_threshold
     monkeypatch.undo()
 
     listing = client.get("/api/v1/products")
@@ -149,7 +150,7 @@ def test_redis_stopped_mid_test_reads_fall_back_and_writes_succeed(
     time.sleep(0.6)  # breaker cool-down
     first = client.get(f"/api/v1/products/{product['id']}")
     assert first.json["stock"] == 9 and first.headers["X-Cache"] == "MISS"
-    assert services.breaker.state is BreakerState.CLOSED
+    assert services.cache.breaker.state is BreakerState.CLOSED
     assert client.get(f"/api/v1/products/{product['id']}").headers["X-Cache"] == "HIT"
 
 

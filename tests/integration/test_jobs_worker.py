@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance import names
 from jollyjet.products.models import ProductDocument
-from jollyjet.wiring import Services
+from jollyjet.services import services_of
 from tasks.worker_app import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
@@ -47,10 +47,6 @@ def jobs_app(redis_server: RedisServer) -> Iterator[Flask]:
         yield celery.flask_app
 
 
-def services_of(app: Flask) -> Services:
-    return app.extensions["jollyjet"]  # type: ignore[no-any-return]
-
-
 def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
     response = client.post("/api/v1/products", json=product_payload(**fields), headers=AUTH)
     assert response.status_code == 201, response.json
@@ -61,7 +57,7 @@ def test_warming_refills_the_most_read_products_after_the_cache_was_dropped(
     jobs_app: Flask, redis_server: RedisServer
 ) -> None:
     client = jobs_app.test_client()
-    keys = services_of(jobs_app).keys
+    keys = services_of(jobs_app).cache.keys
     raw = redis_server.client()
     read = [create(client, category="warm")["id"] for _ in range(3)]
     unread = create(client, category="warm")["id"]
@@ -89,7 +85,7 @@ def test_warming_refills_the_most_read_products_after_the_cache_was_dropped(
 
 def test_audit_repairs_drift_planted_in_redis_and_reports_it(jobs_app: Flask, redis_server: RedisServer) -> None:
     client = jobs_app.test_client()
-    keys = services_of(jobs_app).keys
+    keys = services_of(jobs_app).cache.keys
     raw = redis_server.client()
     stale, no_ttl, gone, garbled = (create(client, stock=1)["id"] for _ in range(4))
     stale_entry = keys.product(stale).entry
@@ -109,7 +105,7 @@ def test_audit_repairs_drift_planted_in_redis_and_reports_it(jobs_app: Flask, re
     result = task["result"]
     assert result["keys_checked"] == 4 and result["drift"] == found and result["repaired"] == found
     assert raw.hget(stale_entry, "v") == b"2" and orjson.loads(raw.hget(stale_entry, "d"))["stock"] == 7
-    assert 0 < raw.ttl(keys.product(no_ttl).entry) <= services_of(jobs_app).cached.writer.max_product_ttl()
+    assert 0 < raw.ttl(keys.product(no_ttl).entry) <= services_of(jobs_app).cache.writer.max_product_ttl()
     assert raw.hgetall(keys.product(gone).entry) == {b"v": b"2"}  # a tombstone past the deleted version
     assert not raw.exists(keys.product(garbled).entry)
     fresh = client.get(f"/api/v1/products/{stale}")
@@ -125,7 +121,7 @@ def test_audit_repairs_drift_planted_in_redis_and_reports_it(jobs_app: Flask, re
 
 def test_cleanup_drops_old_schema_keys_and_gives_product_keys_a_ttl(jobs_app: Flask, redis_server: RedisServer) -> None:
     client = jobs_app.test_client()
-    keys = services_of(jobs_app).keys
+    keys = services_of(jobs_app).cache.keys
     raw = redis_server.client()
     product = create(client)["id"]
     entry = keys.product(product).entry
@@ -148,7 +144,7 @@ def test_cleanup_drops_old_schema_keys_and_gives_product_keys_a_ttl(jobs_app: Fl
     assert result["ttl_added"] == 1
     assert result["no_ttl_deleted"] == 1
     assert not raw.exists(old_schema) and not raw.exists(orphan_lock) and not raw.exists(old_page)
-    assert 0 < raw.ttl(entry) <= services_of(jobs_app).cached.writer.max_product_ttl()
+    assert 0 < raw.ttl(entry) <= services_of(jobs_app).cache.writer.max_product_ttl()
     assert raw.get(foreign) == b"not ours"  # another service's key under another prefix
     assert client.get(f"/api/v1/products/{product}").headers["X-Cache"] == "HIT"
 
@@ -158,12 +154,12 @@ def test_repair_replays_a_recorded_failed_cache_write(jobs_app: Flask, redis_ser
     services = services_of(jobs_app)
     raw = redis_server.client()
     product = create(client, stock=1)["id"]
-    entry = services.keys.product(product).entry
+    entry = services.cache.keys.product(product).entry
     old_payload = raw.hget(entry, "d")
     assert client.patch(f"/api/v1/products/{product}", json={"stock": 2}, headers=AUTH).status_code == 200
     # As if the cache write after the database commit had failed.
     raw.hset(entry, mapping={"v": 1, "d": old_payload})
-    services.repairs.record(product, "write: ConnectionError")
+    services.cache.repairs.record(product, "write: ConnectionError")
 
     task = run_job(client, "repair")
 

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.celery_app import FlaskCelery
+from jollyjet.services import services_of
 from tasks.worker_app import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
@@ -61,7 +62,7 @@ def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
 
 
 def wait_until_breaker_lets_a_trial_through(celery: FlaskCelery) -> None:
-    breaker = celery.flask_app.extensions["jollyjet"].breaker
+    breaker = services_of(celery.flask_app).cache.breaker
     deadline = time.monotonic() + 5
     while breaker.state is BreakerState.OPEN and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -73,7 +74,7 @@ def test_repair_after_a_redis_restart_with_old_data_serves_no_stale_value(
 ) -> None:
     app = outage_celery.flask_app
     client = app.test_client()
-    keys = app.extensions["jollyjet"].keys
+    keys = services_of(app).cache.keys
     raw = persistent_redis.client()
     updated, deleted, untouched = (create(client, category="outage", stock=1)["id"] for _ in range(3))
     for product_id in (updated, deleted, untouched):
@@ -113,7 +114,7 @@ def test_repair_after_a_redis_restart_with_old_data_serves_no_stale_value(
     assert CacheRepairRecord.objects(done_at=None).count() == 0
     assert CacheRepairRecord.objects(done_at__ne=None).count() == 3
 
-    database = app.extensions["jollyjet"].mongo
+    database = services_of(app).mongo
     fresh = client.get(f"/api/v1/products/{updated}")
     assert fresh.status_code == 200 and fresh.json["stock"] == 42 and fresh.json["version"] == 2
     assert fresh.headers["X-Cache"] == "HIT"  # served from the repaired entry, not the old one

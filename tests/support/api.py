@@ -9,7 +9,9 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.keys import CacheKeys
 from jollyjet.products.models import ProductDocument
+from jollyjet.services import services_of
 
 PRODUCTS = "/api/v1/products"
 
@@ -22,12 +24,17 @@ class StoreState:
     cache: dict[str, object]
 
 
+def cache_keys(app: Flask) -> CacheKeys:
+    """The app's cache key names, also when its cache is off (then nothing may appear under them)."""
+    return CacheKeys(services_of(app).settings.cache_key_prefix)
+
+
 def store_state(app: Flask, cache: CacheBackend) -> StoreState:
     """Read MongoDB and the cache directly (not through the API, whose reads fill the cache)."""
     with app.app_context():
         rows = ProductDocument.objects.only("version", "updated_at")
         documents = {str(d.id): (d.version, d.updated_at) for d in rows}
-    keys = app.extensions["jollyjet"].keys
+    keys = cache_keys(app)
     values: dict[str, object] = {}
     for batch in cache.scan(keys.service_pattern(), 1000):
         for key in batch:

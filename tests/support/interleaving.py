@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from jollyjet.products.record import ProductRecord, Read
+from jollyjet.products.domain import ProductRecord, Read
 from jollyjet.products.repository import ProductRepository
 
 

@@ -16,13 +16,13 @@ from flask import Flask
 from jollyjet import create_app
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from jollyjet.cache.redis_backend import RedisCacheBackend
-from jollyjet.products.cache_codec import encode_record
-from jollyjet.products.record import ProductRecord
-from jollyjet.wiring import Services
+from jollyjet.products.cache import codec
+from jollyjet.products.domain import ProductRecord
+from jollyjet.services import Services
 from tests.conftest import make_settings
 from tests.support.factories import product_values as product_values  # re-exported for the job tests
+from tests.support.memory_backend import MemoryCacheBackend
 
 BACKENDS = ("memory", "fakeredis")
 
@@ -42,17 +42,13 @@ def job_app(backend: CacheBackend, **overrides: Any) -> Flask:
     return create_app(make_settings(**overrides), cache_backend=backend)
 
 
-def services_of(app: Flask) -> Services:
-    """The app's object graph (what the Celery tasks use)."""
-    services: Services = app.extensions["jollyjet"]
-    return services
-
-
 def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) -> None:
     """Cache record's bytes at record.version, as if some writer had put them there."""
-    keys = services.keys.product(record.id)
     assert services.cache is not None
-    assert services.cache.set_versioned(keys.entry, keys.lease, encode_record(record), record.version, ttl_s)
+    keys = services.cache.keys.product(record.id)
+    assert services.cache.backend.set_versioned(
+        keys.entry, keys.lease, codec.PRODUCT.encode(record), record.version, ttl_s
+    )
 
 
 def drop_ttl(backend: CacheBackend, key: str) -> None:

@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 
 from jollyjet import create_app
 from jollyjet.cache.events import EventCounter
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from tests.conftest import make_settings
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload
+from tests.support.memory_backend import MemoryCacheBackend
 
 CreateProduct = Callable[..., dict[str, Any]]
 

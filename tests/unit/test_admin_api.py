@@ -13,13 +13,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from jollyjet.job_settings import AuditMode
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit import AuditOptions, CacheAudit
+from jollyjet.services import services_of
 from tasks import jobs  # noqa: F401  (registers the shared tasks, as the worker does)
 from tests.support.api import assert_json_error
-from tests.support.job_stack import OutageBackend, all_keys, job_app, product_values, services_of
+from tests.support.job_stack import OutageBackend, all_keys, job_app, product_values
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import free_port
 
 JOBS = ("warm", "audit", "cleanup", "repair")
@@ -93,9 +94,13 @@ def test_latest_audit_is_404_before_the_first_and_then_the_newest_run(
     assert_json_error(client.get("/api/v1/cache/audit/latest", headers=auth), 404, "no audit")
     services = services_of(app)
     services.products.create(product_values())
-    assert services.cache is not None and services.cached is not None
+    assert services.cache is not None
     run = CacheAudit(
-        services.cache, services.keys, services.cached.writer, services.mongo, AuditOptions(mode=AuditMode.FULL)
+        services.cache.backend,
+        services.cache.keys,
+        services.cache.writer,
+        services.mongo,
+        AuditOptions(mode=AuditMode.FULL),
     ).run()
 
     response = client.get("/api/v1/cache/audit/latest", headers=auth)
@@ -112,7 +117,7 @@ def test_dropping_the_cache_deletes_only_this_services_keys(
     services = services_of(app)
     for _ in range(2):
         services.products.create(product_values())  # two product entries and the generation
-    keys = services.keys
+    keys = services.cache.keys
     memory_cache.set(f"{CacheKeys(keys.prefix, schema=0).root}:old", b"x", 60)
     ours = all_keys(memory_cache, keys.service_pattern())
     foreign = {f"other:v1:product:{{{'a' * 24}}}", f"{keys.prefix}:visits", f"{keys.prefix}x:v1:lookalike"}

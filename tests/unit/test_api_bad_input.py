@@ -15,9 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from tests.support.api import PRODUCTS, assert_json_error, store_state
 from tests.support.factories import product_payload
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.unit.conftest import CreateProduct
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")

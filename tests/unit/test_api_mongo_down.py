@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jollyjet.cache.memory_backend import MemoryCacheBackend
+from jollyjet.services import services_of
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
@@ -51,11 +52,11 @@ def test_unreachable_mongodb_is_503(
     auth: dict[str, str],
     name: str,
 ) -> None:
-    services = dead_mongo_app.extensions["jollyjet"]
+    services = services_of(dead_mongo_app)
     if services.cache is not None:
         # The first list or count read creates the generation counter whatever MongoDB
         # does; create it now so that the comparison below sees only what the request wrote.
-        services.cache.get_generation(services.keys.generation)
+        services.cache.backend.get_generation(services.cache.keys.generation)
     before = _cache_contents(memory_cache)
     method, path, extra = REQUESTS[name]
     headers = {**auth, **extra.get("headers", {})}

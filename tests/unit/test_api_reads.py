@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_smorest.pagination import PaginationMixin
 
-from jollyjet.cache.memory_backend import MemoryCacheBackend
-from tests.support.api import PRODUCTS, assert_json_error
+from tests.support.api import PRODUCTS, assert_json_error, cache_keys
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.unit.conftest import CreateProduct
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
@@ -277,7 +277,7 @@ def test_evicted_product_is_filled_on_the_next_read(
     api_app: Flask, api: FlaskClient, memory_cache: MemoryCacheBackend, create_product: CreateProduct, cached: bool
 ) -> None:
     created = create_product()
-    memory_cache.delete(api_app.extensions["jollyjet"].keys.product(created["id"]).entry)
+    memory_cache.delete(cache_keys(api_app).product(created["id"]).entry)
     first, second = (api.get(f"{PRODUCTS}/{created['id']}") for _ in range(2))
     assert first.get_json() == second.get_json() == created
     expected = ["MISS", "HIT"] if cached else ["BYPASS", "BYPASS"]
@@ -290,4 +290,4 @@ def test_unknown_products_are_not_cached(
     unknown = "0123456789abcdef01234567"
     for _ in range(2):
         assert_json_error(api.get(f"{PRODUCTS}/{unknown}"), 404, "product not found")
-    assert memory_cache.get_versioned(api_app.extensions["jollyjet"].keys.product(unknown).entry) is None
+    assert memory_cache.get_versioned(cache_keys(api_app).product(unknown).entry) is None

@@ -9,10 +9,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.cache.memory_backend import MemoryCacheBackend
+from jollyjet.services import services_of
 from tests.conftest import TOKEN
 from tests.support.api import PRODUCTS, assert_json_error, product_count, store_state
 from tests.support.factories import product_payload
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.unit.conftest import CreateProduct
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
@@ -268,7 +269,7 @@ def test_if_match_is_judged_by_the_database_not_a_stale_cache_entry(
 ) -> None:
     product_id = create_product()["id"]
     # An update the cache never saw (as after a failed write-through): MongoDB is at v2, any cached copy at v1.
-    api_app.extensions["jollyjet"].mongo.update(product_id, {"stock": 7}, None)
+    services_of(api_app).mongo.update(product_id, {"stock": 7}, None)
     stale = api.patch(f"{PRODUCTS}/{product_id}", json={"stock": 8}, headers={**auth, "If-Match": '"v1", "v9"'})
     assert_json_error(stale, 412)
     assert stale.headers["ETag"] == '"v2"'

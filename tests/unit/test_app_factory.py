@@ -12,10 +12,11 @@ from flask import Flask
 
 from jollyjet import create_app
 from jollyjet.app_factory import DEV_TOKEN
-from jollyjet.cache.memory_backend import MemoryCacheBackend
+from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ def test_configuration_comes_from_the_settings_given() -> None:
     assert app.config["MAX_CONTENT_LENGTH"] == 2048
     assert (app.config["JOLLYJET_MAX_PAGE"], app.config["JOLLYJET_MAX_PAGE_SIZE"]) == (7, 9)
     assert app.config["JOLLYJET_API_TOKENS"] == (TOKEN,)
-    assert app.extensions["jollyjet"].settings is settings
+    assert services_of(app).settings is settings
 
 
 def test_explicit_settings_are_not_reread_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,8 +15,8 @@ import pytest
 from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from jollyjet.cache.redis_backend import RedisCacheBackend
+from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import RedisServer
 
 PID = "0123456789abcdef01234567"

@@ -10,6 +10,7 @@ import pytest
 from jollyjet import create_app
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.maintenance import names
+from jollyjet.services import services_of
 from tests.conftest import make_settings
 
 
@@ -62,7 +63,7 @@ def test_the_app_enqueues_the_repair_job_on_recovery(monkeypatch: pytest.MonkeyP
         sent.set()
 
     monkeypatch.setattr(app.extensions["celery"], "send_task", fake_send_task)
-    breaker = app.extensions["jollyjet"].breaker
+    breaker = services_of(app).cache.breaker
     for _ in range(breaker.failure_threshold):
         breaker.record_failure()
     breaker._opened_at = -1e9  # the cool-down is over

@@ -17,11 +17,11 @@ from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.maintenance.audit import DRIFT_CLASSES, AuditOptions, CacheAudit
 from jollyjet.maintenance.audit_store import AuditRun, latest_audit, prune_audits
-from jollyjet.products.cache_codec import decode_record
+from jollyjet.products.cache import codec
+from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.models import ProductDocument
-from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.wiring import Services
+from jollyjet.services import Services, services_of
 from tests.support.job_stack import (
     BACKENDS,
     RepositoryWithHook,
@@ -30,7 +30,6 @@ from tests.support.job_stack import (
     make_backend,
     plant_record,
     product_values,
-    services_of,
 )
 
 
@@ -55,12 +54,12 @@ def run_audit(
     rng: random.Random | None = None,
     **options: object,
 ) -> AuditRun:
-    assert services.cache is not None and services.cached is not None
+    assert services.cache is not None
     values: dict[str, object] = {"mode": AuditMode.FULL, **options}
     audit = CacheAudit(
-        services.cache,
-        services.keys,
-        services.cached.writer,
+        services.cache.backend,
+        services.cache.keys,
+        services.cache.writer,
         database or services.mongo,
         AuditOptions(**values),  # type: ignore[arg-type]
         rng=rng,
@@ -74,12 +73,12 @@ def create(services: Services, **extra: object) -> ProductRecord:
 
 def entry_of(services: Services, product_id: str) -> VersionedEntry | None:
     assert services.cache is not None
-    return services.cache.get_versioned(services.keys.product(product_id).entry)
+    return services.cache.backend.get_versioned(services.cache.keys.product(product_id).entry)
 
 
 def ttl_of(services: Services, product_id: str) -> int | None:
     assert services.cache is not None
-    return services.cache.ttl(services.keys.product(product_id).entry)
+    return services.cache.backend.ttl(services.cache.keys.product(product_id).entry)
 
 
 def in_db(services: Services, product_id: str) -> ProductRecord:
@@ -108,14 +107,14 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
     # deleted_in_db: the document is gone, the cache still serves it.
     ProductDocument.objects(id=deleted.id).delete()
     # undecodable bytes.
-    keys = services.keys.product(garbled.id)
+    keys = services.cache.keys.product(garbled.id)
     backend.set_versioned(keys.entry, keys.lease, b"{not json", garbled.version, 600)
     # wrong_ttl: none at all, longer than the policy allows, and a tombstone that never expires.
-    drop_ttl(backend, services.keys.product(no_ttl.id).entry)
-    backend.expire(services.keys.product(long_ttl.id).entry, 10 * services.settings.cache_product_ttl_s)
+    drop_ttl(backend, services.cache.keys.product(no_ttl.id).entry)
+    backend.expire(services.cache.keys.product(long_ttl.id).entry, 10 * services.settings.cache_product_ttl_s)
     services.products.delete(tombstoned.id, None)
-    drop_ttl(backend, services.keys.product(tombstoned.id).entry)
-    generation = backend.get_generation(services.keys.generation)
+    drop_ttl(backend, services.cache.keys.product(tombstoned.id).entry)
+    generation = backend.get_generation(services.cache.keys.generation)
 
     run = run_audit(services)
 
@@ -125,14 +124,14 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
     assert (run.keys_scanned, run.keys_checked, run.tombstones) == (9, 9, 1)
     assert run.as_dict()["drift_total"] == 8 and run.repair_enabled
     # Product drift was repaired: cached lists may hold it too, so they were invalidated.
-    assert backend.get_generation(services.keys.generation) == generation + 1
+    assert backend.get_generation(services.cache.keys.generation) == generation + 1
 
     for product in (stale, mismatch, no_ttl, long_ttl, fine):
         entry = entry_of(services, product.id)
         assert entry is not None and entry.payload is not None
-        assert decode_record(entry.payload) == in_db(services, product.id)
+        assert codec.PRODUCT.decode(entry.payload) == in_db(services, product.id)
         ttl = ttl_of(services, product.id)
-        assert ttl is not None and 0 < ttl <= services.cached.writer.max_product_ttl()  # type: ignore[union-attr]
+        assert ttl is not None and 0 < ttl <= services.cache.writer.max_product_ttl()  # type: ignore[union-attr]
     assert entry_of(services, ahead.id) is None and entry_of(services, garbled.id) is None
     for product in (deleted, tombstoned):
         entry = entry_of(services, product.id)
@@ -160,22 +159,22 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
 def test_an_entry_can_show_two_classes_and_each_is_counted(services: Services, backend: CacheBackend) -> None:
     product = create(services)
     services.mongo.update(product.id, {"name": "Renamed"}, None)
-    drop_ttl(backend, services.keys.product(product.id).entry)
+    drop_ttl(backend, services.cache.keys.product(product.id).entry)
 
     run = run_audit(services)
 
     assert run.drift == {**no_drift(), "stale_version": 1, "wrong_ttl": 1}
     assert run.repaired == run.drift
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 2 and decode_record(entry.payload or b"").name == "Renamed"
+    assert entry is not None and entry.version == 2 and codec.PRODUCT.decode(entry.payload or b"").name == "Renamed"
     assert (ttl_of(services, product.id) or 0) > 0
 
 
 def test_without_repair_drift_is_only_reported(services: Services, backend: CacheBackend) -> None:
     stale, permanent = create(services), create(services)
     services.mongo.update(stale.id, {"stock": 0}, None)
-    drop_ttl(backend, services.keys.product(permanent.id).entry)
-    generation = backend.get_generation(services.keys.generation)
+    drop_ttl(backend, services.cache.keys.product(permanent.id).entry)
+    generation = backend.get_generation(services.cache.keys.generation)
 
     run = run_audit(services, repair=False)
 
@@ -183,14 +182,14 @@ def test_without_repair_drift_is_only_reported(services: Services, backend: Cach
     assert run.repaired == no_drift() and not run.repair_enabled
     assert entry_of(services, stale.id) == VersionedEntry(1, entry_of(services, stale.id).payload)  # type: ignore[union-attr]
     assert ttl_of(services, permanent.id) == -1
-    assert backend.get_generation(services.keys.generation) == generation
+    assert backend.get_generation(services.cache.keys.generation) == generation
     assert latest_audit() == run  # reported runs are stored too
 
 
 # --- list invalidation -----------------------------------------------------------------------------
 def test_repaired_product_drift_invalidates_cached_lists(services: Services) -> None:
     product = create(services)
-    repository = services.repository
+    repository = services.products.repository
     assert repository.list_page(ProductQuery()).source is CacheStatus.MISS
     assert repository.list_page(ProductQuery()).source is CacheStatus.HIT
     services.mongo.update(product.id, {"name": "Renamed"}, None)  # the cached page still says "Lamp"
@@ -203,13 +202,13 @@ def test_repaired_product_drift_invalidates_cached_lists(services: Services) -> 
 
 def test_ttl_only_drift_leaves_cached_lists_alone(services: Services, backend: CacheBackend) -> None:
     product = create(services)
-    drop_ttl(backend, services.keys.product(product.id).entry)
-    generation = backend.get_generation(services.keys.generation)
+    drop_ttl(backend, services.cache.keys.product(product.id).entry)
+    generation = backend.get_generation(services.cache.keys.generation)
 
     run = run_audit(services)
 
     assert run.repaired["wrong_ttl"] == 1
-    assert backend.get_generation(services.keys.generation) == generation
+    assert backend.get_generation(services.cache.keys.generation) == generation
 
 
 # --- how much is checked ------------------------------------------------------------------------------
@@ -246,7 +245,7 @@ def test_max_keys_caps_the_number_of_entries_checked(services: Services) -> None
 def test_lease_keys_are_not_audited(services: Services) -> None:
     product = create(services)
     assert services.cache is not None
-    assert services.cache.acquire_lease(services.keys.product(product.id).lease, 5000) is not None
+    assert services.cache.backend.acquire_lease(services.cache.keys.product(product.id).lease, 5000) is not None
 
     run = run_audit(services)
 
@@ -306,7 +305,7 @@ def test_audit_repair_does_not_overwrite_a_newer_write_that_landed_meanwhile(app
     assert run.drift["content_mismatch"] == 1
     assert run.repaired["content_mismatch"] == 0  # its v1 write was refused by the version guard
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 2 and decode_record(entry.payload or b"").name == "Newer"
+    assert entry is not None and entry.version == 2 and codec.PRODUCT.decode(entry.payload or b"").name == "Newer"
     body = app.test_client().get(f"/api/v1/products/{product.id}").get_json()
     assert (body["version"], body["name"]) == (2, "Newer")
 
@@ -321,7 +320,7 @@ def test_audit_repair_of_a_stale_entry_loses_to_a_concurrent_newer_write(service
 
     assert run.drift["stale_version"] == 1 and run.repaired["stale_version"] == 0
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 3 and decode_record(entry.payload or b"").stock == 30
+    assert entry is not None and entry.version == 3 and codec.PRODUCT.decode(entry.payload or b"").stock == 30
 
 
 class LaggingRepository:
@@ -350,15 +349,19 @@ def test_an_older_database_read_never_moves_the_cache_backwards(app: Flask, serv
 
 
 def test_a_tombstone_hiding_an_existing_product_is_repaired(services: Services) -> None:
-    assert services.cache is not None and services.cached is not None
+    assert services.cache is not None
     restored = create(services, sku="RESTORED")  # e.g. brought back by a database restore
     behind = create(services, sku="BEHIND")
-    writer = services.cached.writer
+    writer = services.cache.writer
     # Past the database's version: the cache claims a deletion MongoDB never saw.
-    writer.cache.evict_versioned(services.keys.product(restored.id).entry, services.keys.product(restored.id).lease, 1)
+    writer.cache.evict_versioned(
+        services.cache.keys.product(restored.id).entry, services.cache.keys.product(restored.id).lease, 1
+    )
     assert writer.tombstone(restored.id, restored.version + 5)
     # At the database's version: a write-through that should have replaced it failed.
-    writer.cache.evict_versioned(services.keys.product(behind.id).entry, services.keys.product(behind.id).lease, 1)
+    writer.cache.evict_versioned(
+        services.cache.keys.product(behind.id).entry, services.cache.keys.product(behind.id).lease, 1
+    )
     assert writer.tombstone(behind.id, behind.version - 1)
 
     run = run_audit(services)
@@ -368,4 +371,4 @@ def test_a_tombstone_hiding_an_existing_product_is_repaired(services: Services) 
     assert entry_of(services, restored.id) is None  # evicted: the next read fills it
     assert services.products.get(restored.id).value == restored
     fixed = entry_of(services, behind.id)
-    assert fixed is not None and fixed.payload is not None and decode_record(fixed.payload) == behind
+    assert fixed is not None and fixed.payload is not None and codec.PRODUCT.decode(fixed.payload) == behind

@@ -14,8 +14,8 @@ from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
-from jollyjet.products.record import ProductRecord
-from jollyjet.wiring import Services
+from jollyjet.products.domain import ProductRecord
+from jollyjet.services import Services, services_of
 from tests.support.job_stack import (
     BACKENDS,
     all_keys,
@@ -24,7 +24,6 @@ from tests.support.job_stack import (
     make_backend,
     plant_without_ttl,
     product_values,
-    services_of,
 )
 
 
@@ -39,13 +38,13 @@ def services(backend: CacheBackend) -> Services:
 
 
 def run_cleanup(services: Services, **options: object) -> CleanupReport:
-    assert services.cache is not None and services.cached is not None
+    assert services.cache is not None
     cleanup = CacheCleanup(
-        services.cache,
-        services.keys,
-        services.cached.writer,
+        services.cache.backend,
+        services.cache.keys,
+        services.cache.writer,
         services.mongo,
-        services.repairs,
+        services.cache.repairs,
         CleanupOptions(**options),  # type: ignore[arg-type]
     )
     return cleanup.run()
@@ -56,7 +55,7 @@ def create(services: Services) -> ProductRecord:
 
 
 def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Services, backend: CacheBackend) -> None:
-    keys = services.keys
+    keys = services.cache.keys
     permanent, expiring, leased = create(services), create(services), create(services)
     deleted = create(services)
     services.products.delete(deleted.id, None)  # a tombstone, with its TTL
@@ -120,7 +119,7 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
         assert backend.ttl(key) == -1
     assert backend.ttl(keys.generation) == -1  # deliberately permanent
     permanent_ttl = backend.ttl(keys.product(permanent.id).entry)
-    assert permanent_ttl is not None and 0 < permanent_ttl <= services.cached.writer.max_product_ttl()  # type: ignore[union-attr]
+    assert permanent_ttl is not None and 0 < permanent_ttl <= services.cache.writer.max_product_ttl()  # type: ignore[union-attr]
     tombstone_ttl = backend.ttl(keys.product(deleted.id).entry)
     assert tombstone_ttl is not None and 0 < tombstone_ttl <= services.settings.cache_tombstone_ttl_s
     assert backend.get_versioned(keys.product(deleted.id).entry).is_tombstone  # type: ignore[union-attr]
@@ -136,7 +135,7 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
 def test_popularity_is_trimmed_and_loses_deleted_and_malformed_members(
     services: Services, backend: CacheBackend
 ) -> None:
-    keys = services.keys
+    keys = services.cache.keys
     products = [create(services) for _ in range(5)]
     gone = create(services)
     services.products.delete(gone.id, None)

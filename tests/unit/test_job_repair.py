@@ -14,11 +14,11 @@ from flask import Flask
 from jollyjet.cache.backend import CacheError, VersionedEntry
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
-from jollyjet.products.cache_codec import decode_record
-from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord
+from jollyjet.products.cache import codec
+from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.wiring import Services
-from tests.support.job_stack import OutageBackend, RepositoryWithHook, job_app, product_values, services_of
+from jollyjet.services import Services, services_of
+from tests.support.job_stack import OutageBackend, RepositoryWithHook, job_app, product_values
 
 
 @pytest.fixture
@@ -42,9 +42,9 @@ def repair(
     batch: int = 500,
     also: tuple[Callable[[], None], ...] = (),
 ) -> RepairReport:
-    assert services.cache is not None and services.cached is not None
+    assert services.cache is not None
     return repair_failed_writes(
-        services.repairs, services.cache, services.cached.writer, database or services.mongo, batch, also
+        services.cache.repairs, services.cache.backend, services.cache.writer, database or services.mongo, batch, also
     )
 
 
@@ -54,7 +54,7 @@ def create(services: Services) -> ProductRecord:
 
 def entry_of(services: Services, product_id: str) -> VersionedEntry | None:
     assert services.cache is not None
-    return services.cache.get_versioned(services.keys.product(product_id).entry)
+    return services.cache.backend.get_versioned(services.cache.keys.product(product_id).entry)
 
 
 def test_writes_that_failed_during_an_outage_are_replayed(
@@ -68,7 +68,7 @@ def test_writes_that_failed_during_an_outage_are_replayed(
     services.products.update(updated.id, {"stock": 2}, None)
     services.products.delete(deleted.id, None)
     created = create(services)
-    assert services.repairs.pending_count() == 4
+    assert services.cache.repairs.pending_count() == 4
     backend.failing = set()  # Redis is back, with the data it had before
 
     stale = services.products.list_page(ProductQuery())
@@ -90,7 +90,7 @@ def test_writes_that_failed_during_an_outage_are_replayed(
     assert memo_invalidations == [1]
     for product in (updated, created):
         entry = entry_of(services, product.id)
-        assert entry is not None and decode_record(entry.payload or b"") == services.mongo.get(product.id).value
+        assert entry is not None and codec.PRODUCT.decode(entry.payload or b"") == services.mongo.get(product.id).value
     assert entry_of(services, deleted.id) == VersionedEntry(deleted.version + 1, None)
     page = services.products.list_page(ProductQuery())
     assert page.source is CacheStatus.MISS and {r.id for r in page.value.items} == {updated.id, created.id}
@@ -125,7 +125,7 @@ def test_a_failing_cache_leaves_records_pending_with_attempts_counted(
     services.products.update(product.id, {"stock": 9}, None)
     services.products.delete(gone.id, None)
     backend.failing = set()
-    generation = backend.get_generation(services.keys.generation)
+    generation = backend.get_generation(services.cache.keys.generation)
 
     backend.failing = {"set_versioned"}  # reads work, the rewrite fails midway
     with pytest.raises(CacheError):
@@ -137,8 +137,8 @@ def test_a_failing_cache_leaves_records_pending_with_attempts_counted(
 
     records = list(CacheRepairRecord.objects)
     assert [(r.attempts, r.done_at) for r in records] == [(2, None), (2, None)]
-    assert services.repairs.pending_count() == 2
-    assert backend.get_generation(services.keys.generation) == generation  # not invalidated without a repair
+    assert services.cache.repairs.pending_count() == 2
+    assert backend.get_generation(services.cache.keys.generation) == generation  # not invalidated without a repair
     assert entry_of(services, product.id).version == 1  # type: ignore[union-attr]
 
     report = repair(services)
@@ -161,4 +161,4 @@ def test_a_write_newer_than_the_repairs_database_read_wins(services: Services, b
 
     assert (report.rewritten, report.unchanged, report.remaining) == (0, 1, 0)
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 3 and decode_record(entry.payload or b"").stock == 6
+    assert entry is not None and entry.version == 3 and codec.PRODUCT.decode(entry.payload or b"").stock == 6

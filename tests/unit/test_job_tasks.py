@@ -18,17 +18,17 @@ from flask import Flask
 from pymongo.errors import AutoReconnect
 
 from jollyjet.cache.backend import CacheError
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.wiring import Services
+from jollyjet.services import Services, services_of
 from tasks import beat, jobs
 from tasks.beat import SingleBeatScheduler, slot_of
 from tasks.jobs import run_job
 from tasks.schedule import periodic_job_definitions
 from tests.conftest import make_settings
-from tests.support.job_stack import OutageBackend, job_app, services_of
+from tests.support.job_stack import OutageBackend, job_app
+from tests.support.memory_backend import MemoryCacheBackend
 
 SKIPPED_BUSY = {"skipped": "another run of this job is in progress"}
 
@@ -71,7 +71,7 @@ def test_a_second_run_of_a_job_is_skipped_while_the_first_holds_its_lock(app: Fl
         inner.append(run_job(FakeTask(), "audit", lambda _: {"ran": "second"}))
         inner.append(run_job(FakeTask(), "warm", lambda _: {"ran": "other job"}))
         assert services.cache is not None
-        ttl = services.cache.ttl(services.keys.job_lock("audit"))
+        ttl = services.cache.backend.ttl(services.cache.keys.job_lock("audit"))
         # A killed run's lock expires with the task's hard time limit.
         assert ttl is not None and 0 < ttl <= services.settings.celery_time_limit_s
         return {"ran": "first"}
@@ -80,7 +80,7 @@ def test_a_second_run_of_a_job_is_skipped_while_the_first_holds_its_lock(app: Fl
         assert run_job(FakeTask(), "audit", first_run) == {"ran": "first"}
         assert inner == [SKIPPED_BUSY, {"ran": "other job"}]  # the lock is per job
         assert run_job(FakeTask(), "audit", lambda _: {"ran": "third"}) == {"ran": "third"}
-    assert services.cache is not None and not services.cache.exists(services.keys.job_lock("audit"))
+    assert services.cache is not None and not services.cache.backend.exists(services.cache.keys.job_lock("audit"))
 
 
 def test_with_the_cache_disabled_a_job_is_skipped_without_running() -> None:
@@ -115,7 +115,7 @@ def test_transient_failures_become_retries_with_bounded_jittered_backoff(
     delay = min(settings.celery_retry_backoff_max_s, 2 ** (retries + 1))
     assert call["exc"] is error and call["max_retries"] == settings.celery_max_retries
     assert delay / 2 <= call["countdown"] <= delay <= settings.celery_retry_backoff_max_s
-    assert services.cache is not None and not services.cache.exists(services.keys.job_lock("cleanup"))
+    assert services.cache is not None and not services.cache.backend.exists(services.cache.keys.job_lock("cleanup"))
 
 
 def test_a_lock_that_cannot_be_taken_because_redis_is_down_is_retried_too() -> None:
@@ -246,7 +246,7 @@ def test_a_claim_lasts_two_intervals(app: Flask, services: Services) -> None:
     scheduler_for(app).claim(entry_for(app, every_s=30), 3000.0)
 
     assert services.cache is not None
-    ttl = services.cache.ttl(services.keys.beat_claim("cache-audit", 100))
+    ttl = services.cache.backend.ttl(services.cache.keys.beat_claim("cache-audit", 100))
     assert ttl is not None and 30 < ttl <= 60
 
 

@@ -13,7 +13,6 @@ import pytest
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.events import EventCounter
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.memory_backend import MemoryCacheBackend
 from jollyjet.cache.popularity import PopularityTracker, query_member
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
@@ -21,12 +20,14 @@ from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import connect_mongo
 from jollyjet.maintenance import warming
 from jollyjet.maintenance.warming import query_from_member, warm_cache
-from jollyjet.products.cache_codec import decode_record
-from jollyjet.products.cached_repository import CachedProductRepository, CachePolicy
+from jollyjet.products.cache import codec
+from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
+from jollyjet.products.domain import ProductQuery, ProductRecord
 from jollyjet.products.mongo_repository import MongoProductRepository
-from jollyjet.products.record import ProductQuery, ProductRecord
+from jollyjet.services import services_of
 from tests.conftest import make_settings
-from tests.support.job_stack import RepositoryWithHook, job_app, product_values, services_of
+from tests.support.job_stack import RepositoryWithHook, job_app, product_values
+from tests.support.memory_backend import MemoryCacheBackend
 
 PID = "0123456789abcdef01234567"
 
@@ -48,7 +49,7 @@ class Stack:
 
     def cached(self, product_id: str) -> ProductRecord | None:
         entry = self.cache.get_versioned(self.keys.product(product_id).entry)
-        return None if entry is None or entry.payload is None else decode_record(entry.payload)
+        return None if entry is None or entry.payload is None else codec.PRODUCT.decode(entry.payload)
 
     def warm(self, top_products: int = 100, top_queries: int = 0) -> warming.WarmReport:
         return warm_cache(self.repo, self.popularity, top_products, top_queries)
@@ -88,9 +89,9 @@ def test_api_reads_of_products_and_list_queries_are_counted() -> None:
     for page in (1, 3):  # every page counts for the query's first page, which warming fills
         assert client.get(f"/api/v1/products?category=home&page={page}&page_size=2").status_code == 200
 
-    assert services.popularity is not None
-    assert services.popularity.top_products(10) == [often.id, once.id]
-    assert services.popularity.top_queries(10) == [
+    assert services.cache.popularity is not None
+    assert services.cache.popularity.top_products(10) == [often.id, once.id]
+    assert services.cache.popularity.top_queries(10) == [
         {"category": "home", "sort": "-created_at", "page": 1, "page_size": 2}
     ]
 
@@ -200,15 +201,15 @@ def test_popular_list_queries_are_warmed_and_the_next_read_is_a_hit() -> None:
     url = "/api/v1/products?category=garden&page_size=2"
     assert client.get(url + "&page=2").status_code == 200  # counted for page 1
     services.products.create(product_values(category="garden"))  # a write: cached lists are gone
-    assert services.cached is not None and services.popularity is not None
+    assert services.cache.repository is not None and services.cache.popularity is not None
 
-    report = warm_cache(services.cached, services.popularity, 0, 10)
+    report = warm_cache(services.cache.repository, services.cache.popularity, 0, 10)
 
     assert (report.queries_considered, report.queries_warmed, report.queries_skipped) == (1, 1, 0)
     response = client.get(url)
     assert response.headers["X-Cache"] == "HIT"
     assert json.loads(response.headers["X-Pagination"])["total"] == 4 and len(response.get_json()) == 2
-    assert warm_cache(services.cached, services.popularity, 0, 10).queries_warmed == 0  # already cached
+    assert warm_cache(services.cache.repository, services.cache.popularity, 0, 10).queries_warmed == 0  # already cached
 
 
 def test_malformed_popularity_members_are_skipped_and_the_rest_is_warmed(stack: Stack) -> None:

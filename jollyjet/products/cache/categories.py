@@ -15,7 +15,7 @@ import redis
 from flask_caching import Cache
 
 from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.products.record import CacheStatus, CategoryCount, Read
+from jollyjet.products.domain import CacheStatus, CategoryCount, Read
 
 log = logging.getLogger(__name__)
 _KEY = "categories"

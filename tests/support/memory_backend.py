@@ -13,7 +13,7 @@ from jollyjet.cache.backend import VersionedEntry
 
 
 @dataclass
-class _Slot:
+class _Stored:
     value: bytes | VersionedEntry | dict[str, float]
     expires_at: float | None
 
@@ -23,12 +23,12 @@ class MemoryCacheBackend:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._data: dict[str, _Slot] = {}
+        self._data: dict[str, _Stored] = {}
         self._lock = threading.RLock()
         self._generation_seed = int(time.time() * 1_000_000)
 
     # --- helpers ----------------------------------------------------------------
-    def _live(self, key: str) -> _Slot | None:
+    def _live(self, key: str) -> _Stored | None:
         slot = self._data.get(key)
         if slot is not None and slot.expires_at is not None and slot.expires_at <= self._clock():
             del self._data[key]
@@ -37,7 +37,7 @@ class MemoryCacheBackend:
 
     def _put(self, key: str, value: bytes | VersionedEntry | dict[str, float], ttl_s: float | None) -> None:
         expires = None if ttl_s is None else self._clock() + ttl_s
-        self._data[key] = _Slot(value, expires)
+        self._data[key] = _Stored(value, expires)
 
     def _versioned(self, key: str) -> VersionedEntry | None:
         slot = self._live(key)

@@ -1,15 +1,34 @@
-"""Plain data the product layers pass between them (no Flask, no Mongo, no Redis)."""
+"""The product domain: records, queries, pages and ids every product layer passes around.
+
+Plain data (no Flask, no Mongo, no Redis). Ids are MongoDB ObjectIds in their canonical
+24-hex form; every layer checks one with object_id() before building a key or a query.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from bson import ObjectId
+from bson.errors import InvalidId
+
 T = TypeVar("T")
 
 SORT_FIELDS = ("price", "name", "created_at", "updated_at", "stock")
+_PRODUCT_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def object_id(product_id: str) -> ObjectId | None:
+    """The ObjectId for a canonical 24-hex id, or None for anything else."""
+    if not _PRODUCT_ID.fullmatch(product_id):
+        return None
+    try:
+        return ObjectId(product_id)
+    except InvalidId:
+        return None
 
 
 class CacheStatus(StrEnum):

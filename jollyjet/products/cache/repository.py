@@ -1,9 +1,12 @@
 """CachedProductRepository: the Redis write-through cache around the Mongo repository.
 
+Every cached read and every invalidation of the product catalog happens here:
 Reads: cache first; on a miss one request fills (a lease for products, a lock for
 lists/counts) while concurrent requests wait briefly for its result (read_through.py).
-Writes: MongoDB first, then the version-guarded cache write and a generation bump;
-a cache failure never fails the write — it is recorded for the repair job.
+The category list is memoized with Flask-Caching (categories.py).
+Writes: MongoDB first, then the version-guarded cache write and a generation bump
+(writer.py), then the category memo is dropped; a cache failure never fails the
+write — it is recorded for the repair job.
 Redis errors anywhere turn into database reads (X-Cache: BYPASS).
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.events import CacheEvents
@@ -20,23 +23,18 @@ from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
-from jollyjet.products.cache_codec import (
-    decode_count,
-    decode_entry,
-    decode_page,
-    encode_count,
-    encode_page,
-)
-from jollyjet.products.cache_writer import ProductCacheWriter
-from jollyjet.products.mongo_repository import object_id
-from jollyjet.products.read_through import ReadThrough, Slot
-from jollyjet.products.record import (
+from jollyjet.products.cache import codec
+from jollyjet.products.cache.categories import CategoryMemo
+from jollyjet.products.cache.read_through import CachedValue, ReadThrough
+from jollyjet.products.cache.writer import ProductCacheWriter
+from jollyjet.products.domain import (
     CacheStatus,
     CategoryCount,
     ProductPage,
     ProductQuery,
     ProductRecord,
     Read,
+    object_id,
 )
 from jollyjet.products.repository import ProductRepository
 
@@ -55,16 +53,6 @@ class CachePolicy:
     fill_wait_ms: int = 250
 
 
-@dataclass(frozen=True)
-class _Codec(Generic[T]):
-    encode: Callable[[T], bytes]
-    decode: Callable[[bytes], T]
-
-
-_PAGE_CODEC: _Codec[ProductPage] = _Codec(encode=encode_page, decode=decode_page)
-_COUNT_CODEC: _Codec[int] = _Codec(encode=encode_count, decode=decode_count)
-
-
 class CachedProductRepository:
     """Decorator over a ProductRepository (normally MongoProductRepository)."""
 
@@ -78,6 +66,7 @@ class CachedProductRepository:
         repairs: RepairLog,
         events: CacheEvents,
         popularity: PopularityTracker | None = None,
+        categories_memo: CategoryMemo | None = None,
     ) -> None:
         self.inner = inner
         self.cache = cache
@@ -87,6 +76,7 @@ class CachedProductRepository:
         self.repairs = repairs
         self.events = events
         self.popularity = popularity
+        self.categories_memo = categories_memo
         self.writer = ProductCacheWriter(cache, keys, ttl, policy.product_ttl_s, policy.tombstone_ttl_s)
         self.reader = ReadThrough(cache, events, policy.lease_ttl_ms, policy.fill_wait_ms)
 
@@ -101,10 +91,10 @@ class CachedProductRepository:
             return record is not None and self.writer.fill(product_id, token, record)
 
         read = self.reader.read(
-            Slot(
+            CachedValue(
                 kind="product",
                 lookup=lambda: self.cache.get_versioned(keys.entry),
-                decode=decode_entry,
+                decode=codec.decode_entry,
                 lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
                 compute=lambda: self.inner.get(product_id).value,
                 fill=fill,
@@ -126,22 +116,26 @@ class CachedProductRepository:
 
     def warm_query(self, query: ProductQuery) -> Read[ProductPage]:
         """A list page through the cache without counting it as a client read (cache warming)."""
-        return self._generational("list", query.normalized(), lambda: self.inner.list_page(query).value, _PAGE_CODEC)
+        return self._generational("list", query.normalized(), lambda: self.inner.list_page(query).value, codec.PAGE)
 
     def warm_products(self, product_ids: list[str]) -> int:
         """Fill the missing entries of these products (leases, one database query); how many landed."""
         return self.writer.fill_missing(product_ids, self.inner.get_many, self.policy.lease_ttl_ms)
 
     def count(self, query: ProductQuery) -> Read[int]:
-        return self._generational("count", query.filters(), lambda: self.inner.count(query).value, _COUNT_CODEC)
+        return self._generational("count", query.filters(), lambda: self.inner.count(query).value, codec.COUNT)
 
     def categories(self) -> Read[list[CategoryCount]]:
-        # Memoized one level up with Flask-Caching (products/category_memo.py).
+        if self.categories_memo is None:
+            return self._categories_from_db()
+        return self.categories_memo.get_or_compute(lambda: self._categories_from_db().value)
+
+    def _categories_from_db(self) -> Read[list[CategoryCount]]:
         self.events.emit("db_read", "categories")
         return self.inner.categories()
 
     def _generational(
-        self, kind: str, normalized: dict[str, Any], compute: Callable[[], T], codec: _Codec[T]
+        self, kind: str, normalized: dict[str, Any], compute: Callable[[], T], value_codec: codec.Codec[T]
     ) -> Read[T]:
         try:
             generation = self.cache.get_generation(self.keys.generation)
@@ -151,13 +145,13 @@ class CachedProductRepository:
 
         def fill(_token: str, value: T) -> bool:
             ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
-            return self.cache.fill_generational(self.keys.generation, generation, key, codec.encode(value), ttl_s)
+            return self.cache.fill_generational(self.keys.generation, generation, key, value_codec.encode(value), ttl_s)
 
         return self.reader.read(
-            Slot(
+            CachedValue(
                 kind=kind,
                 lookup=lambda: self.cache.get(key),
-                decode=codec.decode,
+                decode=value_codec.decode,
                 lock_key=self.keys.fill_lock(key),
                 compute=compute,
                 fill=fill,
@@ -168,11 +162,13 @@ class CachedProductRepository:
     def create(self, values: dict[str, Any]) -> ProductRecord:
         record = self.inner.create(values)
         self._write_through(record)
+        self._drop_categories()
         return record
 
     def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
         record = self.inner.update(product_id, values, expected_version)
         self._write_through(record)
+        self._drop_categories()
         return record
 
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
@@ -182,6 +178,7 @@ class CachedProductRepository:
             self.writer.invalidate_lists()
         except CacheError as error:
             self._record_failure(record.id, "delete", error)
+        self._drop_categories()
         return record
 
     def _write_through(self, record: ProductRecord) -> None:
@@ -191,6 +188,11 @@ class CachedProductRepository:
             self.events.emit("write_through", "product")
         except CacheError as error:
             self._record_failure(record.id, "write", error)
+
+    def _drop_categories(self) -> None:
+        # Apart from the generation bump: the memo lives in Flask-Caching, behind its own breaker check.
+        if self.categories_memo is not None:
+            self.categories_memo.invalidate()
 
     def _record_failure(self, product_id: str, operation: str, error: CacheError) -> None:
         self.events.emit("write_failure", "product")

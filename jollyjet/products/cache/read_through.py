@@ -17,8 +17,8 @@ from typing import Any, Generic, TypeVar
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.events import CacheEvents
-from jollyjet.products.cache_codec import DECODE_ERRORS
-from jollyjet.products.record import CacheStatus, Read
+from jollyjet.products.cache.codec import DECODE_ERRORS
+from jollyjet.products.domain import CacheStatus, Read
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,7 +29,7 @@ _ABSENT: Any = object()
 
 
 @dataclass(frozen=True)
-class Slot(Generic[R, T]):
+class CachedValue(Generic[R, T]):
     """How to look up, decode, compute and fill one cached value (a product, a page, a count)."""
 
     kind: str
@@ -51,7 +51,7 @@ class Slot(Generic[R, T]):
 
 
 class ReadThrough:
-    """Serves Slots: hit, single-flight fill, wait for another's fill, or database fallback."""
+    """Serves a CachedValue: hit, single-flight fill, wait for another's fill, or database fallback."""
 
     def __init__(self, cache: CacheBackend, events: CacheEvents, lock_ttl_ms: int, fill_wait_ms: int) -> None:
         self.cache = cache
@@ -59,42 +59,42 @@ class ReadThrough:
         self.lock_ttl_ms = lock_ttl_ms
         self.fill_wait_ms = fill_wait_ms
 
-    def read(self, slot: Slot[R, T]) -> Read[T]:
+    def read(self, cached: CachedValue[R, T]) -> Read[T]:
         """Cache-aside read with single flight: one caller fills, concurrent callers wait for it."""
         try:
-            found = slot.decoded(slot.lookup())
+            found = cached.decoded(cached.lookup())
         except CacheError:
-            return self.bypass(slot.kind, slot.compute)
+            return self.bypass(cached.kind, cached.compute)
         if found is not _ABSENT:
-            self.events.emit("hit", slot.kind)
+            self.events.emit("hit", cached.kind)
             return Read(found, CacheStatus.HIT)
-        self.events.emit("miss", slot.kind)
+        self.events.emit("miss", cached.kind)
         try:
-            token = self.cache.acquire_lock(slot.lock_key, self.lock_ttl_ms)
+            token = self.cache.acquire_lock(cached.lock_key, self.lock_ttl_ms)
         except CacheError:
-            return self.bypass(slot.kind, slot.compute)
+            return self.bypass(cached.kind, cached.compute)
         if token is None:
             # Another request is reading the database for this key: wait briefly for its fill.
-            found = slot.decoded(self._wait(slot.lookup))
+            found = cached.decoded(self._wait(cached.lookup))
             if found is not _ABSENT:
-                self.events.emit("wait_hit", slot.kind)
+                self.events.emit("wait_hit", cached.kind)
                 return Read(found, CacheStatus.HIT)
-            return Read(self.from_db(slot.kind, slot.compute), CacheStatus.MISS)
+            return Read(self.from_db(cached.kind, cached.compute), CacheStatus.MISS)
         try:
             # A filler may have finished between our miss and our lock: look once more.
             with contextlib.suppress(CacheError):
-                found = slot.decoded(slot.lookup())
+                found = cached.decoded(cached.lookup())
             if found is not _ABSENT:
-                self.events.emit("wait_hit", slot.kind)
+                self.events.emit("wait_hit", cached.kind)
                 return Read(found, CacheStatus.HIT)
-            value = self.from_db(slot.kind, slot.compute)
+            value = self.from_db(cached.kind, cached.compute)
             with contextlib.suppress(CacheError):  # the read is served; a later read fills
                 if value is not None:
-                    self.events.emit("fill" if slot.fill(token, value) else "fill_rejected", slot.kind)
+                    self.events.emit("fill" if cached.fill(token, value) else "fill_rejected", cached.kind)
             return Read(value, CacheStatus.MISS)
         finally:
             with contextlib.suppress(CacheError):  # it expires by itself
-                self.cache.release_lock(slot.lock_key, token)
+                self.cache.release_lock(cached.lock_key, token)
 
     def from_db(self, kind: str, compute: Callable[[], T]) -> T:
         """Read the database, counting it (the metric behind "DB queries saved")."""

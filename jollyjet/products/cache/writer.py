@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.ttl import TtlPolicy
-from jollyjet.products.cache_codec import encode_record
-from jollyjet.products.record import ProductRecord
+from jollyjet.products.cache import codec
+from jollyjet.products.domain import ProductRecord
 
 
 class ProductCacheWriter:
@@ -40,7 +40,7 @@ class ProductCacheWriter:
         """Store the record unless a newer version is cached; revokes fill leases. False if refused."""
         keys = self.keys.product(record.id)
         return self.cache.set_versioned(
-            keys.entry, keys.lease, encode_record(record), record.version, self.product_ttl()
+            keys.entry, keys.lease, codec.PRODUCT.encode(record), record.version, self.product_ttl()
         )
 
     def tombstone(self, product_id: str, deleted_version: int) -> bool:
@@ -58,7 +58,7 @@ class ProductCacheWriter:
         """Fill after a miss: lands only while the lease token is still valid and nothing newer is cached."""
         keys = self.keys.product(product_id)
         return self.cache.fill_versioned(
-            keys.entry, keys.lease, token, encode_record(record), record.version, self.product_ttl()
+            keys.entry, keys.lease, token, codec.PRODUCT.encode(record), record.version, self.product_ttl()
         )
 
     def fill_missing(

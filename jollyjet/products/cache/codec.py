@@ -1,0 +1,45 @@
+"""Product records, pages and counts ↔ cache bytes, through the one serializer (cache/serialization.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from jollyjet.cache import serialization
+from jollyjet.cache.backend import VersionedEntry
+from jollyjet.products.domain import ProductPage, ProductRecord
+
+T = TypeVar("T")
+
+# What a corrupt or foreign entry can raise while decoding; such an entry is a miss.
+DECODE_ERRORS = (serialization.SerializationError, KeyError, TypeError, ValueError)
+
+
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """One cached shape: to and from plain data, which the serializer turns into bytes."""
+
+    to_plain: Callable[[T], Any]
+    from_plain: Callable[[Any], T]
+
+    def encode(self, value: T) -> bytes:
+        """Value → cache bytes."""
+        return serialization.dumps(self.to_plain(value))
+
+    def decode(self, data: bytes) -> T:
+        """Cache bytes → value; raises one of DECODE_ERRORS for bytes it cannot read."""
+        return self.from_plain(serialization.loads(data))
+
+
+PRODUCT: Codec[ProductRecord] = Codec(ProductRecord.to_dict, ProductRecord.from_dict)
+PAGE: Codec[ProductPage] = Codec(
+    lambda page: {"items": [r.to_dict() for r in page.items], "total": page.total},
+    lambda raw: ProductPage(items=[ProductRecord.from_dict(r) for r in raw["items"]], total=raw["total"]),
+)
+COUNT: Codec[int] = Codec(lambda count: count, int)
+
+
+def decode_entry(entry: VersionedEntry) -> ProductRecord | None:
+    """A versioned entry's product; None for a tombstone (the product was deleted moments ago)."""
+    return None if entry.payload is None else PRODUCT.decode(entry.payload)

@@ -1,0 +1,78 @@
+"""What a request or a task works with (Services), and the one way to reach it: current_services().
+
+Built once per process by jollyjet/wiring.py and stored on the Flask app. The cache
+group is None when the cache is switched off (JOLLYJET_CACHE_ENABLED=false), so code
+that needs Redis asks for it once, with a type that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+if TYPE_CHECKING:  # types only: routes import this module and must not import Redis
+    import redis
+
+    from jollyjet.cache.backend import CacheBackend
+    from jollyjet.cache.breaker import CircuitBreaker
+    from jollyjet.cache.events import CacheEvents
+    from jollyjet.cache.keys import CacheKeys
+    from jollyjet.cache.popularity import PopularityTracker
+    from jollyjet.cache.repair_log import RepairLog
+    from jollyjet.products.cache.categories import CategoryMemo
+    from jollyjet.products.cache.repository import CachedProductRepository
+    from jollyjet.products.cache.writer import ProductCacheWriter
+    from jollyjet.products.mongo_repository import MongoProductRepository
+    from jollyjet.products.service import ProductService
+    from jollyjet.settings import Settings
+
+EXTENSION = "jollyjet"  # the key in app.extensions
+
+
+class CacheDisabled(RuntimeError):
+    """Something that needs the cache ran with JOLLYJET_CACHE_ENABLED=false."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheServices:
+    """The Redis cache and everything that runs on it."""
+
+    backend: CacheBackend
+    keys: CacheKeys
+    repository: CachedProductRepository  # the cached product repository the service reads through
+    writer: ProductCacheWriter  # every version-guarded write of a product entry
+    breaker: CircuitBreaker
+    repairs: RepairLog  # cache writes that failed after their database write
+    popularity: PopularityTracker
+    categories: CategoryMemo
+    events: CacheEvents
+    client: redis.Redis | None = None  # None when a backend was handed in (unit tests)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """Everything a request or a task needs, built once per process."""
+
+    settings: Settings
+    products: ProductService
+    mongo: MongoProductRepository  # the source of truth, uncached (jobs compare against it)
+    cache: CacheServices | None = None  # None: the cache is switched off
+
+    def require_cache(self) -> CacheServices:
+        """The cache group, for code that only runs with the cache on; raises CacheDisabled otherwise."""
+        if self.cache is None:
+            raise CacheDisabled("the cache is disabled (JOLLYJET_CACHE_ENABLED=false)")
+        return self.cache
+
+
+def current_services() -> Services:
+    """The services of the current Flask app (inside a request, a task or an app context)."""
+    return services_of(current_app)
+
+
+def services_of(app: Flask) -> Services:
+    """The services an app was built with."""
+    services: Services = app.extensions[EXTENSION]
+    return services
