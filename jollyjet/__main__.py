@@ -8,6 +8,7 @@ import os
 from werkzeug.serving import run_simple
 
 from jollyjet.app_factory import create_app
+from jollyjet.embedded import start_embedded_jobs
 from jollyjet.settings import SettingsError, load_settings
 
 
@@ -22,16 +23,10 @@ def main() -> None:
         settings = load_settings(**({} if args.no_seed else {"seed_demo_data": True}))
     except SettingsError as error:
         raise SystemExit(str(error)) from None
+    app = create_app(settings)
     if settings.embedded_broker:
         # No broker a separate worker could reach: run the jobs in this process.
-        from tasks.embedded import start_embedded_jobs
-        from tasks.worker_app import create_celery
-
-        celery = create_celery(settings)
-        app = celery.flask_app
-        start_embedded_jobs(celery)
-    else:
-        app = create_app(settings)
+        start_embedded_jobs(app)
     print(f"JollyJet catalog API on http://{args.host}:{args.port}/api/v1/products", flush=True)
     print(f"OpenAPI document:       http://{args.host}:{args.port}/api/openapi.json", flush=True)
     # Embedded stores (mongomock, fakeredis) live in this process, so serve with

@@ -2,17 +2,24 @@
 
 The Celery app lives in app.extensions["celery"]; the web process uses it to enqueue
 jobs by name (jollyjet/maintenance/names.py) and to read task states, the worker
-and beat (tasks/) to run them. Every reliability choice is here, explained.
+and beat (tasks/) to run them. Every reliability choice is here, explained, and so
+is the beat schedule. This package never imports tasks/: a worker loads the task
+module by name (Celery's `include`), beat its scheduler class (`beat_scheduler`).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
 
+from jollyjet.maintenance import names
 from jollyjet.settings import Settings
+
+TASK_MODULES = ["tasks.jobs"]
+BEAT_SCHEDULER = "tasks.beat:SingleBeatScheduler"
 
 
 class FlaskCelery(Celery):
@@ -59,6 +66,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redis_socket_connect_timeout": 2,
         "redis_socket_timeout": 5,
         "worker_hijack_root_logger": False,
+        "include": TASK_MODULES,
+        "beat_schedule": periodic_job_definitions(settings),
+        "beat_scheduler": BEAT_SCHEDULER,
     }
     if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
         # Redelivery happens only after the visibility timeout; it exceeds the hard
@@ -73,6 +83,28 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # quickly and let the task's own retry handle a Redis outage.
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
     return config
+
+
+def periodic_job_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Celery beat_schedule entries for the enabled jobs (none when the cache is off)."""
+    if not settings.cache_enabled:
+        return {}
+    jobs = [
+        ("cache-warm", names.WARM, settings.warm_enabled, settings.warm_interval_s),
+        ("cache-cleanup", names.CLEANUP, settings.cleanup_enabled, settings.cleanup_interval_s),
+        ("cache-audit", names.AUDIT, settings.audit_enabled, settings.audit_interval_s),
+        ("cache-repair", names.REPAIR, settings.repair_enabled, settings.repair_interval_s),
+    ]
+    return {
+        entry: {
+            "task": task,
+            "schedule": timedelta(seconds=interval),
+            # A run that could not start within one interval is superseded by the next.
+            "options": {"expires": interval},
+        }
+        for entry, task, enabled, interval in jobs
+        if enabled
+    }
 
 
 def celery_init_app(app: Flask, settings: Settings) -> FlaskCelery:

@@ -1,17 +1,27 @@
 """Celery worker and beat: `celery -A tasks worker`, `celery -A tasks beat` (see Procfile).
 
-Importing this package connects nothing: the Flask app (and with it the Celery app)
+The Celery app is the Flask app's (jollyjet/celery_app.py: config and beat schedule),
+plus the worker's signal handlers. Importing this package connects nothing: the app
 is built on first access to `tasks.app`, which is what `celery -A tasks` asks for.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
-from tasks import jobs as jobs  # registers the shared tasks with every Celery app
-from tasks.worker_app import create_celery
+from celery import signals
 
-_celery: Any = None
+from jollyjet import create_app
+from jollyjet.celery_app import FlaskCelery
+from jollyjet.db import connect_mongo
+from jollyjet.maintenance import names
+from jollyjet.settings import Settings, SettingsError, load_settings
+from tasks import jobs as jobs  # registers the shared tasks with every Celery app
+
+log = logging.getLogger(__name__)
+_celery: FlaskCelery | None = None
 
 
 def __getattr__(name: str) -> Any:
@@ -22,3 +32,38 @@ def __getattr__(name: str) -> Any:
             _celery = create_celery()
         return _celery
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def create_celery(settings: Settings | None = None) -> FlaskCelery:
+    """The Celery app for `celery -A tasks worker|beat`: the Flask app's, with the worker's hooks."""
+    try:
+        settings = settings or load_settings()
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
+    flask_app = create_app(settings)
+    celery: FlaskCelery = flask_app.extensions["celery"]
+    connect_worker_signals(celery, settings)
+    return celery
+
+
+def connect_worker_signals(celery: FlaskCelery, settings: Settings) -> None:
+    """Reconnect MongoDB in forked pool processes; warm the cache when a worker is ready."""
+
+    parent_pid = os.getpid()
+
+    def reconnect_mongo(**_: Any) -> None:
+        # pymongo's client is not fork-safe: each prefork child opens its own. The solo
+        # pool sends this signal too, in this very process: keep the connection there
+        # (reconnecting would also empty an in-process mongomock store).
+        if os.getpid() != parent_pid:
+            connect_mongo(settings)
+
+    def warm_on_start(sender: Any = None, **_: Any) -> None:
+        if sender is not None and sender.app is not celery:
+            return  # another Celery app in this process (tests)
+        if settings.warm_enabled and settings.warm_on_worker_start and settings.cache_enabled:
+            celery.send_task(names.WARM)
+            log.info("worker ready: cache warming enqueued")
+
+    signals.worker_process_init.connect(reconnect_mongo, weak=False)
+    signals.worker_ready.connect(warm_on_start, weak=False)

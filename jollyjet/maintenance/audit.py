@@ -30,6 +30,8 @@ from jollyjet.products.cache import codec
 from jollyjet.products.cache.writer import ProductCacheWriter
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
+from jollyjet.services import Services
+from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
 DRIFT_CLASSES = ("stale_version", "version_ahead", "content_mismatch", "deleted_in_db", "undecodable", "wrong_ttl")
@@ -54,6 +56,20 @@ class _Tally:
     tombstones: int = 0
     drift: Counter[str] = field(default_factory=Counter)
     repaired: Counter[str] = field(default_factory=Counter)
+
+
+def run_audit(services: Services, settings: Settings) -> AuditRun:
+    """The audit job, sized and switched by settings; the run is stored in MongoDB."""
+    cache = services.require_cache()
+    options = AuditOptions(
+        mode=settings.audit_mode,
+        sample_rate=settings.audit_sample_rate,
+        max_keys=settings.audit_max_keys,
+        batch=settings.audit_batch,
+        repair=settings.audit_repair,
+        history=settings.audit_history,
+    )
+    return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, options).run()
 
 
 def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | None, max_ttl: int) -> list[str]:

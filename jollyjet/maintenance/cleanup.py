@@ -26,6 +26,8 @@ from jollyjet.cache.keys import CacheKeys, KeyKind, generation_of, kind_of, sche
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.products.cache.writer import ProductCacheWriter
 from jollyjet.products.repository import ProductRepository
+from jollyjet.services import Services
+from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
 # Kinds kept without a TTL on purpose: the generation must outlive every result key,
@@ -61,6 +63,17 @@ class CleanupReport:
         """JSON-ready report."""
         data = {k: v for k, v in self.__dict__.items() if k != "by_kind"}
         return {**data, "by_kind": dict(self.by_kind)}
+
+
+def run_cleanup(services: Services, settings: Settings) -> CleanupReport:
+    """The cleanup job, with batch sizes and retention from settings."""
+    cache = services.require_cache()
+    options = CleanupOptions(
+        scan_batch=settings.cleanup_scan_batch,
+        popularity_max=settings.popularity_max_members,
+        repair_retention=timedelta(days=settings.repair_retention_days),
+    )
+    return CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs, options).run()
 
 
 class CacheCleanup:

@@ -20,6 +20,8 @@ from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.products.cache.writer import ProductCacheWriter
 from jollyjet.products.repository import ProductRepository
+from jollyjet.services import Services
+from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,19 @@ class RepairReport:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready report."""
         return asdict(self)
+
+
+def run_repair(services: Services, settings: Settings) -> RepairReport:
+    """The repair job: up to repair_batch records; the category memo is dropped with the lists."""
+    cache = services.require_cache()
+    return repair_failed_writes(
+        cache.repairs,
+        cache.backend,
+        cache.writer,
+        services.mongo,
+        settings.repair_batch,
+        also_invalidate=(cache.categories.invalidate,),
+    )
 
 
 def repair_failed_writes(

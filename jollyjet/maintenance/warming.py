@@ -15,6 +15,8 @@ from typing import Any
 from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.products.cache.repository import CachedProductRepository
 from jollyjet.products.domain import SORT_FIELDS, CacheStatus, ProductQuery, object_id
+from jollyjet.services import Services
+from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
 _BATCH = 200  # ids per database query and per lease round
@@ -68,6 +70,12 @@ def query_from_member(raw: dict[str, Any]) -> ProductQuery | None:
     query = ProductQuery(**raw)
     valid = query.page == 1 and query.page_size >= 1 and query.sort.removeprefix("-") in SORT_FIELDS
     return query if valid else None
+
+
+def run_warm(services: Services, settings: Settings) -> WarmReport:
+    """The warming job: the most-read products and list pages, as many as settings say."""
+    cache = services.require_cache()
+    return warm_cache(cache.repository, cache.popularity, settings.warm_top_products, settings.warm_top_queries)
 
 
 def warm_cache(

@@ -325,7 +325,7 @@ def test_beat_scheduled_audit_repairs_drift_planted_behind_the_services_back(sta
     assert 0 < len(audits) <= sent, (len(audits), sent)
     worker_log = stack.processes["worker"].log_text()
     assert "concurrency: 1 (prefork)" in worker_log
-    # Each pool process reconnects to MongoDB (tasks/worker_app.py); pymongo warns when
+    # Each pool process reconnects to MongoDB (tasks/__init__.py); pymongo warns when
     # a forked child uses a client its parent opened.
     assert "opened before fork" not in worker_log, "a pool process used the MongoClient its parent opened"
     assert all(p.alive() for p in stack.processes.values())

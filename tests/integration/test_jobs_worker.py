@@ -23,7 +23,7 @@ from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance import names
 from jollyjet.products.models import ProductDocument
 from jollyjet.services import services_of
-from tasks.worker_app import create_celery
+from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, celery_env, celery_process, run_job

@@ -22,7 +22,7 @@ from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.celery_app import FlaskCelery
 from jollyjet.services import services_of
-from tasks.worker_app import create_celery
+from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, run_job

@@ -18,19 +18,31 @@ from flask import Flask
 from pymongo.errors import AutoReconnect
 
 from jollyjet.cache.backend import CacheError
+from jollyjet.celery_app import periodic_job_definitions
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.products.repository import DatabaseUnavailable
 from jollyjet.services import Services, services_of
+from jollyjet.settings import Settings
 from tasks import beat, jobs
 from tasks.beat import SingleBeatScheduler, slot_of
 from tasks.jobs import run_job
-from tasks.schedule import periodic_job_definitions
 from tests.conftest import make_settings
 from tests.support.job_stack import OutageBackend, job_app
 from tests.support.memory_backend import MemoryCacheBackend
 
 SKIPPED_BUSY = {"skipped": "another run of this job is in progress"}
+
+
+@dataclass
+class Ran:
+    """A stand-in job report: which run ran."""
+
+    ran: str
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ran": self.ran}
 
 
 class RetryRequested(Exception):
@@ -67,19 +79,19 @@ def services(app: Flask) -> Services:
 def test_a_second_run_of_a_job_is_skipped_while_the_first_holds_its_lock(app: Flask, services: Services) -> None:
     inner: list[dict[str, Any]] = []
 
-    def first_run(_: Services) -> dict[str, Any]:
-        inner.append(run_job(FakeTask(), "audit", lambda _: {"ran": "second"}))
-        inner.append(run_job(FakeTask(), "warm", lambda _: {"ran": "other job"}))
+    def first_run(*_: object) -> Ran:
+        inner.append(run_job(FakeTask(), "audit", lambda *_: Ran("second")))
+        inner.append(run_job(FakeTask(), "warm", lambda *_: Ran("other job")))
         assert services.cache is not None
         ttl = services.cache.backend.ttl(services.cache.keys.job_lock("audit"))
         # A killed run's lock expires with the task's hard time limit.
         assert ttl is not None and 0 < ttl <= services.settings.celery_time_limit_s
-        return {"ran": "first"}
+        return Ran("first")
 
     with app.app_context():
         assert run_job(FakeTask(), "audit", first_run) == {"ran": "first"}
         assert inner == [SKIPPED_BUSY, {"ran": "other job"}]  # the lock is per job
-        assert run_job(FakeTask(), "audit", lambda _: {"ran": "third"}) == {"ran": "third"}
+        assert run_job(FakeTask(), "audit", lambda *_: Ran("third")) == {"ran": "third"}
     assert services.cache is not None and not services.cache.backend.exists(services.cache.keys.job_lock("audit"))
 
 
@@ -87,9 +99,9 @@ def test_with_the_cache_disabled_a_job_is_skipped_without_running() -> None:
     app = job_app(MemoryCacheBackend(), cache_enabled=False)
     calls: list[Services] = []
 
-    def body(services: Services) -> dict[str, Any]:
+    def body(services: Services, _: Settings) -> Ran:
         calls.append(services)
-        return {}
+        return Ran("")
 
     with app.app_context():
         result = run_job(FakeTask(), "audit", body)
@@ -104,7 +116,7 @@ def test_transient_failures_become_retries_with_bounded_jittered_backoff(
 ) -> None:
     task = FakeTask(retries=retries)
 
-    def fail(_: Services) -> dict[str, Any]:
+    def fail(*_: object) -> Ran:
         raise error
 
     with app.app_context(), pytest.raises(RetryRequested):
@@ -125,7 +137,7 @@ def test_a_lock_that_cannot_be_taken_because_redis_is_down_is_retried_too() -> N
     task = FakeTask()
 
     with app.app_context(), pytest.raises(RetryRequested):
-        run_job(task, "repair", lambda _: {})
+        run_job(task, "repair", lambda *_: Ran(""))
 
     assert isinstance(task.retry_calls[0]["exc"], CacheError)
 
@@ -133,7 +145,7 @@ def test_a_lock_that_cannot_be_taken_because_redis_is_down_is_retried_too() -> N
 def test_other_errors_are_not_retried(app: Flask) -> None:
     task = FakeTask()
 
-    def broken(_: Services) -> dict[str, Any]:
+    def broken(*_: object) -> Ran:
         raise ValueError("a bug")
 
     with app.app_context(), pytest.raises(ValueError, match="a bug"):
@@ -164,11 +176,11 @@ def test_a_task_failing_transiently_is_retried_up_to_the_limit(monkeypatch: pyte
     app = job_app(MemoryCacheBackend(), celery_max_retries=2)
     attempts: list[int] = []
 
-    def flaky(_: Services) -> dict[str, Any]:
+    def flaky(*_: object) -> Ran:
         attempts.append(1)
         raise CacheError("redis down")
 
-    monkeypatch.setattr(jobs, "_audit", flaky)
+    monkeypatch.setattr(jobs, "run_audit", flaky)
     # Eager apply() runs each retry at once (no countdown wait), as a worker would run it later.
     result = app.extensions["celery"].tasks[names.AUDIT].apply()
 

@@ -3,6 +3,8 @@
 Embedded stores (mongomock, fakeredis) and the in-memory broker live in one process,
 so a separate `celery worker` could never see them. Here the same jobs run on the
 same schedule in daemon threads; with real servers, run the Procfile's processes.
+The worker thread loads the task module by name (celery_app.TASK_MODULES), as
+`celery -A tasks worker` does: this package never imports tasks/.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 from pathlib import Path
 
 from celery.beat import EmbeddedService
+from flask import Flask
 
 from jollyjet.celery_app import FlaskCelery
 from jollyjet.maintenance import names
@@ -21,8 +24,9 @@ from jollyjet.services import services_of
 log = logging.getLogger(__name__)
 
 
-def start_embedded_jobs(celery: FlaskCelery) -> None:
-    """Start one solo-pool worker thread and one beat thread on this Celery app."""
+def start_embedded_jobs(app: Flask) -> None:
+    """Start one solo-pool worker thread and one beat thread on the app's Celery app."""
+    celery: FlaskCelery = app.extensions["celery"]
     # The worker looks its tasks up on Celery's *default* app when no app is current in
     # its thread; this process has exactly one, so make it the default.
     celery.finalize()
@@ -39,7 +43,7 @@ def start_embedded_jobs(celery: FlaskCelery) -> None:
     schedule = Path(tempfile.mkdtemp(prefix="jollyjet-beat-")) / "schedule"
     beat = EmbeddedService(celery, thread=True, schedule_filename=str(schedule))
     beat.start()
-    settings = services_of(celery.flask_app).settings
+    settings = services_of(app).settings
     if settings.cache_enabled and settings.warm_enabled and settings.warm_on_worker_start:
         # Only the `celery worker` command sends worker_ready; do here what its handler does.
         celery.send_task(names.WARM)
