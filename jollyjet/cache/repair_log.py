@@ -14,6 +14,8 @@ from bson import ObjectId
 from mongoengine import DateTimeField, Document, IntField, StringField
 from pymongo.errors import PyMongoError
 
+from jollyjet.portable_mongo import null_or_missing, set_to_server_time
+
 log = logging.getLogger(__name__)
 
 
@@ -46,21 +48,20 @@ class RepairLog:
 
     def pending(self, limit: int) -> list[CacheRepairRecord]:
         """Oldest records not yet repaired."""
-        return list(CacheRepairRecord.objects(done_at__in=[None]).order_by("created_at").limit(limit))
+        return list(
+            CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()}).order_by("created_at").limit(limit)
+        )
 
     def pending_count(self) -> int:
         """How many records wait for repair."""
-        # done_at__in=[None] rather than done_at=None: same meaning on MongoDB, and
-        # nx-27017 counts only documents without the field for the plain form.
-        return CacheRepairRecord.objects(done_at__in=[None]).count()
+        return CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()}).count()
 
     def mark_done(self, record_ids: Sequence[ObjectId]) -> int:
         """Mark records repaired (the repair job calls this after rewriting their keys)."""
         if not record_ids:
             return 0
-        # $currentDate rather than a client datetime: see MongoProductRepository.update.
         query = CacheRepairRecord.objects(id__in=list(record_ids))
-        return int(query.update(__raw__={"$currentDate": {"done_at": True}}))
+        return int(query.update(__raw__=set_to_server_time("done_at")))
 
     def mark_attempted(self, record_ids: Sequence[ObjectId]) -> None:
         """Count a failed repair attempt (Redis still unreachable)."""

@@ -13,6 +13,7 @@ from bson import ObjectId
 from mongoengine.errors import NotUniqueError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
+from jollyjet.portable_mongo import array_contains, set_to_server_time
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read, object_id
 from jollyjet.products.models import ProductDocument, utcnow_ms
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
@@ -65,10 +66,7 @@ def build_filter(query: ProductQuery) -> dict[str, Any]:
     if query.category is not None:
         spec["category"] = query.category
     if query.tag is not None:
-        # $in of one value means plain array-element equality on MongoDB (and uses the
-        # index); nx-27017, the wire server of the multi-process tests, mishandles the
-        # plain form on an indexed array field.
-        spec["tags"] = {"$in": [query.tag]}
+        spec["tags"] = array_contains(query.tag)
     price: dict[str, int] = {}
     if query.min_price_cents is not None:
         price["$gte"] = query.min_price_cents
@@ -172,11 +170,10 @@ class MongoProductRepository:
         with translate_db_errors():
             self._ensure_indexes()
             try:
-                # $currentDate: the server's clock at ms precision, which every MongoDB-speaking
-                # server stores as a date (a datetime sent with $set is stored as a string by
-                # nx-27017). The record, and so the cache, is built from the returned document.
+                # updated_at from the server's clock; the record, and so the cache, is built
+                # from the returned document.
                 doc = ProductDocument.objects(**selector).modify(
-                    new=True, inc__version=1, __raw__={"$currentDate": {"updated_at": True}}, **changes
+                    new=True, inc__version=1, __raw__=set_to_server_time("updated_at"), **changes
                 )
             except NotUniqueError:
                 raise DuplicateSku(values.get("sku")) from None
