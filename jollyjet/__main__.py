@@ -9,6 +9,7 @@ from werkzeug.serving import run_simple
 
 from jollyjet.app_factory import create_app
 from jollyjet.embedded import start_embedded_jobs
+from jollyjet.seed import seed_if_enabled
 from jollyjet.settings import SettingsError, load_settings
 
 
@@ -24,6 +25,7 @@ def main() -> None:
     except SettingsError as error:
         raise SystemExit(str(error)) from None
     app = create_app(settings)
+    seed_if_enabled(app)
     if settings.embedded_broker:
         # No broker a separate worker could reach: run the jobs in this process.
         start_embedded_jobs(app)

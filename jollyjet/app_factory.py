@@ -1,4 +1,10 @@
-"""The application factory: a short list of named steps."""
+"""The application factory: a short list of named steps.
+
+Building an app connects to no server and writes nothing: the MongoDB and Redis
+clients connect on first use, and what a serving process does once at start-up
+(seeding the demo catalog, embedded worker threads) is its entry point's business
+(app.py, `python -m jollyjet`).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,6 @@ import threading
 from flask import Flask
 from flask_smorest import Api
 
-from jollyjet.cache.backend import CacheBackend
-from jollyjet.cache.events import CacheEvents
 from jollyjet.celery_app import celery_init_app
 from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
@@ -18,7 +22,7 @@ from jollyjet.maintenance import names
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.products.routes import blp as products_blp
-from jollyjet.services import EXTENSION, services_of
+from jollyjet.services import EXTENSION, Services
 from jollyjet.settings import Environment, Settings, load_settings
 from jollyjet.wiring import build_services, flask_cache_config
 
@@ -26,28 +30,17 @@ log = logging.getLogger(__name__)
 DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    cache_backend: CacheBackend | None = None,
-    events: CacheEvents | None = None,
-) -> Flask:
-    """Build the WSGI app. Nothing connects to a server before this is called."""
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    """Build the WSGI app from settings (or the environment); services are built from them unless given."""
     settings = settings or load_settings()
     configure_logging(settings)
     app = Flask("jollyjet")
     configure_app(app, settings)
     connect_mongo(settings)
-    register_services(app, settings, cache_backend, events)
-    register_jobs(app, settings)
-    api = register_extensions(app)
-    register_blueprints(api)
+    services = register_services(app, settings, services)
+    register_jobs(app, settings, services)
+    register_blueprints(register_api(app))
     register_error_handlers(app)
-    if settings.seed_demo_data:
-        from jollyjet.seed import seed_demo_products
-
-        with app.app_context():
-            seed_demo_products(services_of(app).products)
     return app
 
 
@@ -80,19 +73,18 @@ def configure_app(app: Flask, settings: Settings) -> None:
     )
 
 
-def register_services(
-    app: Flask, settings: Settings, cache_backend: CacheBackend | None, events: CacheEvents | None
-) -> None:
-    """Repositories, cache and service, reachable as current_services()."""
-    services = build_services(settings, flask_cache, cache_backend, events)
+def register_services(app: Flask, settings: Settings, services: Services | None) -> Services:
+    """Repositories, cache and service (built from settings unless given), reachable as current_services()."""
+    services = services or build_services(settings)
     flask_cache.init_app(app, config=flask_cache_config(settings, services.cache.client if services.cache else None))
     app.extensions[EXTENSION] = services
+    return services
 
 
-def register_jobs(app: Flask, settings: Settings) -> None:
+def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
     """The Celery app (app.extensions["celery"]); after a Redis outage, enqueue the repair job at once."""
     celery = celery_init_app(app, settings)
-    cache = services_of(app).cache
+    cache = services.cache
     if cache is None or not settings.repair_enabled:
         return
 
@@ -107,7 +99,7 @@ def register_jobs(app: Flask, settings: Settings) -> None:
     cache.breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
 
 
-def register_extensions(app: Flask) -> Api:
+def register_api(app: Flask) -> Api:
     """flask-smorest's Api. One per app: it holds the app's OpenAPI spec, so tests
     building many apps must not share it."""
     api = JsonErrorApi(app)

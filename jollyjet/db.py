@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def connect_mongo(settings: Settings) -> None:
-    """(Re)bind mongoengine's default connection. The driver connects lazily: nothing blocks here."""
+    """(Re)bind mongoengine's default connection (process-wide, as mongoengine has one); it connects on first use."""
     mongoengine.disconnect()
     if settings.embedded_mongo:
         import mongomock
@@ -33,6 +33,9 @@ def connect_mongo(settings: Settings) -> None:
         host=settings.mongodb_uri,
         tz_aware=True,
         uuidRepresentation="standard",
+        # No connection (nor monitor thread) until the first operation: building the app
+        # touches no server, and a process that forks afterwards forks no client threads.
+        connect=False,
         # Small timeouts: a dead MongoDB must turn into a quick 503, not a hung worker.
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from flask import Flask
+
 from jollyjet.products.domain import ProductQuery
 from jollyjet.products.repository import DuplicateSku
 from jollyjet.products.representation import cents
 from jollyjet.products.service import ProductService
+from jollyjet.services import services_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,15 @@ def demo_products() -> list[dict[str, object]]:
     return products
 
 
+def seed_if_enabled(app: Flask) -> int:
+    """At a serving process's start-up: seed when JOLLYJET_SEED_DEMO_DATA is on; returns how many were added."""
+    services = services_of(app)
+    if not services.settings.seed_demo_data:
+        return 0
+    with app.app_context():
+        return seed_demo_products(services.products)
+
+
 def seed_demo_products(service: ProductService) -> int:
     """Insert the demo catalog unless products already exist; returns how many were added."""
     if service.count(ProductQuery()).value > 0:
@@ -52,8 +64,8 @@ def seed_demo_products(service: ProductService) -> int:
         try:
             service.create(values)
         except DuplicateSku:
-            # Every process that builds the app (each gunicorn worker, the Celery worker
-            # and beat) seeds at start-up, and they pass the empty check together. The
+            # Every serving process (each gunicorn worker) seeds at start-up, and they
+            # pass the empty check together. The
             # unique sku lets one of them insert each product; the others skip it rather
             # than fail to boot.
             continue

@@ -16,6 +16,7 @@ from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.extensions import flask_cache
 from jollyjet.products.cache.categories import CategoryMemo
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
@@ -51,12 +52,9 @@ def flask_cache_config(settings: Settings, client: redis.Redis | None) -> dict[s
 
 
 def build_services(
-    settings: Settings,
-    flask_cache: Cache,
-    cache_backend: CacheBackend | None = None,
-    events: CacheEvents | None = None,
+    settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
 ) -> Services:
-    """Wire repositories, cache and service. cache_backend overrides the Redis one (unit tests)."""
+    """Wire repositories, cache and service. A cache_backend replaces the Redis one (unit tests)."""
     mongo = MongoProductRepository()
     if not settings.cache_enabled:
         return Services(settings=settings, products=ProductService(mongo), mongo=mongo)

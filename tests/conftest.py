@@ -11,8 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
+from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.events import EventCounter
 from jollyjet.settings import Settings, load_settings
+from jollyjet.wiring import build_services
 from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import RedisServer
 
@@ -33,6 +35,13 @@ def make_settings(**overrides: Any) -> Settings:
     return load_settings(**values)
 
 
+def make_app(
+    settings: Settings, *, cache_backend: CacheBackend | None = None, events: EventCounter | None = None
+) -> Flask:
+    """The app over services built with this test's cache backend and event counter (Redis's when None)."""
+    return create_app(settings, build_services(settings, cache_backend=cache_backend, events=events))
+
+
 @pytest.fixture
 def settings() -> Settings:
     return make_settings()
@@ -51,7 +60,7 @@ def events() -> EventCounter:
 @pytest.fixture
 def app(settings: Settings, memory_cache: MemoryCacheBackend, events: EventCounter) -> Flask:
     """The app on mongomock with the in-memory cache backend (unit level)."""
-    return create_app(settings, cache_backend=memory_cache, events=events)
+    return make_app(settings, cache_backend=memory_cache, events=events)
 
 
 @pytest.fixture
@@ -85,4 +94,4 @@ def private_redis() -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_app(redis_server: RedisServer, events: EventCounter) -> Flask:
     """The app on mongomock and the shared real Redis (integration level)."""
-    return create_app(make_settings(redis_url=redis_server.url), events=events)
+    return make_app(make_settings(redis_url=redis_server.url), events=events)

@@ -333,8 +333,8 @@ def test_beat_scheduled_audit_repairs_drift_planted_behind_the_services_back(sta
 
 @pytest.mark.parametrize("stack", [{"JOLLYJET_SEED_DEMO_DATA": "true"}], indirect=True, ids=["seed-demo-data"])
 def test_every_process_seeding_at_start_up_inserts_each_demo_product_once(stack: Stack) -> None:
-    # Each process that builds the app (two gunicorn workers, the Celery worker, beat)
-    # seeds an empty catalog at start-up, all at once: none may fail to boot over it.
+    # Each gunicorn worker seeds an empty catalog at start-up (app.py), both at once, while
+    # the Celery worker and beat start beside them: none may fail to boot over it.
     wait_started(stack)
     wait_served_by_both(stack, "/api/v1/products/count", {"count": len(demo_products())})
     assert stack.products.count_documents({}) == len(demo_products())

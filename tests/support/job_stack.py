@@ -13,14 +13,13 @@ from typing import Any
 import fakeredis
 from flask import Flask
 
-from jollyjet import create_app
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services
-from tests.conftest import make_settings
+from tests.conftest import make_app, make_settings
 from tests.support.factories import product_values as product_values  # re-exported for the job tests
 from tests.support.memory_backend import MemoryCacheBackend
 
@@ -39,7 +38,7 @@ def make_backend(kind: str) -> CacheBackend:
 
 def job_app(backend: CacheBackend, **overrides: Any) -> Flask:
     """The app on its own mongomock database and key prefix, with this cache backend."""
-    return create_app(make_settings(**overrides), cache_backend=backend)
+    return make_app(make_settings(**overrides), cache_backend=backend)
 
 
 def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) -> None:

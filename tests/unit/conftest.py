@@ -10,9 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet import create_app
 from jollyjet.cache.events import EventCounter
-from tests.conftest import make_settings
+from tests.conftest import make_app, make_settings
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload
 from tests.support.memory_backend import MemoryCacheBackend
@@ -35,7 +34,7 @@ def make_api_app(cache_mode: str, memory_cache: MemoryCacheBackend, events: Even
         # nothing but counts a read then fails every run, not one run in ten.
         values: dict[str, Any] = {"cache_enabled": cache_mode == "cached", "popularity_sample_rate": 1.0}
         settings = make_settings(**{**values, **overrides})
-        return create_app(settings, cache_backend=memory_cache, events=events)
+        return make_app(settings, cache_backend=memory_cache, events=events)
 
     return make
 
