@@ -154,8 +154,10 @@ def wait_for(stack: Stack, check: Callable[[], T | None], what: str, timeout_s: 
 def ready(stack: Stack) -> dict[str, Any] | None:
     try:
         response = stack.get("/health/ready")
-    except requests.ConnectionError:
-        return None  # gunicorn is not listening yet
+    except (requests.ConnectionError, requests.Timeout):
+        # gunicorn is not listening yet, or its workers are still importing the app (slow on
+        # a busy machine): the request waits in the listen queue; wait_for bounds the wait.
+        return None
     return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
 
 
