@@ -8,7 +8,10 @@ from typing import Any
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+# The one env() helper, under another name here: Settings has a field called `env`,
+# which would shadow the helper inside the class body.
 from jollyjet.job_settings import JobSettings
+from jollyjet.job_settings import env as _env
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
 
@@ -27,11 +30,6 @@ class RedisTopology(StrEnum):
 
 class SettingsError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
-
-
-def _env(name: str) -> Any:
-    """Field bound to exactly one environment variable name."""
-    return AliasChoices(name)
 
 
 class Settings(JobSettings):

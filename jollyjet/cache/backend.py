@@ -83,9 +83,6 @@ class CacheBackend(Protocol):
     def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
         """Write-through: store unless a newer version is cached; always revoke leases."""
 
-    def acquire_lease(self, lease_key: str, ttl_ms: int) -> str | None:
-        """Take the fill lease for a missing entry; None if another filler holds it."""
-
     def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
         """Fill after a miss: lands only if the lease is still ours and nothing newer is cached."""
 
@@ -120,7 +117,7 @@ class CacheBackend(Protocol):
 
     # --- single-flight locks -------------------------------------------------
     def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
-        """Take a short lock; returns its token or None if held."""
+        """Take a short lock (also a product's fill lease); returns its token or None if held."""
 
     def release_lock(self, key: str, token: str) -> None:
         """Release the lock if it is still ours."""

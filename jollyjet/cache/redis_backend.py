@@ -141,9 +141,6 @@ class RedisCacheBackend:
     def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
         return bool(self._guard(lambda: self._set_versioned(keys=[key, lease_key], args=[version, payload, ttl_s])))
 
-    def acquire_lease(self, lease_key: str, ttl_ms: int) -> str | None:
-        return self.acquire_lock(lease_key, ttl_ms)
-
     def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
         return bool(
             self._guard(lambda: self._fill_versioned(keys=[key, lease_key], args=[token, version, payload, ttl_s]))

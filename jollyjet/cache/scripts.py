@@ -5,41 +5,50 @@ scripts run unchanged on Redis Cluster. Versioned entries are hashes with fields
 `v` (version) and `d` (payload; absent for a tombstone).
 """
 
+# The version guard shared by every write of a versioned entry: refuse (0) when a
+# newer version is cached, else replace the entry, payload nil meaning a tombstone (1).
+# KEYS[1] is the entry.
+_WRITE_UNLESS_NEWER = """
+local function write_unless_newer(version, payload, ttl_s)
+  local cur = redis.call('HGET', KEYS[1], 'v')
+  if cur and tonumber(cur) > tonumber(version) then return 0 end
+  redis.call('DEL', KEYS[1])
+  if payload then
+    redis.call('HSET', KEYS[1], 'v', version, 'd', payload)
+  else
+    redis.call('HSET', KEYS[1], 'v', version)
+  end
+  redis.call('EXPIRE', KEYS[1], ttl_s)
+  return 1
+end
+"""
+
+
+def with_version_guard(body: str) -> str:
+    """A script whose body may call write_unless_newer(version, payload, ttl_s)."""
+    return _WRITE_UNLESS_NEWER + body
+
+
 # KEYS: entry, lease. ARGV: version, payload, ttl_s.
 # Revokes fill leases first, whatever else happens: a fill that read the database
 # before this write must not land afterwards.
-SET_VERSIONED = """
+SET_VERSIONED = with_version_guard("""
 redis.call('DEL', KEYS[2])
-local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
+return write_unless_newer(ARGV[1], ARGV[2], ARGV[3])
+""")
 
 # KEYS: entry, lease. ARGV: token, version, payload, ttl_s.
-FILL_VERSIONED = """
+FILL_VERSIONED = with_version_guard("""
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
-local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) > tonumber(ARGV[2]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
+return write_unless_newer(ARGV[2], ARGV[3], ARGV[4])
+""")
 
 # KEYS: entry, lease. ARGV: version, ttl_s.
-TOMBSTONE = """
+TOMBSTONE = with_version_guard("""
 redis.call('DEL', KEYS[2])
-local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
+return write_unless_newer(ARGV[1], nil, ARGV[2])
+""")
 
 # KEYS: entry, lease. ARGV: version.
 # Used by repairs that must not touch an entry rewritten since they looked at it.

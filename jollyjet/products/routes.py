@@ -83,6 +83,13 @@ def _conditional(write: Callable[[int | None], ProductRecord]) -> ProductRecord:
         return write(conflict.current_version)  # still conditional: lands only at that version
 
 
+def _update(product_id: str, data: dict[str, Any]) -> Response:
+    """PUT and PATCH: the schemas differ (all fields, some fields), the update does not."""
+    values = values_from_input(data)
+    record = _conditional(lambda expected: _service().update(product_id, values, expected))
+    return _product_response(record)
+
+
 @blp.route("/products")
 class Products(MethodView):
     @blp.arguments(ProductListQuerySchema, location="query", as_kwargs=False)
@@ -140,9 +147,7 @@ class Product(MethodView):
     @blp.doc(security=WRITE_SECURITY)
     def put(self, data: dict[str, Any], product_id: str) -> Response:
         """Replace a product's fields (If-Match makes it conditional)."""
-        values = values_from_input(data)
-        record = _conditional(lambda expected: _service().update(product_id, values, expected))
-        return _product_response(record)
+        return _update(product_id, data)
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.arguments(ProductPatchSchema(partial=True))
@@ -151,9 +156,7 @@ class Product(MethodView):
     @blp.doc(security=WRITE_SECURITY)
     def patch(self, data: dict[str, Any], product_id: str) -> Response:
         """Change some of a product's fields (If-Match makes it conditional)."""
-        values = values_from_input(data)
-        record = _conditional(lambda expected: _service().update(product_id, values, expected))
-        return _product_response(record)
+        return _update(product_id, data)
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.response(204)

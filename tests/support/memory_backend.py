@@ -134,9 +134,6 @@ class MemoryCacheBackend:
             self._put(key, VersionedEntry(version, payload), ttl_s)
             return True
 
-    def acquire_lease(self, lease_key: str, ttl_ms: int) -> str | None:
-        return self.acquire_lock(lease_key, ttl_ms)
-
     def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
         with self._lock:
             if self._bytes(lease_key) != token.encode():

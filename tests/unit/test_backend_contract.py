@@ -80,9 +80,9 @@ def test_version_guard_refuses_older_versions(backend: CacheBackend, keys: Cache
 
 def test_fill_lands_only_with_a_live_lease(backend: CacheBackend, keys: CacheKeys) -> None:
     pk = keys.product(PID)
-    token = backend.acquire_lease(pk.lease, 5000)
+    token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
-    assert backend.acquire_lease(pk.lease, 5000) is None  # one filler at a time
+    assert backend.acquire_lock(pk.lease, 5000) is None  # one filler at a time
     assert not backend.fill_versioned(pk.entry, pk.lease, "not-the-token", b"x", 1, 60)
     assert backend.fill_versioned(pk.entry, pk.lease, token, b"v1", 1, 60)
     assert backend.get_versioned(pk.entry) == VersionedEntry(1, b"v1")
@@ -92,7 +92,7 @@ def test_fill_lands_only_with_a_live_lease(backend: CacheBackend, keys: CacheKey
 
 def test_write_revokes_outstanding_leases(backend: CacheBackend, keys: CacheKeys) -> None:
     pk = keys.product(PID)
-    token = backend.acquire_lease(pk.lease, 5000)
+    token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
     backend.set_versioned(pk.entry, pk.lease, b"v2", 2, 60)
     backend.delete(pk.entry)  # the newer value is evicted or expires
@@ -104,7 +104,7 @@ def test_write_revokes_outstanding_leases(backend: CacheBackend, keys: CacheKeys
 def test_fill_never_replaces_a_newer_entry(backend: CacheBackend, keys: CacheKeys) -> None:
     pk = keys.product(PID)
     backend.set_versioned(pk.entry, pk.lease, b"v5", 5, 60)
-    token = backend.acquire_lease(pk.lease, 5000)
+    token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
     assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v4", 4, 60)
     assert backend.get_versioned(pk.entry) == VersionedEntry(5, b"v5")
@@ -112,7 +112,7 @@ def test_fill_never_replaces_a_newer_entry(backend: CacheBackend, keys: CacheKey
 
 def test_tombstone_blocks_late_fills_and_expires(backend: CacheBackend, keys: CacheKeys) -> None:
     pk = keys.product(PID)
-    token = backend.acquire_lease(pk.lease, 5000)
+    token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
     assert backend.tombstone(pk.entry, pk.lease, 4, ttl_s=30)  # deleted at version 3
     entry = backend.get_versioned(pk.entry)

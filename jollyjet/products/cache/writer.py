@@ -69,7 +69,7 @@ class ProductCacheWriter:
         entries = self.cache.get_versioned_many([self.keys.product(pid).entry for pid in product_ids])
         tokens: dict[str, str] = {}
         for pid, entry in zip(product_ids, entries, strict=True):
-            if entry is None and (token := self.cache.acquire_lease(self.keys.product(pid).lease, lease_ttl_ms)):
+            if entry is None and (token := self.cache.acquire_lock(self.keys.product(pid).lease, lease_ttl_ms)):
                 tokens[pid] = token
         if not tokens:
             return 0

@@ -10,7 +10,6 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from flask import Flask
 
 from jollyjet.cache.backend import CacheBackend, VersionedEntry
@@ -21,31 +20,13 @@ from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.repository import ProductRepository
-from jollyjet.services import Services, services_of
+from jollyjet.services import Services
 from tests.support.job_stack import (
-    BACKENDS,
     RepositoryWithHook,
     drop_ttl,
-    job_app,
-    make_backend,
     plant_record,
     product_values,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> CacheBackend:
-    return make_backend(request.param)
-
-
-@pytest.fixture
-def app(backend: CacheBackend) -> Flask:
-    return job_app(backend)
-
-
-@pytest.fixture
-def services(app: Flask) -> Services:
-    return services_of(app)
 
 
 def run_audit(
@@ -245,7 +226,7 @@ def test_max_keys_caps_the_number_of_entries_checked(services: Services) -> None
 def test_lease_keys_are_not_audited(services: Services) -> None:
     product = create(services)
     assert services.cache is not None
-    assert services.cache.backend.acquire_lease(services.cache.keys.product(product.id).lease, 5000) is not None
+    assert services.cache.backend.acquire_lock(services.cache.keys.product(product.id).lease, 5000) is not None
 
     run = run_audit(services)
 

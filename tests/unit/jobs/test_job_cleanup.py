@@ -8,33 +8,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
 from jollyjet.products.domain import ProductRecord
-from jollyjet.services import Services, services_of
+from jollyjet.services import Services
 from tests.support.job_stack import (
-    BACKENDS,
     all_keys,
     drop_ttl,
-    job_app,
-    make_backend,
     plant_without_ttl,
     product_values,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> CacheBackend:
-    return make_backend(request.param)
-
-
-@pytest.fixture
-def services(backend: CacheBackend) -> Services:
-    return services_of(job_app(backend))
 
 
 def run_cleanup(services: Services, **options: object) -> CleanupReport:

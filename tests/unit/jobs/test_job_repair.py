@@ -17,23 +17,13 @@ from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.services import Services, services_of
-from tests.support.job_stack import OutageBackend, RepositoryWithHook, job_app, product_values
+from jollyjet.services import Services
+from tests.support.job_stack import OutageBackend, RepositoryWithHook, product_values
 
 
 @pytest.fixture
 def backend() -> OutageBackend:
     return OutageBackend()
-
-
-@pytest.fixture
-def app(backend: OutageBackend) -> Flask:
-    return job_app(backend)
-
-
-@pytest.fixture
-def services(app: Flask) -> Services:
-    return services_of(app)
 
 
 def repair(
