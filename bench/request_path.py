@@ -1,7 +1,9 @@
 """Which package files a product read and write pass through (traced, not guessed).
 
-Builds the app on the embedded stores (mongomock, fakeredis), then records every
-jollyjet/ file with a function called while serving one request.
+Builds the app on the embedded stores (mongomock, fakeredis), then records, while
+serving one request, every jollyjet/ file with a function called, and the longest
+chain of distinct package files on the call stack at once (the hops a reader follows
+from the route down; helpers that are called and return add files, not depth).
 Run: .venv/bin/python bench/request_path.py
 """
 
@@ -23,21 +25,36 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PACKAGE = str(ROOT / "jollyjet") + "/"
 
 
-def traced(call: Callable[[], Any]) -> list[str]:
-    """Package files (in first-call order) with a function called during call()."""
+def _relative(name: str) -> str:
+    return name[len(str(ROOT)) + 1 :]
+
+
+def traced(call: Callable[[], Any]) -> tuple[list[str], list[str]]:
+    """Package files (in first-call order) with a function called during call(), and the longest chain."""
     seen: dict[str, None] = {}
+    longest: list[str] = []
 
     def profile(frame: Any, event: str, _arg: Any) -> None:
-        name = frame.f_code.co_filename
-        if event == "call" and name.startswith(PACKAGE):
-            seen.setdefault(name[len(str(ROOT)) + 1 :], None)
+        nonlocal longest
+        if event != "call" or not frame.f_code.co_filename.startswith(PACKAGE):
+            return
+        seen.setdefault(_relative(frame.f_code.co_filename), None)
+        chain: list[str] = []
+        walk = frame
+        while walk is not None:
+            name = walk.f_code.co_filename
+            if name.startswith(PACKAGE) and (not chain or chain[-1] != _relative(name)):
+                chain.append(_relative(name))
+            walk = walk.f_back
+        if len(chain) > len(longest):
+            longest = chain
 
     sys.setprofile(profile)
     try:
         call()
     finally:
         sys.setprofile(None)
-    return list(seen)
+    return list(seen), longest[::-1]
 
 
 def main() -> None:
@@ -53,8 +70,9 @@ def main() -> None:
         ("GET (hit)", lambda: client.get(url)),
         ("PUT", lambda: client.put(url, json={**body, "name": "Traced"}, headers=AUTH)),
     ):
-        files = traced(call)
-        print(f"{label}: {len(files)} files")
+        files, chain = traced(call)
+        distinct = len(set(chain))
+        print(f"{label}: {len(files)} files; longest call chain ({distinct} distinct files): {' → '.join(chain)}")
         for name in files:
             print(f"  {name}")
 
