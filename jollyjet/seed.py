@@ -8,7 +8,7 @@ from decimal import Decimal
 from flask import Flask
 
 from jollyjet.products.domain import ProductQuery
-from jollyjet.products.repository import DuplicateSku
+from jollyjet.products.repository import DuplicateSku, ProductRepository
 from jollyjet.products.representation import cents
 from jollyjet.products.service import ProductService
 from jollyjet.services import services_of
@@ -52,22 +52,30 @@ def seed_if_enabled(app: Flask) -> int:
     if not services.settings.seed_demo_data:
         return 0
     with app.app_context():
-        return seed_demo_products(services.products)
+        return seed_demo_products(services.products, services.mongo)
 
 
-def seed_demo_products(service: ProductService) -> int:
-    """Insert the demo catalog unless products already exist; returns how many were added."""
-    if service.count(ProductQuery()).value > 0:
-        return 0
+def seed_demo_products(service: ProductService, database: ProductRepository) -> int:
+    """Insert the demo products not there yet, unless the catalog holds products of its own; returns how many."""
+    demo = demo_products()
+    demo_skus = {str(values["sku"]) for values in demo}
+    # Read from MongoDB itself: a start-up check is no client read, and must not fill the cache.
+    # One page larger than the demo catalog: anything beyond it cannot all be demo products.
+    present = database.list_page(ProductQuery(page_size=len(demo) + 1)).value
+    if any(record.sku not in demo_skus for record in present.items):
+        return 0  # the catalog has data of its own: leave it alone
+    # Every serving process (each gunicorn worker) seeds at start-up, possibly while another
+    # is halfway through. Each inserts whatever is still missing, so none finishes, and
+    # starts serving, before the whole demo catalog exists; the unique sku lets exactly one
+    # insert each product, and the others skip it rather than fail to boot.
+    seen = {record.sku for record in present.items}
     added = 0
-    for values in demo_products():
+    for values in demo:
+        if values["sku"] in seen:
+            continue
         try:
             service.create(values)
         except DuplicateSku:
-            # Every serving process (each gunicorn worker) seeds at start-up, and they
-            # pass the empty check together. The
-            # unique sku lets one of them insert each product; the others skip it rather
-            # than fail to boot.
             continue
         added += 1
     log.info("seeded %d demo products", added)

@@ -202,7 +202,12 @@ def wait_started(stack: Stack) -> None:
     """Web ready, the worker's warm-on-start run stored, beat past its first send (each built its app)."""
     health = wait_for(stack, lambda: ready(stack), "ready web process (GET /health/ready 200)", STARTUP_TIMEOUT_S)
     assert health == {"status": "ok", "mongodb": "ok", "redis": "ok", "breaker": "closed"}
-    wait_for(stack, lambda: task_results(stack, names.WARM), "warm-on-start task result", STARTUP_TIMEOUT_S)
+
+    def warm_done() -> list[dict[str, Any]]:
+        # Finished, not merely STARTED (task_track_started stores that state first).
+        return [w for w in task_results(stack, names.WARM) if w.get("status") in ("SUCCESS", "FAILURE")]
+
+    wait_for(stack, warm_done, "warm-on-start task result", STARTUP_TIMEOUT_S)
     wait_for(stack, lambda: "Sending due task" in stack.processes["beat"].log_text(), "beat send", STARTUP_TIMEOUT_S)
 
 
