@@ -108,6 +108,10 @@ def stack(request: pytest.FixtureRequest, private_redis: RedisServer, tmp_path: 
         JOLLYJET_CACHE_PRODUCT_TTL_S=str(PRODUCT_TTL_S),
         JOLLYJET_CACHE_TTL_JITTER=str(TTL_JITTER),
         JOLLYJET_CACHE_TOMBSTONE_TTL_S=str(TOMBSTONE_TTL_S),
+        # The 100 ms production default turns a Redis reply delayed by a busy test machine into
+        # a BYPASS read; this test is about drift repair, not timeouts (the fault tests are).
+        JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",
+        JOLLYJET_REDIS_CONNECT_TIMEOUT_MS="2000",
         JOLLYJET_AUDIT_INTERVAL_S="1",
         JOLLYJET_AUDIT_MODE="full",
         # Cleanup also gives TTL-less keys a TTL; off, so the audit is the only job that can repair the drift.
