@@ -19,6 +19,7 @@ from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.extensions import flask_cache
 from jollyjet.maintenance import names
+from jollyjet.openapi_contract import register_contract
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.products.routes import blp as products_blp
@@ -39,7 +40,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     connect_mongo(settings)
     services = register_services(app, settings, services)
     register_jobs(app, settings, services)
-    register_blueprints(register_api(app))
+    api = register_api(app)
+    register_contract(api, app)
+    register_blueprints(api)
     register_error_handlers(app)
     return app
 

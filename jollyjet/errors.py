@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
 from jollyjet.products.representation import etag
@@ -58,6 +58,9 @@ class JsonErrorApi(Api):
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
         """flask-smorest's payload, plus a message from the validation errors or the HTTP description."""
         payload, code, headers = super().handle_http_exception(error)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            # RFC 9110 requires Allow on a 405; flask-smorest keeps only headers given to abort().
+            headers = {**headers, "Allow": ", ".join(error.valid_methods)}
         if "message" not in payload:
             payload["message"] = describe_errors(payload["errors"]) if "errors" in payload else error.description
         return payload, code, headers

@@ -17,6 +17,7 @@ from jollyjet.cache.backend import CacheError
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
+from jollyjet.openapi_contract import errors
 from jollyjet.products.mongo_repository import translate_db_errors
 from jollyjet.request_parsing import ApiBlueprint
 from jollyjet.services import CacheServices, current_services
@@ -29,11 +30,38 @@ _QUEUE_ERRORS = (KombuError, RedisError, OSError)
 
 
 class TaskSchema(ma.Schema):
-    id = ma.fields.String(metadata={"description": "Celery task id (UUID)"})
+    id = ma.fields.String(required=True, metadata={"description": "Celery task id (UUID)", "format": "uuid"})
     job = ma.fields.String()
-    state = ma.fields.String(metadata={"description": "PENDING (or unknown id), STARTED, RETRY, SUCCESS, FAILURE"})
+    state = ma.fields.String(
+        required=True, metadata={"description": "PENDING (or unknown id), STARTED, RETRY, SUCCESS, FAILURE"}
+    )
     result = ma.fields.Dict(metadata={"description": "The job's report, once SUCCESS"})
     error = ma.fields.String(metadata={"description": "Exception type and message, once FAILURE"})
+
+
+class AuditRunSchema(ma.Schema):
+    """One consistency audit, as AuditRun.as_dict() writes it."""
+
+    id = ma.fields.String(required=True)
+    started_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+    finished_at = ma.fields.String(required=True, metadata={"format": "date-time"})
+    duration_s = ma.fields.Float(required=True)
+    mode = ma.fields.String(required=True)
+    keys_scanned = ma.fields.Integer(required=True)
+    keys_checked = ma.fields.Integer(required=True)
+    tombstones = ma.fields.Integer(required=True)
+    drift = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), required=True)
+    drift_total = ma.fields.Integer(required=True)
+    repaired = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), required=True)
+    repair_enabled = ma.fields.Boolean(required=True)
+
+
+class DroppedSchema(ma.Schema):
+    deleted = ma.fields.Integer(required=True, metadata={"description": "Cache keys dropped"})
+
+
+_CACHE_OFF = {409: "The cache is disabled (JOLLYJET_CACHE_ENABLED=false)"}
+_TASK_LINK = {"GetTask": {"operationId": "getTask", "parameters": {"task_id": "$response.body#/id"}}}
 
 
 def _fail(status: int, message: str, retry_after: int | None = None) -> NoReturn:
@@ -57,10 +85,9 @@ def _queue_down(error: Exception) -> NoReturn:
 @blp.route("/cache/<any(warm,audit,cleanup,repair):job>")
 class EnqueueJob(MethodView):
     @require_token
-    @blp.response(202, TaskSchema)
-    @blp.alt_response(409, description="The cache is disabled")
-    @blp.alt_response(503, description="The broker is unreachable")
-    @blp.doc(security=ADMIN_SECURITY)
+    @blp.response(202, TaskSchema, headers={"Location": {"schema": {"type": "string"}, "required": True}})
+    @errors(blp, 401, 409, 503, why={**_CACHE_OFF, 503: "The broker is unreachable"})
+    @blp.doc(security=ADMIN_SECURITY, operationId="enqueueJob", responses={202: {"links": _TASK_LINK}})
     def post(self, job: str) -> Response:
         """Enqueue a cache job (warm, audit, cleanup, repair); poll the returned task."""
         _cache()
@@ -78,8 +105,8 @@ class EnqueueJob(MethodView):
 class TaskState(MethodView):
     @require_token
     @blp.response(200, TaskSchema)
-    @blp.alt_response(503, description="The result backend is unreachable")
-    @blp.doc(security=ADMIN_SECURITY)
+    @errors(blp, 401, 404, 503, why={404: "The id is not a UUID", 503: "The result backend is unreachable"})
+    @blp.doc(security=ADMIN_SECURITY, operationId="getTask")
     def get(self, task_id: Any) -> dict[str, Any]:
         """State and result of an enqueued job (an unknown id reads as PENDING, as Celery cannot tell)."""
         result = AsyncResult(str(task_id), app=current_app.extensions["celery"])
@@ -101,9 +128,9 @@ class TaskState(MethodView):
 @blp.route("/cache/audit/latest")
 class LatestAudit(MethodView):
     @require_token
-    @blp.response(200)
-    @blp.alt_response(404, description="No audit has run yet")
-    @blp.doc(security=ADMIN_SECURITY)
+    @blp.response(200, AuditRunSchema)
+    @errors(blp, 401, 404, 503, why={404: "No audit has run yet"})
+    @blp.doc(security=ADMIN_SECURITY, operationId="getLatestAudit")
     def get(self) -> dict[str, Any]:
         """The most recent consistency audit: keys checked, drift per class, repairs, duration."""
         with translate_db_errors():
@@ -116,10 +143,9 @@ class LatestAudit(MethodView):
 @blp.route("/cache")
 class Cache(MethodView):
     @require_token
-    @blp.response(200)
-    @blp.alt_response(409, description="The cache is disabled")
-    @blp.alt_response(503, description="Redis is unreachable")
-    @blp.doc(security=ADMIN_SECURITY)
+    @blp.response(200, DroppedSchema)
+    @errors(blp, 401, 409, 503, why={**_CACHE_OFF, 503: "Redis is unreachable; nothing was dropped"})
+    @blp.doc(security=ADMIN_SECURITY, operationId="dropCache")
     def delete(self) -> dict[str, int]:
         """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB); read counts are kept."""
         cache = _cache()

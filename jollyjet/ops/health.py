@@ -7,6 +7,7 @@ from typing import Any
 import mongoengine
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
 from pymongo.errors import PyMongoError
 
 from jollyjet.cache.backend import CacheError
@@ -15,9 +16,21 @@ from jollyjet.services import current_services
 blp = Blueprint("health", __name__, url_prefix="/health", description="Health checks")
 
 
+class LiveSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded", "unavailable"]))
+    mongodb = fields.String(required=True, validate=validate.OneOf(["ok", "down"]))
+    redis = fields.String(required=True, validate=validate.OneOf(["ok", "down", "disabled"]))
+    breaker = fields.String(required=True, metadata={"description": "closed, open, half_open or disabled"})
+
+
 @blp.route("/live")
 class Live(MethodView):
-    @blp.response(200)
+    @blp.response(200, LiveSchema)
+    @blp.doc(operationId="live")
     def get(self) -> dict[str, str]:
         """The process is up (no dependencies checked)."""
         return {"status": "ok"}
@@ -43,8 +56,9 @@ def _cache_state() -> str:
 
 @blp.route("/ready")
 class Ready(MethodView):
-    @blp.response(200)
-    @blp.alt_response(503, description="MongoDB is unreachable")
+    @blp.response(200, ReadySchema)
+    @blp.alt_response(503, schema=ReadySchema, description="MongoDB is unreachable")
+    @blp.doc(operationId="ready")
     def get(self) -> tuple[dict[str, Any], int]:
         """Ready to serve: MongoDB answers. A Redis outage only degrades (reads fall back)."""
         services = current_services()

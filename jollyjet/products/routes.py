@@ -11,6 +11,7 @@ from flask import Response, request, url_for
 from flask.views import MethodView
 
 from jollyjet.auth import require_token
+from jollyjet.openapi_contract import errors
 from jollyjet.products.domain import CacheStatus, ProductRecord
 from jollyjet.products.repository import VersionConflict
 from jollyjet.products.representation import (
@@ -35,6 +36,19 @@ from jollyjet.services import current_services
 
 blp = ApiBlueprint("products", __name__, url_prefix="/api/v1", description="Product catalog")
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# Where a created product can be used next: the stateful contract tests follow these.
+_PRODUCT_LINKS = {
+    name: {"operationId": operation, "parameters": {"product_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetProduct", "getProduct"),
+        ("ReplaceProduct", "replaceProduct"),
+        ("UpdateProduct", "updateProduct"),
+        ("DeleteProduct", "deleteProduct"),
+    )
+}
+_ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": 'The version, e.g. "v3"'}}
+_X_CACHE = {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS"]}, "required": True}}
+_WRITE_WHY = {409: "Another product has this sku"}
 
 
 def _service() -> ProductService:
@@ -93,7 +107,13 @@ def _update(product_id: str, data: dict[str, Any]) -> Response:
 @blp.route("/products")
 class Products(MethodView):
     @blp.arguments(ProductListQuerySchema, location="query", as_kwargs=False)
-    @blp.response(200, ProductSchema(many=True), headers={"X-Pagination": {"schema": {"type": "string"}}})
+    @blp.response(
+        200,
+        ProductSchema(many=True),
+        headers={"X-Pagination": {"schema": {"type": "string"}, "required": True}, **_X_CACHE},
+    )
+    @errors(blp, 400, 422, 503)
+    @blp.doc(operationId="listProducts")
     def get(self, args: dict[str, Any]) -> Response:
         """List products with filters, sorting and pagination."""
         query = query_from_args(args)
@@ -104,9 +124,9 @@ class Products(MethodView):
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.arguments(ProductInputSchema)
-    @blp.response(201, ProductSchema)
-    @blp.alt_response(409, description="Duplicate sku")
-    @blp.doc(security=WRITE_SECURITY)
+    @blp.response(201, ProductSchema, headers={**_ETAG, "Location": {"schema": {"type": "string"}, "required": True}})
+    @errors(blp, 400, 401, 409, 413, 415, 422, 503, why=_WRITE_WHY)
+    @blp.doc(security=WRITE_SECURITY, operationId="createProduct", responses={201: {"links": _PRODUCT_LINKS}})
     def post(self, data: dict[str, Any]) -> Response:
         """Create a product."""
         record = _service().create(values_from_input(data))
@@ -118,18 +138,21 @@ class Products(MethodView):
 @blp.route("/products/count")
 class ProductCount(MethodView):
     @blp.arguments(ProductFilterSchema, location="query")
-    @blp.response(200, CountSchema)
+    @blp.response(200, CountSchema, headers=_X_CACHE)
+    @errors(blp, 400, 422, 503)
+    @blp.doc(operationId="countProducts")
     def get(self, args: dict[str, Any]) -> Response:
         """Count products matching the filters."""
         read = _service().count(query_from_args(args))
         return _json({"count": read.value}, source=read.source)
 
 
-@blp.route("/products/<string:product_id>")
+@blp.route("/products/<product_id:product_id>")
 class Product(MethodView):
-    @blp.response(200, ProductSchema)
-    @blp.alt_response(304, description="Not modified (If-None-Match)")
-    @blp.alt_response(404, description="Unknown or malformed id")
+    @blp.response(200, ProductSchema, headers={**_ETAG, **_X_CACHE})
+    @blp.alt_response(304, description="Not modified (If-None-Match)", headers={**_ETAG, **_X_CACHE})
+    @errors(blp, 404, 503)
+    @blp.doc(operationId="getProduct")
     def get(self, product_id: str) -> Response:
         """Get one product; ETag/If-None-Match supported."""
         read = _service().get(product_id)
@@ -142,26 +165,26 @@ class Product(MethodView):
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.arguments(ProductInputSchema)
-    @blp.response(200, ProductSchema)
-    @blp.alt_response(412, description="If-Match does not match the current version")
-    @blp.doc(security=WRITE_SECURITY)
+    @blp.response(200, ProductSchema, headers=_ETAG)
+    @errors(blp, 400, 401, 404, 409, 412, 413, 415, 422, 503, why=_WRITE_WHY)
+    @blp.doc(security=WRITE_SECURITY, operationId="replaceProduct")
     def put(self, data: dict[str, Any], product_id: str) -> Response:
         """Replace a product's fields (If-Match makes it conditional)."""
         return _update(product_id, data)
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.arguments(ProductPatchSchema(partial=True))
-    @blp.response(200, ProductSchema)
-    @blp.alt_response(412, description="If-Match does not match the current version")
-    @blp.doc(security=WRITE_SECURITY)
+    @blp.response(200, ProductSchema, headers=_ETAG)
+    @errors(blp, 400, 401, 404, 409, 412, 413, 415, 422, 503, why=_WRITE_WHY)
+    @blp.doc(security=WRITE_SECURITY, operationId="updateProduct")
     def patch(self, data: dict[str, Any], product_id: str) -> Response:
         """Change some of a product's fields (If-Match makes it conditional)."""
         return _update(product_id, data)
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.response(204)
-    @blp.alt_response(412, description="If-Match does not match the current version")
-    @blp.doc(security=WRITE_SECURITY)
+    @errors(blp, 401, 404, 412, 503)
+    @blp.doc(security=WRITE_SECURITY, operationId="deleteProduct")
     def delete(self, product_id: str) -> Response:
         """Delete a product."""
         _conditional(lambda expected: _service().delete(product_id, expected))
@@ -170,7 +193,9 @@ class Product(MethodView):
 
 @blp.route("/categories")
 class Categories(MethodView):
-    @blp.response(200, CategorySchema(many=True))
+    @blp.response(200, CategorySchema(many=True), headers=_X_CACHE)
+    @errors(blp, 503)
+    @blp.doc(operationId="listCategories")
     def get(self) -> Response:
         """Categories with their product counts."""
         read = _service().categories()

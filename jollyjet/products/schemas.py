@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import current_app
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from jollyjet.products.domain import SORT_FIELDS
 
@@ -15,31 +15,63 @@ MAX_PRICE = Decimal("1000000000.00")
 MAX_STOCK = 1_000_000_000
 # Regexp validators use re.match: anchored at the start only, and "$" also matches
 # before a trailing newline, so patterns end in \Z.
-_TEXT = validate.Regexp(r"\s*\S", error="must contain a non-blank character")
+# "Blank" is what str.isspace() says, spelled out: \s means other characters in JSON
+# Schema's (ECMA 262) regexes than in Python's, and this class is both the server's
+# rule and the document's pattern.
+_NOT_BLANK = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_TEXT = validate.Regexp(f".*?{_NOT_BLANK}", flags=re.DOTALL, error="must contain a non-blank character")
+# How the OpenAPI document states _TEXT (JSON Schema patterns are searched, not anchored).
+_TEXT_DOC = {"pattern": _NOT_BLANK}
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+DEFAULT_PAGE_SIZE = 20
+# Field metadata naming the app config key that caps an integer query parameter: the
+# validator and the OpenAPI document (jollyjet/openapi_contract.py) read the same key.
+CAP_SETTING = "cap_setting"
+MAX_PAGE_KEY = "JOLLYJET_MAX_PAGE"
+MAX_PAGE_SIZE_KEY = "JOLLYJET_MAX_PAGE_SIZE"
 SORT_CHOICES = tuple(f"{sign}{name}" for name in SORT_FIELDS for sign in ("", "-"))
 
 
-def _money_ok(value: Decimal) -> None:
-    try:
-        exact = value == value.quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return  # too many digits to quantize: far beyond MAX_PRICE, which the Range validator reports
-    if not exact:
-        raise ValidationError("must have at most two decimal places")
+# The one spelling of a price the API accepts as text, and documents as the JSON Schema
+# pattern: no sign, no leading zeros, at most two decimals, at most MAX_PRICE.
+MONEY_TEXT = r"(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?|1000000000(\.00?)?"
+MONEY_PATTERN = f"^({MONEY_TEXT})$"
+_MONEY_NUMBER_SCHEMA = {"type": "number", "minimum": 0, "maximum": int(MAX_PRICE), "multipleOf": 0.01}
+_MONEY_TEXT_SCHEMA = {"type": "string", "pattern": MONEY_PATTERN}
 
 
 class Money(fields.Decimal):
-    """Exact money: a JSON number, or a string of plain decimal digits such as "19.99".
+    """Exact money, 0 to MAX_PRICE with at most two places: a JSON number, or text such as "19.99".
 
     Decimal() alone would also take " 1.00", "1_000" and "1E+2"; a price string is not
-    the place for Python's number syntax.
+    the place for Python's number syntax. The range and places are checked here rather
+    than by validators, so that the OpenAPI document states exactly this rule (see
+    openapi_schema) instead of apispec's rendering of a Decimal range as strings.
     """
+
+    def __init__(self, *, text_only: bool = False, **kwargs: Any) -> None:
+        # text_only: a query parameter, where every value arrives as text.
+        schema: dict[str, Any] = (
+            dict(_MONEY_TEXT_SCHEMA) if text_only else {"oneOf": [dict(_MONEY_TEXT_SCHEMA), dict(_MONEY_NUMBER_SCHEMA)]}
+        )
+        metadata = {**schema, "description": 'Exact decimal, at most two places, e.g. "19.99" or 19.99.'}
+        super().__init__(metadata={**metadata, **kwargs.pop("metadata", {})}, **kwargs)
 
     def _validated(self, value: Any) -> Decimal:
         if isinstance(value, str) and not _PLAIN_DECIMAL.fullmatch(value):
             raise self.make_error("invalid")
-        return super()._validated(value)
+        amount = super()._validated(value)
+        if not Decimal(0) <= amount <= MAX_PRICE:
+            raise ValidationError(f"must be between 0 and {MAX_PRICE}")
+        try:
+            exact = amount == amount.quantize(Decimal("0.01"))
+        except InvalidOperation:  # too many digits to quantize: far beyond MAX_PRICE
+            exact = False
+        if not exact or (isinstance(value, str) and "." in value and len(value.partition(".")[2]) > 2):
+            raise ValidationError("must have at most two decimal places")
+        if isinstance(value, str) and not re.fullmatch(MONEY_TEXT, value):
+            raise ValidationError('must be plain digits without a sign or leading zeros, e.g. "19.99"')
+        return amount
 
 
 class StrictBoolean(fields.Boolean):
@@ -65,20 +97,21 @@ class ProductInputSchema(StrictSchema):
             validate.Length(min=1, max=64),
             validate.Regexp(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z", error="letters, digits, '.', '_' and '-' only"),
         ],
+        metadata={"pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
     )
-    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _TEXT])
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _TEXT], metadata=_TEXT_DOC)
     description = fields.String(load_default="", validate=validate.Length(max=5000))
-    price = Money(
-        required=True,
-        validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok],
-        metadata={"description": 'Exact decimal with at most two places, e.g. "19.99".'},
-    )
+    price = Money(required=True)
+    # The form of an ISO 4217 code, not the list: a list kept in the code would go stale, and
+    # the catalog stores the code without doing currency arithmetic. docs/api.md says so.
     currency = fields.String(
-        load_default="USD", validate=validate.Regexp(r"[A-Z]{3}\Z", error="ISO 4217 code, e.g. USD")
+        load_default="USD",
+        validate=validate.Regexp(r"[A-Z]{3}\Z", error="three upper-case letters, e.g. USD"),
+        metadata={"pattern": "^[A-Z]{3}$", "description": "Three upper-case letters (ISO 4217 form), e.g. USD"},
     )
-    category = fields.String(required=True, validate=[validate.Length(min=1, max=100), _TEXT])
+    category = fields.String(required=True, validate=[validate.Length(min=1, max=100), _TEXT], metadata=_TEXT_DOC)
     tags = fields.List(
-        fields.String(validate=[validate.Length(min=1, max=50), _TEXT]),
+        fields.String(validate=[validate.Length(min=1, max=50), _TEXT], metadata=_TEXT_DOC),
         load_default=list,
         validate=validate.Length(max=20),
     )
@@ -89,6 +122,10 @@ class ProductInputSchema(StrictSchema):
 class ProductPatchSchema(ProductInputSchema):
     """PATCH: any subset of the input fields, at least one."""
 
+    class Meta(StrictSchema.Meta):
+        # Read by jollyjet/openapi_contract.py: what _not_empty enforces, in the document.
+        openapi_extra = {"minProperties": 1}
+
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
         if not data:
@@ -96,30 +133,33 @@ class ProductPatchSchema(ProductInputSchema):
 
 
 class ProductSchema(Schema):
-    """A product as the API returns it (documentation; responses are built by product_to_api)."""
+    """A product as the API returns it. Responses are built by product_to_api (the hot path);
+    tests/unit/test_openapi_contract.py holds the two together field by field."""
 
-    id = fields.String(metadata={"description": "ObjectId hex string"})
-    sku = fields.String()
-    name = fields.String()
-    description = fields.String()
-    price = fields.String(metadata={"description": "Exact decimal with two places"})
-    currency = fields.String()
-    category = fields.String()
-    tags = fields.List(fields.String())
-    stock = fields.Integer()
-    is_active = fields.Boolean()
-    version = fields.Integer()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    id = fields.String(required=True, metadata={"description": "ObjectId hex string", "pattern": "^[0-9a-f]{24}$"})
+    sku = fields.String(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    price = fields.String(
+        required=True, metadata={"description": "Exact decimal with two places", "pattern": "^[0-9]+\\.[0-9]{2}$"}
+    )
+    currency = fields.String(required=True)
+    category = fields.String(required=True)
+    tags = fields.List(fields.String(), required=True)
+    stock = fields.Integer(required=True)
+    is_active = fields.Boolean(required=True)
+    version = fields.Integer(required=True, metadata={"minimum": 1})
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
 
 
 class ProductFilterSchema(StrictSchema):
-    """Filters shared by list and count."""
+    """Filters shared by list and count. min_price above max_price is an empty range: nothing matches."""
 
     category = fields.String(validate=validate.Length(min=1, max=100))
     tag = fields.String(validate=validate.Length(min=1, max=50))
-    min_price = Money(validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok])
-    max_price = Money(validate=[validate.Range(min=Decimal(0), max=MAX_PRICE), _money_ok])
+    min_price = Money(text_only=True)
+    max_price = Money(text_only=True)
     in_stock = fields.Boolean()
     is_active = fields.Boolean()
     q = fields.String(
@@ -128,40 +168,47 @@ class ProductFilterSchema(StrictSchema):
             # MongoDB refuses a $regex with an embedded NUL (an OperationFailure, i.e. a 500).
             validate.Regexp(r"[^\x00]*\Z", error="must not contain NUL characters"),
         ],
-        metadata={"description": "Case-insensitive name search"},
+        metadata={"description": "Case-insensitive name search", "pattern": "^[^\\x00]*$"},
     )
-
-    @validates_schema
-    def _price_range(self, data: dict[str, Any], **_: Any) -> None:
-        low, high = data.get("min_price"), data.get("max_price")
-        if low is not None and high is not None and low > high:
-            raise ValidationError("min_price must not exceed max_price", "min_price")
 
 
 class ProductListQuerySchema(ProductFilterSchema):
-    """Filters plus sort and pagination."""
+    """Filters plus sort and pagination. Caps come from settings; the OpenAPI document states them."""
 
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORT_CHOICES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={CAP_SETTING: MAX_PAGE_KEY})
+    # No load_default: the default is DEFAULT_PAGE_SIZE cut to the configured cap (post_load).
+    page_size = fields.Integer(validate=validate.Range(min=1), metadata={CAP_SETTING: MAX_PAGE_SIZE_KEY})
 
     @validates("page")
     def _page_cap(self, value: int, **_: Any) -> None:
-        cap = current_app.config["JOLLYJET_MAX_PAGE"]
-        if value > cap:
-            raise ValidationError(f"must be at most {cap}")
+        _check_cap(value, MAX_PAGE_KEY)
 
     @validates("page_size")
     def _page_size_cap(self, value: int, **_: Any) -> None:
-        cap = current_app.config["JOLLYJET_MAX_PAGE_SIZE"]
-        if value > cap:
-            raise ValidationError(f"must be at most {cap}")
+        _check_cap(value, MAX_PAGE_SIZE_KEY)
+
+    @post_load
+    def _default_page_size(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data.setdefault("page_size", default_page_size(current_app.config[MAX_PAGE_SIZE_KEY]))
+        return data
+
+
+def default_page_size(cap: int) -> int:
+    """The page size when the client names none: never above the configured cap."""
+    return min(DEFAULT_PAGE_SIZE, cap)
+
+
+def _check_cap(value: int, setting: str) -> None:
+    cap = current_app.config[setting]
+    if value > cap:
+        raise ValidationError(f"must be at most {cap}")
 
 
 class CountSchema(Schema):
-    count = fields.Integer()
+    count = fields.Integer(required=True)
 
 
 class CategorySchema(Schema):
-    category = fields.String()
-    count = fields.Integer()
+    category = fields.String(required=True)
+    count = fields.Integer(required=True)

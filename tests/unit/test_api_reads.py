@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from flask_smorest.pagination import PaginationMixin
 
 from tests.support.api import PRODUCTS, assert_json_error, cache_keys
+from tests.support.factories import product_payload
 from tests.support.memory_backend import MemoryCacheBackend
 from tests.unit.conftest import CreateProduct
 
@@ -50,6 +51,7 @@ def _labels(catalog: dict[str, dict[str, Any]], items: list[dict[str, Any]]) -> 
         ("max_price=12.5", {"red", "blue", "odd"}),
         ("min_price=5&max_price=12.50", {"red", "blue"}),
         ("min_price=0&max_price=0", {"odd"}),
+        ("min_price=12.51&max_price=12.50", set()),  # an empty range matches nothing (not a 422)
         ("in_stock=true", {"blue", "chair", "odd"}),
         ("in_stock=false", {"red"}),
         ("is_active=false", {"chair"}),
@@ -158,6 +160,24 @@ def test_page_and_page_size_caps_come_from_settings(make_api_app: Callable[..., 
     assert client.get(f"{PRODUCTS}?page_size=3&page=2").status_code == 200
     assert_json_error(client.get(f"{PRODUCTS}?page_size=4"), 422, "page_size", "must be at most 3")
     assert_json_error(client.get(f"{PRODUCTS}?page=3"), 422, "page", "must be at most 2")
+
+
+def test_default_page_size_is_cut_to_a_smaller_cap(make_api_app: Callable[..., Flask], auth: dict[str, str]) -> None:
+    client = make_api_app(max_page_size=5).test_client()
+    for _ in range(6):
+        assert client.post(PRODUCTS, json=product_payload(), headers=auth).status_code == 201
+    response = client.get(PRODUCTS)  # used to be a 422: the default of 20 was above the cap
+    assert response.status_code == 200 and len(response.get_json()) == 5
+    assert _pagination(response)["total_pages"] == 2
+    page_size = _parameter(client, "/api/v1/products", "get", "page_size")
+    assert page_size["schema"]["maximum"] == 5 and page_size["schema"]["default"] == 5
+
+
+def _parameter(client: FlaskClient, path: str, method: str, name: str) -> dict[str, Any]:
+    """One parameter of one operation, as the app's OpenAPI document describes it."""
+    operation = client.get("/api/openapi.json").get_json()["paths"][path][method]
+    parameter: dict[str, Any] = next(p for p in operation["parameters"] if p["name"] == name)
+    return parameter
 
 
 def test_count_refuses_list_only_parameters(api: FlaskClient) -> None:
