@@ -42,6 +42,9 @@ class JobSettings(BaseSettings):
     celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=env("CELERY_RETRY_BACKOFF_MAX_S"))
     celery_result_expires_s: int = Field(86400, ge=60, le=30 * 86400, validation_alias=env("CELERY_RESULT_EXPIRES_S"))
 
+    # How long an admin request waits for the broker to take a job before answering 503.
+    job_publish_timeout_s: float = Field(3.0, gt=0, le=60, validation_alias=env("JOLLYJET_JOB_PUBLISH_TIMEOUT_S"))
+
     popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=env("JOLLYJET_POPULARITY_SAMPLE_RATE"))
     popularity_max_members: int = Field(10000, ge=10, le=10_000_000, validation_alias=env("JOLLYJET_POPULARITY_MAX"))
 

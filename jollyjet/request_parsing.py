@@ -18,7 +18,6 @@ from urllib.parse import unquote_to_bytes
 import flask
 import marshmallow as ma
 from flask_smorest import Blueprint, abort
-from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
 # Lone UTF-16 surrogates are legal as JSON escapes ("\ud800") but not as text:
@@ -90,12 +89,14 @@ class StrictFlaskParser(FlaskParser):
     }
 
     def load_json(self, req: flask.Request, schema: ma.Schema) -> Any:
-        """The decoded body: 415 unless it is JSON, 400 when it does not decode."""
+        """The decoded body: 415 unless it is JSON, 400 when it is empty or does not decode."""
         if not is_json_request(req):
             abort(415, message="the request body must be JSON (Content-Type: application/json)")
         body = req.get_data(cache=True)  # 413 beyond MAX_CONTENT_LENGTH
         if not body:
-            return core.missing  # no body: the schema reports the missing fields
+            # An empty body is not a JSON document: the same 400 as any other text that
+            # does not decode, rather than a 422 listing every field as missing.
+            abort(400, message="the request body is empty; send a JSON object", errors={"json": ["empty body"]})
         try:
             return decode_json_body(body)
         except UnicodeDecodeError as error:  # a ValueError too: it must come first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, NoReturn
 
 import marshmallow as ma
@@ -9,8 +10,6 @@ from celery.result import AsyncResult
 from flask import Response, current_app, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import abort
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 
 from jollyjet.auth import require_token
 from jollyjet.cache.backend import CacheError
@@ -18,6 +17,7 @@ from jollyjet.maintenance import names
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.openapi_contract import errors
+from jollyjet.ops.job_queue import QUEUE_ERRORS, JobPublisher, QueueUnavailable
 from jollyjet.products.mongo_repository import translate_db_errors
 from jollyjet.request_parsing import ApiBlueprint
 from jollyjet.services import CacheServices, current_services
@@ -25,8 +25,7 @@ from jollyjet.services import CacheServices, current_services
 blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 JOBS = {"warm": names.WARM, "audit": names.AUDIT, "cleanup": names.CLEANUP, "repair": names.REPAIR}
-# Broker or result-backend failures: the job system is unreachable, not the request wrong.
-_QUEUE_ERRORS = (KombuError, RedisError, OSError)
+_PUBLISHER_LOCK = threading.Lock()
 
 
 class TaskSchema(ma.Schema):
@@ -77,8 +76,21 @@ def _cache() -> CacheServices:
     return cache
 
 
+def _publisher() -> JobPublisher:
+    """This app's JobPublisher, made on first use."""
+    extensions = current_app.extensions
+    with _PUBLISHER_LOCK:
+        if "jollyjet_jobs" not in extensions:
+            timeout_s = extensions["jollyjet"].settings.job_publish_timeout_s
+            extensions["jollyjet_jobs"] = JobPublisher(extensions["celery"], timeout_s)
+    publisher: JobPublisher = extensions["jollyjet_jobs"]
+    return publisher
+
+
 def _queue_down(error: Exception) -> NoReturn:
-    current_app.logger.error("job queue unavailable: %s", type(error).__name__)
+    current_app.logger.error(
+        "job queue unavailable: %s", error if isinstance(error, QueueUnavailable) else type(error).__name__
+    )
     _fail(503, "the job queue is unavailable; retry shortly", retry_after=5)
 
 
@@ -92,12 +104,12 @@ class EnqueueJob(MethodView):
         """Enqueue a cache job (warm, audit, cleanup, repair); poll the returned task."""
         _cache()
         try:
-            sent = current_app.extensions["celery"].send_task(JOBS[job])
-        except _QUEUE_ERRORS as error:
+            task_id = _publisher().publish(JOBS[job])
+        except QueueUnavailable as error:
             _queue_down(error)
-        response = jsonify({"id": sent.id, "job": job, "state": "PENDING"})
+        response = jsonify({"id": task_id, "job": job, "state": "PENDING"})
         response.status_code = 202
-        response.headers["Location"] = url_for("admin.TaskState", task_id=sent.id)
+        response.headers["Location"] = url_for("admin.TaskState", task_id=task_id)
         return response
 
 
@@ -112,7 +124,7 @@ class TaskState(MethodView):
         result = AsyncResult(str(task_id), app=current_app.extensions["celery"])
         try:
             state, value, job = result.state, result.result, result.name
-        except _QUEUE_ERRORS as error:
+        except QUEUE_ERRORS as error:
             _queue_down(error)
         body: dict[str, Any] = {"id": str(task_id), "state": state}
         if job:

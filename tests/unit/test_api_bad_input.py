@@ -70,7 +70,7 @@ RAW_BODIES = {
     "form-encoded": RawBody(b"sku=A&name=B", 415, "must be JSON", "application/x-www-form-urlencoded"),
     "no-content-type": RawBody(_VALID, 415, "must be JSON", None),
     "no-body-no-content-type": RawBody(None, 415, "must be JSON", None),
-    "empty-body": RawBody(b"", 422, "Missing data", patch_fragment="at least one field"),
+    "empty-body": RawBody(b"", 400, "the request body is empty"),
     "empty-object": RawBody(b"{}", 422, "Missing data", patch_fragment="at least one field"),
     "array": RawBody(b"[]", 422, "Invalid input type"),
     "array-of-product": RawBody(_dumps([product_payload()]), 422, "Invalid input type"),
