@@ -81,7 +81,7 @@ def _publisher() -> JobPublisher:
     extensions = current_app.extensions
     with _PUBLISHER_LOCK:
         if "jollyjet_jobs" not in extensions:
-            timeout_s = extensions["jollyjet"].settings.job_publish_timeout_s
+            timeout_s = current_services().settings.job_publish_timeout_s
             extensions["jollyjet_jobs"] = JobPublisher(extensions["celery"], timeout_s)
     publisher: JobPublisher = extensions["jollyjet_jobs"]
     return publisher

@@ -25,6 +25,7 @@ from jollyjet import create_app
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.path_ids import RESERVED
+from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.redis_server import RedisServer
 
@@ -69,11 +70,11 @@ class ServedApp:
 
     def reset(self) -> None:
         """An empty catalog and cache, so that each stateful scenario starts from the same state."""
-        services = self.app.extensions["jollyjet"]
+        cache = services_of(self.app).cache
         with self.app.app_context():
             ProductDocument.drop_collection()
-        if services.cache is not None:
-            drop_service_keys(services.cache, services.keys, 1000)
+        if cache is not None:
+            drop_service_keys(cache.backend, cache.keys, 1000)
 
     def __enter__(self) -> ServedApp:
         self.thread.start()
