@@ -19,6 +19,7 @@ from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.extensions import flask_cache
 from jollyjet.maintenance import names
+from jollyjet.http_headers import register_http_headers
 from jollyjet.openapi_contract import register_contract
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_contract(api, app)
     register_blueprints(api)
     register_error_handlers(app)
+    register_http_headers(app, settings)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -14,6 +15,9 @@ from jollyjet.job_settings import JobSettings
 from jollyjet.job_settings import env as _env
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
+# scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
+# requests carry a bearer token, so each allowed origin is named.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class Environment(StrEnum):
@@ -74,6 +78,8 @@ class Settings(JobSettings):
     max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_env("JOLLYJET_MAX_PAGE_SIZE"))
     max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_env("JOLLYJET_MAX_PAGE"))
     seed_demo_data: bool = Field(False, validation_alias=_env("JOLLYJET_SEED_DEMO_DATA"))
+    # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http_headers.py.
+    cors_origins_raw: str = Field("", validation_alias=_env("JOLLYJET_CORS_ORIGINS"))
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_env("JOLLYJET_LOG_LEVEL"))
 
     @field_validator("mongodb_uri")
@@ -81,6 +87,14 @@ class Settings(JobSettings):
     def _known_mongo_scheme(cls, value: str) -> str:
         if not value.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
             raise ValueError("must start with mongodb://, mongodb+srv:// or mongomock://")
+        return value
+
+    @field_validator("cors_origins_raw")
+    @classmethod
+    def _origins_are_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
         return value
 
     @field_validator("redis_url")
@@ -123,6 +137,11 @@ class Settings(JobSettings):
             if any(len(t) < 16 for t in self.api_tokens):
                 raise ValueError("JOLLYJET_API_TOKENS: production tokens must be at least 16 characters")
         return self
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """Origins allowed to call the API from a browser (comma-separated in JOLLYJET_CORS_ORIGINS)."""
+        return tuple(o.strip() for o in self.cors_origins_raw.split(",") if o.strip())
 
     @property
     def api_tokens(self) -> tuple[str, ...]:
