@@ -14,12 +14,13 @@ import threading
 from flask import Flask
 from flask_smorest import Api
 
+from jollyjet.api_docs import register_docs_page
 from jollyjet.celery_app import celery_init_app
 from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.extensions import flask_cache
-from jollyjet.maintenance import names
 from jollyjet.http_headers import register_http_headers
+from jollyjet.maintenance import names
 from jollyjet.openapi_contract import register_contract
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     connect_mongo(settings)
     services = register_services(app, settings, services)
     register_jobs(app, settings, services)
+    register_docs_page(app)
     api = register_api(app)
     register_contract(api, app)
     register_blueprints(api)
