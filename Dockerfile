@@ -8,7 +8,7 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
-COPY app.py Procfile ./
+COPY app.py gunicorn.conf.py Procfile ./
 COPY jollyjet ./jollyjet
 COPY tasks ./tasks
 

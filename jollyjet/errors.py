@@ -95,7 +95,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_: RequestEntityTooLarge) -> Response:
         limit = app.config["MAX_CONTENT_LENGTH"]
-        return error_response(413, "Request Entity Too Large", f"the request body is larger than {limit} bytes")
+        response = error_response(413, "Request Entity Too Large", f"the request body is larger than {limit} bytes")
+        # The unread rest of the body is still on the connection: it cannot carry another
+        # request. Servers that honour the app's Connection header (Werkzeug's) close it;
+        # gunicorn drops hop-by-hop headers, and gunicorn.conf.py closes it there.
+        response.headers["Connection"] = "close"
+        return response
 
     # Other HTTPExceptions never get here: Flask picks the most specific handler, and
     # JsonErrorApi registers one for HTTPException. Registering this also stops
