@@ -16,6 +16,7 @@ from celery import signals
 from jollyjet import create_app
 from jollyjet.celery_app import FlaskCelery
 from jollyjet.db import connect_mongo
+from jollyjet.job_runner import separate_worker_problem
 from jollyjet.maintenance import names
 from jollyjet.settings import Settings, SettingsError, load_settings
 from tasks import jobs as jobs  # registers the shared tasks with every Celery app
@@ -29,17 +30,25 @@ def __getattr__(name: str) -> Any:
     global _celery
     if name == "app":
         if _celery is None:
-            _celery = create_celery()
+            settings = _settings_or_exit()
+            problem = separate_worker_problem(settings)
+            if problem:
+                raise SystemExit(problem)
+            _celery = create_celery(settings)
         return _celery
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def create_celery(settings: Settings | None = None) -> FlaskCelery:
-    """The Celery app for `celery -A tasks worker|beat`: the Flask app's, with the worker's hooks."""
+def _settings_or_exit() -> Settings:
     try:
-        settings = settings or load_settings()
+        return load_settings()
     except SettingsError as error:
         raise SystemExit(str(error)) from None
+
+
+def create_celery(settings: Settings | None = None) -> FlaskCelery:
+    """The Celery app for `celery -A tasks worker|beat`: the Flask app's, with the worker's hooks."""
+    settings = settings or _settings_or_exit()
     flask_app = create_app(settings)
     celery: FlaskCelery = flask_app.extensions["celery"]
     connect_worker_signals(celery, settings)
