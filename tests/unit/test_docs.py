@@ -7,7 +7,9 @@ from pathlib import Path
 
 from pydantic import AliasChoices
 
+from jollyjet.maintenance.warming import WarmReport
 from jollyjet.settings import Settings
+from tests.support.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,3 +37,25 @@ def test_doc_links_point_at_files() -> None:
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+def test_procfile_table_shows_the_procfile_commands() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", text, flags=re.M))
+    assert rows == read_procfile()
+
+
+def test_warm_report_fields_are_documented() -> None:
+    text = (ROOT / "docs" / "jobs.md").read_text()
+    section = text[text.index("### Warming") : text.index("### Cleanup")]
+    documented = set(re.findall(r"`(\w+)`", section[section.index("Report:") :]))
+    assert documented == set(WarmReport().as_dict())
+
+
+def test_example_urls_with_a_query_string_are_quoted() -> None:
+    # zsh (macOS's default shell) treats an unquoted `?` as a glob and refuses the command.
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in page.read_text().splitlines():
+            if line.lstrip().startswith("curl "):
+                unquoted = [w for w in line.split() if "?" in w and not w.startswith(("'", '"'))]
+                assert not unquoted, f"{page.name}: quote {unquoted} (zsh globs `?`)"
