@@ -25,6 +25,7 @@ from jollyjet import create_app
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.path_ids import RESERVED
+from jollyjet.seed import seed_if_enabled
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.redis_server import RedisServer
@@ -88,6 +89,7 @@ class ServedApp:
 @pytest.fixture(scope="module")
 def served(redis_server: RedisServer) -> Iterator[ServedApp]:
     app = create_app(make_settings(redis_url=redis_server.url, seed_demo_data=True))
+    seed_if_enabled(app)  # the parametrized cases read and write a catalog of 48 products
     with ServedApp(app) as running:
         yield running
 

@@ -93,9 +93,12 @@ def served(app: Flask) -> Iterator[str]:
 
 if __name__ == "__main__":
     from jollyjet import create_app
+    from jollyjet.seed import seed_if_enabled
     from tests.conftest import make_settings
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/api-docs.png")
-    with served(create_app(make_settings(seed_demo_data=True))) as base_url:
+    demo = create_app(make_settings(seed_demo_data=True))
+    seed_if_enabled(demo)
+    with served(demo) as base_url:
         screenshot(f"{base_url}/api/docs", target)
     print(f"wrote {target}")

@@ -9,9 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from jollyjet import create_app
 from jollyjet.settings import SettingsError
-from tests.conftest import make_settings
+from tests.conftest import make_app, make_settings
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload
 from tests.support.memory_backend import MemoryCacheBackend
@@ -70,7 +69,7 @@ def test_cors_is_off_unless_origins_are_configured(client: FlaskClient) -> None:
 @pytest.fixture
 def cors_client(memory_cache: MemoryCacheBackend) -> FlaskClient:
     settings = make_settings(cors_origins_raw=f"{SHOP}, http://localhost:3000")
-    app: Flask = create_app(settings, cache_backend=memory_cache)
+    app: Flask = make_app(settings, cache_backend=memory_cache)
     return app.test_client()
 
 
