@@ -1,39 +1,109 @@
-"""`python -m jollyjet`: serve the API on one process with threads (embedded defaults work)."""
+"""`python -m jollyjet` (what `scripts/serve` runs): the API on gunicorn, one worker process with threads.
+
+The same server the Procfile's `web` runs, sized for one process: the embedded stores
+(mongomock, fakeredis) and the in-memory broker live in that process, so its worker
+and beat run there too, as threads. With MONGODB_URI and REDIS_URL set it serves the
+real servers the same way; for several processes, use the Procfile.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+from collections.abc import Sequence
+from typing import Any
 
-from werkzeug.serving import run_simple
+from flask import Flask
+from gunicorn.app.base import BaseApplication
 
 from jollyjet.app_factory import create_app
 from jollyjet.embedded import start_embedded_jobs
+from jollyjet.gunicorn_hooks import pre_request
+from jollyjet.job_runner import describe_job_runner
 from jollyjet.seed import seed_if_enabled
-from jollyjet.settings import SettingsError, load_settings
+from jollyjet.settings import Settings, SettingsError, load_settings
+from jollyjet.startup_checks import mongo_problem
+
+log = logging.getLogger("jollyjet.serve")
 
 
-def main() -> None:
-    """Parse flags, validate settings, serve."""
-    parser = argparse.ArgumentParser(description="Run the JollyJet catalog API")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--no-seed", action="store_true", help="do not insert the demo products")
-    args = parser.parse_args()
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; every option says what it does and its default."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jollyjet",
+        description="Serve the JollyJet catalog API with gunicorn (one worker process, several threads).",
+        epilog="Every other setting is an environment variable: see docs/configuration.md. "
+        "With no MONGODB_URI and REDIS_URL, in-process stores are used and jobs run as threads.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on ($HOST)")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", "8000")), help="port to listen on ($PORT)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("WEB_THREADS", "8")),
+        help="request threads of the one worker process ($WEB_THREADS)",
+    )
+    parser.add_argument(
+        "--no-seed", action="store_true", help="do not insert the 48 demo products into an empty catalog"
+    )
+    return parser.parse_args(argv)
+
+
+class OneProcessServer(BaseApplication):
+    """gunicorn with the app built inside its one worker, where the embedded stores and job threads live."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        """The options given, as gunicorn settings (no command line or config file of gunicorn's own)."""
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Flask:
+        """Build the app in the worker process: seed it, and start the job threads when there is no broker."""
+        app = create_app(self.settings)
+        seed_if_enabled(app)
+        if self.settings.embedded_broker:
+            start_embedded_jobs(app)
+        return app
+
+
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """gunicorn settings: one gthread worker, the Procfile's timeout, and the shared hooks."""
+    return {
+        "bind": f"{args.host}:{args.port}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": args.threads,
+        "timeout": 30,
+        "accesslog": "-",
+        "control_socket_disable": True,  # see docs/operations.md (--no-control-socket)
+        "pre_request": pre_request,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags, validate settings and MongoDB, say who runs jobs, serve."""
+    args = parse_args(argv)
     try:
         settings = load_settings(**({} if args.no_seed else {"seed_demo_data": True}))
     except SettingsError as error:
         raise SystemExit(str(error)) from None
-    app = create_app(settings)
-    seed_if_enabled(app)
-    if settings.embedded_broker:
-        # No broker a separate worker could reach: run the jobs in this process.
-        start_embedded_jobs(app)
+    problem = mongo_problem(settings)
+    if problem:
+        raise SystemExit(problem)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info(describe_job_runner(settings))
     print(f"JollyJet catalog API on http://{args.host}:{args.port}/api/v1/products", flush=True)
-    print(f"OpenAPI document:       http://{args.host}:{args.port}/api/openapi.json", flush=True)
-    # Embedded stores (mongomock, fakeredis) live in this process, so serve with
-    # threads in one process; with real servers, use gunicorn (Procfile).
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
+    print(f"API docs:               http://{args.host}:{args.port}/api/docs", flush=True)
+    OneProcessServer(settings, server_options(args)).run()
 
 
 if __name__ == "__main__":

@@ -10,11 +10,9 @@ The worker thread loads the task module by name (celery_app.TASK_MODULES), as
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
-from pathlib import Path
 
-from celery.beat import EmbeddedService
+from celery.beat import EmbeddedService, Scheduler
 from flask import Flask
 
 from jollyjet.celery_app import FlaskCelery
@@ -40,8 +38,11 @@ def start_embedded_jobs(app: Flask) -> None:
         without_gossip=True,
     )
     threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
-    schedule = Path(tempfile.mkdtemp(prefix="jollyjet-beat-")) / "schedule"
-    beat = EmbeddedService(celery, thread=True, schedule_filename=str(schedule))
+    # The plain, in-memory Scheduler: a persistent one needs a schedule file (one more
+    # temporary directory left behind by every run), and the single-send claims guard
+    # against a second beat process, which embedded mode cannot have. Its "last run"
+    # times die with the process, like the embedded stores.
+    beat = EmbeddedService(celery, thread=True, scheduler_cls=Scheduler)
     beat.start()
     settings = services_of(app).settings
     if settings.cache_enabled and settings.warm_enabled and settings.warm_on_worker_start:
