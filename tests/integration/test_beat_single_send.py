@@ -47,11 +47,13 @@ def queued_tasks(raw: redis.Redis, queue: str) -> list[dict[str, object]]:
     return [orjson.loads(message)["headers"] for message in raw.lrange(queue, 0, -1)]
 
 
-def test_two_beat_processes_send_each_audit_slot_once(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_two_beat_processes_send_each_audit_slot_once(
+    redis_server: RedisServer, shared_mongodb_uri: str, tmp_path: Path
+) -> None:
     prefix, queue = f"b{uuid.uuid4().hex[:10]}", f"beat-{uuid.uuid4().hex[:10]}"
     raw = redis_server.client()
     claims = f"{prefix}:v1:beat:cache-audit:*"
-    env = celery_env(redis_server.url, prefix, queue, **ONLY_THE_AUDIT)
+    env = celery_env(redis_server.url, shared_mongodb_uri, prefix, queue, **ONLY_THE_AUDIT)
     slots: set[int] = set()
     logs = [tmp_path / f"beat-{n}.log" for n in (1, 2)]
     with ExitStack() as beats:

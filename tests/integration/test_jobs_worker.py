@@ -170,15 +170,17 @@ def test_repair_replays_a_recorded_failed_cache_write(jobs_app: Flask, redis_ser
     assert CacheRepairRecord.objects(product_id=product, done_at=None).count() == 0
 
 
-def test_a_starting_worker_enqueues_a_warm_run(private_redis: RedisServer, tmp_path: Path) -> None:
+def test_a_starting_worker_enqueues_a_warm_run(
+    private_redis: RedisServer, shared_mongodb_uri: str, tmp_path: Path
+) -> None:
     # A real `celery -A tasks worker`: only its own start-up (worker_ready) sends the warm task.
-    # Its mongomock is its own, so the products are unknown to it; the popularity set it
-    # reads is in the shared Redis and shows it ran with this test's settings.
+    # Its database (nx-27017) has none of the products; the popularity set it reads is in
+    # the shared Redis and shows it ran with this test's settings.
     prefix, queue = f"w{uuid.uuid4().hex[:10]}", f"ready-{uuid.uuid4().hex[:10]}"
     raw = private_redis.client()
     popular = [str(ObjectId()) for _ in range(3)]
     raw.zadd(f"{prefix}:v1:popularity:products", dict.fromkeys(popular, 1.0))
-    env = celery_env(private_redis.url, prefix, queue, JOLLYJET_WARM_ON_WORKER_START="true")
+    env = celery_env(private_redis.url, shared_mongodb_uri, prefix, queue, JOLLYJET_WARM_ON_WORKER_START="true")
     args = ["worker", "--pool=solo", "--without-heartbeat", "--without-mingle", "--without-gossip"]
     args += [f"--hostname=ready-{queue}@127.0.0.1", "--loglevel=INFO"]
     with celery_process(args, env, tmp_path / "worker.log") as worker:

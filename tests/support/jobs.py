@@ -48,13 +48,13 @@ def run_job(client: FlaskClient, job: str, timeout_s: float = 10.0) -> dict[str,
     return task
 
 
-def celery_env(redis_url: str, key_prefix: str, queue: str, **extra: str) -> dict[str, str]:
-    """Environment of a `celery -A tasks` child: testing settings on this Redis, prefix and queue."""
+def celery_env(redis_url: str, mongodb_uri: str, key_prefix: str, queue: str, **extra: str) -> dict[str, str]:
+    """Environment of a `celery -A tasks` child: testing settings on this Redis, MongoDB, prefix and queue."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS_PREFIXES)}
     env.update(
         REDIS_URL=redis_url,
-        # mongomock: each process has its own in-memory store (beat never reads it).
-        MONGODB_URI="mongomock://localhost/jobs_test",
+        # A server the processes share: a worker or beat refuses the in-process store.
+        MONGODB_URI=mongodb_uri,
         JOLLYJET_ENV="testing",
         JOLLYJET_API_TOKENS=TOKEN,
         JOLLYJET_CACHE_KEY_PREFIX=key_prefix,
