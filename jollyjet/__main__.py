@@ -20,7 +20,7 @@ from gunicorn.app.base import BaseApplication
 from jollyjet.app_factory import create_app
 from jollyjet.embedded import start_embedded_jobs
 from jollyjet.gunicorn_hooks import pre_request
-from jollyjet.job_runner import describe_job_runner
+from jollyjet.job_runner import log_job_runner
 from jollyjet.seed import seed_if_enabled
 from jollyjet.settings import Settings, SettingsError, load_settings
 from jollyjet.startup_checks import mongo_problem
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if problem:
         raise SystemExit(problem)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.info(describe_job_runner(settings))
+    log_job_runner(settings, starts_threads=True)
     print(f"JollyJet catalog API on http://{args.host}:{args.port}/api/v1/products", flush=True)
     print(f"API docs:               http://{args.host}:{args.port}/api/docs", flush=True)
     OneProcessServer(settings, server_options(args)).run()

@@ -10,15 +10,27 @@ every cached product missing from "MongoDB" and tombstone it.
 
 from __future__ import annotations
 
+import logging
+
 from kombu.utils.url import maybe_sanitize_url
 
 from jollyjet.settings import Settings
 
 
-def describe_job_runner(settings: Settings) -> str:
-    """One line for the start-up log: who runs jobs, and how to start them when it is not this process."""
+def describe_job_runner(settings: Settings, *, starts_threads: bool) -> str:
+    """One line for the start-up log: who runs jobs, and how to start them when it is not this process.
+
+    starts_threads: this process runs the embedded worker and beat when there is no broker
+    (`python -m jollyjet` does; `gunicorn app:app` does not).
+    """
     if settings.embedded_broker:
-        return "jobs: Celery worker and beat run as threads of this process (no broker configured)"
+        if starts_threads:
+            return "jobs: Celery worker and beat run as threads of this process (no broker configured)"
+        return (
+            "jobs: nothing will run them: no broker is configured (REDIS_URL, CELERY_BROKER_URL) and this "
+            "process starts no worker; serve with `python -m jollyjet`, or set REDIS_URL and start "
+            "`celery -A tasks worker` and `celery -A tasks beat`"
+        )
     broker = maybe_sanitize_url(settings.broker_url)
     return (
         f"jobs: sent to the broker at {broker}; nothing runs them until a worker is started: "
@@ -36,3 +48,10 @@ def separate_worker_problem(settings: Settings) -> str | None:
             "or run `python -m jollyjet` (it runs the worker and beat inside the web process)."
         )
     return None
+
+
+def log_job_runner(settings: Settings, *, starts_threads: bool) -> None:
+    """Log describe_job_runner's line: a warning when no process will run the jobs."""
+    line = describe_job_runner(settings, starts_threads=starts_threads)
+    nobody = settings.embedded_broker and not starts_threads
+    logging.getLogger("jollyjet.jobs").log(logging.WARNING if nobody else logging.INFO, line)
