@@ -91,6 +91,12 @@ class StrictSchema(Schema):
 class ProductInputSchema(StrictSchema):
     """Fields a client may send. POST and PUT need the required ones; PATCH any subset."""
 
+    class Meta(StrictSchema.Meta):
+        # Shown by the docs page, and sent as is by the contract tests' examples phase.
+        openapi_extra = {
+            "example": {"sku": "MUG-1", "name": "Mug", "price": "9.50", "category": "kitchen", "tags": ["kitchen"]}
+        }
+
     sku = fields.String(
         required=True,
         validate=[
@@ -124,7 +130,7 @@ class ProductPatchSchema(ProductInputSchema):
 
     class Meta(StrictSchema.Meta):
         # Read by jollyjet/openapi_contract.py: what _not_empty enforces, in the document.
-        openapi_extra = {"minProperties": 1}
+        openapi_extra = {"minProperties": 1, "example": {"stock": 12}}
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
