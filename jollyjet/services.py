@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # types only: routes import this module and must not import R
 
     from jollyjet.cache.backend import CacheBackend
     from jollyjet.cache.breaker import CircuitBreaker
+    from jollyjet.cache.epoch import CacheEpochGuard
     from jollyjet.cache.events import CacheEvents
     from jollyjet.cache.keys import CacheKeys
     from jollyjet.cache.popularity import PopularityTracker
@@ -49,6 +50,7 @@ class CacheServices:
     categories: CategoryMemo
     events: CacheEvents
     client: redis.Redis | None = None  # None when a backend was handed in (unit tests)
+    epoch_guard: CacheEpochGuard | None = None  # checks each new Redis connection (None without a real Redis)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ from flask_caching import Cache
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import build_redis_client
+from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.events import CacheEvents, EventCounter
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker
@@ -74,8 +75,11 @@ def build_cache(
     breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
     client: redis.Redis | None = None
     backend: CacheBackend
+    epoch_guard: CacheEpochGuard | None = None
     if cache_backend is None:
-        client = build_redis_client(settings)
+        # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
+        epoch_guard = None if settings.embedded_redis else CacheEpochGuard(settings.cache_key_prefix, events)
+        client = build_redis_client(settings, on_connect=epoch_guard)
         backend = RedisCacheBackend(client, breaker)
     else:
         backend = cache_backend
@@ -104,4 +108,5 @@ def build_cache(
         categories=categories,
         events=events,
         client=client,
+        epoch_guard=epoch_guard,
     )

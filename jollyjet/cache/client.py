@@ -9,9 +9,11 @@ the retry budget and a bounded, blocking pool come from settings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from jollyjet.settings import Settings
@@ -19,10 +21,17 @@ from jollyjet.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def build_redis_client(settings: Settings) -> redis.Redis:
-    """A client on a bounded blocking pool; fakeredis when no REDIS_URL is configured."""
+def build_redis_client(
+    settings: Settings, *, on_connect: Callable[[AbstractConnection], None] | None = None
+) -> redis.Redis:
+    """A client on a bounded blocking pool; fakeredis when no REDIS_URL is configured.
+
+    on_connect runs with each new connection after its handshake, before its first command;
+    an exception it raises fails that connection.
+    """
     if settings.redis_url is None:
         return _embedded_client()
+    extra = {} if on_connect is None else {"redis_connect_func": _handshake_then(on_connect)}
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), settings.redis_retries)
     pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
@@ -35,8 +44,17 @@ def build_redis_client(settings: Settings) -> redis.Redis:
         health_check_interval=settings.redis_health_check_interval_s,
         retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **extra,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def _handshake_then(on_connect: Callable[[AbstractConnection], None]) -> Callable[[AbstractConnection], None]:
+    def connect(connection: AbstractConnection) -> None:
+        connection.on_connect()  # redis-py's own handshake (AUTH, HELLO, SELECT) first
+        on_connect(connection)
+
+    return connect
 
 
 _EMBEDDED: redis.Redis | None = None

@@ -123,6 +123,15 @@ _SCHEMA = re.compile(r"^[^:]+:v([0-9]+):")
 _RESULT = re.compile(r":products:\{products\}:(?:list|count):([0-9]+):[0-9a-f]+(:lock)?$")
 
 
+_NOT_SERVED = re.compile(r":(?:job:[a-z0-9_.-]+:lock|beat:[a-z0-9_.-]+:[0-9]+|popularity:(?:products|queries))$")
+
+
+def survives_new_epoch(key: str) -> bool:
+    """Job locks, beat claims and read counts: they coordinate processes or rank keys for
+    warming, and nothing in them is ever served to a reader, so a new cache epoch keeps them."""
+    return _NOT_SERVED.search(key) is not None
+
+
 def schema_of(key: str) -> int | None:
     """The schema version a key was written under, or None if it is not one of ours."""
     match = _SCHEMA.match(key)

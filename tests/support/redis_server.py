@@ -42,14 +42,14 @@ class RedisServer:
         """A plain client for test assertions (not the app's)."""
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
 
-    def start(self) -> None:
-        """Start (or restart) on the same port; waits until it answers PING."""
+    def start(self, *extra: str) -> None:
+        """Start (or restart) on the same port, with extra redis-server arguments; waits until it answers PING."""
         save = ["--save", "", "--appendonly", "no"]
         if self.persist:
             # An RDB snapshot written at shutdown lets a restart come back with its old (stale) data.
             save = ["--save", "3600 1", "--appendonly", "no", "--dbfilename", "dump.rdb"]
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), *save],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), *save, *extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -68,6 +68,14 @@ class RedisServer:
             return
         # SIGTERM: redis-server saves an RDB snapshot first when save points are set (persist=True).
         stop_process(self.process)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no snapshot at shutdown, so a restart loads whatever the last SAVE wrote."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait(timeout=10)
         self.process = None
 
     def close(self) -> None:
