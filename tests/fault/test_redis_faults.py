@@ -1,0 +1,172 @@
+"""Redis fails under concurrent writers and readers: no stale read, no 5xx, bounded latency.
+
+Each scenario runs the same traffic (2 writers, 6 readers, one client process keeping a
+WriteLedger) on the Procfile's processes, injects one failure into the cache server,
+heals it, and keeps the traffic going until every failed cache write was replayed and
+a few seconds more. Reads are judged during and after the fault: single products and
+list items by the ledger, list membership and counts by completed creates and deletes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from tests.fault.conftest import (
+    BREAKER_COOLDOWN_S,
+    CONNECT_TIMEOUT_MS,
+    FENCE_POLL_S,
+    POOL_TIMEOUT_MS,
+    SOCKET_TIMEOUT_MS,
+    TOKEN,
+    FaultStack,
+)
+from tests.support.ledger import WriteLedger
+from tests.support.traffic import Traffic, TrafficReport
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+
+BEFORE_S = 2.0  # healthy traffic first: the products are cached (hits) when the fault strikes
+AFTER_S = 4.0  # traffic after the heal, once nothing is left to replay
+REPAIR_TIMEOUT_S = 30.0
+# A read makes at most a handful of Redis calls before the breaker opens, each bounded by
+# the connect and socket timeouts (one retry), plus a pool wait and MongoDB. Generous for
+# a shared two-core machine, and far below anything that would mean "waited on Redis".
+READ_LATENCY_BOUND_S = 5 * 2 * (SOCKET_TIMEOUT_MS + CONNECT_TIMEOUT_MS) / 1000 + POOL_TIMEOUT_MS / 1000 + 2.0
+
+
+@dataclass
+class Outcome:
+    """Figures of one scenario."""
+
+    name: str
+    report: TrafficReport
+    ledger: WriteLedger
+    fault_started: float
+    fault_ended: float
+
+    def stale(self, during: bool) -> int:
+        """Stale reads that began during (or after) the fault."""
+        return sum(1 for s in self.ledger.stale if (s.began_at < self.fault_ended) == during)
+
+    def summary(self) -> str:
+        """The line the docs quote."""
+        r = self.report
+        return (
+            f"[{self.name}] timeouts {SOCKET_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, fence poll {FENCE_POLL_S} s: "
+            f"reads={len(r.reads)} writes={r.writes} read_5xx={r.read_5xx()} write_5xx={r.write_5xx} "
+            f"stale_during={self.stale(True)} stale_after={self.stale(False)} "
+            f"membership={len(r.membership_violations)} counts={len(r.count_violations)} "
+            f"p99_read_ms={r.p99_read_s() * 1000:.0f} "
+            f"p99_read_during_ms={r.p99_read_s(self.fault_started, self.fault_ended) * 1000:.0f}"
+        )
+
+
+def run_scenario(
+    stack: FaultStack, name: str, inject: Callable[[], None], heal: Callable[[], None], fault_s: float
+) -> Outcome:
+    """Traffic, then the fault for fault_s, then heal; traffic until nothing is left to replay."""
+    stack.heal()
+    ledger = WriteLedger()
+    traffic = Traffic(stack.url, TOKEN, f"fault-{name}", ledger)
+    traffic.seed(30)
+    traffic.start()
+    try:
+        time.sleep(BEFORE_S)
+        started = time.monotonic()
+        inject()
+        time.sleep(fault_s)
+        heal()
+        ended = time.monotonic()
+        deadline = ended + REPAIR_TIMEOUT_S
+        while stack.pending_repairs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(AFTER_S)
+    finally:
+        report = traffic.stop()
+        stack.heal()
+    outcome = Outcome(name, report, ledger, started, ended)
+    print(outcome.summary())
+    stack.assert_alive()
+    return outcome
+
+
+def assert_clean(outcome: Outcome, stack: FaultStack) -> None:
+    """0 stale, 0 5xx, membership and counts right, latency within the bound, all repairs replayed."""
+    report = outcome.report
+    assert outcome.ledger.stale == [], outcome.ledger.stale[:10]
+    assert report.membership_violations == [], report.membership_violations[:10]
+    assert report.count_violations == [], report.count_violations[:10]
+    assert report.read_5xx() == 0 and report.write_5xx == 0
+    assert report.p99_read_s() <= READ_LATENCY_BOUND_S, outcome.summary()
+    assert stack.pending_repairs() == 0
+    assert outcome.ledger.reads_checked > 100 and outcome.ledger.writes_recorded > 30, outcome.summary()
+
+
+def test_kill(fault_stack: FaultStack) -> None:
+    """SIGKILL; the restart loads the last snapshot on disk (whatever it is)."""
+    outcome = run_scenario(fault_stack, "kill", fault_stack.cache.kill, fault_stack.cache.start, 3.0)
+    assert_clean(outcome, fault_stack)
+
+
+def test_hang(fault_stack: FaultStack) -> None:
+    """SIGSTOP for 4 s: connections stay open, nothing answers; then SIGCONT."""
+    outcome = run_scenario(fault_stack, "hang", fault_stack.pause, fault_stack.resume, 4.0)
+    assert_clean(outcome, fault_stack)
+
+
+def test_slow_then_blackholed(fault_stack: FaultStack) -> None:
+    """Latency above the socket timeout for 2 s, then nothing delivered for 2 s, then delivered late."""
+    proxy = fault_stack.proxy
+
+    def inject() -> None:
+        proxy.delay(3 * SOCKET_TIMEOUT_MS / 1000)
+        time.sleep(2.0)
+        proxy.blackhole()
+
+    outcome = run_scenario(fault_stack, "slow", inject, proxy.heal, 2.0)
+    assert_clean(outcome, fault_stack)
+
+
+def test_restart_empty(fault_stack: FaultStack) -> None:
+    """Killed, its snapshot gone, restarted with an empty dataset (list generations start over)."""
+    cache = fault_stack.cache
+
+    def inject() -> None:
+        cache.kill()
+        (cache.dir / "dump.rdb").unlink(missing_ok=True)
+
+    outcome = run_scenario(fault_stack, "empty", inject, cache.start, 1.0)
+    assert_clean(outcome, fault_stack)
+
+
+def test_restart_from_an_old_snapshot(fault_stack: FaultStack) -> None:
+    """SAVE, 4 s of writes (all written through), kill, restart loading the snapshot."""
+    cache = fault_stack.cache
+
+    def inject() -> None:
+        assert fault_stack.raw().save()
+        time.sleep(4.0)
+        cache.kill()
+
+    outcome = run_scenario(fault_stack, "snapshot", inject, cache.start, 0.5)
+    assert_clean(outcome, fault_stack)
+
+
+def test_eviction_under_a_small_maxmemory(fault_stack: FaultStack) -> None:
+    """maxmemory just above what is used, allkeys-lru (the documented policy): entries, leases and
+    generations are evicted while the traffic runs."""
+    raw = fault_stack.raw()
+    evicted_before = int(raw.info("stats")["evicted_keys"])
+
+    def inject() -> None:
+        used = int(raw.info("memory")["used_memory"])
+        raw.config_set("maxmemory-policy", "allkeys-lru")
+        raw.config_set("maxmemory", used + 256 * 1024)
+
+    outcome = run_scenario(fault_stack, "evict", inject, lambda: raw.config_set("maxmemory", 0), 6.0)
+    assert int(raw.info("stats")["evicted_keys"]) > evicted_before, "nothing was evicted: no memory pressure"
+    assert_clean(outcome, fault_stack)
