@@ -56,7 +56,8 @@ class Outcome:
         """The line the docs quote."""
         r = self.report
         return (
-            f"[{self.name}] timeouts {SOCKET_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, fence poll {FENCE_POLL_S} s: "
+            f"[{self.name}] timeouts {SOCKET_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, "
+            f"fence poll {FENCE_POLL_S} s: "
             f"reads={len(r.reads)} writes={r.writes} read_5xx={r.read_5xx()} write_5xx={r.write_5xx} "
             f"stale_during={self.stale(True)} stale_after={self.stale(False)} "
             f"membership={len(r.membership_violations)} counts={len(r.count_violations)} "
