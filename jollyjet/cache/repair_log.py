@@ -38,19 +38,25 @@ class CacheRepairRecord(Document):
 class RepairLog:
     """Records failed cache writes; a failure to record is logged, never raised."""
 
-    def record(self, product_id: str, reason: str) -> None:
-        """Remember that product_id's cache entry and the list generation need repair."""
+    def record(self, product_id: str, reason: str) -> bool:
+        """Remember that product_id's cache entry and the list generation need repair; False if that failed."""
         try:
             CacheRepairRecord(product_id=product_id, reason=reason[:200], created_at=datetime.now(UTC)).save()
         except PyMongoError:
             # The product write itself succeeded; TTLs still bound the staleness.
             log.exception("could not record cache repair for product %s", product_id)
+            return False
+        return True
 
     def pending(self, limit: int) -> list[CacheRepairRecord]:
         """Oldest records not yet repaired."""
         return list(
             CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()}).order_by("created_at").limit(limit)
         )
+
+    def pending_product_ids(self, limit: int) -> list[str]:
+        """Product ids of records not yet repaired (at most limit; one query, the fence's poll)."""
+        return [str(pid) for pid in CacheRepairRecord.objects(done_at__in=[None]).limit(limit).scalar("product_id")]
 
     def pending_count(self) -> int:
         """How many records wait for repair."""
