@@ -68,6 +68,7 @@ class Settings(JobSettings):
     cache_tombstone_ttl_s: int = Field(60, ge=1, le=86400, validation_alias=_env("JOLLYJET_CACHE_TOMBSTONE_TTL_S"))
     cache_lease_ttl_ms: int = Field(2000, ge=10, le=60000, validation_alias=_env("JOLLYJET_CACHE_LEASE_TTL_MS"))
     cache_fill_wait_ms: int = Field(250, ge=0, le=5000, validation_alias=_env("JOLLYJET_CACHE_FILL_WAIT_MS"))
+    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_env("JOLLYJET_CACHE_FENCE_POLL_S"))
     breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_env("JOLLYJET_BREAKER_FAILURES"))
     breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_env("JOLLYJET_BREAKER_COOLDOWN_S"))
 

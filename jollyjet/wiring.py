@@ -12,6 +12,7 @@ from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.events import CacheEvents, EventCounter
+from jollyjet.cache.fence import RepairFence
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.redis_backend import RedisCacheBackend
@@ -96,6 +97,8 @@ def build_cache(
         events,
         popularity=popularity,
         categories_memo=categories,
+        # Unit tests hand in a memory backend and test the fence on its own (tests/unit/test_repair_fence.py).
+        fence=RepairFence(repairs, settings.cache_fence_poll_s) if cache_backend is None else None,
     )
     return CacheServices(
         backend=backend,

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from jollyjet import create_app
 from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.maintenance.repair import repair_failed_writes
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
@@ -105,6 +106,7 @@ def fragile_app(private_redis: RedisServer) -> Iterator[Flask]:
         breaker_cooldown_s=0.5,
         redis_socket_timeout_ms=100,
         redis_connect_timeout_ms=100,
+        cache_fence_poll_s=0.1,  # a failed write answers after twice this (the fence's commit wait)
     )
     yield create_app(settings)
 
@@ -148,10 +150,18 @@ def test_redis_stopped_mid_test_reads_fall_back_and_writes_succeed(
 
     private_redis.start()  # empty: the server kept no data
     time.sleep(0.6)  # breaker cool-down
+    # Its failed write is not replayed yet: the cache is not trusted for it (nor for lists).
+    fenced = client.get(f"/api/v1/products/{product['id']}")
+    assert fenced.json["stock"] == 9 and fenced.headers["X-Cache"] == "BYPASS"
+    assert client.get("/api/v1/products").headers["X-Cache"] == "BYPASS"
+    cache = services.cache
+    report = repair_failed_writes(cache.repairs, cache.backend, cache.writer, services.mongo, batch=10)
+    assert report.rewritten == 2 and report.remaining == 0
+    cache.repository.fence.refresh()  # what the background poll does within a second
     first = client.get(f"/api/v1/products/{product['id']}")
-    assert first.json["stock"] == 9 and first.headers["X-Cache"] == "MISS"
+    assert first.json["stock"] == 9 and first.headers["X-Cache"] == "HIT"  # the replay wrote it
     assert services.cache.breaker.state is BreakerState.CLOSED
-    assert client.get(f"/api/v1/products/{product['id']}").headers["X-Cache"] == "HIT"
+    assert client.get("/api/v1/products").headers["X-Cache"] == "MISS"
 
 
 def test_redis_unreachable_from_the_start_still_serves(tmp_path: object) -> None:

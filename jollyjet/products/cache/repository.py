@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.events import CacheEvents
+from jollyjet.cache.fence import RepairFence
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.repair_log import RepairLog
@@ -67,6 +68,7 @@ class CachedProductRepository:
         events: CacheEvents,
         popularity: PopularityTracker | None = None,
         categories_memo: CategoryMemo | None = None,
+        fence: RepairFence | None = None,
     ) -> None:
         self.inner = inner
         self.cache = cache
@@ -77,6 +79,8 @@ class CachedProductRepository:
         self.events = events
         self.popularity = popularity
         self.categories_memo = categories_memo
+        # No hit for a product (or any list, count, categories) whose failed cache write awaits its replay.
+        self.fence = fence
         self.writer = ProductCacheWriter(cache, keys, ttl, policy.product_ttl_s, policy.tombstone_ttl_s)
         self.reader = ReadThrough(cache, events, policy.lease_ttl_ms, policy.fill_wait_ms)
 
@@ -90,16 +94,22 @@ class CachedProductRepository:
             # Unknown ids are not cached.
             return record is not None and self.writer.fill(product_id, token, record)
 
-        read = self.reader.read(
-            CachedValue(
-                kind="product",
-                lookup=lambda: self.cache.get_versioned(keys.entry),
-                decode=codec.decode_entry,
-                lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
-                compute=lambda: self.inner.get(product_id).value,
-                fill=fill,
+        def compute() -> ProductRecord | None:
+            return self.inner.get(product_id).value
+
+        if self.fence is not None and not self.fence.allows_product(product_id):
+            read = self._fenced("product", compute)
+        else:
+            read = self.reader.read(
+                CachedValue(
+                    kind="product",
+                    lookup=lambda: self.cache.get_versioned(keys.entry),
+                    decode=codec.decode_entry,
+                    lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
+                    compute=compute,
+                    fill=fill,
+                )
             )
-        )
         if read.value is not None and self.popularity is not None:
             self.popularity.product_read(product_id)
         return read
@@ -128,6 +138,9 @@ class CachedProductRepository:
     def categories(self) -> Read[list[CategoryCount]]:
         if self.categories_memo is None:
             return self._categories_from_db()
+        if self.fence is not None and not self.fence.allows_results():
+            self.events.emit("fenced", "categories")
+            return Read(self._categories_from_db().value, CacheStatus.BYPASS)
         return self.categories_memo.get_or_compute(lambda: self._categories_from_db().value)
 
     def _categories_from_db(self) -> Read[list[CategoryCount]]:
@@ -137,6 +150,8 @@ class CachedProductRepository:
     def _generational(
         self, kind: str, normalized: dict[str, Any], compute: Callable[[], T], value_codec: codec.Codec[T]
     ) -> Read[T]:
+        if self.fence is not None and not self.fence.allows_results():
+            return self._fenced(kind, compute)
         try:
             generation = self.cache.get_generation(self.keys.generation)
         except CacheError:
@@ -157,6 +172,11 @@ class CachedProductRepository:
                 fill=fill,
             )
         )
+
+    def _fenced(self, kind: str, compute: Callable[[], T]) -> Read[T]:
+        """Served from MongoDB without touching the cache: a replay is pending (or the fence cannot tell)."""
+        self.events.emit("fenced", kind)
+        return self.reader.bypass(kind, compute)
 
     # --- writes ---------------------------------------------------------------------
     def create(self, values: dict[str, Any]) -> ProductRecord:
@@ -197,4 +217,8 @@ class CachedProductRepository:
     def _record_failure(self, product_id: str, operation: str, error: CacheError) -> None:
         self.events.emit("write_failure", "product")
         log.warning("cache %s for product %s failed after the database commit: %s", operation, product_id, error)
-        self.repairs.record(product_id, f"{operation}: {type(error).__name__}")
+        recorded = self.repairs.record(product_id, f"{operation}: {type(error).__name__}")
+        if recorded and self.fence is not None:
+            self.fence.note_failure(product_id)
+            # The client hears of this write only once every process's fence includes it.
+            self.fence.commit_wait()
