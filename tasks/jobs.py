@@ -48,16 +48,23 @@ def audit(self: Task) -> dict[str, Any]:
 @shared_task(name=names.REPAIR, bind=True)
 def repair(self: Task) -> dict[str, Any]:
     """Replay cache writes that failed after their database write."""
-    return run_job(self, "repair", run_repair)
+    # Without the job lock: the replay is what lifts the recovery fence, and a lock can be
+    # orphaned by the very failure being repaired (a SET NX that timed out on the client
+    # lands late, or an old snapshot brings back a run's lock): it would block the replay
+    # for the whole hard time limit. Two concurrent replays are safe: every rewrite is
+    # version-guarded and records are marked done only after their own rewrite.
+    return run_job(self, "repair", run_repair, exclusive=False)
 
 
-def run_job(task: Task, job: str, entry: JobEntry) -> dict[str, Any]:
-    """Run the job's entry point under its lock; transient failures become retries with backoff."""
+def run_job(task: Task, job: str, entry: JobEntry, exclusive: bool = True) -> dict[str, Any]:
+    """Run the job's entry point (under its lock when exclusive); transient failures become retries with backoff."""
     services = current_services()
     settings = services.settings
     if services.cache is None:
         return {"skipped": "the cache is disabled (JOLLYJET_CACHE_ENABLED=false)"}
     try:
+        if not exclusive:
+            return entry(services, settings).as_dict()
         with job_run(services.cache.backend, services.cache.keys, job, settings.celery_time_limit_s) as mine:
             if not mine:
                 return {"skipped": "another run of this job is in progress"}
