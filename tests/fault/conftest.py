@@ -14,6 +14,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class FaultStack:
     cache: RedisServer
     proxy: FaultProxy
     repairs: Collection[dict[str, object]]
+    broker: RedisServer
     paused: bool = False
 
     def raw(self) -> redis.Redis:
@@ -98,10 +100,9 @@ def wait_ready(url: str, stack_processes: dict[str, ProcfileProcess]) -> None:
     raise AssertionError("the web process never became ready")
 
 
-@pytest.fixture(scope="module")
-def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+@contextmanager
+def running_stack(log_dir: Path, **overrides: str) -> Iterator[FaultStack]:
     """Cache Redis (behind the proxy), broker Redis, the store, web + worker + beat; all stopped afterwards."""
-    log_dir: Path = tmp_path_factory.mktemp("fault-stack")
     cache, broker = RedisServer(persist=True), RedisServer()
     mongo = mongo_for_tests()
     database = unique_database_name("jj_fault")
@@ -136,14 +137,22 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
                 CELERY_CONCURRENCY="1",
                 CELERY_BEAT_SCHEDULE=str(log_dir / "beat-schedule"),
             )
+            env.update(overrides)
             with procfile_processes(["web", "worker", "beat"], env, log_dir) as processes:
                 url = f"http://127.0.0.1:{port}"
                 wait_ready(url, processes)
                 with mongo.client() as client:
-                    yield FaultStack(url, processes, cache, proxy, client[database]["cache_repairs"])
+                    yield FaultStack(url, processes, cache, proxy, client[database]["cache_repairs"], broker)
     finally:
         if cache.process is not None:
             os.kill(cache.process.pid, signal.SIGCONT)  # a test that failed mid-hang
         cache.close()
         broker.close()
         mongo.close()
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    """The stack the Redis fault scenarios share."""
+    with running_stack(tmp_path_factory.mktemp("fault-stack")) as stack:
+        yield stack

@@ -1,0 +1,148 @@
+"""The Celery worker's pool process SIGKILLed mid-repair and mid-audit: the job runs again and completes.
+
+The Procfile's worker (prefork, one child) and beat; Redis made slow (below the socket
+timeout) by the proxy so a run takes seconds, and the child running it is killed. With
+`task_acks_late` and `task_reject_on_worker_lost=False` (docs/jobs.md) the killed run
+is failed, not requeued; beat's next slot runs the job again. No failed-write record is
+lost: records are marked done only after their rewrite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from jollyjet.cache.keys import CacheKeys
+from jollyjet.maintenance import names
+from tests.fault.conftest import TOKEN, FaultStack, running_stack
+from tests.support.factories import product_payload
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+PRODUCTS = 60
+ROUND_TRIP_DELAY_S = 0.05  # each way: a Redis call takes ~100 ms, under the 2 s socket timeout set below
+WAIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    with running_stack(
+        tmp_path_factory.mktemp("worker-killed"),
+        JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",
+        JOLLYJET_AUDIT_ENABLED="true",
+        JOLLYJET_AUDIT_MODE="full",
+        JOLLYJET_AUDIT_INTERVAL_S="2",
+        JOLLYJET_REPAIR_INTERVAL_S="2",
+        # A killed run's job lock expires with the hard time limit: short, so the rerun comes soon.
+        CELERY_TIME_LIMIT_S="15",
+        CELERY_SOFT_TIME_LIMIT_S="12",
+        CELERY_RETRY_BACKOFF_MAX_S="2",
+        CELERY_VISIBILITY_TIMEOUT_S="60",
+    ) as stack:
+        yield stack
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout_s} s")
+
+
+def task_metas(stack: FaultStack, task_name: str) -> dict[str, dict[str, Any]]:
+    """Task id -> stored state of every run of this task (the result backend is the broker server)."""
+    raw = stack.broker.client()
+    metas = [orjson.loads(raw.get(key) or b"{}") for key in raw.scan_iter("celery-task-meta-*")]
+    return {m["task_id"]: m for m in metas if m.get("name") == task_name}
+
+
+def pool_children(parent_pid: int) -> list[int]:
+    """Pids whose parent is parent_pid (the prefork pool's processes)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent_pid:
+                children.append(int(entry.name))
+    return children
+
+
+def kill_the_run(stack: FaultStack, task_name: str, before: set[str]) -> str:
+    """Wait for a run of task_name that started after `before`, SIGKILL the pool process; its task id."""
+    started = wait_for(
+        lambda: [
+            tid for tid, m in task_metas(stack, task_name).items() if tid not in before and m["status"] == "STARTED"
+        ],
+        f"{task_name} run started",
+    )
+    time.sleep(1.0)  # well into the run: each Redis call takes ~100 ms now
+    [child] = pool_children(stack.processes["worker"].process.pid)
+    os.kill(child, signal.SIGKILL)
+    return str(started[0])
+
+
+def create_products(stack: FaultStack) -> list[dict[str, Any]]:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    created = []
+    for _ in range(PRODUCTS):
+        response = requests.post(f"{stack.url}/api/v1/products", json=product_payload(), headers=auth, timeout=10)
+        assert response.status_code == 201, response.text
+        created.append(response.json())
+    return created
+
+
+def test_a_repair_killed_midway_is_run_again_and_loses_no_record(worker_stack: FaultStack) -> None:
+    stack = worker_stack
+    products = create_products(stack)
+    before = set(task_metas(stack, names.REPAIR))
+    stack.proxy.delay(ROUND_TRIP_DELAY_S)
+    stack.repairs.insert_many(
+        [{"product_id": p["id"], "reason": "planted", "created_at": datetime.now(UTC), "attempts": 0} for p in products]
+    )
+    killed = kill_the_run(stack, names.REPAIR, before)
+    stack.proxy.heal()
+
+    wait_for(lambda: stack.pending_repairs() == 0, "replay of every record")
+    assert stack.repairs.count_documents({}) == PRODUCTS  # none lost, none duplicated
+    metas = task_metas(stack, names.REPAIR)
+    assert metas[killed]["status"] == "FAILURE" and "WorkerLostError" in str(metas[killed]["result"]), metas[killed]
+    assert any(m["status"] == "SUCCESS" and m["result"].get("records") for m in metas.values())
+    stack.assert_alive()
+
+
+def test_an_audit_killed_midway_is_run_again_and_repairs_the_drift(worker_stack: FaultStack) -> None:
+    stack = worker_stack
+    products = create_products(stack)
+    raw = stack.raw()
+    prefix = next(k.decode().split(":")[0] for k in raw.scan_iter("fault*:v1:product:*", count=1000))
+    keys = CacheKeys(prefix)
+    before = set(task_metas(stack, names.AUDIT))
+    stack.proxy.delay(ROUND_TRIP_DELAY_S)
+    for product in products:  # drift behind the service's back: every entry claims an older version
+        raw.hset(keys.product(product["id"]).entry, "v", 0)
+    killed = kill_the_run(stack, names.AUDIT, before)
+    stack.proxy.heal()
+
+    def repaired() -> bool:
+        return all(raw.hget(keys.product(p["id"]).entry, "v") in (b"1", None) for p in products)
+
+    wait_for(repaired, "an audit run that repaired every planted entry")
+    metas = task_metas(stack, names.AUDIT)
+    assert metas[killed]["status"] == "FAILURE" and "WorkerLostError" in str(metas[killed]["result"]), metas[killed]
+    later = [m for tid, m in metas.items() if tid not in before and tid != killed and m["status"] == "SUCCESS"]
+    assert any(m["result"].get("drift_total", 0) > 0 for m in later), later
+    stack.assert_alive()
