@@ -56,7 +56,8 @@ class RepairLog:
 
     def pending_product_ids(self, limit: int) -> list[str]:
         """Product ids of records not yet repaired (at most limit; one query, the fence's poll)."""
-        return [str(pid) for pid in CacheRepairRecord.objects(done_at__in=[None]).limit(limit).scalar("product_id")]
+        pending = CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()}).limit(limit)
+        return [str(pid) for pid in pending.scalar("product_id")]
 
     def pending_count(self) -> int:
         """How many records wait for repair."""

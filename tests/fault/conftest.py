@@ -23,6 +23,7 @@ import redis
 import requests
 from pymongo.collection import Collection
 
+from jollyjet.portable_mongo import null_or_missing
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import ProcfileProcess, procfile_env, procfile_processes
@@ -68,7 +69,7 @@ class FaultStack:
 
     def pending_repairs(self) -> int:
         """Failed cache writes not yet replayed."""
-        return self.repairs.count_documents({"done_at": {"$in": [None]}})
+        return self.repairs.count_documents({"done_at": null_or_missing()})
 
     def heal(self) -> None:
         """Whatever the last scenario did: the cache server running and reachable again."""

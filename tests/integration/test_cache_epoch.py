@@ -15,11 +15,10 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet import create_app
 from jollyjet.cache.epoch import CacheEpochGuard, TrustedServers, UnverifiedCacheServer, server_identity
 from jollyjet.cache.events import EventCounter
 from jollyjet.services import services_of
-from tests.conftest import TOKEN, make_settings
+from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
 
@@ -43,7 +42,7 @@ def snapshot_redis() -> Iterator[RedisServer]:
 def app(snapshot_redis: RedisServer) -> Flask:
     # A short breaker cool-down: the restart fails a few calls, then the cache is used again.
     settings = make_settings(redis_url=snapshot_redis.url, breaker_cooldown_s=0.05)
-    return create_app(settings, events=EventCounter())
+    return make_app(settings, events=EventCounter())
 
 
 def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
