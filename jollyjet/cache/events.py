@@ -19,8 +19,10 @@ class CacheEvents(Protocol):
     def emit(self, event: str, kind: str) -> None:
         """Record one event.
 
-        event: hit, miss, bypass, db_read, fill, fill_rejected, wait_hit, write_through, write_failure.
-        kind: product, list, count, categories.
+        event: hit, miss, bypass, db_read, fill, fill_rejected, wait_hit, write_through, write_failure,
+        fenced (a read sent to the database by the recovery fence), epoch_started (a Redis server's
+        cached data deleted before first use).
+        kind: product, list, count, categories; server for epoch_started.
         """
 
 
