@@ -44,6 +44,9 @@ from jollyjet.cache.keys import survives_new_epoch
 
 log = logging.getLogger(__name__)
 _SCAN_BATCH = 1000
+# How long a new connection waits for another connection of this process to finish
+# verifying; longer, and it fails like any Redis error (the request reads MongoDB).
+VERIFY_WAIT_S = 1.0
 
 
 class UnverifiedCacheServer(RedisConnectionError):
@@ -141,8 +144,10 @@ class CacheEpochGuard:
         if identity in self._trusted:
             return
         # One verification at a time in this process: the other new connections wait
-        # for it instead of each deleting the same keys.
-        with self._lock:
+        # (bounded) for it instead of each deleting the same keys.
+        if not self._lock.acquire(timeout=VERIFY_WAIT_S):
+            raise UnverifiedCacheServer("another connection of this process is still verifying the Redis server")
+        try:
             if identity in self._trusted:
                 return
             try:
@@ -158,6 +163,8 @@ class CacheEpochGuard:
                 raise UnverifiedCacheServer(f"cannot record the verified Redis server in MongoDB: {error}") from error
             self._trusted.add(identity)
             self.epochs_started += 1
+        finally:
+            self._lock.release()
         self.events.emit("epoch_started", "server")
         log.warning(
             "new Redis server identity %s: deleted %d keys of this service before using it (new cache epoch)",
