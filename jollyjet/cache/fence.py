@@ -35,6 +35,9 @@ from jollyjet.cache.repair_log import RepairLog
 log = logging.getLogger(__name__)
 # More pending records than this: every product is fenced (the poll reads no more ids).
 PENDING_CAP = 10_000
+# A process that has not asked the fence for this many poll intervals stops polling (an
+# idle process sends MongoDB nothing); its next request refreshes first, then polls again.
+IDLE_POLLS = 10
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class RepairFence:
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
         self._poller_pid: int | None = None
+        self._last_used = clock()
         self.queries = 0
 
     # --- the read path: no query here unless the poll is late ---------------------------------
@@ -114,6 +118,7 @@ class RepairFence:
 
     def _current(self) -> _Snapshot | None:
         """A snapshot fresh enough to judge by, or None."""
+        self._last_used = self._clock()
         if self._background:
             self._ensure_poller()
         snapshot = self._snapshot
@@ -140,16 +145,26 @@ class RepairFence:
                 return
             self._poller_pid = os.getpid()
         thread = threading.Thread(
-            target=_poll_while_alive, args=(weakref.ref(self), self.poll_s), name="repair-fence", daemon=True
+            target=_poll_while_used, args=(weakref.ref(self), self.poll_s), name="repair-fence", daemon=True
         )
         thread.start()
 
+    def _stop_if_idle(self) -> bool:
+        """Called by the poller: stop polling (True) when nobody asked for IDLE_POLLS intervals."""
+        with self._lock:
+            if self._poller_pid != os.getpid():
+                return True
+            if self._clock() - self._last_used > IDLE_POLLS * self.poll_s:
+                self._poller_pid = None  # the next question starts a poller again
+                return True
+            return False
 
-def _poll_while_alive(ref: weakref.ref[RepairFence], interval_s: float) -> None:
-    """Refresh the fence every interval for as long as it exists (a weak reference: apps built by tests go away)."""
+
+def _poll_while_used(ref: weakref.ref[RepairFence], interval_s: float) -> None:
+    """Refresh the fence every interval while it is used (a weak reference: apps built by tests go away)."""
     while True:
         fence = ref()
-        if fence is None or fence._poller_pid != os.getpid():
+        if fence is None or fence._stop_if_idle():
             return
         fence.refresh()
         del fence

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
-from jollyjet.cache.fence import PENDING_CAP, RepairFence
+from jollyjet.cache.fence import IDLE_POLLS, PENDING_CAP, RepairFence
 from jollyjet.cache.repair_log import RepairLog
 
 A, B = "0123456789abcdef01234567", "89abcdef0123456789abcdef"
@@ -110,3 +113,28 @@ def test_the_commit_wait_is_the_age_at_which_hits_stop(records: PendingRecords) 
     fence = RepairFence(records, poll_s=0.01, background=False)
     assert fence.max_age_s == 0.02
     fence.commit_wait()  # returns (bounded); what it guarantees is in the module docs
+
+
+def test_the_poller_stops_when_the_fence_is_idle_and_starts_again_when_asked(
+    records: PendingRecords, clock: Clock
+) -> None:
+    fence = RepairFence(records, poll_s=0.01, clock=clock)
+    assert fence.allows_product(A)  # starts this process's poller
+
+    def wait_until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not check() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert check()
+
+    polled = fence.queries
+    wait_until(lambda: fence.queries > polled + 2)  # polling in the background
+    clock.now += IDLE_POLLS * fence.poll_s + 1  # nobody asked for a while
+    time.sleep(0.05)
+    stopped_at = fence.queries
+    time.sleep(0.1)
+    assert fence.queries <= stopped_at + 1  # at most one poll already under way
+    clock.now += 0.001
+    assert fence.allows_product(A)  # refreshes at once (its view is old), and polls again
+    resumed = fence.queries
+    wait_until(lambda: fence.queries > resumed + 2)
