@@ -70,7 +70,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": periodic_job_definitions(settings),
         "beat_scheduler": BEAT_SCHEDULER,
     }
-    if settings.broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if settings.broker_url.startswith(_REDIS_SCHEMES):
         # Redelivery happens only after the visibility timeout; it exceeds the hard
         # time limit plus the longest retry delay (validated in settings), so a task
         # that is still running is never handed to a second worker.
@@ -78,10 +78,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": settings.celery_visibility_timeout_s,
             "socket_connect_timeout": 2,
         }
-    if settings.result_backend.startswith(("redis://", "rediss://", "unix://")):
+    if settings.result_backend.startswith(_REDIS_SCHEMES):
         # Storing a result retries 20 times by default; a worker should fail the store
         # quickly and let the task's own retry handle a Redis outage.
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
+    _add_sentinel_master(config, settings)
     return config
 
 
@@ -105,6 +106,20 @@ def periodic_job_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
         for entry, task, enabled, interval in jobs
         if enabled
     }
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
+
+
+def _add_sentinel_master(config: dict[str, Any], settings: Settings) -> None:
+    # kombu's and Celery's sentinel:// transports find the master by name (master_name).
+    # Settings refuse a sentinel:// URL without CELERY_SENTINEL_MASTER.
+    for url, options in (
+        (settings.broker_url, "broker_transport_options"),
+        (settings.result_backend, "result_backend_transport_options"),
+    ):
+        if url.startswith("sentinel://") and settings.celery_sentinel_master:
+            config[options]["master_name"] = settings.celery_sentinel_master
 
 
 def celery_init_app(app: Flask, settings: Settings) -> FlaskCelery:

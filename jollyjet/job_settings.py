@@ -23,8 +23,8 @@ class AuditMode(StrEnum):
     FULL = "full"
 
 
-_BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "amqp://", "amqps://", "memory://")
-_RESULT_SCHEMES = ("redis://", "rediss://", "unix://", "cache+memory://")
+_BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "amqp://", "amqps://", "memory://")
+_RESULT_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "cache+memory://")
 
 
 class JobSettings(BaseSettings):

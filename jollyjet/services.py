@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 if TYPE_CHECKING:  # types only: routes import this module and must not import Redis
-    import redis
-
     from jollyjet.cache.backend import CacheBackend
     from jollyjet.cache.breaker import CircuitBreaker
+    from jollyjet.cache.client import RedisClient
     from jollyjet.cache.epoch import CacheEpochGuard
     from jollyjet.cache.events import CacheEvents
     from jollyjet.cache.keys import CacheKeys
@@ -49,7 +48,7 @@ class CacheServices:
     popularity: PopularityTracker
     categories: CategoryMemo
     events: CacheEvents
-    client: redis.Redis | None = None  # None when a backend was handed in (unit tests)
+    client: RedisClient | None = None  # None when a backend was handed in (unit tests)
     epoch_guard: CacheEpochGuard | None = None  # checks each new Redis connection (None without a real Redis)
 
 

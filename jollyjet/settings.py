@@ -13,6 +13,9 @@ from pydantic_settings import SettingsConfigDict
 # which would shadow the helper inside the class body.
 from jollyjet.job_settings import JobSettings
 from jollyjet.job_settings import env as _env
+from jollyjet.redis_topology_settings import RedisTopology, RedisTopologySettings
+
+__all__ = ["Environment", "RedisTopology", "Settings", "SettingsError", "load_settings"]
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
 # scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
@@ -26,17 +29,11 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-class RedisTopology(StrEnum):
-    STANDALONE = "standalone"
-    SENTINEL = "sentinel"
-    CLUSTER = "cluster"
-
-
 class SettingsError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class Settings(JobSettings):
+class Settings(JobSettings, RedisTopologySettings):
     """Every knob of the service. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
@@ -46,7 +43,6 @@ class Settings(JobSettings):
     mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_env("JOLLYJET_MONGODB_TIMEOUT_MS"))
     # None means "embedded fakeredis" and is only allowed outside production.
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
-    redis_topology: RedisTopology = Field(RedisTopology.STANDALONE, validation_alias=_env("JOLLYJET_REDIS_TOPOLOGY"))
     redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
     redis_connect_timeout_ms: int = Field(
         100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
@@ -107,15 +103,15 @@ class Settings(JobSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("redis_topology")
-    @classmethod
-    def _topology_supported(cls, value: RedisTopology) -> RedisTopology:
-        # Sentinel and Cluster need their own client classes and discovery settings;
-        # they are wired in the reliability issue. Refuse rather than silently
-        # talking to one node as if it were standalone.
-        if value is not RedisTopology.STANDALONE:
-            raise ValueError(f"topology {value.value!r} is not supported yet; use 'standalone'")
-        return value
+    @model_validator(mode="after")
+    def _topology_fits(self) -> Settings:
+        problem = self.topology_problem(self.redis_url)
+        celery_urls = (self.celery_broker_url or "", self.celery_result_backend or "")
+        if any(url.startswith("sentinel://") for url in celery_urls) and not self.celery_sentinel_master:
+            problem = problem or "CELERY_SENTINEL_MASTER: required when a Celery URL is sentinel://"
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _jobs_fit_their_limits(self) -> Settings:
@@ -131,8 +127,11 @@ class Settings(JobSettings):
                 raise ValueError("CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker")
             if self.mongodb_uri.startswith("mongomock://"):
                 raise ValueError("MONGODB_URI: production needs a real MongoDB URI, not mongomock://")
-            if self.redis_url is None and self.cache_enabled:
+            if self.embedded_redis and self.cache_enabled:
                 raise ValueError("REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)")
+            if self.redis_topology is not RedisTopology.STANDALONE and not self.celery_broker_url:
+                # Celery's Redis transport speaks neither Cluster nor our sentinel settings.
+                raise ValueError("CELERY_BROKER_URL: required with a sentinel or cluster topology (see docs)")
             if not self.api_tokens:
                 raise ValueError("JOLLYJET_API_TOKENS: production needs at least one API token")
             if any(len(t) < 16 for t in self.api_tokens):
@@ -151,18 +150,23 @@ class Settings(JobSettings):
 
     @property
     def embedded_redis(self) -> bool:
-        """True when no REDIS_URL is set and an in-process fakeredis stands in."""
-        return self.redis_url is None
+        """True when no REDIS_URL is set (standalone) and an in-process fakeredis stands in."""
+        return self.redis_url is None and self.redis_topology is RedisTopology.STANDALONE
 
     @property
     def broker_url(self) -> str:
         """Celery's broker: CELERY_BROKER_URL, else REDIS_URL, else in-process (embedded mode)."""
-        return self.celery_broker_url or self.redis_url or "memory://"
+        return self.celery_broker_url or self._standalone_redis_url or "memory://"
 
     @property
     def result_backend(self) -> str:
         """Where task states and results live: CELERY_RESULT_BACKEND, else REDIS_URL, else in-process."""
-        return self.celery_result_backend or self.redis_url or "cache+memory://"
+        return self.celery_result_backend or self._standalone_redis_url or "cache+memory://"
+
+    @property
+    def _standalone_redis_url(self) -> str | None:
+        # A cluster node's URL is no broker: Celery's Redis transport would meet MOVED replies.
+        return self.redis_url if self.redis_topology is RedisTopology.STANDALONE else None
 
     @property
     def embedded_broker(self) -> bool:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from flask_caching import Cache
 
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.cache.client import build_redis_client
+from jollyjet.cache.client import RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.events import CacheEvents, EventCounter
 from jollyjet.cache.fence import RepairFence
@@ -40,7 +39,7 @@ def cache_policy(settings: Settings) -> CachePolicy:
     )
 
 
-def flask_cache_config(settings: Settings, client: redis.Redis | None) -> dict[str, Any]:
+def flask_cache_config(settings: Settings, client: RedisClient | None) -> dict[str, Any]:
     """Flask-Caching on the same Redis client (and pool) as the rest of the cache."""
     if client is None:
         # In-process stand-in for unit tests (an injected memory backend, no Redis client).
@@ -74,7 +73,7 @@ def build_cache(
     """The cache group: the backend on Redis (or the one handed in) and everything built on it."""
     keys = CacheKeys(settings.cache_key_prefix)
     breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
-    client: redis.Redis | None = None
+    client: RedisClient | None = None
     backend: CacheBackend
     epoch_guard: CacheEpochGuard | None = None
     if cache_backend is None:

@@ -3,58 +3,150 @@
 redis-py's defaults are unsafe for a cache in the request path: before 8.1 socket
 timeouts are None (a dead Redis hangs a request forever) and 8.1's defaults
 (5 s timeouts, retries) can block one call for up to a minute. Here every timeout,
-the retry budget and a bounded, blocking pool come from settings.
+the retry budget and a bounded, blocking pool come from settings, in each topology:
+
+- standalone: one server from REDIS_URL;
+- sentinel: redis-py's own `Sentinel(...).master_for(...)`: the pool asks the
+  sentinels for the master's address on each new connection, and drops its idle
+  connections when the answer changes (a failover);
+- cluster: redis-py's own `RedisCluster`, started from the node in REDIS_URL; one
+  bounded pool per node.
+
+`on_connect` is called with each new connection right after its handshake (AUTH,
+HELLO, SELECT), before the connection carries its first command, in every topology
+and on every node. It runs inside redis-py's `redis_connect_func`, so an exception it
+raises fails that connection attempt (redis-py disconnects it) and the command that
+needed it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.connection import AbstractConnection
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from jollyjet.settings import Settings
+from jollyjet.settings import RedisTopology, Settings
 
 log = logging.getLogger(__name__)
 
+OnConnect = Callable[[AbstractConnection], None]
+# What the service calls a Redis client: every topology's client has the same command API.
+RedisClient = redis.Redis | RedisCluster
+# Every error a call on a RedisClient raises for a Redis-side failure. The cluster client
+# raises some (an uncovered slot, say) outside RedisError.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
-def build_redis_client(
-    settings: Settings, *, on_connect: Callable[[AbstractConnection], None] | None = None
-) -> redis.Redis:
-    """A client on a bounded blocking pool; fakeredis when no REDIS_URL is configured.
 
-    on_connect runs with each new connection after its handshake, before its first command;
-    an exception it raises fails that connection.
-    """
-    if settings.redis_url is None:
+def build_redis_client(settings: Settings, *, on_connect: OnConnect | None = None) -> RedisClient:
+    """A client on bounded blocking pools for the configured topology; fakeredis when no Redis is configured."""
+    if settings.embedded_redis:
         return _embedded_client()
-    extra = {} if on_connect is None else {"redis_connect_func": _handshake_then(on_connect)}
-    retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), settings.redis_retries)
+    if settings.redis_topology is RedisTopology.SENTINEL:
+        return _sentinel_client(settings, on_connect)
+    if settings.redis_topology is RedisTopology.CLUSTER:
+        return _cluster_client(settings, on_connect)
+    return _standalone_client(settings, on_connect)
+
+
+def _retry(settings: Settings) -> Retry:
+    return Retry(ExponentialBackoff(cap=0.05, base=0.005), settings.redis_retries)
+
+
+def _connection_options(settings: Settings, on_connect: OnConnect | None) -> dict[str, Any]:
+    """Per-connection knobs shared by every topology."""
+    options: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout_ms / 1000,
+        "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+        "socket_keepalive": True,
+        "health_check_interval": settings.redis_health_check_interval_s,
+    }
+    if on_connect is not None:
+        options["redis_connect_func"] = _handshake_then(on_connect)
+    return options
+
+
+def _handshake_then(on_connect: OnConnect) -> OnConnect:
+    # redis_connect_func replaces redis-py's handshake, so run the handshake first.
+    def connect(connection: AbstractConnection) -> None:
+        connection.on_connect()
+        on_connect(connection)
+
+    return connect
+
+
+def _standalone_client(settings: Settings, on_connect: OnConnect | None) -> redis.Redis:
+    assert settings.redis_url is not None
     pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
         # How long a request waits for a free connection before failing fast.
         timeout=settings.redis_pool_timeout_ms / 1000,
-        socket_timeout=settings.redis_socket_timeout_ms / 1000,
-        socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
-        socket_keepalive=True,
-        health_check_interval=settings.redis_health_check_interval_s,
-        retry=retry,
+        retry=_retry(settings),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        **extra,
+        **_connection_options(settings, on_connect),
     )
     return redis.Redis(connection_pool=pool)
 
 
-def _handshake_then(on_connect: Callable[[AbstractConnection], None]) -> Callable[[AbstractConnection], None]:
-    def connect(connection: AbstractConnection) -> None:
-        connection.on_connect()  # redis-py's own handshake (AUTH, HELLO, SELECT) first
-        on_connect(connection)
+def _sentinel_client(settings: Settings, on_connect: OnConnect | None) -> redis.Redis:
+    tls: dict[str, Any] = {}
+    if settings.redis_tls:
+        tls = {"ssl": True, "ssl_ca_certs": settings.redis_tls_ca_file}
+    sentinel_password = settings.redis_sentinel_password
+    sentinel = Sentinel(
+        list(settings.redis_sentinels),
+        # The sentinels' own connections: same timeouts, their own password (if any).
+        sentinel_kwargs={
+            "socket_timeout": settings.redis_socket_timeout_ms / 1000,
+            "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+            "password": sentinel_password.get_secret_value() if sentinel_password else None,
+            "username": None,
+            **tls,
+        },
+    )
+    password = settings.redis_password
+    client: redis.Redis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        connection_pool_class=_BlockingSentinelPool,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.redis_pool_timeout_ms / 1000,
+        username=settings.redis_username,
+        password=password.get_secret_value() if password else None,
+        retry=_retry(settings),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **tls,
+        **_connection_options(settings, on_connect),
+    )
+    return client
 
-    return connect
+
+def _cluster_client(settings: Settings, on_connect: OnConnect | None) -> RedisCluster:
+    assert settings.redis_url is not None
+    return RedisCluster.from_url(
+        settings.redis_url,
+        # One bounded, blocking pool per node.
+        connection_pool_class=redis.BlockingConnectionPool,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.redis_pool_timeout_ms / 1000,
+        # Node connections never retry on their own (redis-py); the cluster client retries,
+        # refreshing its slot map, as often as a standalone client would.
+        retry=_retry(settings),
+        # A node that is down leaves its slots failing, not the whole cluster.
+        require_full_coverage=False,
+        **_connection_options(settings, on_connect),
+    )
+
+
+class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """SentinelConnectionPool with BlockingConnectionPool's bound: wait `timeout`, then fail."""
 
 
 _EMBEDDED: redis.Redis | None = None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import redis
+from redis.cluster import RedisCluster
 
 from jollyjet.cache import scripts
 from jollyjet.cache.backend import CacheError, CacheUnavailable, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.client import REDIS_ERRORS, RedisClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,9 +26,14 @@ def _entry(fields: Sequence[Any]) -> VersionedEntry | None:
 
 
 class RedisCacheBackend:
-    """Every call goes through the breaker; Redis errors become CacheError."""
+    """Every call goes through the breaker; Redis errors become CacheError.
 
-    def __init__(self, client: redis.Redis, breaker: CircuitBreaker) -> None:
+    Works unchanged on a standalone/Sentinel client and on RedisCluster: each Lua script's
+    keys share a hash tag (one slot); pipelines are non-transactional, which redis-py's
+    cluster pipeline splits per node; SCAN visits every primary (see scan()).
+    """
+
+    def __init__(self, client: RedisClient, breaker: CircuitBreaker) -> None:
         self.client = client
         self.breaker = breaker
         self._set_versioned = client.register_script(scripts.SET_VERSIONED)
@@ -44,7 +50,7 @@ class RedisCacheBackend:
             raise CacheUnavailable("circuit breaker open")
         try:
             result = call()
-        except redis.RedisError as error:
+        except REDIS_ERRORS as error:
             self.breaker.record_failure()
             # The error text of redis-py never contains the password; the URL is not logged.
             log.warning("redis call failed: %s: %s", type(error).__name__, error)
@@ -111,13 +117,32 @@ class RedisCacheBackend:
         return bool(self._guard(lambda: self.client.expire(key, ttl_s)))
 
     def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
+        if isinstance(self.client, RedisCluster):
+            yield from self._scan_cluster(self.client, pattern, batch_size)
+            return
+        client = self.client
         cursor: int = 0
         while True:
-            cursor, keys = self._guard(lambda c=cursor: self.client.scan(cursor=c, match=pattern, count=batch_size))  # type: ignore[misc]
+            cursor, keys = self._guard(lambda c=cursor: client.scan(cursor=c, match=pattern, count=batch_size))  # type: ignore[misc]
             if keys:
                 yield [k.decode() if isinstance(k, bytes) else k for k in keys]
             if cursor == 0:
                 return
+
+    def _scan_cluster(self, client: RedisCluster, pattern: str, batch_size: int) -> Iterator[list[str]]:
+        # Each primary holds its own keys and its own cursor: walk them one after another.
+        for node in self._guard(client.get_primaries):
+            cursor: int = 0
+            while True:
+                # The cluster client answers ({node name: next cursor}, keys).
+                cursors, keys = self._guard(
+                    lambda c=cursor, n=node: client.scan(cursor=c, match=pattern, count=batch_size, target_nodes=n)  # type: ignore[misc]
+                )
+                cursor = int(cast(dict[str, int], cursors)[node.name])
+                if keys:
+                    yield [k.decode() if isinstance(k, bytes) else k for k in keys]
+                if cursor == 0:
+                    break
 
     def ping(self) -> bool:
         return bool(self._guard(self.client.ping))

@@ -91,7 +91,6 @@ def test_an_empty_redis_url_means_embedded(monkeypatch: pytest.MonkeyPatch) -> N
         ("JOLLYJET_MAX_BODY_BYTES", "10"),
         ("JOLLYJET_MONGODB_TIMEOUT_MS", "1"),
         ("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS", "0"),
-        ("JOLLYJET_REDIS_TOPOLOGY", "cluster"),
         ("JOLLYJET_REDIS_TOPOLOGY", "mesh"),
         ("JOLLYJET_LOG_LEVEL", "TRACE"),
         ("JOLLYJET_BREAKER_COOLDOWN_S", "0"),

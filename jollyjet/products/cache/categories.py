@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import redis
 from flask_caching import Cache
 
 from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.client import REDIS_ERRORS
 from jollyjet.products.domain import CacheStatus, CategoryCount, Read
 
 log = logging.getLogger(__name__)
 _KEY = "categories"
-_REDIS_ERRORS = (redis.RedisError, OSError)
+_REDIS_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError)
 
 
 class CategoryMemo:
