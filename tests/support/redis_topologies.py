@@ -192,6 +192,20 @@ class SentinelTopology:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def snapshot_value(rdb: Path, key: str) -> bytes | None:
+    """The value of a string key in an RDB file, read by a throwaway redis-server loading a copy of it."""
+    root = Path(tempfile.mkdtemp(prefix="jj-rdb-"))
+    node = RedisNode(root, "reader", ["dbfilename dump.rdb"])
+    shutil.copy(rdb, node.dir / "dump.rdb")
+    try:
+        node.start()
+        value = node.client().get(key)
+        return value if isinstance(value, bytes) else None
+    finally:
+        node.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 class ClusterTopology:
     """Three masters (no replicas) joined with `redis-cli --cluster create`."""
 
