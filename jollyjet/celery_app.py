@@ -120,6 +120,9 @@ def _add_sentinel_master(config: dict[str, Any], settings: Settings) -> None:
     ):
         if url.startswith("sentinel://") and settings.celery_sentinel_master:
             config[options]["master_name"] = settings.celery_sentinel_master
+            if settings.celery_sentinel_password is not None:
+                password = settings.celery_sentinel_password.get_secret_value()
+                config[options]["sentinel_kwargs"] = {"password": password}
 
 
 def celery_init_app(app: Flask, settings: Settings) -> FlaskCelery:

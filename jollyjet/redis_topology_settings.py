@@ -67,6 +67,8 @@ class RedisTopologySettings(BaseSettings):
     celery_sentinel_master: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=env("CELERY_SENTINEL_MASTER")
     )
+    # The sentinels' own password for those URLs (the master's goes in the URL: sentinel://:pw@host:port).
+    celery_sentinel_password: SecretStr | None = Field(None, validation_alias=env("CELERY_SENTINEL_PASSWORD"))
 
     @field_validator("redis_sentinels_raw")
     @classmethod

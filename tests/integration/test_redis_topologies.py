@@ -28,11 +28,14 @@ from tests.support.redis_server import RedisServer
 from tests.support.redis_topologies import MASTER_NAME, ClusterTopology, SentinelTopology
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Master and replica require one password, the sentinels another: both settings are exercised.
+DATA_PASSWORD = "topo-data-password"
+SENTINEL_PASSWORD = "topo-sentinel-password"
 
 
 @pytest.fixture(scope="module")
 def sentinel_topology() -> Iterator[SentinelTopology]:
-    topology = SentinelTopology()
+    topology = SentinelTopology(password=DATA_PASSWORD, sentinel_password=SENTINEL_PASSWORD)
     try:
         topology.start()
         yield topology
@@ -56,6 +59,8 @@ def sentinel_settings(topology: SentinelTopology, **overrides: Any) -> dict[str,
         "redis_topology": "sentinel",
         "redis_sentinels_raw": topology.sentinels_setting,
         "redis_sentinel_master": MASTER_NAME,
+        "redis_password": DATA_PASSWORD,
+        "redis_sentinel_password": SENTINEL_PASSWORD,
         **overrides,
     }
 
@@ -163,3 +168,26 @@ def test_the_product_api_on_the_topology(topology_settings: Settings) -> None:
     assert dropped.status_code == 200 and dropped.json["deleted"] >= 12
     assert all(e is None for e in services.cache.get_versioned_many([services.keys.product(i).entry for i in ids]))
     assert client.get(f"/api/v1/products/{ids[0]}").json["stock"] == 99
+
+
+def test_celery_on_a_sentinel_broker_with_kombu_urls(sentinel_topology: SentinelTopology) -> None:
+    """The documented broker set-up: sentinel:// URLs, CELERY_SENTINEL_MASTER, CELERY_SENTINEL_PASSWORD."""
+    urls = ";".join(f"sentinel://:{DATA_PASSWORD}@127.0.0.1:{s.port}" for s in sentinel_topology.sentinels)
+    settings = make_settings(
+        **sentinel_settings(sentinel_topology),
+        celery_broker_url=urls,
+        celery_result_backend=urls,
+        celery_sentinel_master=MASTER_NAME,
+        celery_sentinel_password=SENTINEL_PASSWORD,
+        celery_queue=f"topo-{uuid.uuid4().hex[:12]}",
+        warm_on_worker_start=False,
+    )
+    celery = create_celery(settings)
+    client = celery.flask_app.test_client()
+    create(client, category="broker")
+    with start_worker(celery, pool="solo", perform_ping_check=False):
+        result = run_job(client, "cleanup", timeout_s=30)["result"]
+    assert result["by_kind"]["product"] == 1
+    # The task went through the master the sentinels name (kombu keeps its queue there).
+    master = sentinel_topology.node_at(sentinel_topology.master_address())
+    assert master.client().exists("_kombu.binding." + settings.celery_queue)

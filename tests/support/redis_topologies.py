@@ -48,8 +48,11 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 class RedisNode:
     """One redis-server (or redis-sentinel) process with a config file in its own directory."""
 
-    def __init__(self, root: Path, name: str, config: list[str], sentinel: bool = False) -> None:
+    def __init__(
+        self, root: Path, name: str, config: list[str], sentinel: bool = False, password: str | None = None
+    ) -> None:
         self.port = free_port()
+        self.password = password
         self.dir = root / name
         self.dir.mkdir()
         self.config_file = self.dir / ("sentinel.conf" if sentinel else "redis.conf")
@@ -65,23 +68,23 @@ class RedisNode:
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
 
-    def client(self, password: str | None = None) -> redis.Redis:
+    def client(self) -> redis.Redis:
         """A plain client for the test's own commands (not the app's)."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=3, password=password)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=3, password=self.password)
 
-    def start(self, password: str | None = None) -> None:
+    def start(self) -> None:
         """Start (or restart on the same port and directory) and wait until it answers PING."""
         log = (self.dir / "server.log").open("ab")
         self.process = subprocess.Popen([self.binary, str(self.config_file)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_for(self._answers(password), 10, f"{self.config_file.parent.name} to answer PING")
+        wait_for(self._answers(), 10, f"{self.config_file.parent.name} to answer PING")
 
-    def _answers(self, password: str | None) -> Callable[[], bool]:
+    def _answers(self) -> Callable[[], bool]:
         def answers() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 log = (self.dir / "server.log").read_text(errors="replace")[-1000:]
                 raise RuntimeError(f"{self.binary} exited ({self.process.returncode}):\n{log}")
-            return bool(self.client(password).ping())
+            return bool(self.client().ping())
 
         return answers
 
@@ -105,14 +108,18 @@ def _master_of(sentinel: RedisNode) -> tuple[str, int]:
 
 
 class SentinelTopology:
-    """A master, one replica and three sentinels (quorum 2) watching them as MASTER_NAME."""
+    """A master, one replica and three sentinels (quorum 2) watching them as MASTER_NAME.
 
-    def __init__(self, password: str | None = None) -> None:
+    password: requirepass of master and replica; sentinel_password: the sentinels' own.
+    """
+
+    def __init__(self, password: str | None = None, sentinel_password: str | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="jj-sentinel-"))
-        self.password = password
         auth = [f"requirepass {password}", f"masterauth {password}"] if password else []
-        self.master = RedisNode(self.root, "master", auth)
-        self.replica = RedisNode(self.root, "replica", [*auth, f"replicaof 127.0.0.1 {self.master.port}"])
+        self.master = RedisNode(self.root, "master", auth, password=password)
+        self.replica = RedisNode(
+            self.root, "replica", [*auth, f"replicaof 127.0.0.1 {self.master.port}"], password=password
+        )
         monitor = [
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2",
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
@@ -121,7 +128,12 @@ class SentinelTopology:
         ]
         if password:
             monitor.append(f"sentinel auth-pass {MASTER_NAME} {password}")
-        self.sentinels = [RedisNode(self.root, f"sentinel{i}", monitor, sentinel=True) for i in range(3)]
+        if sentinel_password:
+            # The sentinels log in to each other with it too.
+            monitor += [f"requirepass {sentinel_password}", f"sentinel sentinel-pass {sentinel_password}"]
+        self.sentinels = [
+            RedisNode(self.root, f"sentinel{i}", monitor, sentinel=True, password=sentinel_password) for i in range(3)
+        ]
 
     @property
     def sentinels_setting(self) -> str:
@@ -130,15 +142,15 @@ class SentinelTopology:
 
     def start(self) -> None:
         """Start every process; return when the replica is in sync and all sentinels know both servers."""
-        self.master.start(self.password)
-        self.replica.start(self.password)
+        self.master.start()
+        self.replica.start()
         for sentinel in self.sentinels:
             sentinel.start()
         wait_for(self._replica_synced, 15, "the replica to sync")
         wait_for(self._sentinels_agree, 15, "every sentinel to see the master, the replica and the others")
 
     def _replica_synced(self) -> bool:
-        info = self.replica.client(self.password).info("replication")
+        info = self.replica.client().info("replication")
         return bool(info.get("master_link_status") == "up")
 
     def _sentinels_agree(self) -> bool:
@@ -161,7 +173,7 @@ class SentinelTopology:
 
         def done() -> bool:
             named = all(_master_of(s) == address for s in self.sentinels)
-            role = self.node_at(address).client(self.password).info("replication")["role"]
+            role = self.node_at(address).client().info("replication")["role"]
             return named and role == "master"
 
         wait_for(done, timeout_s, f"{address} to become the master")
@@ -176,7 +188,7 @@ class SentinelTopology:
 
     def cut_replication(self, replica: RedisNode) -> None:
         """Make the replica lag: it drops its link and cannot log in again, so writes stop reaching it."""
-        client = replica.client(self.password)
+        client = replica.client()
         # A wrong masterauth: the replica's reconnect fails at AUTH (a master without a
         # password refuses any AUTH too) while the master serves on.
         client.config_set("masterauth", "not-the-password")

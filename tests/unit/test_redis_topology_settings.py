@@ -113,12 +113,20 @@ def test_a_celery_broker_behind_sentinel_gets_its_master_name(monkeypatch: pytes
     urls = "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26379"
     _setenv(
         monkeypatch,
-        {"CELERY_BROKER_URL": urls, "CELERY_RESULT_BACKEND": urls, "CELERY_SENTINEL_MASTER": "broker"},
+        {
+            "CELERY_BROKER_URL": urls,
+            "CELERY_RESULT_BACKEND": urls,
+            "CELERY_SENTINEL_MASTER": "broker",
+            "CELERY_SENTINEL_PASSWORD": "sentinel-secret",
+        },
     )
-    config = celery_config(load_settings())
+    settings = load_settings()
+    assert "sentinel-secret" not in repr(settings)
+    config = celery_config(settings)
     assert config["broker_url"] == urls
-    assert config["broker_transport_options"]["master_name"] == "broker"
-    assert config["result_backend_transport_options"]["master_name"] == "broker"
+    for options in (config["broker_transport_options"], config["result_backend_transport_options"]):
+        assert options["master_name"] == "broker"
+        assert options["sentinel_kwargs"] == {"password": "sentinel-secret"}
 
 
 def test_parse_sentinels_names_the_bad_entry() -> None:
