@@ -19,6 +19,7 @@ from redis.connection import AbstractConnection
 
 from jollyjet.cache.client import build_redis_client
 from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.services import services_of
 from jollyjet.settings import Settings
 from tasks.worker_app import create_celery
 from tests.conftest import make_settings
@@ -150,10 +151,11 @@ def test_the_product_api_on_the_topology(topology_settings: Settings) -> None:
     assert client.get("/api/v1/products/count?category=topo").json == {"count": 11}
     assert client.get("/api/v1/categories").json == [{"category": "topo", "count": 11}]
 
-    services = app.extensions["jollyjet"]
-    assert isinstance(services.cache, RedisCacheBackend)
+    cache = services_of(app).require_cache()
+    backend, keys = cache.backend, cache.keys
+    assert isinstance(backend, RedisCacheBackend)
     # Batched reads span every node of a cluster: one pipeline, split per node by redis-py.
-    entries = services.cache.get_versioned_many([services.keys.product(i).entry for i in ids])
+    entries = backend.get_versioned_many([keys.product(i).entry for i in ids])
     assert [e is not None and not e.is_tombstone for e in entries] == [True, False, *[True] * 10]
 
     with start_worker(celery, pool="solo", perform_ping_check=False):
@@ -166,7 +168,7 @@ def test_the_product_api_on_the_topology(topology_settings: Settings) -> None:
 
     dropped = client.delete("/api/v1/cache", headers=AUTH)
     assert dropped.status_code == 200 and dropped.json["deleted"] >= 12
-    assert all(e is None for e in services.cache.get_versioned_many([services.keys.product(i).entry for i in ids]))
+    assert all(e is None for e in backend.get_versioned_many([keys.product(i).entry for i in ids]))
     assert client.get(f"/api/v1/products/{ids[0]}").json["stock"] == 99
 
 
