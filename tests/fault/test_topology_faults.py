@@ -1,0 +1,316 @@
+"""Sentinel failovers and a cluster node restart under concurrent writers and readers: 0 stale, 0 5xx.
+
+The Procfile's web (2 gunicorn workers), worker and beat run on nx-27017, with the cache
+on a real Sentinel setup (master, replica, 3 sentinels) or a real three-master Redis
+Cluster, and Celery's broker on a separate standalone redis-server. One client process
+sends the traffic (2 writers, 6 readers: products, the category's list and its count)
+and keeps a WriteLedger of completed writes (tests/support/traffic.py). Each scenario:
+healthy traffic, the fault, traffic until every failed cache write was replayed, a few
+seconds more; every read during and after is judged.
+
+- Sentinel failover (SENTINEL FAILOVER): the replica is promoted, the old master demoted.
+- Failover to a lagging replica: the replica's replication link is cut (it cannot log in
+  to the master again), writes go on against the master alone, the test checks the
+  replica really holds older versions, then the master is SIGKILLed and the sentinels
+  promote the replica with its old data.
+- Cluster node restart from an old snapshot: SAVE on the node holding the list
+  generation, writes go on, SIGKILL, restart: the node comes back with the old
+  generation, list pages, counts and product versions.
+
+The old data served after the lagging failover and the snapshot restart is what the
+cache epoch (jollyjet/cache/epoch.py) must catch: every new connection checks the
+server's identity before it carries a command.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from pymongo.collection import Collection
+
+from jollyjet.cache.keys import CacheKeys
+from tests.support.ledger import WriteLedger
+from tests.support.mongo_server import mongo_for_tests, unique_database_name
+from tests.support.procfile import ProcfileProcess, procfile_env, procfile_processes
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_topologies import MASTER_NAME, ClusterTopology, RedisNode, SentinelTopology, snapshot_value
+from tests.support.traffic import Traffic, TrafficReport
+
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
+
+TOKEN = f"topo-{secrets.token_hex(12)}"
+SOCKET_TIMEOUT_MS = 100
+CONNECT_TIMEOUT_MS = 100
+BREAKER_COOLDOWN_S = 1.0
+STARTUP_TIMEOUT_S = 40.0
+BEFORE_S = 2.0  # healthy traffic first: products, lists and counts are cached when the fault strikes
+LAG_S = 1.5  # writes that reach the master only
+AFTER_S = 3.0  # traffic after the heal, once nothing is left to replay
+REPAIR_TIMEOUT_S = 30.0
+
+
+@dataclass
+class TopologyStack:
+    """The running processes and handles on what they share."""
+
+    url: str
+    processes: dict[str, ProcfileProcess]
+    keys: CacheKeys
+    repairs: Collection[dict[str, object]]
+
+    def pending_repairs(self) -> int:
+        """Failed cache writes not yet replayed."""
+        return self.repairs.count_documents({"done_at": {"$in": [None]}})
+
+    def assert_alive(self) -> None:
+        """Every Procfile process is still running."""
+        exited = [p.name for p in self.processes.values() if not p.alive()]
+        assert not exited, f"{exited} exited (logs below)"
+
+
+def _wait_ready(url: str, processes: dict[str, ProcfileProcess]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        exited = [p.name for p in processes.values() if not p.alive()]
+        assert not exited, f"{exited} exited during start-up"
+        try:
+            if requests.get(url + "/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or a first request still booting the app
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the web process never became ready")
+
+
+def _stack(topology_env: dict[str, str], log_dir: Path) -> Iterator[TopologyStack]:
+    """Broker Redis, the store, web + worker + beat on the given cache topology; all stopped afterwards."""
+    broker, mongo = RedisServer(), mongo_for_tests()
+    database = unique_database_name("jj_topo")
+    prefix = f"topo{uuid.uuid4().hex[:10]}"
+    port = free_port()
+    try:
+        broker.start()
+        mongo.start()
+        env = procfile_env(
+            PORT=str(port),
+            MONGODB_URI=mongo.uri_for(database),
+            CELERY_BROKER_URL=broker.url,
+            CELERY_RESULT_BACKEND=broker.url,
+            JOLLYJET_ENV="testing",
+            JOLLYJET_API_TOKENS=TOKEN,
+            JOLLYJET_CACHE_KEY_PREFIX=prefix,
+            CELERY_QUEUE=f"{prefix}-jobs",
+            JOLLYJET_LOG_LEVEL="WARNING",
+            JOLLYJET_REDIS_SOCKET_TIMEOUT_MS=str(SOCKET_TIMEOUT_MS),
+            JOLLYJET_REDIS_CONNECT_TIMEOUT_MS=str(CONNECT_TIMEOUT_MS),
+            JOLLYJET_BREAKER_COOLDOWN_S=str(BREAKER_COOLDOWN_S),
+            JOLLYJET_REPAIR_INTERVAL_S="2",
+            JOLLYJET_AUDIT_ENABLED="false",  # the point is what the service does without the audit
+            JOLLYJET_CLEANUP_ENABLED="false",
+            WEB_CONCURRENCY="2",
+            CELERY_CONCURRENCY="1",
+            CELERY_BEAT_SCHEDULE=str(log_dir / "beat-schedule"),
+            **topology_env,
+        )
+        with procfile_processes(["web", "worker", "beat"], env, log_dir) as processes:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(url, processes)
+            with mongo.client() as client:
+                yield TopologyStack(url, processes, CacheKeys(prefix), client[database]["cache_repairs"])
+    finally:
+        broker.close()
+        mongo.close()
+
+
+@pytest.fixture(scope="module")
+def sentinel_topology() -> Iterator[SentinelTopology]:
+    topology = SentinelTopology()
+    try:
+        topology.start()
+        yield topology
+    finally:
+        topology.close()
+
+
+@pytest.fixture(scope="module")
+def sentinel_stack(
+    sentinel_topology: SentinelTopology, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TopologyStack]:
+    env = {
+        "JOLLYJET_REDIS_TOPOLOGY": "sentinel",
+        "JOLLYJET_REDIS_SENTINELS": sentinel_topology.sentinels_setting,
+        "JOLLYJET_REDIS_SENTINEL_MASTER": MASTER_NAME,
+    }
+    yield from _stack(env, tmp_path_factory.mktemp("sentinel-stack"))
+
+
+@pytest.fixture(scope="module")
+def cluster_topology() -> Iterator[ClusterTopology]:
+    topology = ClusterTopology()
+    try:
+        topology.start()
+        yield topology
+    finally:
+        topology.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_stack(
+    cluster_topology: ClusterTopology, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TopologyStack]:
+    env = {"JOLLYJET_REDIS_TOPOLOGY": "cluster", "REDIS_URL": cluster_topology.url}
+    yield from _stack(env, tmp_path_factory.mktemp("cluster-stack"))
+
+
+@dataclass
+class Outcome:
+    """Figures of one scenario."""
+
+    name: str
+    report: TrafficReport
+    ledger: WriteLedger
+    fault_started: float
+    fault_ended: float
+
+    def stale(self, during: bool) -> int:
+        """Stale reads that began during (True) or after (False) the fault."""
+        return sum(1 for s in self.ledger.stale if (s.began_at < self.fault_ended) == during)
+
+    def summary(self) -> str:
+        """The line docs/redis-topologies.md quotes."""
+        r = self.report
+        return (
+            f"[{self.name}] reads={len(r.reads)} writes={r.writes} read_5xx={r.read_5xx()} "
+            f"write_5xx={r.write_5xx} stale_during={self.stale(True)} stale_after={self.stale(False)} "
+            f"membership={len(r.membership_violations)} counts={len(r.count_violations)} "
+            f"fault_s={self.fault_ended - self.fault_started:.1f} "
+            f"p99_read_ms={r.p99_read_s() * 1000:.0f} "
+            f"p99_read_during_ms={r.p99_read_s(self.fault_started, self.fault_ended) * 1000:.0f}"
+        )
+
+
+def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> Outcome:
+    """Healthy traffic, fault() (returns once the topology serves again), traffic until all is replayed."""
+    ledger = WriteLedger()
+    traffic = Traffic(stack.url, TOKEN, f"topo-{name}", ledger)
+    traffic.seed(30)
+    traffic.start()
+    try:
+        time.sleep(BEFORE_S)
+        started = time.monotonic()
+        fault()
+        ended = time.monotonic()
+        deadline = ended + REPAIR_TIMEOUT_S
+        while stack.pending_repairs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(AFTER_S)
+    finally:
+        report = traffic.stop()
+    outcome = Outcome(name, report, ledger, started, ended)
+    print(outcome.summary())
+    stack.assert_alive()
+    return outcome
+
+
+def assert_clean(outcome: Outcome, stack: TopologyStack) -> None:
+    """0 stale reads, 0 5xx, list membership and counts right, every failed cache write replayed."""
+    report = outcome.report
+    assert outcome.ledger.stale == [], (outcome.summary(), outcome.ledger.stale[:10])
+    assert report.membership_violations == [], report.membership_violations[:10]
+    assert report.count_violations == [], report.count_violations[:10]
+    assert report.read_5xx() == 0 and report.write_5xx == 0, outcome.summary()
+    assert stack.pending_repairs() == 0
+    assert outcome.ledger.reads_checked > 100 and outcome.ledger.writes_recorded > 30, outcome.summary()
+
+
+def _versions(client: redis.Redis, keys: CacheKeys, product_ids: list[str]) -> dict[str, int]:
+    """Cached product versions on one server (absent entries left out)."""
+    found = {}
+    for product_id in product_ids:
+        version = client.hget(keys.product(product_id).entry, "v")
+        if version is not None:
+            found[product_id] = int(version)
+    return found
+
+
+def _product_ids(stack: TopologyStack, category: str) -> list[str]:
+    response = requests.get(f"{stack.url}/api/v1/products?category={category}&page_size=100", timeout=10)
+    return [p["id"] for p in response.json()]
+
+
+def test_sentinel_failover(sentinel_stack: TopologyStack, sentinel_topology: SentinelTopology) -> None:
+    """SENTINEL FAILOVER under traffic: the pool follows the new master; nothing stale, no 5xx."""
+    old = sentinel_topology.master_address()
+    new: list[tuple[str, int]] = []
+    outcome = run_scenario(sentinel_stack, "sentinel-failover", lambda: new.append(sentinel_topology.failover()))
+    assert new[0] != old and sentinel_topology.master_address() == new[0]
+    assert_clean(outcome, sentinel_stack)
+
+
+def test_sentinel_failover_to_a_lagging_replica(
+    sentinel_stack: TopologyStack, sentinel_topology: SentinelTopology
+) -> None:
+    """The replica misses the last writes, the master dies, the replica is promoted: its old data is never served."""
+    master = sentinel_topology.node_at(sentinel_topology.master_address())
+    replica = next(n for n in (sentinel_topology.master, sentinel_topology.replica) if n is not master)
+    category = "topo-lagging-failover"
+    lagged: dict[str, tuple[int, int]] = {}
+
+    def fault() -> None:
+        sentinel_topology.cut_replication(replica)
+        time.sleep(LAG_S)  # writes reach the master only
+        ids = _product_ids(sentinel_stack, category)
+        on_master = _versions(master.client(), sentinel_stack.keys, ids)
+        on_replica = _versions(replica.client(), sentinel_stack.keys, ids)
+        lagged.update({p: (v, on_replica[p]) for p, v in on_master.items() if p in on_replica and on_replica[p] < v})
+        master.kill()
+        sentinel_topology.wait_for_master(replica.address)
+
+    outcome = run_scenario(sentinel_stack, "lagging-failover", fault)
+    # The setup works: the promoted replica really held older versions of products the clients had written.
+    assert lagged, "the replica was not behind when the master died"
+    print(f"[lagging-failover] products whose cached version on the promoted replica was behind: {len(lagged)}")
+    assert_clean(outcome, sentinel_stack)
+
+
+@pytest.mark.xfail(
+    reason="needs the recovery fence on the read path (issue 7 item 2): a write skipped while the breaker was "
+    "open leaves a healthy node's older entry served until the repair job runs",
+    strict=False,
+)
+def test_cluster_node_restart_from_an_old_snapshot(
+    cluster_stack: TopologyStack, cluster_topology: ClusterTopology
+) -> None:
+    """The node holding the list generation restarts from a snapshot taken before the last writes."""
+    node: list[RedisNode] = []
+    category = "topo-cluster-restart"
+    behind: dict[str, int] = {}
+
+    def fault() -> None:
+        keys = cluster_stack.keys
+        target = cluster_topology.node_owning(keys.generation)
+        node.append(target)
+        generation_saved = target.client().get(keys.generation)
+        target.client().save()
+        time.sleep(LAG_S)  # writes after the snapshot: lost when the node restarts
+        generation_lost = target.client().get(keys.generation)
+        behind["generation"] = int(generation_lost or 0) - int(generation_saved or 0)
+        target.kill()
+        # The setup works: the snapshot the node restarts from holds the older generation (and its
+        # lists and counts). Read from a copy: once restarted, the service may purge it at once.
+        assert snapshot_value(target.dir / "dump.rdb", keys.generation) == generation_saved
+        target.start()
+        cluster_topology.wait_until_ok()
+
+    outcome = run_scenario(cluster_stack, "cluster-restart", fault)
+    assert behind["generation"] > 0, "no list-changing write happened between the snapshot and the kill"
+    assert _product_ids(cluster_stack, category)
+    assert_clean(outcome, cluster_stack)
