@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis.connection import AbstractConnection
 
-from jollyjet.cache.client import build_redis_client
+from jollyjet.cache.client import REDIS_ERRORS, build_redis_client
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.services import services_of
 from jollyjet.settings import Settings
@@ -193,3 +193,29 @@ def test_celery_on_a_sentinel_broker_with_kombu_urls(sentinel_topology: Sentinel
     # The task went through the master the sentinels name (kombu keeps its queue there).
     master = sentinel_topology.node_at(sentinel_topology.master_address())
     assert master.client().exists("_kombu.binding." + settings.celery_queue)
+
+
+def test_sentinel_over_tls() -> None:
+    """JOLLYJET_REDIS_TLS and JOLLYJET_REDIS_TLS_CA_FILE: sentinels and servers that only speak TLS."""
+    topology = SentinelTopology(password=DATA_PASSWORD, tls=True)
+    try:
+        topology.start()
+        assert topology.tls is not None
+        values = sentinel_settings(topology, redis_sentinel_password=None)
+        settings = make_settings(**values, redis_tls=True, redis_tls_ca_file=str(topology.tls.ca_cert))
+        connections: list[str] = []
+        client = build_redis_client(settings, on_connect=lambda c: connections.append(type(c).__name__))
+        client.set("probe", b"1")
+        assert client.get("probe") == b"1" and connections == ["SentinelManagedSSLConnection"]
+
+        app = create_celery(make_settings(**values, redis_tls=True, redis_tls_ca_file=str(topology.tls.ca_cert)))
+        api = app.flask_app.test_client()
+        product = create(api, category="tls")
+        assert api.get(f"/api/v1/products/{product['id']}").headers["X-Cache"] == "HIT"
+
+        # Without TLS nothing answers: the servers have no plain port.
+        plain = build_redis_client(make_settings(**values))
+        with pytest.raises(REDIS_ERRORS):
+            plain.ping()
+    finally:
+        topology.close()

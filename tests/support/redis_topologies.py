@@ -19,6 +19,7 @@ import redis
 
 from tests.support.processes import stop_process
 from tests.support.redis_server import free_port
+from tests.support.tls_certs import TlsFiles, make_tls_files
 
 MASTER_NAME = "jjmaster"
 DOWN_AFTER_MS = 1000
@@ -49,16 +50,25 @@ class RedisNode:
     """One redis-server (or redis-sentinel) process with a config file in its own directory."""
 
     def __init__(
-        self, root: Path, name: str, config: list[str], sentinel: bool = False, password: str | None = None
+        self,
+        root: Path,
+        name: str,
+        config: list[str],
+        sentinel: bool = False,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.port = free_port()
         self.password = password
+        self.tls = tls
         self.dir = root / name
         self.dir.mkdir()
         self.config_file = self.dir / ("sentinel.conf" if sentinel else "redis.conf")
-        base = [f"port {self.port}", "bind 127.0.0.1", f'dir "{self.dir}"', 'save ""', "appendonly no"]
-        if sentinel:
-            base = [f"port {self.port}", "bind 127.0.0.1", f'dir "{self.dir}"']
+        # With TLS the plain port is closed (port 0): nothing reaches the server unencrypted.
+        ports = [f"port {self.port}"] if tls is None else ["port 0", f"tls-port {self.port}", *tls.server_config()]
+        base = [*ports, "bind 127.0.0.1", f'dir "{self.dir}"']
+        if not sentinel:
+            base += ['save ""', "appendonly no"]
         # Sentinel rewrites its config file as it learns the topology, so it must be writable.
         self.config_file.write_text("\n".join([*base, *config]) + "\n")
         self.binary = _binary("redis-sentinel" if sentinel else "redis-server")
@@ -70,7 +80,8 @@ class RedisNode:
 
     def client(self) -> redis.Redis:
         """A plain client for the test's own commands (not the app's)."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=3, password=self.password)
+        tls = {} if self.tls is None else {"ssl": True, "ssl_ca_certs": str(self.tls.ca_cert)}
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=3, password=self.password, **tls)
 
     def start(self) -> None:
         """Start (or restart on the same port and directory) and wait until it answers PING."""
@@ -113,12 +124,13 @@ class SentinelTopology:
     password: requirepass of master and replica; sentinel_password: the sentinels' own.
     """
 
-    def __init__(self, password: str | None = None, sentinel_password: str | None = None) -> None:
+    def __init__(self, password: str | None = None, sentinel_password: str | None = None, tls: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="jj-sentinel-"))
+        self.tls = make_tls_files(self.root / "tls") if tls else None
         auth = [f"requirepass {password}", f"masterauth {password}"] if password else []
-        self.master = RedisNode(self.root, "master", auth, password=password)
+        self.master = RedisNode(self.root, "master", auth, password=password, tls=self.tls)
         self.replica = RedisNode(
-            self.root, "replica", [*auth, f"replicaof 127.0.0.1 {self.master.port}"], password=password
+            self.root, "replica", [*auth, f"replicaof 127.0.0.1 {self.master.port}"], password=password, tls=self.tls
         )
         monitor = [
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2",
@@ -132,7 +144,8 @@ class SentinelTopology:
             # The sentinels log in to each other with it too.
             monitor += [f"requirepass {sentinel_password}", f"sentinel sentinel-pass {sentinel_password}"]
         self.sentinels = [
-            RedisNode(self.root, f"sentinel{i}", monitor, sentinel=True, password=sentinel_password) for i in range(3)
+            RedisNode(self.root, f"sentinel{i}", monitor, sentinel=True, password=sentinel_password, tls=self.tls)
+            for i in range(3)
         ]
 
     @property
