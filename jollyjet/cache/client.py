@@ -103,10 +103,13 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None) -> redis.
     sentinel_password = settings.redis_sentinel_password
     sentinel = Sentinel(
         list(settings.redis_sentinels),
-        # The sentinels' own connections: same timeouts, their own password (if any).
+        # The sentinels' own connections: same timeouts and retry budget, their own password (if any).
+        # Without an explicit retry redis-py 8 retries 3 times with 1-10 s backoff per sentinel: a
+        # new master connection would block for ~20 s while the sentinels do not answer.
         sentinel_kwargs={
             "socket_timeout": settings.redis_socket_timeout_ms / 1000,
             "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+            "retry": _retry(settings),
             "password": sentinel_password.get_secret_value() if sentinel_password else None,
             "username": None,
             **tls,

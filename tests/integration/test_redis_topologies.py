@@ -21,7 +21,7 @@ from jollyjet.cache.client import REDIS_ERRORS, build_redis_client
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.services import services_of
 from jollyjet.settings import Settings
-from tasks.worker_app import create_celery
+from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, run_job

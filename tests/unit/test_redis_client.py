@@ -1,0 +1,52 @@
+"""The clients build_redis_client makes carry the configured timeouts, retries and pool bounds (nothing connects)."""
+
+from __future__ import annotations
+
+import redis
+from redis.sentinel import SentinelConnectionPool
+
+from jollyjet.cache.client import build_redis_client
+from tests.conftest import make_settings
+
+KNOBS = {
+    "redis_socket_timeout_ms": 150,
+    "redis_connect_timeout_ms": 120,
+    "redis_retries": 2,
+    "redis_pool_size": 7,
+    "redis_pool_timeout_ms": 90,
+}
+
+
+def test_standalone_client_is_bounded() -> None:
+    client = build_redis_client(make_settings(redis_url="redis://127.0.0.1:1/0", **KNOBS))
+    pool = client.connection_pool
+    assert isinstance(pool, redis.BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout) == (7, 0.09)
+    kwargs = pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.15, 0.12)
+    assert kwargs["retry"].get_retries() == 2
+
+
+def test_sentinel_client_is_bounded_on_master_and_sentinel_connections() -> None:
+    settings = make_settings(
+        redis_topology="sentinel",
+        redis_sentinels_raw="127.0.0.1:1,127.0.0.1:2",
+        redis_sentinel_master="catalog",
+        redis_password="data-secret",
+        redis_sentinel_password="sentinel-secret",
+        **KNOBS,
+    )
+    client = build_redis_client(settings)
+    pool = client.connection_pool
+    # Sentinel discovery and a blocking, bounded pool at once.
+    assert isinstance(pool, SentinelConnectionPool) and isinstance(pool, redis.BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout, pool.service_name) == (7, 0.09, "catalog")
+    kwargs = pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.15, 0.12)
+    assert kwargs["retry"].get_retries() == 2 and kwargs["password"] == "data-secret"
+    for sentinel in pool.sentinel_manager.sentinels:
+        sentinel_kwargs = sentinel.connection_pool.connection_kwargs
+        # redis-py's default would retry each sentinel 3 times with 1-10 s backoff.
+        assert sentinel_kwargs["retry"].get_retries() == 2
+        assert (sentinel_kwargs["socket_timeout"], sentinel_kwargs["socket_connect_timeout"]) == (0.15, 0.12)
+        assert sentinel_kwargs["password"] == "sentinel-secret"
