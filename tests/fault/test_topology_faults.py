@@ -180,6 +180,7 @@ class Outcome:
     ledger: WriteLedger
     fault_started: float
     fault_ended: float
+    repairs_recorded: int
 
     def stale(self, during: bool) -> int:
         """Stale reads that began during (True) or after (False) the fault."""
@@ -192,7 +193,7 @@ class Outcome:
             f"[{self.name}] reads={len(r.reads)} writes={r.writes} read_5xx={r.read_5xx()} "
             f"write_5xx={r.write_5xx} stale_during={self.stale(True)} stale_after={self.stale(False)} "
             f"membership={len(r.membership_violations)} counts={len(r.count_violations)} "
-            f"fault_s={self.fault_ended - self.fault_started:.1f} "
+            f"fault_s={self.fault_ended - self.fault_started:.1f} failed_cache_writes={self.repairs_recorded} "
             f"p99_read_ms={r.p99_read_s() * 1000:.0f} "
             f"p99_read_during_ms={r.p99_read_s(self.fault_started, self.fault_ended) * 1000:.0f}"
         )
@@ -201,6 +202,7 @@ class Outcome:
 def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> Outcome:
     """Healthy traffic, fault() (returns once the topology serves again), traffic until all is replayed."""
     ledger = WriteLedger()
+    records_before = stack.repairs.count_documents({})
     traffic = Traffic(stack.url, TOKEN, f"topo-{name}", ledger)
     traffic.seed(30)
     traffic.start()
@@ -215,7 +217,8 @@ def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> 
         time.sleep(AFTER_S)
     finally:
         report = traffic.stop()
-    outcome = Outcome(name, report, ledger, started, ended)
+    recorded = stack.repairs.count_documents({}) - records_before
+    outcome = Outcome(name, report, ledger, started, ended, recorded)
     print(outcome.summary())
     stack.assert_alive()
     return outcome
