@@ -1,8 +1,9 @@
 """Sentinel failovers and a cluster node restart under concurrent writers and readers: 0 stale, 0 5xx.
 
-The Procfile's web (2 gunicorn workers), worker and beat run on nx-27017, with the cache
-on a real Sentinel setup (master, replica, 3 sentinels) or a real three-master Redis
-Cluster, and Celery's broker on a separate standalone redis-server. One client process
+The fault suite's stack (tests/fault/conftest.py running_stack: the Procfile's web with 2
+gunicorn workers, worker and beat on nx-27017, Celery's broker on a separate standalone
+redis-server) with the cache settings pointed at a real Sentinel setup (master, replica,
+3 sentinels) or a real three-master Redis Cluster. One client process
 sends the traffic (2 writers, 6 readers: products, the category's list and its count)
 and keeps a WriteLedger of completed writes (tests/support/traffic.py). Each scenario:
 healthy traffic, the fault, traffic until every failed cache write was replayed, a few
@@ -17,14 +18,14 @@ seconds more; every read during and after is judged.
   generation, writes go on, SIGKILL, restart: the node comes back with the old
   generation, list pages, counts and product versions.
 
-The old data served after the lagging failover and the snapshot restart is what the
-cache epoch (jollyjet/cache/epoch.py) must catch: every new connection checks the
-server's identity before it carries a command.
+The old data a lagging failover or a snapshot restart brings back is what the cache
+epoch (jollyjet/cache/epoch.py) catches: every new connection checks the server's
+identity before it carries a command. Writes whose write-through failed or was skipped
+meanwhile are fenced (jollyjet/cache/fence.py) until the repair job replays them.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,23 +35,15 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from pymongo.collection import Collection
 
 from jollyjet.cache.keys import CacheKeys
+from tests.fault.conftest import TOKEN, FaultStack, running_stack
 from tests.support.ledger import WriteLedger
-from tests.support.mongo_server import mongo_for_tests, unique_database_name
-from tests.support.procfile import ProcfileProcess, procfile_env, procfile_processes
-from tests.support.redis_server import RedisServer, free_port
 from tests.support.redis_topologies import MASTER_NAME, ClusterTopology, RedisNode, SentinelTopology, snapshot_value
 from tests.support.traffic import Traffic, TrafficReport
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
-TOKEN = f"topo-{secrets.token_hex(12)}"
-SOCKET_TIMEOUT_MS = 100
-CONNECT_TIMEOUT_MS = 100
-BREAKER_COOLDOWN_S = 1.0
-STARTUP_TIMEOUT_S = 40.0
 BEFORE_S = 2.0  # healthy traffic first: products, lists and counts are cached when the fault strikes
 LAG_S = 1.5  # writes that reach the master only
 LAG_WAIT_S = 8.0  # at most this much longer, on a slow machine, for the replica to fall behind
@@ -60,75 +53,21 @@ REPAIR_TIMEOUT_S = 30.0
 
 @dataclass
 class TopologyStack:
-    """The running processes and handles on what they share."""
+    """The fault suite's Procfile stack with its cache on a topology, and the key names it uses."""
 
-    url: str
-    processes: dict[str, ProcfileProcess]
+    stack: FaultStack
     keys: CacheKeys
-    repairs: Collection[dict[str, object]]
 
-    def pending_repairs(self) -> int:
-        """Failed cache writes not yet replayed."""
-        return self.repairs.count_documents({"done_at": {"$in": [None]}})
-
-    def assert_alive(self) -> None:
-        """Every Procfile process is still running."""
-        exited = [p.name for p in self.processes.values() if not p.alive()]
-        assert not exited, f"{exited} exited (logs below)"
+    @property
+    def url(self) -> str:
+        return self.stack.url
 
 
-def _wait_ready(url: str, processes: dict[str, ProcfileProcess]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        exited = [p.name for p in processes.values() if not p.alive()]
-        assert not exited, f"{exited} exited during start-up"
-        try:
-            if requests.get(url + "/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet, or a first request still booting the app
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the web process never became ready")
-
-
-def _stack(topology_env: dict[str, str], log_dir: Path) -> Iterator[TopologyStack]:
-    """Broker Redis, the store, web + worker + beat on the given cache topology; all stopped afterwards."""
-    broker, mongo = RedisServer(), mongo_for_tests()
-    database = unique_database_name("jj_topo")
+def _stack_on(log_dir: Path, **topology_env: str) -> Iterator[TopologyStack]:
+    """running_stack (web, worker, beat, broker, store) with the cache settings pointed at the topology."""
     prefix = f"topo{uuid.uuid4().hex[:10]}"
-    port = free_port()
-    try:
-        broker.start()
-        mongo.start()
-        env = procfile_env(
-            PORT=str(port),
-            MONGODB_URI=mongo.uri_for(database),
-            CELERY_BROKER_URL=broker.url,
-            CELERY_RESULT_BACKEND=broker.url,
-            JOLLYJET_ENV="testing",
-            JOLLYJET_API_TOKENS=TOKEN,
-            JOLLYJET_CACHE_KEY_PREFIX=prefix,
-            CELERY_QUEUE=f"{prefix}-jobs",
-            JOLLYJET_LOG_LEVEL="WARNING",
-            JOLLYJET_REDIS_SOCKET_TIMEOUT_MS=str(SOCKET_TIMEOUT_MS),
-            JOLLYJET_REDIS_CONNECT_TIMEOUT_MS=str(CONNECT_TIMEOUT_MS),
-            JOLLYJET_BREAKER_COOLDOWN_S=str(BREAKER_COOLDOWN_S),
-            JOLLYJET_REPAIR_INTERVAL_S="2",
-            JOLLYJET_AUDIT_ENABLED="false",  # the point is what the service does without the audit
-            JOLLYJET_CLEANUP_ENABLED="false",
-            WEB_CONCURRENCY="2",
-            CELERY_CONCURRENCY="1",
-            CELERY_BEAT_SCHEDULE=str(log_dir / "beat-schedule"),
-            **topology_env,
-        )
-        with procfile_processes(["web", "worker", "beat"], env, log_dir) as processes:
-            url = f"http://127.0.0.1:{port}"
-            _wait_ready(url, processes)
-            with mongo.client() as client:
-                yield TopologyStack(url, processes, CacheKeys(prefix), client[database]["cache_repairs"])
-    finally:
-        broker.close()
-        mongo.close()
+    with running_stack(log_dir, JOLLYJET_CACHE_KEY_PREFIX=prefix, **topology_env) as stack:
+        yield TopologyStack(stack, CacheKeys(prefix))
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +84,13 @@ def sentinel_topology() -> Iterator[SentinelTopology]:
 def sentinel_stack(
     sentinel_topology: SentinelTopology, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TopologyStack]:
-    env = {
-        "JOLLYJET_REDIS_TOPOLOGY": "sentinel",
-        "JOLLYJET_REDIS_SENTINELS": sentinel_topology.sentinels_setting,
-        "JOLLYJET_REDIS_SENTINEL_MASTER": MASTER_NAME,
-    }
-    yield from _stack(env, tmp_path_factory.mktemp("sentinel-stack"))
+    yield from _stack_on(
+        tmp_path_factory.mktemp("sentinel-stack"),
+        JOLLYJET_REDIS_TOPOLOGY="sentinel",
+        JOLLYJET_REDIS_SENTINELS=sentinel_topology.sentinels_setting,
+        JOLLYJET_REDIS_SENTINEL_MASTER=MASTER_NAME,
+        REDIS_URL="",  # the sentinels name the master (the stack's own standalone cache stays unused)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +107,9 @@ def cluster_topology() -> Iterator[ClusterTopology]:
 def cluster_stack(
     cluster_topology: ClusterTopology, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TopologyStack]:
-    env = {"JOLLYJET_REDIS_TOPOLOGY": "cluster", "REDIS_URL": cluster_topology.url}
-    yield from _stack(env, tmp_path_factory.mktemp("cluster-stack"))
+    yield from _stack_on(
+        tmp_path_factory.mktemp("cluster-stack"), JOLLYJET_REDIS_TOPOLOGY="cluster", REDIS_URL=cluster_topology.url
+    )
 
 
 @dataclass
@@ -202,7 +143,7 @@ class Outcome:
 def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> Outcome:
     """Healthy traffic, fault() (returns once the topology serves again), traffic until all is replayed."""
     ledger = WriteLedger()
-    records_before = stack.repairs.count_documents({})
+    records_before = stack.stack.repairs.count_documents({})
     traffic = Traffic(stack.url, TOKEN, f"topo-{name}", ledger)
     traffic.seed(30)
     traffic.start()
@@ -212,15 +153,15 @@ def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> 
         fault()
         ended = time.monotonic()
         deadline = ended + REPAIR_TIMEOUT_S
-        while stack.pending_repairs() and time.monotonic() < deadline:
+        while stack.stack.pending_repairs() and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(AFTER_S)
     finally:
         report = traffic.stop()
-    recorded = stack.repairs.count_documents({}) - records_before
+    recorded = stack.stack.repairs.count_documents({}) - records_before
     outcome = Outcome(name, report, ledger, started, ended, recorded)
     print(outcome.summary())
-    stack.assert_alive()
+    stack.stack.assert_alive()
     return outcome
 
 
@@ -231,7 +172,7 @@ def assert_clean(outcome: Outcome, stack: TopologyStack) -> None:
     assert report.membership_violations == [], report.membership_violations[:10]
     assert report.count_violations == [], report.count_violations[:10]
     assert report.read_5xx() == 0 and report.write_5xx == 0, outcome.summary()
-    assert stack.pending_repairs() == 0
+    assert stack.stack.pending_repairs() == 0
     assert outcome.ledger.reads_checked > 100 and outcome.ledger.writes_recorded > 30, outcome.summary()
 
 
