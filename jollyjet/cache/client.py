@@ -10,7 +10,8 @@ the retry budget and a bounded, blocking pool come from settings, in each topolo
   sentinels for the master's address on each new connection, and drops its idle
   connections when the answer changes (a failover);
 - cluster: redis-py's own `RedisCluster`, started from the node in REDIS_URL; one
-  bounded pool per node.
+  bounded pool per node; built on first use (DeferredCluster), so a cluster that is
+  down while a process starts does not stop it.
 
 `on_connect` is called with each new connection right after its handshake (AUTH,
 HELLO, SELECT), before the connection carries its first command, in every topology
@@ -33,13 +34,14 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from jollyjet.cache.deferred_cluster import DeferredCluster
 from jollyjet.settings import RedisTopology, Settings
 
 log = logging.getLogger(__name__)
 
 OnConnect = Callable[[AbstractConnection], None]
 # What the service calls a Redis client: every topology's client has the same command API.
-RedisClient = redis.Redis | RedisCluster
+RedisClient = redis.Redis | RedisCluster | DeferredCluster
 # Every error a call on a RedisClient raises for a Redis-side failure. The cluster client
 # raises some (an uncovered slot, say) outside RedisError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
@@ -131,7 +133,13 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None) -> redis.
     return client
 
 
-def _cluster_client(settings: Settings, on_connect: OnConnect | None) -> RedisCluster:
+def _cluster_client(settings: Settings, on_connect: OnConnect | None) -> DeferredCluster:
+    # RedisCluster connects in its constructor: build it on first use, so a process starts
+    # (and serves from MongoDB) while the cluster is unreachable.
+    return DeferredCluster(lambda: _connect_cluster(settings, on_connect))
+
+
+def _connect_cluster(settings: Settings, on_connect: OnConnect | None) -> RedisCluster:
     assert settings.redis_url is not None
     return RedisCluster.from_url(
         settings.redis_url,

@@ -13,6 +13,7 @@ from jollyjet.cache import scripts
 from jollyjet.cache.backend import CacheError, CacheUnavailable, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import REDIS_ERRORS, RedisClient
+from jollyjet.cache.deferred_cluster import DeferredCluster
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,6 +118,9 @@ class RedisCacheBackend:
         return bool(self._guard(lambda: self.client.expire(key, ttl_s)))
 
     def scan(self, pattern: str, batch_size: int) -> Iterator[list[str]]:
+        if isinstance(self.client, DeferredCluster):
+            yield from self._scan_cluster(self._guard(self.client.cluster), pattern, batch_size)
+            return
         if isinstance(self.client, RedisCluster):
             yield from self._scan_cluster(self.client, pattern, batch_size)
             return

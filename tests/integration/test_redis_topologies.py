@@ -17,8 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis.connection import AbstractConnection
 
+from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.client import REDIS_ERRORS, build_redis_client
 from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.maintenance.repair import run_repair
 from jollyjet.services import services_of
 from jollyjet.settings import Settings
 from tasks import create_celery
@@ -26,7 +28,7 @@ from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, run_job
 from tests.support.redis_server import RedisServer
-from tests.support.redis_topologies import MASTER_NAME, ClusterTopology, SentinelTopology
+from tests.support.redis_topologies import MASTER_NAME, ClusterTopology, SentinelTopology, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Master and replica require one password, the sentinels another: both settings are exercised.
@@ -219,3 +221,40 @@ def test_sentinel_over_tls() -> None:
             plain.ping()
     finally:
         topology.close()
+
+
+def test_a_cluster_down_at_start_up_does_not_stop_the_service() -> None:
+    """RedisCluster connects in its constructor; the service starts anyway, reads MongoDB, then uses the cluster."""
+    topology = ClusterTopology()  # ports chosen, nothing started yet
+    try:
+        app = create_celery(make_settings(**cluster_settings(topology), breaker_cooldown_s=0.2)).flask_app
+        client = app.test_client()
+        product = create(client, category="late-cluster")
+        bypass = client.get(f"/api/v1/products/{product['id']}")
+        assert bypass.status_code == 200 and bypass.headers["X-Cache"] == "BYPASS"
+        assert client.get("/api/v1/products?category=late-cluster").status_code == 200
+
+        topology.start()
+        services = services_of(app)
+        cache = services.require_cache()
+        wait_for(lambda: _answers(cache.backend), 30, "the service's cache client to reach the cluster")
+        later = create(client, category="late-cluster")
+        assert client.get(f"/api/v1/products/{later['id']}").headers["X-Cache"] == "HIT"
+        # The write made while the cluster was down is fenced until the repair job replays it.
+        assert client.get(f"/api/v1/products/{product['id']}").headers["X-Cache"] != "HIT"
+        assert run_repair(services, services.settings).as_dict()["remaining"] == 0
+        # The fence lifts at its next poll of the pending records.
+        wait_for(lambda: _hit(client, product["id"]), 10, "the replayed product to be served from the cache")
+    finally:
+        topology.close()
+
+
+def _hit(client: FlaskClient, product_id: str) -> bool:
+    return client.get(f"/api/v1/products/{product_id}").headers["X-Cache"] == "HIT"
+
+
+def _answers(backend: CacheBackend) -> bool:
+    try:
+        return backend.ping()
+    except CacheError:
+        return False
