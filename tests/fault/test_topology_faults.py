@@ -44,10 +44,10 @@ from tests.support.traffic import Traffic, TrafficReport
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
-BEFORE_S = 2.0  # healthy traffic first: products, lists and counts are cached when the fault strikes
+BEFORE_S = 1.5  # healthy traffic first: products, lists and counts are cached when the fault strikes
 LAG_S = 1.5  # writes that reach the master only
 LAG_WAIT_S = 8.0  # at most this much longer, on a slow machine, for the replica to fall behind
-AFTER_S = 3.0  # traffic after the heal, once nothing is left to replay
+AFTER_S = 2.0  # traffic after the heal, once nothing is left to replay
 REPAIR_TIMEOUT_S = 30.0
 
 

@@ -128,6 +128,8 @@ class SentinelTopology:
         self.root = Path(tempfile.mkdtemp(prefix="jj-sentinel-"))
         self.tls = make_tls_files(self.root / "tls") if tls else None
         auth = [f"requirepass {password}", f"masterauth {password}"] if password else []
+        # Full syncs start at once (Redis waits 5 s by default for more replicas to join).
+        auth.append("repl-diskless-sync-delay 0")
         self.master = RedisNode(self.root, "master", auth, password=password, tls=self.tls)
         self.replica = RedisNode(
             self.root, "replica", [*auth, f"replicaof 127.0.0.1 {self.master.port}"], password=password, tls=self.tls
