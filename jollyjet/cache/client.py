@@ -62,7 +62,7 @@ def _retry(settings: Settings) -> Retry:
     return Retry(ExponentialBackoff(cap=0.05, base=0.005), settings.redis_retries)
 
 
-def _connection_options(settings: Settings, on_connect: OnConnect | None) -> dict[str, Any]:
+def _connection_options(settings: Settings, on_connect: OnConnect | None, cluster: bool = False) -> dict[str, Any]:
     """Per-connection knobs shared by every topology."""
     options: dict[str, Any] = {
         "socket_timeout": settings.redis_socket_timeout_ms / 1000,
@@ -71,14 +71,18 @@ def _connection_options(settings: Settings, on_connect: OnConnect | None) -> dic
         "health_check_interval": settings.redis_health_check_interval_s,
     }
     if on_connect is not None:
-        options["redis_connect_func"] = _handshake_then(on_connect)
+        # RedisCluster runs the handshake itself and then calls redis_connect_func; the
+        # other clients replace their handshake with it, so it must run the handshake first.
+        options["redis_connect_func"] = on_connect if cluster else _handshake_then(on_connect)
     return options
 
 
 def _handshake_then(on_connect: OnConnect) -> OnConnect:
-    # redis_connect_func replaces redis-py's handshake, so run the handshake first.
     def connect(connection: AbstractConnection) -> None:
-        connection.on_connect()
+        # Without the health check, as redis-py's own handshake on a fresh socket: with it
+        # (connection.on_connect()), an overdue health-check PING that fails reconnects,
+        # which runs this function again, recursing until the interpreter gives up.
+        connection.on_connect_check_health(check_health=False)
         on_connect(connection)
 
     return connect
@@ -152,7 +156,7 @@ def _connect_cluster(settings: Settings, on_connect: OnConnect | None) -> RedisC
         retry=_retry(settings),
         # A node that is down leaves its slots failing, not the whole cluster.
         require_full_coverage=False,
-        **_connection_options(settings, on_connect),
+        **_connection_options(settings, on_connect, cluster=True),
     )
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
+import pytest
 import redis
 from redis.sentinel import SentinelConnectionPool
 
@@ -50,3 +54,39 @@ def test_sentinel_client_is_bounded_on_master_and_sentinel_connections() -> None
         assert sentinel_kwargs["retry"].get_retries() == 2
         assert (sentinel_kwargs["socket_timeout"], sentinel_kwargs["socket_connect_timeout"]) == (0.15, 0.12)
         assert sentinel_kwargs["password"] == "sentinel-secret"
+
+
+def test_the_connection_hook_survives_a_server_that_drops_every_connection() -> None:
+    """A listener that accepts and closes (a proxy whose upstream is down): a ConnectionError, not a RecursionError.
+
+    With redis-py's handshake run *with* its health check inside the hook, the overdue
+    health-check PING failed, reconnected, ran the hook again, and so on without end.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def drop_everything() -> None:
+        while not stop.is_set():
+            try:
+                accepted, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.close()
+
+    thread = threading.Thread(target=drop_everything, daemon=True)
+    thread.start()
+    calls: list[object] = []
+    try:
+        port = listener.getsockname()[1]
+        settings = make_settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_health_check_interval_s=1, **KNOBS)
+        client = build_redis_client(settings, on_connect=calls.append)
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        assert calls == []  # the hook never saw a connection whose handshake failed
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
