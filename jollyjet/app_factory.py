@@ -21,9 +21,13 @@ from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.extensions import flask_cache
 from jollyjet.http_headers import register_http_headers
 from jollyjet.maintenance import names
+from jollyjet.monitoring.logs import configure_logging as configure_log_output
+from jollyjet.monitoring.setup import attach_monitoring, mongo_listeners
+from jollyjet.monitoring_settings import LogFormat
 from jollyjet.openapi_contract import register_contract
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
+from jollyjet.ops.monitoring import metrics_blp, stats_blp
 from jollyjet.products.routes import blp as products_blp
 from jollyjet.services import EXTENSION, Services
 from jollyjet.settings import Environment, Settings, load_settings
@@ -39,7 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     configure_logging(settings)
     app = Flask("jollyjet")
     configure_app(app, settings)
-    connect_mongo(settings)
+    connect_mongo(settings, mongo_listeners())
     services = register_services(app, settings, services)
     register_jobs(app, settings, services)
     register_docs_page(app)
@@ -48,12 +52,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_blueprints(api)
     register_error_handlers(app)
     register_http_headers(app, settings)
+    attach_monitoring(app, settings, services)
     return app
 
 
 def configure_logging(settings: Settings) -> None:
-    """Plain log lines to stderr; the level comes from settings."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log lines to stderr: JSON in production (or JOLLYJET_LOG_FORMAT=json), readable otherwise; secrets redacted."""
+    json_lines = settings.log_format is LogFormat.JSON or (
+        settings.log_format is LogFormat.AUTO and settings.env is Environment.PRODUCTION
+    )
+    secrets = [*settings.api_tokens, DEV_TOKEN] if settings.env is not Environment.PRODUCTION else settings.api_tokens
+    configure_log_output(settings.log_level, json_lines, secrets)
 
 
 def api_tokens(settings: Settings) -> tuple[str, ...]:
@@ -119,3 +128,5 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(products_blp)
     api.register_blueprint(admin_blp)
     api.register_blueprint(health_blp)
+    api.register_blueprint(stats_blp)
+    api.register_blueprint(metrics_blp)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import mongoengine
+from pymongo.monitoring import CommandListener
 
 from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def connect_mongo(settings: Settings) -> None:
-    """(Re)bind mongoengine's default connection (process-wide, as mongoengine has one); it connects on first use."""
+def connect_mongo(settings: Settings, listeners: Sequence[CommandListener] = ()) -> None:
+    """(Re)bind mongoengine's default connection (process-wide, as mongoengine has one); it connects on first use.
+
+    listeners see every command the client sends (the metrics count them)."""
     mongoengine.disconnect()
     if settings.embedded_mongo:
         import mongomock
@@ -40,4 +44,5 @@ def connect_mongo(settings: Settings) -> None:
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
         socketTimeoutMS=max(timeout * 5, 5000),
+        event_listeners=list(listeners),
     )

@@ -16,6 +16,7 @@ from jollyjet.job_settings import env as _env
 from jollyjet.redis_topology_settings import RedisTopology, RedisTopologySettings
 
 __all__ = ["Environment", "RedisTopology", "Settings", "SettingsError", "load_settings"]
+from jollyjet.monitoring_settings import MonitoringSettings
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
 # scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
@@ -33,7 +34,7 @@ class SettingsError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class Settings(JobSettings, RedisTopologySettings):
+class Settings(JobSettings, RedisTopologySettings, MonitoringSettings):
     """Every knob of the service. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)

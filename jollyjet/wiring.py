@@ -10,14 +10,15 @@ from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
-from jollyjet.cache.events import CacheEvents, EventCounter
+from jollyjet.cache.events import CacheEvents, EventCounter, TeeEvents
 from jollyjet.cache.fence import RepairFence
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.redis_backend import CallObserver, RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.extensions import flask_cache
+from jollyjet.monitoring.setup import metric_sinks, redis_observer
 from jollyjet.products.cache.categories import CategoryMemo
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
@@ -55,11 +56,16 @@ def flask_cache_config(settings: Settings, client: RedisClient | None) -> dict[s
 def build_services(
     settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
 ) -> Services:
-    """Wire repositories, cache and service. A cache_backend replaces the Redis one (unit tests)."""
+    """Wire repositories, cache and service. A cache_backend replaces the Redis one (unit tests).
+
+    The cache events go to `events` (kept as services.cache.events) and to the metrics;
+    the metrics also time every Redis call."""
     mongo = MongoProductRepository()
     if not settings.cache_enabled:
         return Services(settings=settings, products=ProductService(mongo), mongo=mongo)
-    cache = build_cache(settings, mongo, flask_cache, cache_backend, events or EventCounter())
+    events = events or EventCounter()
+    sink = TeeEvents([events, *metric_sinks()])
+    cache = build_cache(settings, mongo, flask_cache, cache_backend, events, sink, redis_observer())
     return Services(settings=settings, products=ProductService(cache.repository), mongo=mongo, cache=cache)
 
 
@@ -69,8 +75,13 @@ def build_cache(
     flask_cache: Cache,
     cache_backend: CacheBackend | None,
     events: CacheEvents,
+    sink: CacheEvents | None = None,
+    observer: CallObserver | None = None,
 ) -> CacheServices:
-    """The cache group: the backend on Redis (or the one handed in) and everything built on it."""
+    """The cache group: the backend on Redis (or the one handed in) and everything built on it.
+
+    sink receives the cache events (default: events); observer is told of every Redis call."""
+    sink = sink or events
     keys = CacheKeys(settings.cache_key_prefix)
     breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
     client: RedisClient | None = None
@@ -80,12 +91,12 @@ def build_cache(
         # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
         epoch_guard = None if settings.embedded_redis else CacheEpochGuard(settings.cache_key_prefix, events)
         client = build_redis_client(settings, on_connect=epoch_guard)
-        backend = RedisCacheBackend(client, breaker)
+        backend = RedisCacheBackend(client, breaker, observer)
     else:
         backend = cache_backend
     repairs = RepairLog()
     popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate)
-    categories = CategoryMemo(flask_cache, breaker, CATEGORY_MEMO_TTL_S)
+    categories = CategoryMemo(flask_cache, breaker, CATEGORY_MEMO_TTL_S, sink)
     repository = CachedProductRepository(
         mongo,
         backend,
@@ -93,7 +104,7 @@ def build_cache(
         TtlPolicy(settings.cache_ttl_jitter),
         cache_policy(settings),
         repairs,
-        events,
+        sink,
         popularity=popularity,
         categories_memo=categories,
         # Unit tests hand in a memory backend and test the fence on its own (tests/unit/test_repair_fence.py).

@@ -42,6 +42,8 @@ class CircuitBreaker:
         # Called (outside the lock, errors logged) when a trial call closes an open breaker:
         # Redis is back, and writes that failed meanwhile want repairing now, not at the next tick.
         self.on_recover: list[Callable[[], None]] = []
+        # Called (outside the lock, errors logged) each time the breaker opens (metrics).
+        self.on_open: list[Callable[[], None]] = []
 
     @property
     def state(self) -> BreakerState:
@@ -75,11 +77,7 @@ class CircuitBreaker:
             self._opened_at = None
             self._trial_in_flight = False
         if recovered:
-            for listener in self.on_recover:
-                try:
-                    listener()
-                except Exception:
-                    log.exception("breaker recovery listener failed")
+            _notify(self.on_recover)
 
     def record_failure(self) -> None:
         """A call failed: count it, and open (or re-open) when over the threshold."""
@@ -87,6 +85,17 @@ class CircuitBreaker:
             self._failures += 1
             reopen = self._trial_in_flight
             self._trial_in_flight = False
-            if reopen or (self._opened_at is None and self._failures >= self.failure_threshold):
+            opened = reopen or (self._opened_at is None and self._failures >= self.failure_threshold)
+            if opened:
                 self._opened_at = self._clock()
                 self.times_opened += 1
+        if opened:
+            _notify(self.on_open)
+
+
+def _notify(listeners: list[Callable[[], None]]) -> None:
+    for listener in listeners:
+        try:
+            listener()
+        except Exception:
+            log.exception("breaker listener failed")

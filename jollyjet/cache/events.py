@@ -2,14 +2,15 @@
 
 The cached repository reports what happened (hit, miss, bypass, database read,
 failed cache write, …) to a CacheEvents sink. EventCounter keeps in-process
-counts (used by tests and the benchmark); the monitoring issue adds a Prometheus
-sink with the same method.
+counts (used by tests and the benchmark); jollyjet/monitoring/cache_sink.py is the
+Prometheus sink. TeeEvents hands each event to several sinks.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -19,9 +20,12 @@ class CacheEvents(Protocol):
     def emit(self, event: str, kind: str) -> None:
         """Record one event.
 
-        event: hit, miss, bypass, db_read, fill, fill_rejected, wait_hit, write_through, write_failure,
-        fenced (a read sent to the database by the recovery fence), epoch_started (a Redis server's
-        cached data deleted before first use).
+        Outcomes, exactly one per cached read: hit, wait_hit (served by another request's
+        fill), miss (served from the database after a miss), bypass (Redis failed or the
+        breaker is open). Others: db_read, fill, fill_rejected, write_through,
+        write_refused (the version guard kept a newer entry), write_failure, fenced (a read
+        sent to the database by the recovery fence), epoch_started (a Redis server's cached
+        data deleted before first use).
         kind: product, list, count, categories; server for epoch_started.
         """
 
@@ -51,3 +55,14 @@ class EventCounter:
         """Forget all counts."""
         with self._lock:
             self._counts.clear()
+
+
+class TeeEvents:
+    """Hands every event to each sink in turn (e.g. an EventCounter and the Prometheus sink)."""
+
+    def __init__(self, sinks: Sequence[CacheEvents]) -> None:
+        self.sinks = tuple(sinks)
+
+    def emit(self, event: str, kind: str) -> None:
+        for sink in self.sinks:
+            sink.emit(event, kind)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -17,6 +19,8 @@ from jollyjet.cache.deferred_cluster import DeferredCluster
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Told of every Redis call: (backend operation, seconds, succeeded). The metrics' hook.
+CallObserver = Callable[[str, float, bool], None]
 
 
 def _entry(fields: Sequence[Any]) -> VersionedEntry | None:
@@ -34,9 +38,10 @@ class RedisCacheBackend:
     cluster pipeline splits per node; SCAN visits every primary (see scan()).
     """
 
-    def __init__(self, client: RedisClient, breaker: CircuitBreaker) -> None:
+    def __init__(self, client: RedisClient, breaker: CircuitBreaker, observe: CallObserver | None = None) -> None:
         self.client = client
         self.breaker = breaker
+        self.observe = observe
         self._set_versioned = client.register_script(scripts.SET_VERSIONED)
         self._fill_versioned = client.register_script(scripts.FILL_VERSIONED)
         self._tombstone = client.register_script(scripts.TOMBSTONE)
@@ -49,15 +54,25 @@ class RedisCacheBackend:
     def _guard(self, call: Callable[[], T]) -> T:
         if not self.breaker.allow():
             raise CacheUnavailable("circuit breaker open")
+        started = time.perf_counter()
         try:
             result = call()
         except REDIS_ERRORS as error:
+            self._observed(started, ok=False)
             self.breaker.record_failure()
             # The error text of redis-py never contains the password; the URL is not logged.
             log.warning("redis call failed: %s: %s", type(error).__name__, error)
             raise CacheError(str(error)) from error
+        self._observed(started, ok=True)
         self.breaker.record_success()
         return result
+
+    def _observed(self, started: float, ok: bool) -> None:
+        if self.observe is not None:
+            # The public method that called _guard names the operation (get, set_versioned, …):
+            # one label per backend operation, without threading a name through every call.
+            operation = sys._getframe(2).f_code.co_name
+            self.observe(operation, time.perf_counter() - started, ok)
 
     # --- plain keys -----------------------------------------------------------
     def get(self, key: str) -> bytes | None:

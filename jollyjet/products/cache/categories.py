@@ -15,6 +15,7 @@ from flask_caching import Cache
 
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import REDIS_ERRORS
+from jollyjet.cache.events import CacheEvents
 from jollyjet.products.domain import CacheStatus, CategoryCount, Read
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,19 @@ _REDIS_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError)
 class CategoryMemo:
     """get_or_compute / invalidate for the category aggregate."""
 
-    def __init__(self, cache: Cache, breaker: CircuitBreaker | None, timeout_s: int) -> None:
+    def __init__(
+        self, cache: Cache, breaker: CircuitBreaker | None, timeout_s: int, events: CacheEvents | None = None
+    ) -> None:
         self.cache = cache
         self.breaker = breaker
         self.timeout_s = timeout_s
+        self.events = events
+
+    def _outcome(self, result: Read[list[CategoryCount]]) -> Read[list[CategoryCount]]:
+        # One outcome per read, like the product, list and count reads (cache/events.py).
+        if self.events is not None:
+            self.events.emit(result.source.value.lower(), "categories")
+        return result
 
     def _allowed(self) -> bool:
         return self.breaker is None or self.breaker.allow()
@@ -45,15 +55,15 @@ class CategoryMemo:
     def get_or_compute(self, compute: Callable[[], list[CategoryCount]]) -> Read[list[CategoryCount]]:
         """Memoized categories, or computed from the database (and stored) on a miss."""
         if not self._allowed():
-            return Read(compute(), CacheStatus.BYPASS)
+            return self._outcome(Read(compute(), CacheStatus.BYPASS))
         try:
             cached = self.cache.get(_KEY)
         except _REDIS_ERRORS as error:
             self._failed(error)
-            return Read(compute(), CacheStatus.BYPASS)
+            return self._outcome(Read(compute(), CacheStatus.BYPASS))
         self._succeeded()
         if cached is not None:
-            return Read([CategoryCount(category=c, count=n) for c, n in cached], CacheStatus.HIT)
+            return self._outcome(Read([CategoryCount(category=c, count=n) for c, n in cached], CacheStatus.HIT))
         value = compute()
         if self._allowed():
             try:
@@ -62,7 +72,7 @@ class CategoryMemo:
                 self._failed(error)
             else:
                 self._succeeded()
-        return Read(value, CacheStatus.MISS)
+        return self._outcome(Read(value, CacheStatus.MISS))
 
     def invalidate(self) -> None:
         """Drop the memo after a product write (failures are bounded by the TTL)."""

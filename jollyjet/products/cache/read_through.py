@@ -68,7 +68,8 @@ class ReadThrough:
         if found is not _ABSENT:
             self.events.emit("hit", cached.kind)
             return Read(found, CacheStatus.HIT)
-        self.events.emit("miss", cached.kind)
+        # Each read emits exactly one outcome (hit, wait_hit, miss or bypass), where it is
+        # decided, so the outcome counts add up to the reads (the hit-ratio metric).
         try:
             token = self.cache.acquire_lock(cached.lock_key, self.lock_ttl_ms)
         except CacheError:
@@ -79,6 +80,7 @@ class ReadThrough:
             if found is not _ABSENT:
                 self.events.emit("wait_hit", cached.kind)
                 return Read(found, CacheStatus.HIT)
+            self.events.emit("miss", cached.kind)
             return Read(self.from_db(cached.kind, cached.compute), CacheStatus.MISS)
         try:
             # A filler may have finished between our miss and our lock: look once more.
@@ -87,6 +89,7 @@ class ReadThrough:
             if found is not _ABSENT:
                 self.events.emit("wait_hit", cached.kind)
                 return Read(found, CacheStatus.HIT)
+            self.events.emit("miss", cached.kind)
             value = self.from_db(cached.kind, cached.compute)
             with contextlib.suppress(CacheError):  # the read is served; a later read fills
                 if value is not None:

@@ -140,6 +140,7 @@ class CachedProductRepository:
             return self._categories_from_db()
         if self.fence is not None and not self.fence.allows_results():
             self.events.emit("fenced", "categories")
+            self.events.emit("bypass", "categories")  # its outcome: one per read, like every cached read
             return Read(self._categories_from_db().value, CacheStatus.BYPASS)
         return self.categories_memo.get_or_compute(lambda: self._categories_from_db().value)
 
@@ -203,9 +204,9 @@ class CachedProductRepository:
 
     def _write_through(self, record: ProductRecord) -> None:
         try:
-            self.writer.write(record)
+            written = self.writer.write(record)
             self.writer.invalidate_lists()
-            self.events.emit("write_through", "product")
+            self.events.emit("write_through" if written else "write_refused", "product")
         except CacheError as error:
             self._record_failure(record.id, "write", error)
 

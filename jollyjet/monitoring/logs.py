@@ -1,0 +1,108 @@
+"""Structured logs: JSON lines in production, readable lines in development; secrets never written.
+
+Every record carries the request id of the request it was logged in (a context
+variable set by the request hooks). A redacting formatter scrubs bearer tokens, the
+configured API tokens and URL passwords from every line, whatever logged them.
+This module does not import prometheus_client.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("jollyjet_request_id", default=None)
+REDACTED = "[REDACTED]"
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+")
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+# Attributes every LogRecord has; anything else was passed in `extra=` and is a field.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
+_HANDLER_MARK = "_jollyjet_handler"
+
+
+class Redactor:
+    """Removes secrets from text: bearer credentials, known tokens, passwords in URLs."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a token that contains another is replaced whole.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """text with every secret replaced by [REDACTED]."""
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id and any extra fields."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a redacted JSON line."""
+        body: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            body["request_id"] = request_id
+        body.update(_fields(record))
+        if record.exc_info:
+            body["exception"] = self.formatException(record.exc_info)
+        return self.redact(json.dumps(body, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger [request id]: message key=value …`, redacted."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s%(kv)s")
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a redacted human-readable line."""
+        rid = getattr(record, "request_id", None)
+        record.rid = f" [{rid}]" if rid else ""
+        fields = _fields(record)
+        fields.pop("rid", None)
+        fields.pop("kv", None)
+        record.kv = "".join(f" {k}={v}" for k, v in fields.items())
+        return self.redact(super().format(record))
+
+
+def configure_logging(level: str, json_lines: bool, secrets: Iterable[str] = ()) -> None:
+    """Install (or replace) this service's handler on the root logger; other handlers are left alone."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    redact = Redactor(secrets)
+    handler.setFormatter(JsonFormatter(redact) if json_lines else TextFormatter(redact))
+    handler.addFilter(_RequestIdFilter())
+    setattr(handler, _HANDLER_MARK, True)
+    root.addHandler(handler)
+    root.setLevel(level)

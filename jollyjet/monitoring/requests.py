@@ -1,0 +1,77 @@
+"""Per-request monitoring: request id, latency histogram by URL rule and cache outcome, access log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from jollyjet.monitoring.history import HISTORY
+from jollyjet.monitoring.logs import REQUEST_ID
+from jollyjet.monitoring.metrics import HTTP_DURATION
+
+log = logging.getLogger("jollyjet.access")
+HEADER = "X-Request-ID"
+# Accepted from clients and proxies as is; anything else (too long, spaces, control or
+# quote characters that could forge log lines) is replaced by a fresh id.
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's id when well-formed, else a new one (32 hex digits)."""
+    if header and _WELL_FORMED.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def _start() -> None:
+    HISTORY.start()  # windows of the statistics endpoint count from this process's first request
+    g.jj_started = time.perf_counter()
+    g.jj_request_id = request_id_from(request.headers.get(HEADER))
+    g.jj_request_id_token = REQUEST_ID.set(g.jj_request_id)
+
+
+def _finish(response: Response) -> Response:
+    started = g.pop("jj_started", None)
+    if started is None:  # a request that failed before the first hook ran
+        return response
+    seconds = time.perf_counter() - started
+    # The URL rule, never the raw path: one series per endpoint, not one per product id.
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    method = request.method if request.method in _METHODS else "other"
+    cache = response.headers.get("X-Cache", "none").lower()
+    status = str(response.status_code)
+    HTTP_DURATION.labels(method, route, status, cache).observe(seconds)
+    response.headers[HEADER] = g.jj_request_id
+    log.info(
+        "%s %s %s",
+        method,
+        route,
+        status,
+        extra={
+            "method": method,
+            "route": route,
+            "path": request.path,
+            "status": response.status_code,
+            "cache": cache,
+            "duration_ms": round(seconds * 1000, 3),
+        },
+    )
+    return response
+
+
+def _forget(_: BaseException | None) -> None:
+    token = g.pop("jj_request_id_token", None)
+    if token is not None:
+        REQUEST_ID.reset(token)
+
+
+def register_request_hooks(app: Flask) -> None:
+    """Time, label and log every request of this app."""
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.teardown_request(_forget)

@@ -1,0 +1,115 @@
+"""Monitoring, wired in where the parts are built: the sinks by wiring.build_services, the
+MongoDB listener by create_app's connect step, the rest by attach_monitoring (one app step).
+
+This module imports prometheus_client only inside these functions, which run when an
+app or its services are built (see the package docstring).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+from pymongo.monitoring import CommandListener
+
+from jollyjet.cache.events import CacheEvents
+from jollyjet.cache.redis_backend import CallObserver
+from jollyjet.monitoring.redis_probe import RedisProbe
+from jollyjet.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from jollyjet.services import Services
+
+EXTENSION = "jollyjet_monitoring"
+
+
+@dataclass
+class Monitoring:
+    """One app's monitoring parts; monitoring_of(app)."""
+
+    settings: Settings
+    probe: RedisProbe | None = None  # a real Redis's INFO (None: no Redis URL, or the cache is off)
+    live: CollectorRegistry | None = field(default=None)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text for a scrape of this process group."""
+        from jollyjet.monitoring.exposition import live_registry, render
+
+        return render(self.live if self.live is not None else live_registry(None))
+
+    def cache_stats(self, services: Services) -> dict[str, Any]:
+        """The GET /api/v1/cache/stats document."""
+        from jollyjet.monitoring.stats import cache_stats
+
+        return cache_stats(services, self.probe)
+
+
+def monitoring_of(app: Flask) -> Monitoring:
+    """The monitoring parts an app was built with."""
+    monitoring: Monitoring = app.extensions[EXTENSION]
+    return monitoring
+
+
+def _no_created_series() -> None:
+    from prometheus_client import disable_created_metrics
+
+    # `_created` series double the exposition and nothing here reads them.
+    disable_created_metrics()
+
+
+def metric_sinks() -> list[CacheEvents]:
+    """The cache-event sinks of the metrics (the services' events are handed to them too)."""
+    from jollyjet.monitoring.cache_sink import PrometheusEvents
+
+    _no_created_series()
+    return [PrometheusEvents()]
+
+
+def redis_observer() -> CallObserver:
+    """Times every Redis call of the cache backend."""
+    from jollyjet.monitoring.metrics import REDIS_DURATION
+
+    def observe(operation: str, seconds: float, ok: bool) -> None:
+        REDIS_DURATION.labels(operation, "ok" if ok else "error").observe(seconds)
+
+    return observe
+
+
+def mongo_listeners() -> list[CommandListener]:
+    """Listeners for the MongoDB client: every command it sends is counted."""
+    from jollyjet.monitoring.mongo_commands import QueryCounter
+
+    _no_created_series()
+    return [QueryCounter()]
+
+
+def attach_monitoring(app: Flask, settings: Settings, services: Services) -> Monitoring:
+    """Request hooks, breaker listeners, scrape-time figures and job signals for this app."""
+    from jollyjet.monitoring.exposition import live_registry
+    from jollyjet.monitoring.history import HISTORY
+    from jollyjet.monitoring.job_signals import connect_job_signals
+    from jollyjet.monitoring.live import LiveCollector
+    from jollyjet.monitoring.metrics import BREAKER_OPEN, BREAKER_OPENS
+    from jollyjet.monitoring.requests import register_request_hooks
+
+    monitoring = Monitoring(settings)
+    register_request_hooks(app)
+    if services.cache is not None:
+        BREAKER_OPEN.set(0)
+        BREAKER_OPENS.inc(0)
+        services.cache.breaker.on_open.extend([lambda: BREAKER_OPEN.set(1), BREAKER_OPENS.inc])
+        services.cache.breaker.on_recover.append(lambda: BREAKER_OPEN.set(0))
+    # Embedded fakeredis has no INFO: figures only for a real Redis.
+    monitoring.probe = RedisProbe.for_settings(settings) if services.cache is not None else None
+    if monitoring.probe is not None and services.cache is not None:
+        from jollyjet.monitoring.web_totals import publisher
+
+        HISTORY.publish = publisher(monitoring.probe.client, services.cache.keys)
+    repairs = services.cache.repairs if services.cache is not None else None
+    monitoring.live = live_registry(LiveCollector(settings, monitoring.probe, repairs))
+    connect_job_signals()
+    app.extensions[EXTENSION] = monitoring
+    return monitoring

@@ -1,0 +1,78 @@
+"""Structured logs: JSON in production, readable in development, a request id per request, no secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from jollyjet import create_app
+from jollyjet.cache.events import EventCounter
+from jollyjet.monitoring.logs import REDACTED, Redactor
+from tests.conftest import TOKEN, make_app, make_settings
+from tests.support.factories import product_payload
+from tests.support.memory_backend import MemoryCacheBackend
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def json_lines(text: str) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_json_lines_carry_the_request_id_route_cache_outcome_and_latency(capfd: pytest.CaptureFixture[str]) -> None:
+    app = make_app(
+        make_settings(log_format="json", log_level="INFO"), cache_backend=MemoryCacheBackend(), events=EventCounter()
+    )
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    product = client.post("/api/v1/products", json=product_payload(), headers=auth).get_json()
+    capfd.readouterr()
+    response = client.get(f"/api/v1/products/{product['id']}", headers={"X-Request-ID": "trace-0001-abcd"})
+    lines = json_lines(capfd.readouterr().err)
+    access = [line for line in lines if line["logger"] == "jollyjet.access"]
+    assert len(access) == 1, lines
+    line = access[0]
+    assert line["request_id"] == "trace-0001-abcd" == response.headers["X-Request-ID"]
+    assert line["route"] == "/api/v1/products/<string:product_id>" and line["status"] == 200
+    assert line["cache"] == "hit" and line["method"] == "GET" and line["duration_ms"] >= 0
+    assert line["level"] == "INFO" and line["ts"].endswith("+00:00")
+
+
+def test_production_logs_json_and_development_readable_lines(capfd: pytest.CaptureFixture[str]) -> None:
+    make_app(make_settings(log_level="INFO"), cache_backend=MemoryCacheBackend()).test_client().get("/health/live")
+    readable = capfd.readouterr().err
+    assert "INFO jollyjet.access [" in readable and "route=/health/live" in readable
+    assert not json_lines(readable)
+
+
+def test_tokens_and_passwords_never_reach_the_log(capfd: pytest.CaptureFixture[str]) -> None:
+    secret_url = "redis://:hunter2-redis-password@127.0.0.1:1/0"
+    app = create_app(make_settings(log_format="json", log_level="INFO", redis_url=secret_url))
+    client = app.test_client()
+    # Writes with the token (the cache is down: the failed cache write is logged), a wrong token,
+    # and anything else that mentions a credential.
+    client.post("/api/v1/products", json=product_payload(), headers={"Authorization": f"Bearer {TOKEN}"})
+    client.post("/api/v1/products", json=product_payload(), headers={"Authorization": "Bearer not-the-token-123"})
+    logging.getLogger("jollyjet.test").warning("header was Authorization: Bearer %s, url %s", TOKEN, secret_url)
+    logging.getLogger("jollyjet.test").error("configured token %s", TOKEN)
+    err = capfd.readouterr().err
+    assert TOKEN not in err and "hunter2-redis-password" not in err and "not-the-token-123" not in err
+    assert REDACTED in err and json_lines(err)
+
+
+def test_the_redactor_scrubs_bearer_credentials_known_tokens_and_url_passwords() -> None:
+    redact = Redactor(["s3cret-token-value"])
+    assert redact("Authorization: Bearer abc.def-123") == f"Authorization: Bearer {REDACTED}"
+    assert redact("token s3cret-token-value!") == f"token {REDACTED}!"
+    assert redact("mongodb://user:pa55@h:27017/db") == f"mongodb://user:{REDACTED}@h:27017/db"
+    assert redact("nothing secret here") == "nothing secret here"
