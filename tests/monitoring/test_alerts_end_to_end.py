@@ -1,4 +1,4 @@
-"""End to end with the real servers: Prometheus scrapes the app under gunicorn and the Celery worker,
+"""End to end with the real servers: Prometheus scrapes the app under gunicorn, the Celery worker and beat,
 Redis stops, JollyJetRedisDown fires, and Alertmanager delivers it to a webhook this test runs.
 The Grafana dashboard's queries are evaluated by the same Prometheus."""
 
@@ -31,22 +31,25 @@ class Observed:
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     tmp = tmp_path_factory.mktemp("observed")
     with ExitStack() as stack:
-        app = stack.enter_context(monitored_stack(tmp, ["web", "worker"]))
+        app = stack.enter_context(monitored_stack(tmp, ["web", "worker", "beat"]))
         hook = stack.enter_context(webhook_receiver())
         am = stack.enter_context(alertmanager(tmp, hook.url))
-        worker = app.worker_metrics_url.removeprefix("http://").removesuffix("/metrics")
-        targets = {"jollyjet-web": app.url.removeprefix("http://"), "jollyjet-worker": worker}
+        targets = {
+            "jollyjet-web": app.url.removeprefix("http://"),
+            "jollyjet-worker": app.worker_metrics_url.removeprefix("http://").removesuffix("/metrics"),
+            "jollyjet-beat": app.beat_metrics_url.removeprefix("http://").removesuffix("/metrics"),
+        }
         prom = stack.enter_context(prometheus(tmp, targets, am))
         yield Observed(app, prom, hook)
 
 
 def targets_up(observed: Observed) -> bool:
     result = query(observed.prometheus, "up")["data"]["result"]
-    return len(result) == 2 and all(r["value"][1] == "1" for r in result)
+    return len(result) == 3 and all(r["value"][1] == "1" for r in result)
 
 
-def test_prometheus_scrapes_the_web_and_the_worker(observed: Observed) -> None:
-    observed.stack.wait_for(lambda: targets_up(observed), "both targets up in Prometheus", 20)
+def test_prometheus_scrapes_the_web_the_worker_and_beat(observed: Observed) -> None:
+    observed.stack.wait_for(lambda: targets_up(observed), "all three targets up in Prometheus", 20)
     for _ in range(5):
         assert observed.stack.get("/api/v1/products").status_code == 200
 
@@ -68,7 +71,7 @@ def test_every_dashboard_query_evaluates(observed: Observed) -> None:
 
 
 def test_redis_stopping_fires_the_alert_and_alertmanager_delivers_it(observed: Observed) -> None:
-    observed.stack.wait_for(lambda: targets_up(observed), "both targets up in Prometheus", 20)
+    observed.stack.wait_for(lambda: targets_up(observed), "all three targets up in Prometheus", 20)
     assert observed.webhook.alerts("JollyJetRedisDown") == []
     observed.stack.redis.stop()
     # The alert needs 30 s of `jollyjet_redis_up == 0` (its `for:`); then one evaluation,

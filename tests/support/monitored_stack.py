@@ -30,6 +30,7 @@ class MonitoredStack:
 
     url: str
     worker_metrics_url: str
+    beat_metrics_url: str
     processes: dict[str, ProcfileProcess]
     redis: RedisServer
 
@@ -82,7 +83,7 @@ def monitored_stack(tmp_path: Path, names: list[str], **extra_env: str) -> Itera
     """Redis, the store, then the Procfile lines `names`; everything stopped afterwards, even on failure."""
     mongo = mongo_for_tests()
     redis = RedisServer()
-    port, worker_port = free_port(), free_port()
+    port, worker_port, beat_port = free_port(), free_port(), free_port()
     unique = uuid.uuid4().hex[:10]
     try:
         redis.start()
@@ -97,6 +98,7 @@ def monitored_stack(tmp_path: Path, names: list[str], **extra_env: str) -> Itera
             CELERY_QUEUE=f"mon-{unique}",
             JOLLYJET_LOG_LEVEL="INFO",
             JOLLYJET_WORKER_METRICS_ADDRESS=f"127.0.0.1:{worker_port}",
+            JOLLYJET_BEAT_METRICS_ADDRESS=f"127.0.0.1:{beat_port}",
             JOLLYJET_WARM_ON_WORKER_START="false",
             WEB_CONCURRENCY="2",
             CELERY_CONCURRENCY="2",
@@ -106,7 +108,11 @@ def monitored_stack(tmp_path: Path, names: list[str], **extra_env: str) -> Itera
         )
         with procfile_processes(names, env, tmp_path) as processes:
             stack = MonitoredStack(
-                f"http://127.0.0.1:{port}", f"http://127.0.0.1:{worker_port}/metrics", processes, redis
+                f"http://127.0.0.1:{port}",
+                f"http://127.0.0.1:{worker_port}/metrics",
+                f"http://127.0.0.1:{beat_port}/metrics",
+                processes,
+                redis,
             )
             if "web" in names:
                 stack.wait_for(stack.ready, "ready web process")
