@@ -58,7 +58,13 @@ def test_prometheus_scrapes_the_web_the_worker_and_beat(observed: Observed) -> N
         return bool(answer["data"]["result"]) and float(answer["data"]["result"][0]["value"][1]) == 5
 
     observed.stack.wait_for(counted, "the 5 list reads in Prometheus", 10)
-    assert query(observed.prometheus, "jollyjet_redis_up")["data"]["result"][0]["value"][1] == "1"
+
+    def redis_up() -> bool:
+        # Sampled with a 250 ms budget: on a busy machine one scrape may miss it, so wait.
+        result = query(observed.prometheus, "jollyjet_redis_up")["data"]["result"]
+        return bool(result) and result[0]["value"][1] == "1"
+
+    observed.stack.wait_for(redis_up, "jollyjet_redis_up 1 in Prometheus", 10)
 
 
 def test_every_dashboard_query_evaluates(observed: Observed) -> None:
