@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 
 from jollyjet.auth import require_token
 from jollyjet.monitoring.setup import Monitoring, monitoring_of
+from jollyjet.openapi_contract import errors
 from jollyjet.request_parsing import ApiBlueprint
 from jollyjet.services import current_services
 
@@ -87,6 +88,7 @@ class CacheStatsSchema(ma.Schema):
 class CacheStats(MethodView):
     @require_token
     @stats_blp.response(200, CacheStatsSchema)
+    @errors(stats_blp, 401)
     @stats_blp.doc(security=[{"bearerAuth": []}])
     def get(self) -> dict[str, Any]:
         """Cache hit ratios (since start, 1, 5 and 15 minutes), queries saved, Redis, jobs, thresholds breached."""

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.monitoring]
 
 N = 60
 SCRAPES = 8
-PRODUCT_ROUTE = "/api/v1/products/<string:product_id>"
+PRODUCT_ROUTE = "/api/v1/products/<product_id:product_id>"
 BOOTED = re.compile(r"Booting worker with pid: \d+")
 _ACCESS_LINE = re.compile(r'^pid=<(\d+)> "GET (\S+) HTTP/[0-9.]+" (\d{3})$', re.MULTILINE)
 

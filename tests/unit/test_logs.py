@@ -43,7 +43,7 @@ def test_json_lines_carry_the_request_id_route_cache_outcome_and_latency(capfd: 
     assert len(access) == 1, lines
     line = access[0]
     assert line["request_id"] == "trace-0001-abcd" == response.headers["X-Request-ID"]
-    assert line["route"] == "/api/v1/products/<string:product_id>" and line["status"] == 200
+    assert line["route"] == "/api/v1/products/<product_id:product_id>" and line["status"] == 200
     assert line["cache"] == "hit" and line["method"] == "GET" and line["duration_ms"] >= 0
     assert line["level"] == "INFO" and line["ts"].endswith("+00:00")
 

@@ -19,7 +19,7 @@ from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PRODUCT_ROUTE = "/api/v1/products/<string:product_id>"
+PRODUCT_ROUTE = "/api/v1/products/<product_id:product_id>"
 
 
 def sample(name: str, **labels: str) -> float:
