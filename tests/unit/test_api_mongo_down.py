@@ -64,3 +64,19 @@ def test_unreachable_mongodb_is_503(
     assert_json_error(response, 503, "database is unavailable")
     assert int(response.headers["Retry-After"]) > 0
     assert _cache_contents(memory_cache) == before  # no entry, fill lock, tombstone or popularity count
+
+
+@pytest.mark.parametrize("cache_mode", ["cached"], indirect=True)
+def test_monitoring_reports_an_unreachable_mongodb_in_its_figures_not_as_an_error(
+    dead_mongo_app: Flask, auth: dict[str, str]
+) -> None:
+    client = dead_mongo_app.test_client()
+    stats = client.get("/api/v1/cache/stats", headers=auth)
+    assert stats.status_code == 200, stats.get_json()
+    body = stats.get_json()
+    assert body["pending_repairs"] is None and body["last_audit"] is None and body["jobs"] == {}
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    # The MongoDB-backed figures are left out; the recorded metrics are all there.
+    text = metrics.get_data(as_text=True)
+    assert "jollyjet_cache_repair_backlog" not in text and "jollyjet_cache_requests_total" in text
