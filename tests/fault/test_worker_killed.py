@@ -81,18 +81,49 @@ def pool_children(parent_pid: int) -> list[int]:
     return children
 
 
-def kill_the_run(stack: FaultStack, task_name: str, before: set[str]) -> str:
-    """Wait for a run of task_name that started after `before`, SIGKILL the pool process; its task id."""
+def cache_keys(stack: FaultStack) -> CacheKeys:
+    """The stack's cache key layout (its prefix is unique per stack)."""
+    raw = stack.raw()
+    return CacheKeys(next(k.decode().split(":")[0] for k in raw.scan_iter("fault*:v1:product:*", count=1000)))
+
+
+def kill_the_run_midway(
+    stack: FaultStack,
+    task_name: str,
+    before: set[str],
+    products: list[dict[str, Any]],
+    unfinished: Callable[[], bool] = lambda: True,
+) -> str:
+    """SIGKILL the pool process while a new run of task_name is provably mid-way; its task id.
+
+    Mid-way means observed, not guessed from a sleep: once the run is STARTED every product's
+    entry is set back to version 0, and the kill waits until the run has rewritten at least one
+    of them (only that run can: the pool has one process). The process is then frozen (SIGSTOP),
+    and while it cannot move, the test checks the run has not finished (its state is still
+    STARTED, and `unfinished()`, e.g. no record marked done) before SIGKILL. On a loaded machine
+    a fixed sleep could land after the run was done; this cannot.
+    """
     started = wait_for(
         lambda: [
             tid for tid, m in task_metas(stack, task_name).items() if tid not in before and m["status"] == "STARTED"
         ],
         f"{task_name} run started",
     )
-    time.sleep(1.0)  # well into the run: each Redis call takes ~100 ms now
+    [run] = started  # one pool process: one run at a time
+    raw, keys = stack.raw(), cache_keys(stack)
+    entries = [keys.product(p["id"]).entry for p in products]
+    for entry in entries:  # direct, not through the slowed proxy: done long before the run's next write
+        raw.hset(entry, "v", 0)
+    wait_for(lambda: any(raw.hget(entry, "v") == b"1" for entry in entries), f"{task_name} run's first rewrite")
     [child] = pool_children(stack.processes["worker"].process.pid)
-    os.kill(child, signal.SIGKILL)
-    return str(started[0])
+    os.kill(child, signal.SIGSTOP)
+    try:
+        state = task_metas(stack, task_name)[run]["status"]
+        assert state == "STARTED", f"the run finished before the kill ({state}): not mid-way"
+        assert unfinished(), "the run got past its last step before the kill: not mid-way"
+    finally:
+        os.kill(child, signal.SIGKILL)  # also ends a stopped process
+    return str(run)
 
 
 def create_products(stack: FaultStack) -> list[dict[str, Any]]:
@@ -113,28 +144,39 @@ def test_a_repair_killed_midway_is_run_again_and_loses_no_record(worker_stack: F
     stack.repairs.insert_many(
         [{"product_id": p["id"], "reason": "planted", "created_at": datetime.now(UTC), "attempts": 0} for p in products]
     )
-    killed = kill_the_run(stack, names.REPAIR, before)
+    # Killed after its first rewrite and before it marked any record done (one update, its last step).
+    killed = kill_the_run_midway(stack, names.REPAIR, before, products, lambda: stack.pending_repairs() == PRODUCTS)
     stack.proxy.heal()
 
     wait_for(lambda: stack.pending_repairs() == 0, "replay of every record")
     assert stack.repairs.count_documents({}) == PRODUCTS  # none lost, none duplicated
+
+    def replayed_later() -> list[dict[str, Any]]:
+        # The run that marked the records done stores its result a moment after: wait for it.
+        metas = task_metas(stack, names.REPAIR)
+        return [
+            m
+            for tid, m in metas.items()
+            if tid not in before and tid != killed and m["status"] == "SUCCESS" and m["result"].get("records")
+        ]
+
+    later = wait_for(replayed_later, "the stored result of the run that replayed the records")
+    assert sum(m["result"]["records"] for m in later) == PRODUCTS, later  # every record replayed once, after
     metas = task_metas(stack, names.REPAIR)
     assert metas[killed]["status"] == "FAILURE" and "WorkerLostError" in str(metas[killed]["result"]), metas[killed]
-    assert any(m["status"] == "SUCCESS" and m["result"].get("records") for m in metas.values())
     stack.assert_alive()
 
 
 def test_an_audit_killed_midway_is_run_again_and_repairs_the_drift(worker_stack: FaultStack) -> None:
     stack = worker_stack
     products = create_products(stack)
-    raw = stack.raw()
-    prefix = next(k.decode().split(":")[0] for k in raw.scan_iter("fault*:v1:product:*", count=1000))
-    keys = CacheKeys(prefix)
+    raw, keys = stack.raw(), cache_keys(stack)
     before = set(task_metas(stack, names.AUDIT))
     stack.proxy.delay(ROUND_TRIP_DELAY_S)
     for product in products:  # drift behind the service's back: every entry claims an older version
         raw.hset(keys.product(product["id"]).entry, "v", 0)
-    killed = kill_the_run(stack, names.AUDIT, before)
+    # Killed after it repaired one entry and before it stored its result.
+    killed = kill_the_run_midway(stack, names.AUDIT, before, products)
     stack.proxy.heal()
 
     def repaired() -> bool:
