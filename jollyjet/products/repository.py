@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from jollyjet.products.body import ProductBody
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
 
 
@@ -32,6 +33,9 @@ class ProductRepository(Protocol):
 
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         """The product, or None when it does not exist."""
+
+    def get_body(self, product_id: str) -> Read[ProductBody | None]:
+        """The product's API body (what GET by id serves), or None when it does not exist."""
 
     def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
         """The existing products among these ids, by id, in one query (never cached: jobs use it)."""

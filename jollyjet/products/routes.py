@@ -12,6 +12,7 @@ from flask.views import MethodView
 
 from jollyjet.auth import require_token
 from jollyjet.openapi_contract import errors
+from jollyjet.products import body
 from jollyjet.products.domain import CacheStatus, ProductRecord
 from jollyjet.products.repository import VersionConflict
 from jollyjet.products.representation import (
@@ -55,6 +56,9 @@ def _service() -> ProductService:
     return current_services().products
 
 
+_JSON = "application/json"
+
+
 def _json(body: Any, status: int = 200, source: CacheStatus | None = None) -> Response:
     response = Response(orjson.dumps(body), status=status, mimetype="application/json")
     if source is not None:
@@ -62,10 +66,8 @@ def _json(body: Any, status: int = 200, source: CacheStatus | None = None) -> Re
     return response
 
 
-def _product_response(record: ProductRecord, status: int = 200, source: CacheStatus | None = None) -> Response:
-    response = _json(product_to_api(record), status, source)
-    response.headers["ETag"] = etag(record.version)
-    return response
+def _product_response(record: ProductRecord, status: int = 200) -> Response:
+    return Response(body.render(record), status=status, headers={"ETag": etag(record.version)}, mimetype=_JSON)
 
 
 def _not_modified(version: int) -> bool:
@@ -155,13 +157,13 @@ class Product(MethodView):
     @blp.doc(operationId="getProduct")
     def get(self, product_id: str) -> Response:
         """Get one product; ETag/If-None-Match supported."""
-        read = _service().get(product_id)
-        if _not_modified(read.value.version):
-            response = Response(status=304)
-            response.headers["ETag"] = etag(read.value.version)
-            response.headers["X-Cache"] = read.source.value
-            return response
-        return _product_response(read.value, source=read.source)
+        # The hot path: the body is served as the cache stored it, never decoded or re-encoded.
+        read = _service().get_body(product_id)
+        version = read.value.version
+        headers = {"ETag": etag(version), "X-Cache": read.source.value}
+        if "HTTP_IF_NONE_MATCH" in request.environ and _not_modified(version):
+            return Response(status=304, headers=headers)
+        return Response(read.value.body, headers=headers, mimetype=_JSON)
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.arguments(ProductInputSchema)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jollyjet.products.body import ProductBody
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
 from jollyjet.products.repository import ProductNotFound, ProductRepository
 
@@ -17,6 +18,13 @@ class ProductService:
     def get(self, product_id: str) -> Read[ProductRecord]:
         """The product; raises ProductNotFound for unknown or malformed ids."""
         read = self.repository.get(product_id)
+        if read.value is None:
+            raise ProductNotFound(product_id)
+        return Read(read.value, read.source)
+
+    def get_body(self, product_id: str) -> Read[ProductBody]:
+        """The product's API body (served as is); raises ProductNotFound for unknown or malformed ids."""
+        read = self.repository.get_body(product_id)
         if read.value is None:
             raise ProductNotFound(product_id)
         return Read(read.value, read.source)

@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from jollyjet.cache.backend import CacheBackend, CacheError
+from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
 from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.fence import RepairFence
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.products import body
+from jollyjet.products.body import ProductBody
 from jollyjet.products.cache import codec
 from jollyjet.products.cache.categories import CategoryMemo
 from jollyjet.products.cache.read_through import CachedValue, ReadThrough
@@ -86,33 +88,57 @@ class CachedProductRepository:
 
     # --- reads ------------------------------------------------------------------------
     def get(self, product_id: str) -> Read[ProductRecord | None]:
+        read = self.get_body(product_id)
+        if read.value is None:
+            return Read(None, read.source)
+        if read.value.record is not None:
+            return Read(read.value.record, read.source)
+        try:
+            return Read(body.parse(read.value.body), read.source)
+        except codec.DECODE_ERRORS:  # names() passed but the rest is damaged: ask the source of truth
+            log.warning("undecodable product cache entry; reading the database")
+            return self.reader.bypass("product", lambda: self.inner.get(product_id).value)
+
+    def get_body(self, product_id: str) -> Read[ProductBody | None]:
+        """The product's API body; a hit is the stored bytes as they are, after one HMGET."""
         if object_id(product_id) is None:
             return Read(None, CacheStatus.BYPASS)
-        keys = self.keys.product(product_id)
-
-        def fill(token: str, record: ProductRecord | None) -> bool:
-            # Unknown ids are not cached.
-            return record is not None and self.writer.fill(product_id, token, record)
-
-        def compute() -> ProductRecord | None:
-            return self.inner.get(product_id).value
-
+        entry = self._product_entry(product_id)
         if self.fence is not None and not self.fence.allows_product(product_id):
-            read = self._fenced("product", compute)
+            read = self._fenced("product", entry.compute)
         else:
-            read = self.reader.read(
-                CachedValue(
-                    kind="product",
-                    lookup=lambda: self.cache.get_versioned(keys.entry),
-                    decode=codec.decode_entry,
-                    lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
-                    compute=compute,
-                    fill=fill,
-                )
-            )
+            read = self.reader.read(entry)
         if read.value is not None and self.popularity is not None:
             self.popularity.product_read(product_id)
         return read
+
+    def _product_entry(self, product_id: str) -> CachedValue[VersionedEntry, ProductBody | None]:
+        """How a product is looked up (the hit path: one HMGET), computed and filled."""
+        keys = self.keys.product(product_id)
+
+        def decode(entry: VersionedEntry) -> ProductBody | None:
+            if entry.payload is None:
+                return None  # a tombstone: deleted moments ago
+            if not body.names(product_id, entry.payload):
+                raise ValueError("the entry does not hold this product's body")
+            return ProductBody(entry.version, entry.payload)
+
+        def compute() -> ProductBody | None:
+            record = self.inner.get(product_id).value
+            return None if record is None else body.of(record)
+
+        def fill(token: str, rendered: ProductBody | None) -> bool:
+            # Unknown ids are not cached.
+            return rendered is not None and self.writer.fill_body(product_id, token, rendered)
+
+        return CachedValue(
+            kind="product",
+            lookup=lambda: self.cache.get_versioned(keys.entry),
+            decode=decode,
+            lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
+            compute=compute,
+            fill=fill,
+        )
 
     def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
         return self.inner.get_many(product_ids)

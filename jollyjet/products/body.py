@@ -1,0 +1,54 @@
+"""A product as its API JSON body: rendered once, stored in the cache entry, served as bytes.
+
+The body is exactly what GET /api/v1/products/<id> returns, so a cache hit sends the
+stored bytes without decoding or re-encoding them, and a list response joins its
+items' bodies. It is also the cache's stored format of a product (keys.SCHEMA_VERSION
+names it): changing product_to_api changes the cached shape and must bump the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jollyjet.cache import serialization
+from jollyjet.products.domain import ProductRecord
+from jollyjet.products.representation import product_from_api, product_to_api
+
+
+@dataclass(frozen=True, slots=True)
+class ProductBody:
+    """One product's API body and the version its ETag names."""
+
+    version: int
+    body: bytes
+    # The record it was rendered from, when at hand (a database read): spares a parse.
+    record: ProductRecord | None = None
+
+
+def render(record: ProductRecord) -> bytes:
+    """The API body of one product (the bytes a cache entry stores)."""
+    return serialization.dumps(product_to_api(record))
+
+
+def parse(body: bytes) -> ProductRecord:
+    """The record inside a body; raises serialization.SerializationError, KeyError, TypeError or ValueError."""
+    data = serialization.loads(body)
+    if not isinstance(data, dict):
+        raise TypeError("a product body is a JSON object")
+    return product_from_api(data)
+
+
+def of(record: ProductRecord) -> ProductBody:
+    """A record as a served body."""
+    return ProductBody(record.version, render(record), record)
+
+
+def names(product_id: str, body: bytes) -> bool:
+    """Cheap identity check before serving stored bytes unparsed: a body of this product, not garbage."""
+    return body.startswith(b'{"id":"' + product_id.encode() + b'",')
+
+
+def json_array(bodies: Iterable[bytes]) -> bytes:
+    """Bodies joined into one JSON array (byte for byte what serializing the list would give)."""
+    return b"[" + b",".join(bodies) + b"]"
