@@ -52,3 +52,20 @@ def names(product_id: str, body: bytes) -> bool:
 def json_array(bodies: Iterable[bytes]) -> bytes:
     """Bodies joined into one JSON array (byte for byte what serializing the list would give)."""
     return b"[" + b",".join(bodies) + b"]"
+
+
+@dataclass(frozen=True, slots=True)
+class PageOfBodies:
+    """One list page as its items' API bodies (in order) and the total matching its filters."""
+
+    ids: list[str]
+    bodies: list[bytes]
+    total: int
+    # The records the bodies were rendered from, when at hand (a database read).
+    records: list[ProductRecord] | None = None
+
+
+def page_of(ids_total: tuple[list[ProductRecord], int]) -> PageOfBodies:
+    """A page of records (and its total) as bodies."""
+    records, total = ids_total
+    return PageOfBodies([r.id for r in records], [render(r) for r in records], total, records)

@@ -15,7 +15,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
 from jollyjet.portable_mongo import array_contains, set_to_server_time
 from jollyjet.products import body
-from jollyjet.products.body import ProductBody
+from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read, object_id
 from jollyjet.products.models import ProductDocument, utcnow_ms
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
@@ -146,6 +146,10 @@ class MongoProductRepository:
                 else []
             )
         return Read(ProductPage(items=[to_record(d) for d in docs], total=total))
+
+    def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
+        page = self.list_page(query).value
+        return Read(body.page_of((page.items, page.total)))
 
     def count(self, query: ProductQuery) -> Read[int]:
         with translate_db_errors():

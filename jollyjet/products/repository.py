@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from jollyjet.products.body import ProductBody
+from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
 
 
@@ -42,6 +42,9 @@ class ProductRepository(Protocol):
 
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
         """One page of products matching the query, with the total."""
+
+    def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
+        """list_page as the items' API bodies (what the list endpoint serves)."""
 
     def count(self, query: ProductQuery) -> Read[int]:
         """How many products match the query's filters."""

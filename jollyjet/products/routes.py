@@ -17,7 +17,6 @@ from jollyjet.products.domain import CacheStatus, ProductRecord
 from jollyjet.products.repository import VersionConflict
 from jollyjet.products.representation import (
     etag,
-    product_to_api,
     query_from_args,
     values_from_input,
     versions_from_etags,
@@ -120,8 +119,9 @@ class Products(MethodView):
     def get(self, args: dict[str, Any]) -> Response:
         """List products with filters, sorting and pagination."""
         query = query_from_args(args)
-        read = _service().list_page(query)
-        response = _json([product_to_api(r) for r in read.value.items], source=read.source)
+        read = _service().list_bodies(query)
+        response = Response(body.json_array(read.value.bodies), mimetype=_JSON)
+        response.headers["X-Cache"] = read.source.value
         response.headers["X-Pagination"] = json.dumps(_pagination(read.value.total, query.page, query.page_size))
         return response
 

@@ -14,6 +14,7 @@ from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.products import body
 from jollyjet.products.body import ProductBody
+from jollyjet.products.cache import codec
 from jollyjet.products.domain import ProductRecord
 
 
@@ -41,6 +42,20 @@ class ProductCacheWriter:
         """Store the record unless a newer version is cached; revokes fill leases. False if refused."""
         keys = self.keys.product(record.id)
         return self.cache.set_versioned(keys.entry, keys.lease, body.render(record), record.version, self.product_ttl())
+
+    def write_through(self, record: ProductRecord) -> tuple[bool, ProductRecord | None]:
+        """write() for the request path: whether it landed, and the state it replaced when that was
+        the previous version (the write's before-image, for list invalidation), else None."""
+        keys = self.keys.product(record.id)
+        landed, before = self.cache.swap_versioned(
+            keys.entry, keys.lease, body.render(record), record.version, self.product_ttl()
+        )
+        if before is None:
+            return landed, None
+        try:
+            return landed, body.parse(before)
+        except codec.DECODE_ERRORS:
+            return landed, None
 
     def tombstone(self, product_id: str, deleted_version: int) -> bool:
         """Mark a deleted product: the tombstone is one version past the deleted one, so a
@@ -87,5 +102,6 @@ class ProductCacheWriter:
         return filled
 
     def invalidate_lists(self) -> int:
-        """Bump the generation: every cached list and count becomes unreachable at once."""
+        """Bump the global generation: every cached list and count becomes unreachable at once
+        (repairs and audits, whose before-image is unknown; request writes are finer, queries.py)."""
         return self.cache.bump_generation(self.keys.generation)
