@@ -45,7 +45,7 @@ COUNTS = ("?category=audio", "?in_stock=true", "?tag=sale")
 def app(redis_server: RedisServer) -> tuple[Flask, EventCounter]:
     events = EventCounter()
     # Popularity is sent by a daemon thread every few seconds; not during the command count below.
-    settings = make_settings(redis_url=redis_server.url, popularity_flush_s=600)
+    settings = make_settings(redis_url=redis_server.url, popularity_flush_s=300)
     return create_app(settings, events=events), events
 
 
