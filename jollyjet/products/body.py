@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from jollyjet.cache import serialization
+import orjson
+
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.representation import product_from_api, product_to_api
 
@@ -28,12 +29,13 @@ class ProductBody:
 
 def render(record: ProductRecord) -> bytes:
     """The API body of one product (the bytes a cache entry stores)."""
-    return serialization.dumps(product_to_api(record))
+    # Plain str/int/bool data: byte for byte what cache/serialization.dumps gives (codec.PRODUCT).
+    return orjson.dumps(product_to_api(record))
 
 
 def parse(body: bytes) -> ProductRecord:
-    """The record inside a body; raises serialization.SerializationError, KeyError, TypeError or ValueError."""
-    data = serialization.loads(body)
+    """The record inside a body; raises one of codec.DECODE_ERRORS for bytes that are not one."""
+    data = orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
     if not isinstance(data, dict):
         raise TypeError("a product body is a JSON object")
     return product_from_api(data)
