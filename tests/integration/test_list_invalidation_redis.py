@@ -18,10 +18,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet import create_app
 from jollyjet.cache.events import EventCounter
 from jollyjet.services import services_of
-from tests.conftest import TOKEN, make_settings
+from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
 
@@ -46,7 +45,7 @@ def app(redis_server: RedisServer) -> tuple[Flask, EventCounter]:
     events = EventCounter()
     # Popularity is sent by a daemon thread every few seconds; not during the command count below.
     settings = make_settings(redis_url=redis_server.url, popularity_flush_s=300)
-    return create_app(settings, events=events), events
+    return make_app(settings, events=events), events
 
 
 def _create(client: FlaskClient, rng: random.Random, n: int, **fields: Any) -> dict[str, Any]:
