@@ -16,6 +16,7 @@ import orjson
 import pytest
 import redis
 
+from jollyjet.cache.keys import CacheKeys
 from jollyjet.maintenance import names
 from tests.support.jobs import celery_env, celery_process
 from tests.support.redis_server import RedisServer
@@ -52,7 +53,7 @@ def test_two_beat_processes_send_each_audit_slot_once(
 ) -> None:
     prefix, queue = f"b{uuid.uuid4().hex[:10]}", f"beat-{uuid.uuid4().hex[:10]}"
     raw = redis_server.client()
-    claims = f"{prefix}:v1:beat:cache-audit:*"
+    claims = f"{CacheKeys(prefix).root}:beat:cache-audit:*"
     env = celery_env(redis_server.url, shared_mongodb_uri, prefix, queue, **ONLY_THE_AUDIT)
     slots: set[int] = set()
     logs = [tmp_path / f"beat-{n}.log" for n in (1, 2)]

@@ -131,7 +131,7 @@ def test_cleanup_drops_old_schema_keys_and_gives_product_keys_a_ttl(jobs_app: Fl
     raw.hset(old_schema, mapping={"v": 1, "d": b"{}"})
     orphan_lock = keys.job_lock("retired-job")
     raw.set(orphan_lock, "token")  # a lock without TTL would block its job forever
-    generation = int(raw.get(keys.generation))
+    generation = services_of(jobs_app).cache.backend.get_generation(keys.generation)  # creates do not bump it
     old_page = keys.query_result("list", generation - 1, {"page": 1})
     raw.set(old_page, b"[]", ex=300)
     foreign = f"other{uuid.uuid4().hex[:8]}:v0:product:{{{product}}}"
