@@ -21,7 +21,7 @@ import orjson
 import pytest
 import requests
 
-from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys
 from jollyjet.maintenance import names
 from tests.fault.conftest import TOKEN, FaultStack, running_stack
 from tests.support.factories import product_payload
@@ -128,7 +128,7 @@ def test_an_audit_killed_midway_is_run_again_and_repairs_the_drift(worker_stack:
     stack = worker_stack
     products = create_products(stack)
     raw = stack.raw()
-    prefix = next(k.decode().split(":")[0] for k in raw.scan_iter("fault*:v1:product:*", count=1000))
+    prefix = next(k.decode().split(":")[0] for k in raw.scan_iter(f"fault*:v{SCHEMA_VERSION}:product:*", count=1000))
     keys = CacheKeys(prefix)
     before = set(task_metas(stack, names.AUDIT))
     stack.proxy.delay(ROUND_TRIP_DELAY_S)
