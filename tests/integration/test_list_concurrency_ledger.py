@@ -30,8 +30,12 @@ PRODUCTS = "/api/v1/products"
 CATEGORIES = ("red", "blue")
 
 
-def test_no_stale_product_list_or_count_read_under_concurrent_writes(redis_server: RedisServer) -> None:
-    app = make_app(make_settings(redis_url=redis_server.url), events=EventCounter())
+def test_no_stale_product_list_or_count_read_under_concurrent_writes(
+    redis_server: RedisServer, shared_mongodb_uri: str
+) -> None:
+    # A real wire-protocol server, not mongomock: concurrent findAndModify on one document must
+    # be atomic, as MongoDB's is (mongomock's in-process updates are not, and break versions).
+    app = make_app(make_settings(redis_url=redis_server.url, mongodb_uri=shared_mongodb_uri), events=EventCounter())
     setup = app.test_client()
     ids = []
     for n in range(24):
@@ -42,7 +46,7 @@ def test_no_stale_product_list_or_count_read_under_concurrent_writes(redis_serve
     ledger = WriteLedger()
     for pid in ids:
         ledger.record_write(pid, 1, time.monotonic())
-    stop = time.monotonic() + 6
+    stop = time.monotonic() + 8
     failures: list[str] = []
     stale_membership: list[tuple[str, int, str]] = []
     reads = {"product": 0, "list": 0, "count": 0}
