@@ -1,0 +1,89 @@
+"""The benchmark's command line: `bash bench/run [flags]` (or `.venv/bin/python -m bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from bench.report import write_report
+from bench.runner import MODES, Options, Run
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
+
+
+def parse(argv: list[str]) -> tuple[Options, Path, bool]:
+    """Flags → Options, the output directory, and whether to keep the work directory."""
+    defaults = Options()
+    p = argparse.ArgumentParser(
+        prog="bash bench/run",
+        description="Run the catalog service side by side with "
+        "a trivial endpoint, no cache, a naive cache and a Redis floor.",
+    )
+    p.add_argument("--products", type=int, default=defaults.products, help="catalog size (default 10000)")
+    p.add_argument("--connections", type=int, default=defaults.connections, help="wrk connections (1..64, default 16)")
+    p.add_argument(
+        "--workers", type=int, default=defaults.workers, help="gunicorn workers, WEB_CONCURRENCY (default 2)"
+    )
+    p.add_argument("--threads", type=int, default=defaults.threads, help="gunicorn threads, WEB_THREADS (default 4)")
+    p.add_argument("--wrk-threads", type=int, default=defaults.wrk_threads, help="wrk threads (default 2)")
+    p.add_argument("--modes", default=",".join(defaults.modes), help=f"comma-separated subset of {','.join(MODES)}")
+    p.add_argument("--reads-seconds", type=float, default=defaults.reads_s, help="product reads per mode, all rounds")
+    p.add_argument("--latency-seconds", type=float, default=defaults.latency_s, help="the same at one connection")
+    p.add_argument("--rounds", type=int, default=defaults.rounds, help="interleaved rounds of the read runs")
+    p.add_argument("--mixed-seconds", type=float, default=defaults.mixed_s)
+    p.add_argument("--writes-seconds", type=float, default=defaults.writes_s)
+    p.add_argument("--no-access-log", action="store_true", help="drop the Procfile's --access-logfile -")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json, results.md and charts go")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, counters)")
+    a = p.parse_args(argv)
+    modes = tuple(m.strip() for m in a.modes.split(",") if m.strip())
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        p.error(f"unknown modes {unknown}; choose from {', '.join(MODES)}")
+    if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:
+        p.error("need connections in 1..1024, at least 100 products, 1 worker and 1 thread")
+    options = Options(
+        products=a.products,
+        connections=a.connections,
+        workers=a.workers,
+        threads=a.threads,
+        wrk_threads=a.wrk_threads,
+        modes=modes,
+        reads_s=a.reads_seconds,
+        latency_s=a.latency_seconds,
+        mixed_s=a.mixed_seconds,
+        writes_s=a.writes_seconds,
+        rounds=a.rounds,
+        access_log=not a.no_access_log,
+        seed=a.seed,
+    )
+    return options, a.out, a.keep
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, write the report, print the Markdown table."""
+    options, out, keep = parse(sys.argv[1:] if argv is None else argv)
+    workdir = Path(tempfile.mkdtemp(prefix="jj-bench-"))
+    try:
+        results = Run(options, workdir).execute()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        markdown = write_report(results, out)
+        print(markdown)
+        print(f"results: {out / 'results.json'}, {out / 'results.md'} and charts in {out}")
+    finally:
+        if keep:
+            print(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Turns a run's results into the figures readers compare: a Markdown report and PNG charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ORDER = ("ceiling", "nocache", "naive", "service", "floor")
+CPU_PARTS = ("generator", "app", "redis", "mongodb")
+
+
+def _lat(phase: dict[str, Any] | None) -> tuple[float, float, float] | None:
+    if not phase:
+        return None
+    lat = phase["wrk"]["latency_us"]
+    return (lat["50"] / 1000, lat["95"] / 1000, lat["99"] / 1000)
+
+
+def _per_request(phase: dict[str, Any] | None) -> float | None:
+    if not phase or not phase["app"]["requests"]:
+        return None
+    return sum(phase["app"]["redis_commands"].values()) / phase["app"]["requests"]
+
+
+def _cores(phase: dict[str, Any] | None) -> dict[str, float] | None:
+    if not phase:
+        return None
+    wall = phase["wrk"]["duration_us"] / 1e6
+    cpu = dict(phase["app"]["cpu_s"])
+    cpu["generator"] = phase["wrk"]["generator_cpu_s"]
+    return {part: cpu.get(part, 0.0) / wall for part in CPU_PARTS if part in cpu} if wall else None
+
+
+def summarize(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per mode, the figures of the report (ratios within this one run)."""
+    modes = results["modes"]
+    rows: dict[str, dict[str, Any]] = {}
+    for name in [m for m in ORDER if m in modes]:
+        phases = modes[name]["phases"]
+        reads, mixed = phases.get("reads_c"), phases.get("mixed")
+        errors = sum(
+            sum(p["wrk"]["errors"].values()) + p["app"]["server_errors"] for p in phases.values() if "wrk" in p
+        )
+        rows[name] = {
+            "title": modes[name]["title"],
+            "reads_rps": reads["wrk"]["requests_per_s"] if reads else None,
+            "reads_latency_1": _lat(phases.get("reads_1")),
+            "reads_latency_c": _lat(reads),
+            "reads_hit_ratio": reads["app"]["hit_ratio"] if reads else None,
+            "reads_redis_per_request": _per_request(reads),
+            "reads_round_trips": reads["app"]["redis_round_trips_per_request"] if reads else None,
+            "mixed_rps": mixed["wrk"]["requests_per_s"] if mixed else None,
+            "hit_ratio": mixed["app"]["hit_ratio"] if mixed else None,
+            "hit_ratio_by_kind": {k: v["hit_ratio"] for k, v in mixed["app"]["per_kind"].items()} if mixed else None,
+            "db_per_1k": mixed["app"]["db_queries_per_1k_requests"] if mixed else None,
+            "db_reads_per_1k_reads": mixed["app"]["db_queries_by_reads_per_1k_reads"] if mixed else None,
+            "mixed_redis_per_request": _per_request(mixed),
+            "writes_rps": phases["writes_c"]["wrk"]["requests_per_s"] if "writes_c" in phases else None,
+            "writes_latency_1": _lat(phases.get("writes_1")),
+            "writes_latency_c": _lat(phases.get("writes_c")),
+            "checker": modes[name].get("checker"),
+            "probes": modes[name].get("probes"),
+            "cores": _cores(reads),
+            "cores_mixed": _cores(mixed),
+            "errors": errors,
+        }
+    ceiling = rows.get("ceiling", {}).get("reads_rps")
+    nocache = rows.get("nocache", {}).get("db_per_1k")
+    for row in rows.values():
+        rps = row["reads_rps"]
+        row["x_ceiling"] = rps / ceiling if rps and ceiling else None
+        for other in ("naive", "floor"):
+            theirs = rows.get(other, {}).get("reads_rps")
+            row[f"x_{other}"] = rps / theirs if rps and theirs else None
+        db = row["db_per_1k"]
+        row["db_reduction"] = 1 - db / nocache if db is not None and nocache else None
+    return rows
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _ms(lat: tuple[float, float, float] | None) -> str:
+    return "-" if lat is None else " / ".join(f"{v:.2f}" for v in lat)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _probe(probe: dict[str, Any] | None) -> str:
+    if not probe or probe["redis_commands_per_hit"] is None:
+        return "-"
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in probe["redis_commands_per_hit_by_command"].items())
+    return f"{probe['redis_round_trips_per_hit']:.2f} / {probe['redis_commands_per_hit']:.2f} ({parts})"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The report: machine, settings, and one table per question."""
+    rows = summarize(results)
+    s, m = results["settings"], results["machine"]
+    c = s["connections"]
+    lines = [
+        f"Run of {results['started_at']} ({results['elapsed_s']:.0f} s). Machine: {m['nproc']} CPUs "
+        f"({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
+        f"load average at start {m['load_average_at_start']}.",
+        f"Settings: {s['products']:,} products, gunicorn {s['workers']} workers x {s['threads']} threads "
+        f"(access log {'on' if s['access_log'] else 'off'}), wrk {s['wrk_threads']} threads, {c} connections, "
+        f"MongoDB: {s['mongodb']}, Zipf s={s['mix']['zipf_s']}, seed {s['seed']}.",
+        "",
+        f"**Product reads** (Zipf ids, warm cache; {s['reads_s']:.0f} s at {c} connections, "
+        f"{s['latency_s']:.0f} s at 1). Latencies in ms, p50 / p95 / p99.",
+        "",
+        "| mode | req/s | x ceiling | x naive | x floor | latency at 1 conn | latency at "
+        f"{c} conns | hit ratio | Redis round trips / cmds per read |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name}: {r['title']} | {_n(r['reads_rps'])} | {_x(r['x_ceiling'])} | {_x(r['x_naive'])} | "
+            f"{_x(r['x_floor'])} | {_ms(r['reads_latency_1'])} | {_ms(r['reads_latency_c'])} | "
+            f"{_pct(r['reads_hit_ratio'])} | {_n(r['reads_round_trips'], 2)} / {_n(r['reads_redis_per_request'], 2)} |"
+        )
+    mix = s["mix"]
+    lines += [
+        "",
+        f"**Mixed load** ({s['mixed_s']:.0f} s at {c} connections: {100 * mix['p_list']:.0f}% lists, "
+        f"{100 * mix['p_count']:.0f}% counts, {100 * (mix['p_update'] + mix['p_create'] + mix['p_delete']):.0f}% "
+        "writes, the rest product reads; the stale checker alongside). Hit ratio: reads that caused no MongoDB "
+        "command (products / lists / counts).",
+        "",
+        "| mode | req/s | hit ratio | by kind | DB queries / 1k req | reduction vs no cache | DB queries by reads"
+        " / 1k reads | Redis cmds / req | stale reads / judged |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        if r["mixed_rps"] is None:
+            continue
+        kinds = r["hit_ratio_by_kind"] or {}
+        by_kind = " / ".join(_pct(kinds.get(k)) for k in ("product", "list", "count"))
+        chk = r["checker"] or {}
+        lines.append(
+            f"| {name} | {_n(r['mixed_rps'])} | {_pct(r['hit_ratio'])} | {by_kind} | {_n(r['db_per_1k'], 1)} | "
+            f"{_pct(r['db_reduction'])} | {_n(r['db_reads_per_1k_reads'], 1)} | "
+            f"{_n(r['mixed_redis_per_request'], 2)} | "
+            f"{chk.get('stale_reads', '-')} / {chk.get('reads_checked', '-')} |"
+        )
+    lines += [
+        "",
+        "**Writes** (updates, creates and deletes only). Latencies in ms, p50 / p95 / p99.",
+        "",
+        f"| mode | req/s at {c} conns | latency at 1 conn | latency at {c} conns |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        if r["writes_rps"] is not None:
+            lines.append(
+                f"| {name} | {_n(r['writes_rps'])} | {_ms(r['writes_latency_1'])} | {_ms(r['writes_latency_c'])} |"
+            )
+    lines += [
+        "",
+        "**Redis per cache hit**, warm keys read one at a time: round trips (counted in redis-py) / commands "
+        "(INFO commandstats, which also counts the commands a Lua script runs), mean per hit, by command.",
+        "",
+        "| mode | product | list | count |",
+        "|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        probes = r["probes"]
+        if probes:
+            lines.append(
+                f"| {name} | {_probe(probes.get('product'))} | {_probe(probes.get('list'))} | "
+                f"{_probe(probes.get('count'))} |"
+            )
+    lines += [
+        "",
+        f"**Where the {m['nproc']} CPUs went** during the product-read run at {c} connections "
+        "(CPU seconds per wall second; the load generator shares the machine).",
+        "",
+        "| mode | wrk (generator) | gunicorn (app) | redis-server | MongoDB | errors (whole mode) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        cores = r["cores"] or {}
+        lines.append(
+            f"| {name} | {_n(cores.get('generator'), 2)} | {_n(cores.get('app'), 2)} | "
+            f"{_n(cores.get('redis'), 2)} | {_n(cores.get('mongodb'), 2)} | {r['errors']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def charts(results: dict[str, Any], out: Path) -> list[Path]:
+    """PNG charts (matplotlib, Agg): read throughput, latency, database load, CPU split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarize(results)
+    names = list(rows)
+    c = results["settings"]["connections"]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    values = [rows[n]["reads_rps"] or 0 for n in names]
+    bars = ax.bar(names, values, color=["#999", "#c66", "#e9a", "#36c", "#6a6"][: len(names)])
+    for bar, name in zip(bars, names, strict=True):
+        ax.annotate(
+            _x(rows[name]["x_ceiling"]),
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
+    ax.set_ylabel("requests/s")
+    ax.set_title(f"Product reads at {c} connections (label: x the ceiling)")
+    written.append(_save(fig, out / "reads-throughput.png"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
+    for ax, key, label in (
+        (axes[0], "reads_latency_1", "1 connection"),
+        (axes[1], "reads_latency_c", f"{c} connections"),
+    ):
+        width = 0.25
+        for i, pct in enumerate(("p50", "p95", "p99")):
+            ys = [(rows[n][key] or (0, 0, 0))[i] for n in names]
+            ax.bar([x + (i - 1) * width for x in range(len(names))], ys, width, label=pct)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylabel("ms")
+        ax.set_title(f"Product read latency, {label}")
+        ax.legend()
+    written.append(_save(fig, out / "reads-latency.png"))
+
+    mixed = [n for n in names if rows[n]["db_per_1k"] is not None]
+    if mixed:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        axes[0].bar(mixed, [rows[n]["db_per_1k"] for n in mixed], color="#c66")
+        axes[0].set_title("MongoDB queries per 1,000 requests (mixed)")
+        axes[1].bar(mixed, [100 * (rows[n]["hit_ratio"] or 0) for n in mixed], color="#36c")
+        axes[1].set_ylim(0, 100)
+        axes[1].set_title("Hit ratio, % of reads (mixed)")
+        written.append(_save(fig, out / "database-load.png"))
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bottom = [0.0] * len(names)
+    for part in CPU_PARTS:
+        ys = [(rows[n]["cores"] or {}).get(part, 0.0) for n in names]
+        ax.bar(names, ys, bottom=bottom, label=part)
+        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+    ax.axhline(results["machine"]["nproc"], color="black", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("CPU cores busy")
+    ax.set_title(f"Where the CPUs went: product reads at {c} connections")
+    ax.legend()
+    written.append(_save(fig, out / "cpu.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def write_report(results: dict[str, Any], out: Path) -> str:
+    """results.md and the charts into out; returns the Markdown."""
+    text = markdown(results)
+    (out / "results.md").write_text(text)
+    charts(results, out)
+    return text
