@@ -127,20 +127,18 @@ class Stack:
             client.close()
         return database, time.monotonic() - started
 
-    def store_floor_bodies(self, database: str) -> int:
+    def store_floor_bodies(self, plan: catalog.SeedPlan, seed: int) -> int:
         """Each product's API body, rendered once, under the floor app's keys; returns how many."""
-        client: MongoClient[dict[str, Any]] = MongoClient(self.mongo.uri_for(database), tz_aware=True)
         r = self.redis()
         try:
             pipe = r.pipeline(transaction=False)
             stored = 0
-            for doc in client[database]["products"].find({"category": {"$nin": [catalog.RESERVE_CATEGORY]}}):
+            for doc in catalog.documents(plan, seed):
                 pipe.set(FLOOR_PREFIX + str(doc["_id"]), orjson.dumps(catalog.to_api(doc)))
                 stored += 1
             pipe.execute()
         finally:
             r.close()
-            client.close()
         return stored
 
     def start_web(self, name: str, app: str, database: str, web: WebSettings, extra_env: Mapping[str, str]) -> Web:
