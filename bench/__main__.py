@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     options, out, keep = parse(sys.argv[1:] if argv is None else argv)
     workdir = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     try:
-        results = Run(options, workdir).execute()
+        results = Run(options, workdir, log=lambda line: print(line, flush=True)).execute()
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         markdown = write_report(results, out)

@@ -7,7 +7,8 @@ eighth it creates a product, and deletes the one it created before (a later read
 list that still shows it is stale). A read is stale when it began after a write of
 that product had completed and returned an older version (tests/support/ledger.py).
 
-Run as a process next to wrk: `python -m bench.checker --url ... --token ... --seconds 20 --out f.json`.
+Run as a process next to wrk: `python -m bench.checker --url ... --token ... --stop-file F --out f.json`
+(it stops when F exists, or after --max-seconds).
 """
 
 from __future__ import annotations
@@ -113,29 +114,30 @@ class Checker:
         }
 
 
-def run_for(checker: Checker, seconds: float, pause_s: float) -> dict[str, Any]:
-    """Cycle until the time is up (pausing between cycles, so the checker stays a light load)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def run_until(checker: Checker, stop_file: Path, max_seconds: float, pause_s: float) -> dict[str, Any]:
+    """Cycle until stop_file exists (or max_seconds pass), pausing between cycles to stay a light load."""
+    deadline = time.monotonic() + max_seconds
+    while not stop_file.exists() and time.monotonic() < deadline:
         checker.cycle()
         time.sleep(pause_s)
     return checker.summary()
 
 
 def main() -> None:
-    """Command line: run for --seconds, write the summary as JSON to --out."""
+    """Command line: run until --stop-file exists, write the summary as JSON to --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--products", type=int, default=16)
-    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--stop-file", type=Path, required=True)
+    parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--pause", type=float, default=0.05)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     client = HttpClient(args.url, token=args.token, role="checker")
     checker = Checker(client, checker_ids(args.products))
     try:
-        summary = run_for(checker, args.seconds, args.pause)
+        summary = run_until(checker, args.stop_file, args.max_seconds, args.pause)
     finally:
         client.close()
     args.out.write_bytes(orjson.dumps(summary))

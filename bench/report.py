@@ -55,6 +55,12 @@ def summarize(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "db_per_1k": mixed["app"]["db_queries_per_1k_requests"] if mixed else None,
             "db_reads_per_1k_reads": mixed["app"]["db_queries_by_reads_per_1k_reads"] if mixed else None,
             "mixed_redis_per_request": _per_request(mixed),
+            "metrics_db": sum(mixed["metrics_db_queries"].values())
+            if mixed and mixed.get("metrics_db_queries")
+            else None,
+            "listener_db": mixed["app"]["db_queries"] + mixed["app"]["per_kind"]["checker"]["db_commands"]
+            if mixed
+            else None,
             "writes_rps": phases["writes_c"]["wrk"]["requests_per_s"] if "writes_c" in phases else None,
             "writes_latency_1": _lat(phases.get("writes_1")),
             "writes_latency_c": _lat(phases.get("writes_c")),
@@ -133,11 +139,11 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"**Mixed load** ({s['mixed_s']:.0f} s at {c} connections: {100 * mix['p_list']:.0f}% lists, "
         f"{100 * mix['p_count']:.0f}% counts, {100 * (mix['p_update'] + mix['p_create'] + mix['p_delete']):.0f}% "
-        "writes, the rest product reads; the stale checker alongside). Hit ratio: reads that caused no MongoDB "
+        "writes, the rest product reads). Hit ratio: reads that caused no MongoDB "
         "command (products / lists / counts).",
         "",
         "| mode | req/s | hit ratio | by kind | DB queries / 1k req | reduction vs no cache | DB queries by reads"
-        " / 1k reads | Redis cmds / req | stale reads / judged |",
+        " / 1k reads | Redis cmds / req | stale reads / judged (checker, mixed and writes runs) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows.items():
@@ -152,6 +158,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_n(r['mixed_redis_per_request'], 2)} | "
             f"{chk.get('stale_reads', '-')} / {chk.get('reads_checked', '-')} |"
         )
+    cross = [
+        f"{name} {_n(r['metrics_db'])} (listener {_n(r['listener_db'])})"
+        for name, r in rows.items()
+        if r["metrics_db"] is not None
+    ]
+    if cross:
+        lines += [
+            "",
+            "MongoDB commands in the mixed run by the service's own `jollyjet_db_queries_total` "
+            "(checker included, pings excluded): " + ", ".join(cross) + ".",
+        ]
     lines += [
         "",
         "**Writes** (updates, creates and deletes only). Latencies in ms, p50 / p95 / p99.",
