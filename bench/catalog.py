@@ -110,7 +110,10 @@ def seed(db: Database[dict[str, Any]], plan: SeedPlan, seed_value: int = 1, batc
     products = db["products"]
     products.drop()
     for keys, unique in INDEXES:
-        products.create_index(keys, background=False, **({"unique": True} if unique else {}))
+        if unique:
+            products.create_index(keys, background=False, unique=True)
+        else:
+            products.create_index(keys, background=False)
     inserted = 0
     chunk: list[dict[str, Any]] = []
     for doc in documents(plan, seed_value):

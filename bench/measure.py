@@ -23,7 +23,7 @@ _RUNNER_COMMANDS = ("info", "config", "client", "flushall", "dbsize")
 
 def redis_commands(client: redis.Redis) -> dict[str, int]:
     """Calls per command so far (INFO commandstats), without the runner's own."""
-    stats: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]
+    stats: dict[str, Any] = client.info("commandstats")
     calls = {}
     for name, values in stats.items():
         command = name.removeprefix("cmdstat_")

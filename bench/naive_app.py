@@ -65,7 +65,8 @@ def create_naive_app() -> Flask:
         app,
         config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": os.environ["REDIS_URL"], "CACHE_KEY_PREFIX": "naive:"},
     )
-    products = MongoClient(os.environ["MONGODB_URI"], tz_aware=True).get_default_database()["products"]
+    client: MongoClient[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)
+    products = client.get_default_database()["products"]
     tokens = [t.strip().encode() for t in os.environ.get("JOLLYJET_API_TOKENS", "").split(",") if t.strip()]
 
     def require_token() -> None:
