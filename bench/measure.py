@@ -49,8 +49,8 @@ def snapshot(web: Web, client: redis.Redis, server_pids: dict[str, int]) -> Snap
     return Snapshot(read_totals(web.counters), redis_commands(client), cpu, time.monotonic())
 
 
-def settle(web: Web, quiet_s: float = 0.3, timeout_s: float = 10) -> None:
-    """Wait until the counters stop moving (the last responses of a phase are counted)."""
+def settle(web: Web, quiet_s: float = 0.5, timeout_s: float = 90) -> None:
+    """Wait until the counters stop moving: what a phase left queued is served before the next starts."""
     deadline = time.monotonic() + timeout_s
     last = read_totals(web.counters)
     while time.monotonic() < deadline:

@@ -76,7 +76,7 @@ class Options:
     modes: tuple[str, ...] = tuple(MODES)
     reads_s: float = 12
     latency_s: float = 6
-    rounds: int = 3
+    rounds: int = 6
     mixed_s: float = 30
     writes_s: float = 5
     probe_reads: int = 200

@@ -19,8 +19,9 @@ from bench.catalog import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE
 class Mix:
     """Fractions of all requests (the rest are product reads) and the Zipf exponent."""
 
-    p_list: float = 0.06
-    p_count: float = 0.04
+    # Product pages dominate a catalog's reads; listings and counts are the rest.
+    p_list: float = 0.03
+    p_count: float = 0.02
     p_update: float = 0.04
     p_create: float = 0.005
     p_delete: float = 0.005
