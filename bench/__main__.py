@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -66,9 +67,17 @@ def parse(argv: list[str]) -> tuple[Options, Path, bool]:
     return options, a.out, a.keep
 
 
+def _stop(signum: int, _frame: object) -> None:
+    # An exception, so that every `finally` stops what the run started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run, write the report, print the Markdown table."""
     options, out, keep = parse(sys.argv[1:] if argv is None else argv)
+    # Also when started in the background, where a shell leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     workdir = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     try:
         results = Run(options, workdir, log=lambda line: print(line, flush=True)).execute()

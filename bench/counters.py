@@ -29,7 +29,7 @@ FIELDS = (
     "x_cache_miss",
     "x_cache_bypass",
 )
-EXTRA = ("db_commands_outside_requests", "redis_round_trips_outside_requests")
+EXTRA = ("requests_started", "db_commands_outside_requests", "redis_round_trips_outside_requests")
 NAMES = tuple(f"{kind}.{field}" for kind in KINDS for field in FIELDS) + EXTRA
 _INDEX = {name: i for i, name in enumerate(NAMES)}
 _SLOT = struct.Struct("<q")
@@ -63,6 +63,11 @@ def read_totals(directory: Path) -> dict[str, int]:
             if (i + 1) * _SLOT.size <= len(data):
                 totals[name] += _SLOT.unpack_from(data, i * _SLOT.size)[0]
     return totals
+
+
+def in_flight(totals: dict[str, int]) -> int:
+    """Requests started and not finished yet."""
+    return totals["requests_started"] - sum(totals[f"{kind}.requests"] for kind in KINDS)
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:

@@ -103,6 +103,7 @@ class CountingMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Serve the request, then add its counts (Flask has built the whole response by then)."""
         kind = request_kind(environ)
+        COUNTERS.get().add("requests_started")
         seen: dict[str, str] = {}
 
         def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

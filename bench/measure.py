@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import redis
 
 from bench.client import HttpClient
-from bench.counters import delta, read_totals
+from bench.counters import delta, in_flight, read_totals
 from bench.stack import Web, cpu_seconds
 from bench.workload import Request
 
@@ -49,16 +49,11 @@ def snapshot(web: Web, client: redis.Redis, server_pids: dict[str, int]) -> Snap
     return Snapshot(read_totals(web.counters), redis_commands(client), cpu, time.monotonic())
 
 
-def settle(web: Web, quiet_s: float = 0.5, timeout_s: float = 90) -> None:
-    """Wait until the counters stop moving: what a phase left queued is served before the next starts."""
+def settle(web: Web, timeout_s: float = 120) -> None:
+    """Wait until no request is in flight: what a phase left queued is served before the next starts."""
     deadline = time.monotonic() + timeout_s
-    last = read_totals(web.counters)
-    while time.monotonic() < deadline:
-        time.sleep(quiet_s)
-        now = read_totals(web.counters)
-        if now == last:
-            return
-        last = now
+    while in_flight(read_totals(web.counters)) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def between(before: Snapshot, after: Snapshot) -> dict[str, Any]:

@@ -116,7 +116,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Run of {results['started_at']} ({results['elapsed_s']:.0f} s). Machine: {m['nproc']} CPUs "
         f"({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
-        f"load average at start {m['load_average_at_start']}.",
+        f"load average at start {m['load_average_at_start']}, at end {m.get('load_average_at_end', '?')}.",
         f"Settings: {s['products']:,} products, gunicorn {s['workers']} workers x {s['threads']} threads "
         f"(access log {'on' if s['access_log'] else 'off'}), wrk {s['wrk_threads']} threads, {c} connections, "
         f"MongoDB: {s['mongodb']}, Zipf s={s['mix']['zipf_s']}, seed {s['seed']}.",
@@ -143,7 +143,7 @@ def markdown(results: dict[str, Any]) -> str:
         "command (products / lists / counts).",
         "",
         "| mode | req/s | hit ratio | by kind | DB queries / 1k req | reduction vs no cache | DB queries by reads"
-        " / 1k reads | Redis cmds / req | stale reads / judged (checker, mixed and writes runs) |",
+        " / 1k reads | Redis cmds / req | stale reads / judged (checker, mixed and concurrent writes) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows.items():

@@ -11,7 +11,7 @@ between two snapshots of the app's counters, Redis's command counts and CPU time
            then falls on every mode alike, which keeps the ratios between modes honest
   mixed    the 95/5 read/write mix at the chosen concurrency
   writes   writes only, at the chosen concurrency, then at one connection
-           (the stale checker runs alongside mixed and writes)
+           (the stale checker runs alongside mixed and the concurrent writes)
 The ceiling reads /health/live; the floor has no writes (it serves pre-rendered bytes).
 """
 
@@ -128,6 +128,7 @@ class Run:
             self.stack.close()
         self.results["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         self.results["elapsed_s"] = round(time.time() - started, 1)
+        self.results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         return self.results
 
     def settings(self) -> dict[str, Any]:
@@ -189,7 +190,7 @@ class Run:
             self.log_phase(mode.name, phase, connections, merged)
 
     def mixed_and_writes(self, mode: Mode) -> None:
-        """The mixed load, then writes only; the stale checker runs alongside all three."""
+        """The mixed load, then writes only; the stale checker runs alongside the concurrent runs."""
         opts, phases = self.options, self.results["modes"][mode.name]["phases"]
         web = self.webs[mode.name]
         scraped = scrape_db_queries(web.url)
@@ -199,9 +200,10 @@ class Run:
             # The service's own count, when it has /metrics (includes the checker's requests).
             phases["mixed"]["metrics_db_queries"] = db_queries_between(scraped, scrape_db_queries(web.url))
             phases["writes_c"] = self.wrk(mode, "writes_c", {"mix": "writes"}, opts.connections, opts.writes_s)
-            phases["writes_1"] = self.wrk(mode, "writes_1", {"mix": "writes"}, 1, opts.writes_s)
         finally:
             self.results["modes"][mode.name]["checker"] = self.finish_checker(checker)
+        # Without the checker: the one-connection latencies are the load's alone.
+        phases["writes_1"] = self.wrk(mode, "writes_1", {"mix": "writes"}, 1, opts.writes_s)
         for phase in ("mixed", "writes_c", "writes_1"):
             self.log_phase(mode.name, phase, 1 if phase.endswith("_1") else opts.connections, phases[phase])
 

@@ -46,9 +46,14 @@ def run_wrk(
         out.flush()
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=out)
         assert process.stdout is not None
-        stdout = process.stdout.read()
-        # wait4 rather than wait: the child's own rusage, i.e. what the generator used.
-        _, status, usage = os.wait4(process.pid, 0)
+        try:
+            stdout = process.stdout.read()
+            # wait4 rather than wait: the child's own rusage, i.e. what the generator used.
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
         process.returncode = os.waitstatus_to_exitcode(status)
         out.write(stdout)
     if process.returncode != 0:
