@@ -8,17 +8,20 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from bench.report import write_report
-from bench.runner import MODES, Options, Run
+from bench.charts import charts
+from bench.options import MODES, Options
+from bench.report import markdown
+from bench.runner import Run
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
 
 
-def parse(argv: list[str]) -> tuple[Options, Path, bool]:
-    """Flags → Options, the output directory, and whether to keep the work directory."""
+def parse(argv: list[str]) -> tuple[Options, Path, bool, Path | None]:
+    """Flags → Options, the output directory, whether to keep the work directory, a results file to re-render."""
     defaults = Options()
     p = argparse.ArgumentParser(
         prog="bash bench/run",
@@ -42,6 +45,7 @@ def parse(argv: list[str]) -> tuple[Options, Path, bool]:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json, results.md and charts go")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, counters)")
+    p.add_argument("--render", type=Path, help="only re-render the tables and charts of this results.json")
     a = p.parse_args(argv)
     modes = tuple(m.strip() for m in a.modes.split(",") if m.strip())
     unknown = [m for m in modes if m not in MODES]
@@ -64,7 +68,16 @@ def parse(argv: list[str]) -> tuple[Options, Path, bool]:
         access_log=not a.no_access_log,
         seed=a.seed,
     )
-    return options, a.out, a.keep
+    return options, a.out, a.keep, a.render
+
+
+def write_report(results: dict[str, Any], out: Path) -> str:
+    """results.md and the charts into out; returns the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(results)
+    (out / "results.md").write_text(text)
+    charts(results, out)
+    return text
 
 
 def _stop(signum: int, _frame: object) -> None:
@@ -74,7 +87,10 @@ def _stop(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run, write the report, print the Markdown table."""
-    options, out, keep = parse(sys.argv[1:] if argv is None else argv)
+    options, out, keep, render = parse(sys.argv[1:] if argv is None else argv)
+    if render is not None:
+        print(write_report(orjson.loads(render.read_bytes()), out))
+        return 0
     # Also when started in the background, where a shell leaves SIGINT ignored.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
@@ -83,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         results = Run(options, workdir, log=lambda line: print(line, flush=True)).execute()
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-        markdown = write_report(results, out)
-        print(markdown)
+        print(write_report(results, out))
         print(f"results: {out / 'results.json'}, {out / 'results.md'} and charts in {out}")
     finally:
         if keep:

@@ -18,7 +18,6 @@ The ceiling reads /health/live; the floor has no writes (it serves pre-rendered 
 from __future__ import annotations
 
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -26,63 +25,21 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bench import catalog
+from bench.machine import machine
 from bench.measure import combine, derive, hit_path_probe, measured, send_concurrently
 from bench.metrics import db_queries_between, scrape_db_queries
+from bench.options import MODES, RESERVE_SLICES, Mode, Options
 from bench.stack import REPO_ROOT, Stack, Web, WebSettings
-from bench.workload import Mix, PythonWorkload, Request, sweep_requests
+from bench.workload import PythonWorkload, Request, sweep_requests
 from bench.wrk import run_wrk
 from tests.support.mongo_server import unique_database_name
-
-
-@dataclass(frozen=True)
-class Mode:
-    """One configuration under test."""
-
-    name: str
-    title: str
-    app: str  # service, naive or floor (bench/wsgi.py)
-    env: dict[str, str] = field(default_factory=dict)
-    cached: bool = True
-    writes: bool = True
-
-
-MODES = {
-    "ceiling": Mode("ceiling", "trivial endpoint /health/live (the ceiling)", "service", cached=False, writes=False),
-    "nocache": Mode("nocache", "this service, cache off", "service", {"JOLLYJET_CACHE_ENABLED": "false"}, cached=False),
-    "naive": Mode("naive", "naive Flask-Caching @cache.cached(timeout=60)", "naive"),
-    "service": Mode("service", "this service, cache on", "service"),
-    "floor": Mode("floor", "the floor: one Redis GET of pre-rendered bytes", "floor", writes=False),
-}
-# The reserve ids each writing phase may delete (deletes are 0.5% of the mix, 10% of writes).
-RESERVE_SLICES = {"mixed": (0, 150), "writes_c": (150, 400), "writes_1": (400, 600)}
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything a run depends on (the command-line flags)."""
-
-    products: int = 10_000
-    connections: int = 16
-    workers: int = 2
-    threads: int = 4
-    wrk_threads: int = 2
-    modes: tuple[str, ...] = tuple(MODES)
-    reads_s: float = 12
-    latency_s: float = 6
-    rounds: int = 6
-    mixed_s: float = 30
-    writes_s: float = 5
-    probe_reads: int = 200
-    access_log: bool = True
-    seed: int = 1
-    mix: Mix = field(default_factory=Mix)
 
 
 class Run:
@@ -322,35 +279,3 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
-
-
-def machine() -> dict[str, Any]:
-    """The machine the run came from."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "?")
-    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
-    mem_kb = next((int(ln.split()[1]) for ln in meminfo.splitlines() if ln.startswith("MemTotal")), 0)
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "versions": _versions(),
-    }
-
-
-def _versions() -> dict[str, str]:
-    import gunicorn
-    import pymongo
-    import redis
-
-    versions = {"gunicorn": gunicorn.__version__, "redis-py": redis.__version__, "pymongo": pymongo.version}
-    for name, argv in {"redis-server": ["redis-server", "--version"], "wrk": ["wrk", "-v"]}.items():
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
-            versions[name] = (done.stdout or done.stderr).splitlines()[0].strip()
-        except (OSError, IndexError, subprocess.TimeoutExpired):
-            versions[name] = "?"
-    return versions
