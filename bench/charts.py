@@ -26,7 +26,7 @@ def charts(results: dict[str, Any], out: Path) -> list[Path]:
     for bar, name in zip(bars, names, strict=True):
         ax.annotate(
             ratio_label(rows[name]["x_ceiling"]),
-            (bar.getratio_label() + bar.get_width() / 2, bar.get_height()),
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
             fontsize=9,
