@@ -17,13 +17,14 @@ from pathlib import Path
 # What a request is: a read of one of these kinds, a write, or the stale checker's own traffic.
 KINDS = ("product", "list", "count", "write", "other", "checker")
 # Per kind: requests, requests served without any MongoDB command, MongoDB commands,
-# Redis round trips (commands or pipelines sent), responses with a 5xx status, and the
-# service's X-Cache verdicts.
+# Redis round trips (commands or pipelines sent) of all requests and of those served
+# without MongoDB, responses with a 5xx status, and the service's X-Cache verdicts.
 FIELDS = (
     "requests",
     "no_db",
     "db_commands",
     "redis_round_trips",
+    "no_db_redis_round_trips",
     "server_errors",
     "x_cache_hit",
     "x_cache_miss",

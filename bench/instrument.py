@@ -123,6 +123,7 @@ class CountingMiddleware:
             counters.add(f"{kind}.redis_round_trips", round_trips)
             if commands == 0:
                 counters.add(f"{kind}.no_db")
+                counters.add(f"{kind}.no_db_redis_round_trips", round_trips)
             if seen.get("status", "500").startswith("5"):
                 counters.add(f"{kind}.server_errors")
             verdict = seen.get("x_cache", "").lower()
