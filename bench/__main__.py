@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from bench.charts import charts
+from bench.measure import derive
 from bench.options import MODES, Options
 from bench.report import markdown
 from bench.runner import Run
@@ -89,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run, write the report, print the Markdown table."""
     options, out, keep, render = parse(sys.argv[1:] if argv is None else argv)
     if render is not None:
-        print(write_report(orjson.loads(render.read_bytes()), out))
+        results = orjson.loads(render.read_bytes())
+        for mode in results["modes"].values():  # the figures again from the raw counts
+            for phase in mode["phases"].values():
+                if "raw" in phase:
+                    phase["app"] = derive(phase["raw"])
+        print(write_report(results, out))
         return 0
     # Also when started in the background, where a shell leaves SIGINT ignored.
     signal.signal(signal.SIGINT, _stop)

@@ -84,7 +84,9 @@ def derive(raw: dict[str, Any]) -> dict[str, Any]:
     reads = sum(counts[f"{k}.requests"] for k in READ_KINDS)
     served = reads + counts["write.requests"] + counts["other.requests"]
     db_reads = sum(counts[f"{k}.db_commands"] for k in READ_KINDS)
+    # Commands no request sent (a background poll of the service's) are load on MongoDB too.
     db_all = db_reads + counts["write.db_commands"] + counts["other.db_commands"]
+    db_all += counts["db_commands_outside_requests"]
     per_kind = {
         kind: {
             "requests": counts[f"{kind}.requests"],

@@ -140,7 +140,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"**Mixed load** ({s['mixed_s']:.0f} s at {c} connections: {100 * mix['p_list']:.0f}% lists, "
         f"{100 * mix['p_count']:.0f}% counts, {100 * (mix['p_update'] + mix['p_create'] + mix['p_delete']):.0f}% "
         "writes, the rest product reads). Hit ratio: reads that caused no MongoDB "
-        "command (products / lists / counts).",
+        "command (products / lists / counts). DB queries include those no request sent (background polls); "
+        "Redis commands are server-wide.",
         "",
         "| mode | req/s | hit ratio | by kind | DB queries / 1k req | reduction vs no cache | DB queries by reads"
         " / 1k reads | Redis cmds / req | stale reads / judged (checker, mixed and concurrent writes) |",
