@@ -1,0 +1,151 @@
+"""Mode 3: the cache a user would write, for comparison. Not a pattern to copy.
+
+A small Flask app over the same MongoDB documents and the same route shapes, with
+Flask-Caching's `@cache.cached(timeout=60)` on the read views and no invalidation:
+a write changes MongoDB and nothing else, so reads keep serving the old bytes for up
+to a minute. The stale checker proves it. The list and count views key on the query
+string (`query_string=True`); without it every filter would share one cached page.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from flask import Flask, Response, abort, jsonify, request
+from flask_caching import Cache
+from pymongo import MongoClient, ReturnDocument
+
+from bench.catalog import to_api
+
+_SORTS = {"price": "price_cents", "name": "name", "created_at": "created_at", "updated_at": "updated_at"}
+
+
+def _oid(product_id: str) -> ObjectId:
+    try:
+        return ObjectId(product_id)
+    except (InvalidId, TypeError):
+        abort(404)
+
+
+def _cents(value: str) -> int:
+    try:
+        return int(Decimal(value) * 100)
+    except InvalidOperation:
+        abort(400)
+
+
+def _filter(args: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if "category" in args:
+        spec["category"] = args["category"]
+    if "tag" in args:
+        spec["tags"] = {"$in": [args["tag"]]}
+    price = {}
+    if "min_price" in args:
+        price["$gte"] = _cents(args["min_price"])
+    if "max_price" in args:
+        price["$lte"] = _cents(args["max_price"])
+    if price:
+        spec["price_cents"] = price
+    if "in_stock" in args:
+        spec["stock"] = {"$gt": 0} if args["in_stock"] == "true" else {"$lte": 0}
+    return spec
+
+
+def create_naive_app() -> Flask:
+    """The naive app on MONGODB_URI and REDIS_URL; writes need a token from JOLLYJET_API_TOKENS."""
+    app = Flask("naive")
+    cache = Cache(
+        app,
+        config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": os.environ["REDIS_URL"], "CACHE_KEY_PREFIX": "naive:"},
+    )
+    client: MongoClient[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)
+    products = client.get_default_database()["products"]
+    tokens = [t.strip().encode() for t in os.environ.get("JOLLYJET_API_TOKENS", "").split(",") if t.strip()]
+
+    def require_token() -> None:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        if not any(hmac.compare_digest(given, t) for t in tokens):
+            abort(401)
+
+    @app.get("/health/live")
+    def live() -> Any:
+        return jsonify(status="ok")
+
+    @app.get("/api/v1/products/<product_id>")
+    @cache.cached(timeout=60)
+    def get_product(product_id: str) -> Any:
+        doc = products.find_one({"_id": _oid(product_id)})
+        if doc is None:
+            abort(404)
+        return jsonify(to_api(doc))
+
+    @app.get("/api/v1/products")
+    @cache.cached(timeout=60, query_string=True)
+    def list_products() -> Any:
+        spec = _filter(request.args)
+        sort = request.args.get("sort", "-created_at")
+        field, direction = _SORTS[sort.lstrip("-")], -1 if sort.startswith("-") else 1
+        page, size = int(request.args.get("page", 1)), int(request.args.get("page_size", 20))
+        total = products.count_documents(spec)
+        docs = products.find(spec).sort([(field, direction), ("_id", direction)]).skip((page - 1) * size).limit(size)
+        response = jsonify([to_api(d) for d in docs])
+        response.headers["X-Pagination"] = f'{{"total": {total}}}'
+        return response
+
+    @app.get("/api/v1/products/count")
+    @cache.cached(timeout=60, query_string=True)
+    def count_products() -> Any:
+        return jsonify(count=products.count_documents(_filter(request.args)))
+
+    @app.post("/api/v1/products")
+    def create_product() -> Any:
+        require_token()
+        body = request.get_json()
+        now = datetime.now(UTC)
+        doc = {
+            "sku": body["sku"],
+            "name": body["name"],
+            "description": body.get("description", ""),
+            "price_cents": _cents(str(body["price"])),
+            "currency": body.get("currency", "USD"),
+            "category": body["category"],
+            "tags": body.get("tags", []),
+            "stock": body.get("stock", 0),
+            "is_active": body.get("is_active", True),
+            "version": 1,
+            "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+            "updated_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+        }
+        products.insert_one(doc)
+        return jsonify(to_api(doc)), 201
+
+    @app.patch("/api/v1/products/<product_id>")
+    def update_product(product_id: str) -> Any:
+        require_token()
+        changes = dict(request.get_json())
+        if "price" in changes:
+            changes["price_cents"] = _cents(str(changes.pop("price")))
+        doc = products.find_one_and_update(
+            {"_id": _oid(product_id)},
+            {"$set": changes, "$inc": {"version": 1}, "$currentDate": {"updated_at": True}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            abort(404)
+        return jsonify(to_api(doc))
+
+    @app.delete("/api/v1/products/<product_id>")
+    def delete_product(product_id: str) -> Any:
+        require_token()
+        if products.find_one_and_delete({"_id": _oid(product_id)}) is None:
+            abort(404)
+        return Response(status=204)
+
+    return app

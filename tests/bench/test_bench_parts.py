@@ -1,0 +1,134 @@
+"""The benchmark's parts that need no servers: the gunicorn command line, counters, request kinds, the workload."""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.catalog import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE_PREFIX
+from bench.counters import NAMES, CounterFile, read_totals
+from bench.instrument import request_kind
+from bench.runner import merge_rounds
+from bench.stack import WSGI_TARGET, web_argv
+from bench.workload import Mix, PythonWorkload, Zipf
+from tests.support.procfile import procfile_env
+
+pytestmark = pytest.mark.bench
+
+
+def test_web_argv_is_the_procfile_line_with_the_wrapper_as_target() -> None:
+    env = procfile_env(PORT="8123", WEB_CONCURRENCY="3", WEB_THREADS="5")
+    argv, original = web_argv(env, access_log=True)
+    assert original == "app:app"
+    assert argv.count(WSGI_TARGET) == 1 and "app:app" not in argv
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1:8123"
+    assert argv[argv.index("--workers") + 1] == "3"
+    assert argv[argv.index("--threads") + 1] == "5"
+    assert "--access-logfile" in argv
+    quiet, _ = web_argv(env, access_log=False)
+    assert "--access-logfile" not in quiet
+    assert len(quiet) == len(argv) - 2
+
+
+def test_counters_are_summed_over_every_worker_file(tmp_path: Path) -> None:
+    mine = CounterFile(tmp_path)
+    mine.add("product.requests")
+    mine.add("product.db_commands", 3)
+    other = [0] * len(NAMES)
+    other[NAMES.index("product.requests")] = 5
+    (tmp_path / "99999999.counters").write_bytes(struct.pack(f"<{len(NAMES)}q", *other))
+    totals = read_totals(tmp_path)
+    assert totals["product.requests"] == 6
+    assert totals["product.db_commands"] == 3
+    assert totals["write.requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "kind"),
+    [
+        ("GET", "/api/v1/products/5e11c0de000000a000000001", {}, "product"),
+        ("GET", "/api/v1/products", {}, "list"),
+        ("GET", "/api/v1/products/count", {}, "count"),
+        ("PATCH", "/api/v1/products/5e11c0de000000a000000001", {}, "write"),
+        ("POST", "/api/v1/products", {}, "write"),
+        ("GET", "/health/live", {}, "other"),
+        ("GET", "/api/v1/products", {"HTTP_X_BENCH_ROLE": "checker"}, "checker"),
+    ],
+)
+def test_request_kind(method: str, path: str, headers: dict[str, str], kind: str) -> None:
+    assert request_kind({"REQUEST_METHOD": method, "PATH_INFO": path, **headers}) == kind
+
+
+def test_zipf_favours_low_ranks_and_stays_in_range() -> None:
+    import random
+
+    zipf = Zipf(1000, 1.1)
+    rng = random.Random(3)
+    draws = Counter(zipf.draw(rng) for _ in range(20000))
+    assert min(draws) >= 0 and max(draws) < 1000
+    assert draws[0] > draws[1] > draws[10] > draws.get(500, 0)
+
+
+def test_python_workload_is_deterministic_and_follows_the_mix() -> None:
+    mix = Mix()
+
+    def sequence() -> list[tuple[str, str]]:
+        workload = PythonWorkload(1000, mix, seed=11, reserve=range(50), nonce="t")
+        return [(r.method, r.path) for r in workload.mixed(20000)]
+
+    first = sequence()
+    assert first == sequence()
+    kinds = Counter(
+        "write"
+        if method != "GET"
+        else "list"
+        if path in POPULAR_LISTS
+        else "count"
+        if path in POPULAR_COUNTS
+        else "product"
+        for method, path in first
+    )
+    assert kinds["write"] / 20000 == pytest.approx(mix.p_write, abs=0.01)
+    assert kinds["list"] / 20000 == pytest.approx(mix.p_list, abs=0.01)
+    assert kinds["count"] / 20000 == pytest.approx(mix.p_count, abs=0.01)
+    deletes = [path for method, path in first if method == "DELETE"]
+    assert deletes and all(RESERVE_PREFIX in path for path in deletes)
+    assert len(set(deletes)) == len(deletes) <= 50  # each reserve product deleted once, then updates
+    reads = [path for method, path in first if method == "GET" and path not in POPULAR_LISTS + POPULAR_COUNTS]
+    assert all(CATALOG_PREFIX in path for path in reads)
+
+
+def test_rounds_merge_into_one_phase() -> None:
+    def round_result(requests: int, p50: int) -> dict[str, object]:
+        latency = {"50": p50, "90": 2 * p50, "95": 3 * p50, "99": 4 * p50, "99.9": 5 * p50, "mean": p50, "stdev": 1}
+        wrk = {
+            "duration_us": 2_000_000,
+            "requests": requests,
+            "requests_per_s": requests / 2,
+            "bytes": 10,
+            "errors": {"connect": 0, "read": 0, "write": 0, "status": 1, "timeout": 0},
+            "latency_us": {**latency, "max": 9 * p50},
+            "generator_cpu_s": 0.5,
+            "connections": 4,
+            "threads": 2,
+        }
+        raw = {
+            "counts": dict.fromkeys(NAMES, 0) | {"product.requests": requests},
+            "redis": {"get": requests},
+            "cpu_s": {"app": 1.0},
+            "wall_s": 2.0,
+        }
+        return {"wrk": wrk, "raw": raw}
+
+    merged = merge_rounds([round_result(100, 10), round_result(300, 30), round_result(200, 20)])
+    assert merged["wrk"]["requests"] == 600
+    assert merged["wrk"]["requests_per_s"] == pytest.approx(100)
+    assert merged["wrk"]["latency_us"]["50"] == 20  # the median round's percentile
+    assert merged["wrk"]["latency_us"]["max"] == 270
+    assert merged["wrk"]["errors"]["status"] == 3
+    assert merged["app"]["reads"] == 600
+    assert merged["app"]["redis_commands"] == {"get": 600}
+    assert merged["app"]["cpu_s"] == {"app": 3.0}

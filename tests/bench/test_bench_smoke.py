@@ -1,0 +1,175 @@
+"""Benchmark smoke run: the real stack, a small fixed-seed workload, hardware-independent figures only.
+
+gunicorn (the Procfile's web line through bench/wsgi.py), a real redis-server and
+nx-27017 (or MONGODB_URI), 500 products; the load is sent one request at a time by
+the Python client, so the request sequence is the same on every machine. The stale
+checker's cycles are interleaved with the load. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import catalog
+from bench.checker import Checker
+from bench.client import HttpClient
+from bench.measure import derive, hit_path_probe, measured, send_concurrently
+from bench.stack import Stack, WebSettings
+from bench.workload import Mix, PythonWorkload, Request, sweep_requests
+
+pytestmark = [pytest.mark.bench, pytest.mark.slow]
+
+PRODUCTS = 500
+MIXED_REQUESTS = 500
+CHECK_EVERY = 12  # one checker cycle (read, update, read; now and then a list, create, delete) per 12 requests
+SEED = 20261126
+# Today's Redis round trips per cache hit, with every read counted for popularity
+# (JOLLYJET_POPULARITY_SAMPLE_RATE=1, so the count is exact; at the default 0.1 a
+# product hit costs 1.1 on average). The target is 1 for every kind: the hot-path work
+# (popularity off the request path, lists and counts without a separate generation
+# lookup) lowers these, and this test must then be tightened to 1.
+ROUND_TRIPS_PER_HIT_TODAY = {"product": 2, "list": 3, "count": 2}
+MODES = {
+    "nocache": ("service", {"JOLLYJET_CACHE_ENABLED": "false"}),
+    "naive": ("naive", {}),
+    "service": ("service", {"JOLLYJET_POPULARITY_SAMPLE_RATE": "1"}),
+}
+
+
+def run_mode(stack: Stack, name: str) -> dict[str, Any]:
+    """Seed, serve, warm, probe the hit path, then the mixed workload with the checker interleaved."""
+    app, env = MODES[name]
+    plan = catalog.SeedPlan(PRODUCTS, reserve=100, checker=8)
+    database, _ = stack.seed_database(plan, SEED)
+    web = stack.start_web(name, app, database, WebSettings(workers=1, threads=4, access_log=False), env)
+    load = HttpClient(web.url, token=stack.token)
+    checker = Checker(HttpClient(web.url, token=stack.token, role="checker"), catalog.checker_ids(plan.checker))
+    redis_client = stack.redis()
+    try:
+        started = time.monotonic()
+        probes = {}
+        if name != "nocache":  # nothing to warm or probe without a cache
+            # Several connections, one request each: the sweep's order does not matter.
+            send_concurrently(web.url, sweep_requests(PRODUCTS), connections=4)
+            probe_workload = PythonWorkload(PRODUCTS, Mix(), SEED, range(0), "probe")
+            kinds = {
+                "product": [probe_workload.product_read() for _ in range(100)],
+                "list": [Request("GET", p) for p in catalog.POPULAR_LISTS for _ in range(2)],
+                "count": [Request("GET", p) for p in catalog.POPULAR_COUNTS for _ in range(2)],
+            }
+            probes = {k: hit_path_probe(web, redis_client, reqs, stack.server_pids()) for k, reqs in kinds.items()}
+        warmed = time.monotonic()
+        workload = PythonWorkload(PRODUCTS, Mix(), SEED, range(plan.reserve), name)
+
+        def mixed() -> dict[str, int]:
+            statuses: dict[str, int] = {}
+            for i, request in enumerate(workload.mixed(MIXED_REQUESTS)):
+                reply = load.send(request.method, request.path, request.body)
+                statuses[str(reply.status)] = statuses.get(str(reply.status), 0) + 1
+                if i % CHECK_EVERY == 0:
+                    checker.cycle()
+            return statuses
+
+        statuses, raw = measured(web, redis_client, stack.server_pids(), mixed)
+        print(f"{name}: warm and probes {warmed - started:.1f} s, mixed {time.monotonic() - warmed:.1f} s")
+        return {"probes": probes, "mixed": derive(raw), "statuses": statuses, "checker": checker.summary()}
+    finally:
+        redis_client.close()
+        load.close()
+        checker.client.close()
+        web.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
+    """The three modes, one after another, on one redis-server and one MongoDB."""
+    stack = Stack(Path(tmp_path_factory.mktemp("bench")), secrets.token_hex(16))
+    stack.start()
+    try:
+        results = {name: run_mode(stack, name) for name in MODES}
+        for name, result in results.items():
+            mixed = result["mixed"]
+            print(
+                f"{name}: {mixed['db_queries_per_1k_requests']:.1f} DB queries / 1k requests, "
+                f"{mixed['db_queries_by_reads_per_1k_reads']:.1f} by reads / 1k reads, hit ratio "
+                f"{mixed['hit_ratio']:.3f}, round trips per hit "
+                f"{ {k: p['redis_round_trips_per_hit'] for k, p in result['probes'].items()} }, "
+                f"DB queries by kind { {k: v['db_commands'] for k, v in mixed['per_kind'].items()} }, "
+                f"checker {result['checker']}"
+            )
+        yield results
+    finally:
+        stack.close()
+
+
+def test_every_request_was_served(runs: dict[str, dict[str, Any]]) -> None:
+    for name, result in runs.items():
+        assert result["mixed"]["server_errors"] == 0, name
+        assert set(result["statuses"]) <= {"200", "201", "204"}, (name, result["statuses"])
+        assert result["checker"]["errors"] == 0, (name, result["checker"])
+        assert result["mixed"]["requests"] == MIXED_REQUESTS, name
+
+
+def _reduction(runs: dict[str, dict[str, Any]], kind: str | None = None) -> float:
+    """1 - service/nocache MongoDB queries per 1,000 requests (of one kind, or of all)."""
+
+    def per_1k(mixed: dict[str, Any]) -> float:
+        if kind is None:
+            return float(mixed["db_queries_per_1k_requests"])
+        counts = mixed["per_kind"][kind]
+        return 1000 * counts["db_commands"] / counts["requests"]
+
+    nocache = per_1k(runs["nocache"]["mixed"])
+    assert nocache >= 1000  # without the cache every request reaches MongoDB (a list page is two queries)
+    return 1 - per_1k(runs["service"]["mixed"]) / nocache
+
+
+def test_cache_cuts_mongodb_queries_of_product_reads_by_90_percent(runs: dict[str, dict[str, Any]]) -> None:
+    assert _reduction(runs, "product") >= 0.90
+
+
+# Every write bumps the one list/count generation, so on this mix (5% writes) nearly
+# every list or count read misses: today the whole mix is cut by about 87% (138 against
+# 1,030 queries per 1,000 requests), its reads by about 91%. Issue 9's finer list/count
+# invalidation is what reaches 90%; this floor catches a regression until then, and the
+# strict xfail below turns into a failure (to be removed) the day the 90% holds.
+MIXED_REDUCTION_TODAY = 0.75
+
+
+def test_cache_cuts_mongodb_queries_of_the_mixed_workload(runs: dict[str, dict[str, Any]]) -> None:
+    assert _reduction(runs) >= MIXED_REDUCTION_TODAY
+
+
+@pytest.mark.xfail(strict=True, reason="every write invalidates every cached list and count (one generation)")
+def test_cache_cuts_mongodb_queries_of_the_mixed_workload_by_90_percent(runs: dict[str, dict[str, Any]]) -> None:
+    assert _reduction(runs) >= 0.90
+
+
+def test_redis_round_trips_per_hit(runs: dict[str, dict[str, Any]]) -> None:
+    for kind, probe in runs["service"]["probes"].items():
+        # Warm keys; a few reads may still go to MongoDB when the recovery fence's
+        # background poll fell behind on a busy machine (it then refuses hits).
+        assert probe["hits"] >= 0.9 * probe["requests"], (kind, probe)
+        assert probe["x_cache_hits"] == probe["hits"], (kind, probe)
+        assert probe["redis_round_trips"] == ROUND_TRIPS_PER_HIT_TODAY[kind] * probe["hits"], (kind, probe)
+    for kind, probe in runs["naive"]["probes"].items():
+        assert probe["hits"] == probe["requests"], (kind, probe)
+        assert probe["redis_round_trips"] == probe["hits"], (kind, probe)  # one GET per hit
+
+
+def test_no_stale_reads_from_this_service(runs: dict[str, dict[str, Any]]) -> None:
+    checker = runs["service"]["checker"]
+    assert checker["reads_checked"] >= 100
+    assert checker["stale_reads"] == 0, checker["examples"]
+
+
+def test_checker_catches_the_naive_cache(runs: dict[str, dict[str, Any]]) -> None:
+    checker = runs["naive"]["checker"]
+    assert checker["stale_reads"] > 0
+    assert checker["stale_by_where"].get("product", 0) > 0  # the read right after an update
