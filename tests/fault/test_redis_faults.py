@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
@@ -24,8 +23,9 @@ from tests.fault.conftest import (
     TOKEN,
     FaultStack,
 )
+from tests.fault.outcome import Outcome
 from tests.support.ledger import WriteLedger
-from tests.support.traffic import Traffic, TrafficReport
+from tests.support.traffic import Traffic
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -36,34 +36,6 @@ REPAIR_TIMEOUT_S = 30.0
 # the connect and socket timeouts (one retry), plus a pool wait and MongoDB. Generous for
 # a shared two-core machine, and far below anything that would mean "waited on Redis".
 READ_LATENCY_BOUND_S = 5 * 2 * (SOCKET_TIMEOUT_MS + CONNECT_TIMEOUT_MS) / 1000 + POOL_TIMEOUT_MS / 1000 + 2.0
-
-
-@dataclass
-class Outcome:
-    """Figures of one scenario."""
-
-    name: str
-    report: TrafficReport
-    ledger: WriteLedger
-    fault_started: float
-    fault_ended: float
-
-    def stale(self, during: bool) -> int:
-        """Stale reads that began during (or after) the fault."""
-        return sum(1 for s in self.ledger.stale if (s.began_at < self.fault_ended) == during)
-
-    def summary(self) -> str:
-        """The line the docs quote."""
-        r = self.report
-        return (
-            f"[{self.name}] timeouts {SOCKET_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, "
-            f"fence poll {FENCE_POLL_S} s: "
-            f"reads={len(r.reads)} writes={r.writes} read_5xx={r.read_5xx()} write_5xx={r.write_5xx} "
-            f"stale_during={self.stale(True)} stale_after={self.stale(False)} "
-            f"membership={len(r.membership_violations)} counts={len(r.count_violations)} "
-            f"p99_read_ms={r.p99_read_s() * 1000:.0f} "
-            f"p99_read_during_ms={r.p99_read_s(self.fault_started, self.fault_ended) * 1000:.0f}"
-        )
 
 
 def run_scenario(
@@ -89,7 +61,8 @@ def run_scenario(
     finally:
         report = traffic.stop()
         stack.heal()
-    outcome = Outcome(name, report, ledger, started, ended)
+    settings = f"timeouts {SOCKET_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, fence poll {FENCE_POLL_S} s: "
+    outcome = Outcome(name, report, ledger, started, ended, settings=settings)
     print(outcome.summary())
     stack.assert_alive()
     return outcome

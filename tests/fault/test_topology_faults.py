@@ -38,9 +38,10 @@ import requests
 
 from jollyjet.cache.keys import CacheKeys
 from tests.fault.conftest import TOKEN, FaultStack, running_stack
+from tests.fault.outcome import Outcome
 from tests.support.ledger import WriteLedger
 from tests.support.redis_topologies import MASTER_NAME, ClusterTopology, RedisNode, SentinelTopology, snapshot_value
-from tests.support.traffic import Traffic, TrafficReport
+from tests.support.traffic import Traffic
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -112,34 +113,6 @@ def cluster_stack(
     )
 
 
-@dataclass
-class Outcome:
-    """Figures of one scenario."""
-
-    name: str
-    report: TrafficReport
-    ledger: WriteLedger
-    fault_started: float
-    fault_ended: float
-    repairs_recorded: int
-
-    def stale(self, during: bool) -> int:
-        """Stale reads that began during (True) or after (False) the fault."""
-        return sum(1 for s in self.ledger.stale if (s.began_at < self.fault_ended) == during)
-
-    def summary(self) -> str:
-        """The line docs/redis-topologies.md quotes."""
-        r = self.report
-        return (
-            f"[{self.name}] reads={len(r.reads)} writes={r.writes} read_5xx={r.read_5xx()} "
-            f"write_5xx={r.write_5xx} stale_during={self.stale(True)} stale_after={self.stale(False)} "
-            f"membership={len(r.membership_violations)} counts={len(r.count_violations)} "
-            f"fault_s={self.fault_ended - self.fault_started:.1f} failed_cache_writes={self.repairs_recorded} "
-            f"p99_read_ms={r.p99_read_s() * 1000:.0f} "
-            f"p99_read_during_ms={r.p99_read_s(self.fault_started, self.fault_ended) * 1000:.0f}"
-        )
-
-
 def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> Outcome:
     """Healthy traffic, fault() (returns once the topology serves again), traffic until all is replayed."""
     ledger = WriteLedger()
@@ -159,7 +132,8 @@ def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> 
     finally:
         report = traffic.stop()
     recorded = stack.stack.repairs.count_documents({}) - records_before
-    outcome = Outcome(name, report, ledger, started, ended, recorded)
+    details = f"fault_s={ended - started:.1f} failed_cache_writes={recorded} "
+    outcome = Outcome(name, report, ledger, started, ended, details=details)
     print(outcome.summary())
     stack.stack.assert_alive()
     return outcome
