@@ -46,6 +46,7 @@ class JobSettings(BaseSettings):
     job_publish_timeout_s: float = Field(3.0, gt=0, le=60, validation_alias=env("JOLLYJET_JOB_PUBLISH_TIMEOUT_S"))
 
     popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=env("JOLLYJET_POPULARITY_SAMPLE_RATE"))
+    popularity_flush_s: float = Field(5.0, ge=0, le=300, validation_alias=env("JOLLYJET_POPULARITY_FLUSH_S"))
     popularity_max_members: int = Field(10000, ge=10, le=10_000_000, validation_alias=env("JOLLYJET_POPULARITY_MAX"))
 
     warm_enabled: bool = Field(True, validation_alias=env("JOLLYJET_WARM_ENABLED"))

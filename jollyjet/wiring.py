@@ -95,7 +95,9 @@ def build_cache(
     else:
         backend = cache_backend
     repairs = RepairLog()
-    popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate)
+    popularity = PopularityTracker(
+        backend, keys, settings.popularity_sample_rate, flush_interval_s=settings.popularity_flush_s
+    )
     categories = CategoryMemo(flask_cache, breaker, CATEGORY_MEMO_TTL_S, sink)
     repository = CachedProductRepository(
         mongo,

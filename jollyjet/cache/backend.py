@@ -83,6 +83,11 @@ class CacheBackend(Protocol):
     def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
         """Write-through: store unless a newer version is cached; always revoke leases."""
 
+    def swap_versioned(
+        self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int
+    ) -> tuple[bool, bytes | None]:
+        """set_versioned that also returns the replaced payload if it was exactly version - 1 (the before-image)."""
+
     def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
         """Fill after a miss: lands only if the lease is still ours and nothing newer is cached."""
 
@@ -101,6 +106,32 @@ class CacheBackend(Protocol):
 
     def fill_generational(self, generation_key: str, generation: int, key: str, payload: bytes, ttl_s: int) -> bool:
         """Store a result only while the generation is still the one it was computed under."""
+
+    # --- filter generations (lists, counts: products/cache/invalidation.py) -----
+    def read_filter_generations(
+        self, generation_key: str, registry_key: str, filter_keys: Sequence[str], member: str, horizon_ms: int
+    ) -> list[int]:
+        """Register the filters, then the global and the filter generations (initialized when missing)."""
+
+    def fill_filtered(
+        self,
+        generation_key: str,
+        registry_key: str,
+        key: str,
+        filter_keys: Sequence[str],
+        generations: Sequence[int],
+        member: str,
+        horizon_ms: int,
+        payload: bytes,
+        ttl_s: int,
+    ) -> bool:
+        """Store a result only while all its generations are unchanged and its filters stayed registered."""
+
+    def live_filters(self, registry_key: str) -> list[str]:
+        """The registered filters (lapsed registrations are dropped)."""
+
+    def bump_existing(self, keys: Sequence[str]) -> int:
+        """Increment the filter generations that exist; returns how many."""
 
     # --- ranked sets (read popularity) ---------------------------------------
     def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:

@@ -60,6 +60,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go to Redis now? In half-open, only one trial at a time."""
+        if self._opened_at is None:  # closed: no lock on the hot path (one attribute read is atomic)
+            return True
         with self._lock:
             state = self._state_locked()
             if state is BreakerState.CLOSED:
@@ -71,6 +73,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """A call succeeded: close the breaker (and tell on_recover listeners if it was open)."""
+        if self._opened_at is None and self._failures == 0:
+            return  # nothing to reset (the hot path); a racing failure is simply ordered after this call
         with self._lock:
             recovered = self._opened_at is not None
             self._failures = 0

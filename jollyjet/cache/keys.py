@@ -21,7 +21,7 @@ from enum import StrEnum
 import orjson
 
 # Bump when the cached representation changes shape, so a deploy never reads old bytes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a product entry's `d` is its API body (products/body.py)
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -63,6 +63,15 @@ class CacheKeys:
         if kind not in ("list", "count"):
             raise ValueError(f"unknown query result kind {kind!r}")
         return f"{self.root}:products:{{products}}:{kind}:{generation}:{query_hash(normalized_query)}"
+
+    @property
+    def filter_registry(self) -> str:
+        """Sorted set of the list/count filters read lately (member: canonical JSON, score: expiry in ms)."""
+        return f"{self.root}:products:{{products}}:filters"
+
+    def filter_generation(self, filters: dict[str, object], aspect: str) -> str:
+        """Generation of one aspect (members, or the order by one field) of the products matching filters."""
+        return f"{self.root}:products:{{products}}:fgen:{query_hash(filters)}:{_plain(aspect)}"
 
     def fill_lock(self, result_key: str) -> str:
         """Single-flight lock for recomputing one query result."""
@@ -159,6 +168,8 @@ class KeyKind(StrEnum):
     PRODUCT = "product"  # versioned entry or tombstone: must have a TTL
     LEASE = "lease"  # fill lease: short TTL
     GENERATION = "generation"  # list/count generation: deliberately without TTL
+    FILTER_GENERATION = "filter_generation"  # one filter's members/order generation: TTL
+    FILTER_REGISTRY = "filter_registry"  # filters read lately: no TTL, members expire by score
     RESULT = "result"  # cached list page or count: TTL
     RESULT_LOCK = "result_lock"  # single-flight lock of a result: short TTL
     POPULARITY = "popularity"  # read counts: without TTL, trimmed by cleanup
@@ -172,6 +183,8 @@ _KIND_PATTERNS = (
     (KeyKind.PRODUCT, re.compile(r":product:\{[0-9a-f]{24}\}$")),
     (KeyKind.LEASE, re.compile(r":product:\{[0-9a-f]{24}\}:lease$")),
     (KeyKind.GENERATION, re.compile(r":products:\{products\}:gen$")),
+    (KeyKind.FILTER_GENERATION, re.compile(r":products:\{products\}:fgen:[0-9a-f]+:[a-z0-9_.-]+$")),
+    (KeyKind.FILTER_REGISTRY, re.compile(r":products:\{products\}:filters$")),
     (KeyKind.RESULT, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+$")),
     (KeyKind.RESULT_LOCK, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+:lock$")),
     (KeyKind.POPULARITY, re.compile(r":popularity:(?:products|queries)$")),

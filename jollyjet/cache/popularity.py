@@ -1,15 +1,22 @@
 """Read popularity: which products and list queries clients read most (cache warming uses it).
 
-Counting every read would add a Redis round trip to every cached read. Instead a
-read is counted with probability `sample_rate` and weighted by 1/sample_rate, so
-the expected score is the true read count at a fraction of the cost.
+Nothing here is on a request's round-trip budget: a read is counted in process memory
+(with probability `sample_rate`, weighted by 1/sample_rate), and a daemon thread of
+each process sends the batch to Redis every `flush_interval_s` seconds in one pipeline
+per sorted set. Counts not yet flushed when a process dies are lost: popularity is a
+hint for warming, never needed to serve. `flush_interval_s` 0 sends every count at
+once (what a single-process test wants).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
+import threading
+import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -26,17 +33,27 @@ def query_member(normalized_query: dict[str, Any]) -> str:
 
 
 class PopularityTracker:
-    """Sampled ZINCRBY on reads; failures are ignored (popularity is a hint, never needed to serve)."""
+    """Counts reads per process and flushes them with ZINCRBY; failures are ignored."""
 
     def __init__(
-        self, cache: CacheBackend, keys: CacheKeys, sample_rate: float, rng: random.Random | None = None
+        self,
+        cache: CacheBackend,
+        keys: CacheKeys,
+        sample_rate: float,
+        rng: random.Random | None = None,
+        flush_interval_s: float = 0.0,
     ) -> None:
         if not 0 < sample_rate <= 1:
             raise ValueError("sample_rate must be in (0, 1]")
         self.cache = cache
         self.keys = keys
         self.sample_rate = sample_rate
+        self.flush_interval_s = flush_interval_s
         self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._products: Counter[str] = Counter()
+        self._queries: Counter[str] = Counter()
+        self._flusher_pid: int | None = None  # the process whose flush thread runs (threads do not survive fork)
 
     def _sampled(self) -> bool:
         return self.sample_rate >= 1 or self._rng.random() < self.sample_rate
@@ -44,24 +61,58 @@ class PopularityTracker:
     def product_read(self, product_id: str) -> None:
         """Count one read of a product (an ObjectId string, already validated)."""
         if self._sampled():
-            with contextlib.suppress(CacheError):
-                self.cache.incr_scores(self.keys.popular_products, {product_id: 1 / self.sample_rate})
+            self._count(self._products, product_id)
 
     def query_read(self, normalized_query: dict[str, Any]) -> None:
         """Count one read of a list query; pages of one query count together (warming fills page 1)."""
         if self._sampled():
-            first_page = {**normalized_query, "page": 1}
-            with contextlib.suppress(CacheError):
-                self.cache.incr_scores(self.keys.popular_queries, {query_member(first_page): 1 / self.sample_rate})
+            self._count(self._queries, query_member({**normalized_query, "page": 1}))
+
+    def _count(self, counts: Counter[str], member: str) -> None:
+        with self._lock:
+            counts[member] += 1
+        if self.flush_interval_s <= 0:
+            self.flush()
+        elif self._flusher_pid != os.getpid():
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+        threading.Thread(target=self._flush_forever, name="popularity-flush", daemon=True).start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.flush_interval_s)
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any surprise; the next batch retries nothing
+                log.exception("popularity flush failed")
+
+    def flush(self) -> None:
+        """Send the counts gathered so far (one pipeline per sorted set); dropped if Redis fails."""
+        with self._lock:
+            products, self._products = self._products, Counter()
+            queries, self._queries = self._queries, Counter()
+        weight = 1 / self.sample_rate
+        with contextlib.suppress(CacheError):
+            if products:
+                self.cache.incr_scores(self.keys.popular_products, {m: n * weight for m, n in products.items()})
+            if queries:
+                self.cache.incr_scores(self.keys.popular_queries, {m: n * weight for m, n in queries.items()})
 
     def top_products(self, n: int) -> list[str]:
-        """The n most-read product ids, most-read first."""
+        """The n most-read product ids, most-read first (this process's unsent counts included)."""
+        self.flush()
         return self.cache.top_members(self.keys.popular_products, 0, n - 1) if n > 0 else []
 
     def top_queries(self, n: int) -> list[dict[str, Any]]:
         """The n most-read list queries (page 1), most-read first; unreadable members are skipped."""
         if n <= 0:
             return []
+        self.flush()
         queries = []
         for member in self.cache.top_members(self.keys.popular_queries, 0, n - 1):
             try:

@@ -50,6 +50,11 @@ class RedisCacheBackend:
         self._bump_generation = client.register_script(scripts.BUMP_GENERATION)
         self._fill_generational = client.register_script(scripts.FILL_GENERATIONAL)
         self._release_lock = client.register_script(scripts.RELEASE_LOCK)
+        self._swap_versioned = client.register_script(scripts.SWAP_VERSIONED)
+        self._read_filter_generations = client.register_script(scripts.READ_FILTER_GENERATIONS)
+        self._fill_filtered = client.register_script(scripts.FILL_FILTERED)
+        self._live_filters = client.register_script(scripts.LIVE_FILTERS)
+        self._bump_existing = client.register_script(scripts.BUMP_EXISTING)
 
     def _guard(self, call: Callable[[], T]) -> T:
         if not self.breaker.allow():
@@ -185,6 +190,14 @@ class RedisCacheBackend:
     def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
         return bool(self._guard(lambda: self._set_versioned(keys=[key, lease_key], args=[version, payload, ttl_s])))
 
+    def swap_versioned(
+        self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int
+    ) -> tuple[bool, bytes | None]:
+        landed, before = self._guard(
+            lambda: self._swap_versioned(keys=[key, lease_key], args=[version, payload, ttl_s])
+        )
+        return bool(landed), before or None
+
     def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
         return bool(
             self._guard(lambda: self._fill_versioned(keys=[key, lease_key], args=[token, version, payload, ttl_s]))
@@ -209,6 +222,39 @@ class RedisCacheBackend:
                 lambda: self._fill_generational(keys=[generation_key, key], args=[str(generation), payload, ttl_s])
             )
         )
+
+    # --- filter generations -----------------------------------------------------
+    def read_filter_generations(
+        self, generation_key: str, registry_key: str, filter_keys: Sequence[str], member: str, horizon_ms: int
+    ) -> list[int]:
+        keys = [generation_key, registry_key, *filter_keys]
+        values = self._guard(lambda: self._read_filter_generations(keys=keys, args=[member, horizon_ms]))
+        return [int(v) for v in values]
+
+    def fill_filtered(
+        self,
+        generation_key: str,
+        registry_key: str,
+        key: str,
+        filter_keys: Sequence[str],
+        generations: Sequence[int],
+        member: str,
+        horizon_ms: int,
+        payload: bytes,
+        ttl_s: int,
+    ) -> bool:
+        keys = [generation_key, registry_key, key, *filter_keys]
+        args: list[bytes | str | int] = [member, horizon_ms, payload, ttl_s, *(str(g) for g in generations)]
+        return bool(self._guard(lambda: self._fill_filtered(keys=keys, args=args)))
+
+    def live_filters(self, registry_key: str) -> list[str]:
+        members = self._guard(lambda: self._live_filters(keys=[registry_key]))
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
+
+    def bump_existing(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        return int(self._guard(lambda: self._bump_existing(keys=list(keys))))
 
     # --- ranked sets ------------------------------------------------------------
     def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:

@@ -89,3 +89,94 @@ RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# KEYS: entry, lease. ARGV: version, payload, ttl_s.
+# SET_VERSIONED that also returns the payload it replaced when that was exactly the
+# previous version (version - 1): the write's before-image, which list invalidation
+# compares field by field. Returns {landed (0/1), before payload or false}.
+SWAP_VERSIONED = """
+redis.call('DEL', KEYS[2])
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+if cur[1] and tonumber(cur[1]) > tonumber(ARGV[1]) then return {0, false} end
+local before = false
+if cur[1] and cur[2] and tonumber(cur[1]) == tonumber(ARGV[1]) - 1 then before = cur[2] end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {1, before}
+"""
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: the global generation, the filter registry, then the query's filter generations.
+# ARGV: registry member (the filters), registration horizon in ms.
+# Registers the filters (so every later write compares itself against them) and returns
+# every generation, each initialized from the server clock when missing (the filter
+# generations with a TTL of two horizons: an expired one restarts above every older value).
+READ_FILTER_GENERATIONS = (
+    _NOW_MS
+    + """
+local clock = t[1] .. string.format('%06d', tonumber(t[2]))
+local ttl_s = math.ceil(2 * tonumber(ARGV[2]) / 1000)
+local out = {}
+for i = 1, #KEYS do
+  if i ~= 2 then
+    local g = redis.call('GET', KEYS[i])
+    if not g then
+      if i == 1 then redis.call('SET', KEYS[i], clock, 'NX')
+      else redis.call('SET', KEYS[i], clock, 'NX', 'EX', ttl_s) end
+      g = redis.call('GET', KEYS[i])
+    end
+    table.insert(out, g)
+  end
+end
+redis.call('ZADD', KEYS[2], 'GT', now_ms + tonumber(ARGV[2]), ARGV[1])
+return out
+"""
+)
+
+# KEYS: the global generation, the filter registry, the result, then the filter generations.
+# ARGV: registry member, horizon ms, payload, ttl_s, expected global generation, then the
+# expected filter generations. Lands only while every generation is unchanged and the
+# filters' registration never lapsed (a write in a lapse would not have compared itself
+# against them); then the registration is extended past the result's expiry.
+FILL_FILTERED = (
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[5] then return 0 end
+for i = 4, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= ARGV[i + 2] then return 0 end
+end
+"""
+    + _NOW_MS
+    + """
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) < now_ms then return 0 end
+redis.call('ZADD', KEYS[2], 'GT', now_ms + tonumber(ARGV[2]), ARGV[1])
+local ttl_s = math.ceil(2 * tonumber(ARGV[2]) / 1000)
+for i = 4, #KEYS do redis.call('EXPIRE', KEYS[i], ttl_s) end
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+return 1
+"""
+)
+
+# KEYS: the filter registry. Drops lapsed registrations, returns the live ones.
+LIVE_FILTERS = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now_ms)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+)
+
+# KEYS: filter generations. Increments those that exist; a missing one restarts from the
+# clock at its next read anyway, above any value a result was stored under.
+BUMP_EXISTING = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCR', KEYS[i]); n = n + 1 end
+end
+return n
+"""

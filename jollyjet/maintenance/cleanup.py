@@ -32,7 +32,8 @@ from jollyjet.settings import Settings
 log = logging.getLogger(__name__)
 # Kinds kept without a TTL on purpose: the generation must outlive every result key,
 # and popularity is bounded by trimming instead.
-_NO_TTL_BY_DESIGN = frozenset({KeyKind.GENERATION, KeyKind.POPULARITY, KeyKind.UNKNOWN})
+# The filter registry's members lapse by score (scripts.LIVE_FILTERS drops them).
+_NO_TTL_BY_DESIGN = frozenset({KeyKind.GENERATION, KeyKind.FILTER_REGISTRY, KeyKind.POPULARITY, KeyKind.UNKNOWN})
 
 
 @dataclass(frozen=True)

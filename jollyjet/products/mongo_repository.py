@@ -14,6 +14,8 @@ from mongoengine.errors import NotUniqueError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
 from jollyjet.portable_mongo import array_contains, set_to_server_time
+from jollyjet.products import body
+from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read, object_id
 from jollyjet.products.models import ProductDocument, utcnow_ms
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
@@ -38,7 +40,10 @@ def translate_db_errors() -> Iterator[None]:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    # BSON dates hold milliseconds; mongomock's $currentDate keeps microseconds. Truncating
+    # here (a no-op on MongoDB) keeps a record equal to its API body (products/body.py).
+    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def to_record(doc: ProductDocument) -> ProductRecord:
@@ -117,6 +122,10 @@ class MongoProductRepository:
             doc = ProductDocument.objects(id=oid).first()
         return Read(to_record(doc) if doc else None)
 
+    def get_body(self, product_id: str) -> Read[ProductBody | None]:
+        record = self.get(product_id).value
+        return Read(None if record is None else body.of(record))
+
     def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
         oids = [oid for pid in product_ids if (oid := object_id(pid)) is not None]
         if not oids:
@@ -137,6 +146,10 @@ class MongoProductRepository:
                 else []
             )
         return Read(ProductPage(items=[to_record(d) for d in docs], total=total))
+
+    def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
+        page = self.list_page(query).value
+        return Read(body.page_of((page.items, page.total)))
 
     def count(self, query: ProductQuery) -> Read[int]:
         with translate_db_errors():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
 
 
@@ -33,11 +34,17 @@ class ProductRepository(Protocol):
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         """The product, or None when it does not exist."""
 
+    def get_body(self, product_id: str) -> Read[ProductBody | None]:
+        """The product's API body (what GET by id serves), or None when it does not exist."""
+
     def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
         """The existing products among these ids, by id, in one query (never cached: jobs use it)."""
 
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
         """One page of products matching the query, with the total."""
+
+    def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
+        """list_page as the items' API bodies (what the list endpoint serves)."""
 
     def count(self, query: ProductQuery) -> Read[int]:
         """How many products match the query's filters."""

@@ -41,6 +41,25 @@ def product_to_api(record: ProductRecord) -> dict[str, Any]:
     }
 
 
+def product_from_api(data: dict[str, Any]) -> ProductRecord:
+    """Inverse of product_to_api (timestamps have millisecond precision, as MongoDB stores them)."""
+    return ProductRecord(
+        id=data["id"],
+        sku=data["sku"],
+        name=data["name"],
+        description=data["description"],
+        price_cents=cents(Decimal(data["price"])),
+        currency=data["currency"],
+        category=data["category"],
+        tags=tuple(data["tags"]),
+        stock=data["stock"],
+        is_active=data["is_active"],
+        version=data["version"],
+        created_at=datetime.fromisoformat(data["created_at"].replace("Z", "+00:00")),
+        updated_at=datetime.fromisoformat(data["updated_at"].replace("Z", "+00:00")),
+    )
+
+
 def api_timestamp(moment: datetime) -> str:
     """An aware UTC datetime as the API writes it: ISO 8601, milliseconds, "Z"."""
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

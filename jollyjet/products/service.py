@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read
 from jollyjet.products.repository import ProductNotFound, ProductRepository
 
@@ -21,9 +22,20 @@ class ProductService:
             raise ProductNotFound(product_id)
         return Read(read.value, read.source)
 
+    def get_body(self, product_id: str) -> Read[ProductBody]:
+        """The product's API body (served as is); raises ProductNotFound for unknown or malformed ids."""
+        read = self.repository.get_body(product_id)
+        if read.value is None:
+            raise ProductNotFound(product_id)
+        return Read(read.value, read.source)
+
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
         """One page of products matching the query."""
         return self.repository.list_page(query)
+
+    def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
+        """One page as its items' API bodies (served as they are) and the total."""
+        return self.repository.list_bodies(query)
 
     def count(self, query: ProductQuery) -> Read[int]:
         """How many products match the query's filters."""

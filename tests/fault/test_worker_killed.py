@@ -21,7 +21,7 @@ import orjson
 import pytest
 import requests
 
-from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys
 from jollyjet.maintenance import names
 from tests.fault.conftest import TOKEN, FaultStack, running_stack
 from tests.support.factories import product_payload
@@ -83,8 +83,8 @@ def pool_children(parent_pid: int) -> list[int]:
 
 def cache_keys(stack: FaultStack) -> CacheKeys:
     """The stack's cache key layout (its prefix is unique per stack)."""
-    raw = stack.raw()
-    return CacheKeys(next(k.decode().split(":")[0] for k in raw.scan_iter("fault*:v1:product:*", count=1000)))
+    entries = stack.raw().scan_iter(f"fault*:v{SCHEMA_VERSION}:product:*", count=1000)
+    return CacheKeys(next(k.decode().split(":")[0] for k in entries))
 
 
 def kill_the_run_midway(

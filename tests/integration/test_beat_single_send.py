@@ -22,6 +22,7 @@ import pytest
 import redis
 from redis.client import PubSub
 
+from jollyjet.cache.keys import CacheKeys
 from jollyjet.maintenance import names
 from tests.support.jobs import celery_env, celery_process
 from tests.support.redis_server import RedisServer
@@ -84,7 +85,7 @@ def test_two_beat_processes_send_each_audit_slot_once(
     prefix, queue = f"b{uuid.uuid4().hex[:10]}", f"beat-{uuid.uuid4().hex[:10]}"
     raw = notifying_redis.client()
     claims = raw.pubsub()
-    claims.psubscribe(f"__keyspace@0__:{prefix}:v1:beat:cache-audit:*")
+    claims.psubscribe(f"__keyspace@0__:{CacheKeys(prefix).root}:beat:cache-audit:*")
     env = celery_env(notifying_redis.url, shared_mongodb_uri, prefix, queue, **ONLY_THE_AUDIT)
     slots: set[int] = set()
     logs = [tmp_path / f"beat-{n}.log" for n in (1, 2)]

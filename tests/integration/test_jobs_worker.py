@@ -19,6 +19,7 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from flask.testing import FlaskClient
 
+from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance import names
 from jollyjet.products.models import ProductDocument
@@ -130,7 +131,7 @@ def test_cleanup_drops_old_schema_keys_and_gives_product_keys_a_ttl(jobs_app: Fl
     raw.hset(old_schema, mapping={"v": 1, "d": b"{}"})
     orphan_lock = keys.job_lock("retired-job")
     raw.set(orphan_lock, "token")  # a lock without TTL would block its job forever
-    generation = int(raw.get(keys.generation))
+    generation = services_of(jobs_app).cache.backend.get_generation(keys.generation)  # creates do not bump it
     old_page = keys.query_result("list", generation - 1, {"page": 1})
     raw.set(old_page, b"[]", ex=300)
     foreign = f"other{uuid.uuid4().hex[:8]}:v0:product:{{{product}}}"
@@ -179,7 +180,7 @@ def test_a_starting_worker_enqueues_a_warm_run(
     prefix, queue = f"w{uuid.uuid4().hex[:10]}", f"ready-{uuid.uuid4().hex[:10]}"
     raw = private_redis.client()
     popular = [str(ObjectId()) for _ in range(3)]
-    raw.zadd(f"{prefix}:v1:popularity:products", dict.fromkeys(popular, 1.0))
+    raw.zadd(CacheKeys(prefix).popular_products, dict.fromkeys(popular, 1.0))
     env = celery_env(private_redis.url, shared_mongodb_uri, prefix, queue, JOLLYJET_WARM_ON_WORKER_START="true")
     args = ["worker", "--pool=solo", "--without-heartbeat", "--without-mingle", "--without-gossip"]
     args += [f"--hostname=ready-{queue}@127.0.0.1", "--loglevel=INFO"]

@@ -152,6 +152,18 @@ class MemoryCacheBackend:
             self._put(key, VersionedEntry(version, None), ttl_s)
             return True
 
+    def swap_versioned(
+        self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int
+    ) -> tuple[bool, bytes | None]:
+        with self._lock:
+            self._data.pop(lease_key, None)
+            current = self._versioned(key)
+            if current is not None and current.version > version:
+                return False, None
+            before = current.payload if current is not None and current.version == version - 1 else None
+            self._put(key, VersionedEntry(version, payload), ttl_s)
+            return True, before
+
     def evict_versioned(self, key: str, lease_key: str, version: int) -> bool:
         with self._lock:
             self._data.pop(lease_key, None)
@@ -186,6 +198,72 @@ class MemoryCacheBackend:
                 return False
             self._put(key, payload, ttl_s)
             return True
+
+    # --- filter generations ---------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _filter_generation_locked(self, key: str, ttl_s: float) -> int:
+        current = self._bytes(key)
+        if current is None:
+            seed = max(self._generation_seed, int(time.time() * 1_000_000))
+            self._put(key, str(seed).encode(), ttl_s)
+            return seed
+        return int(current)
+
+    def read_filter_generations(
+        self, generation_key: str, registry_key: str, filter_keys: Sequence[str], member: str, horizon_ms: int
+    ) -> list[int]:
+        with self._lock:
+            values = [self._generation_locked(generation_key)]
+            values += [self._filter_generation_locked(k, 2 * horizon_ms / 1000) for k in filter_keys]
+            registry = self._ranked(registry_key, create=True)
+            registry[member] = max(registry.get(member, 0), self._now_ms() + horizon_ms)
+            return values
+
+    def fill_filtered(
+        self,
+        generation_key: str,
+        registry_key: str,
+        key: str,
+        filter_keys: Sequence[str],
+        generations: Sequence[int],
+        member: str,
+        horizon_ms: int,
+        payload: bytes,
+        ttl_s: int,
+    ) -> bool:
+        with self._lock:
+            current = [self._bytes(k) for k in (generation_key, *filter_keys)]
+            if current != [str(g).encode() for g in generations]:
+                return False
+            registry = self._ranked(registry_key, create=True)
+            now = self._now_ms()
+            if registry.get(member, -1) < now:
+                return False
+            registry[member] = max(registry[member], now + horizon_ms)
+            for k in filter_keys:
+                self._put(k, self._bytes(k) or b"0", 2 * horizon_ms / 1000)
+            self._put(key, payload, ttl_s)
+            return True
+
+    def live_filters(self, registry_key: str) -> list[str]:
+        with self._lock:
+            registry = self._ranked(registry_key)
+            now = self._now_ms()
+            for member in [m for m, expiry in registry.items() if expiry < now]:
+                del registry[member]
+            return sorted(registry)
+
+    def bump_existing(self, keys: Sequence[str]) -> int:
+        with self._lock:
+            bumped = 0
+            for key in keys:
+                slot = self._live(key)
+                if slot is not None:
+                    slot.value = str(int(self._bytes(key) or b"0") + 1).encode()
+                    bumped += 1
+            return bumped
 
     # --- ranked sets ----------------------------------------------------------------
     def _ranked(self, key: str, create: bool = False) -> dict[str, float]:

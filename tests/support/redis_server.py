@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -13,12 +14,24 @@ import redis
 
 from tests.support.processes import stop_process
 
+# Below Linux's ephemeral range (32768-60999 by default): a port chosen here is never
+# taken, between choosing it and the server's bind, by the outgoing connection of some
+# other client (a replica, a sentinel, the tests themselves), which the kernel gives
+# ports from that range. Port 0 would pick from that very range.
+_PORT_RANGE = (20000, 32000)
+
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, outside the range outgoing connections use."""
+    for _ in range(200):
+        port = random.randrange(*_PORT_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE} after 200 tries")
 
 
 class RedisServer:

@@ -286,11 +286,19 @@ def test_x_cache_reports_how_each_read_was_served(
     assert sources(PRODUCTS) == ["MISS", "HIT"]
     assert sources(f"{PRODUCTS}?category=testing") == ["MISS", "HIT"]  # each query has its own entry
     assert sources(f"{PRODUCTS}/count") == ["MISS", "HIT"]
-    # A write bumps the generation: every list and count is recomputed once.
+    # A write that changes no field a query filters or sorts on leaves it cached: a page's
+    # items are read from the product entries, which the write updated itself.
     assert api.patch(one, json={"stock": 2}, headers=auth).status_code == 200
-    assert sources(PRODUCTS) == ["MISS", "HIT"]
-    assert sources(f"{PRODUCTS}/count") == ["MISS", "HIT"]
+    assert sources(PRODUCTS) == ["HIT", "HIT"]
+    assert sources(f"{PRODUCTS}/count") == ["HIT", "HIT"]
     assert api.get(PRODUCTS).get_json()[0]["stock"] == 2
+    # One that moves the product out of a filter recomputes that filter's results once.
+    assert sources(f"{PRODUCTS}/count?category=testing") == ["MISS", "HIT"]
+    assert api.patch(one, json={"category": "other"}, headers=auth).status_code == 200
+    assert sources(f"{PRODUCTS}?category=testing") == ["MISS", "HIT"]
+    assert sources(f"{PRODUCTS}/count?category=testing") == ["MISS", "HIT"]
+    assert api.get(f"{PRODUCTS}/count?category=testing").get_json() == {"count": 0}
+    assert sources(PRODUCTS) == ["HIT", "HIT"] and sources(f"{PRODUCTS}/count") == ["HIT", "HIT"]
 
 
 def test_evicted_product_is_filled_on_the_next_read(

@@ -93,17 +93,19 @@ def test_reads_after_a_write_are_hits_with_the_new_state(stack: Stack) -> None:
 
 # --- race 1: concurrent updates reaching Redis out of order --------------------------------
 class PausingBackend(MemoryCacheBackend):
-    """Lets the test hold one set_versioned call until later."""
+    """Lets the test hold one write-through (swap_versioned) call until later."""
 
     def __init__(self) -> None:
         super().__init__()
         self.hold_next_set: Pause | None = None
 
-    def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
+    def swap_versioned(
+        self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int
+    ) -> tuple[bool, bytes | None]:
         pause, self.hold_next_set = self.hold_next_set, None
         if pause is not None:
             pause.wait_here()
-        return super().set_versioned(key, lease_key, payload, version, ttl_s)
+        return super().swap_versioned(key, lease_key, payload, version, ttl_s)
 
 
 def test_out_of_order_write_through_never_moves_the_cache_backwards() -> None:

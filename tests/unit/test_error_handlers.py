@@ -20,7 +20,7 @@ def _explode(*_: object, **__: object) -> None:
     raise RuntimeError(f"cannot reach {_SECRET}")
 
 
-@pytest.mark.parametrize("operation", ["get", "list_page", "count", "create", "update", "categories"])
+@pytest.mark.parametrize("operation", ["get_body", "list_bodies", "count", "create", "update", "categories"])
 def test_unexpected_exception_is_a_logged_json_500_without_details(
     api: FlaskClient,
     auth: dict[str, str],
@@ -32,8 +32,8 @@ def test_unexpected_exception_is_a_logged_json_500_without_details(
     product_id = create_product()["id"]
     monkeypatch.setattr(ProductService, operation, _explode)
     request = {
-        "get": lambda: api.get(f"{PRODUCTS}/{product_id}"),
-        "list_page": lambda: api.get(PRODUCTS),
+        "get_body": lambda: api.get(f"{PRODUCTS}/{product_id}"),
+        "list_bodies": lambda: api.get(PRODUCTS),
         "count": lambda: api.get(f"{PRODUCTS}/count"),
         "create": lambda: api.post(PRODUCTS, json=product_payload(), headers=auth),
         "update": lambda: api.patch(f"{PRODUCTS}/{product_id}", json={"stock": 1}, headers=auth),

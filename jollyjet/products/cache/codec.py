@@ -1,4 +1,8 @@
-"""Product records, pages and counts ↔ cache bytes, through the one serializer (cache/serialization.py)."""
+"""Product records, pages and counts ↔ cache bytes, through the one serializer (cache/serialization.py).
+
+A product entry stores the product's API body (products/body.py), so a hit is served
+as stored; PRODUCT decodes it back into a record for the jobs that compare records.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from typing import Any, Generic, TypeVar
 from jollyjet.cache import serialization
 from jollyjet.cache.backend import VersionedEntry
 from jollyjet.products.domain import ProductPage, ProductRecord
+from jollyjet.products.representation import product_from_api, product_to_api
 
 T = TypeVar("T")
 
 # What a corrupt or foreign entry can raise while decoding; such an entry is a miss.
-DECODE_ERRORS = (serialization.SerializationError, KeyError, TypeError, ValueError)
+# (ArithmeticError: decimal.InvalidOperation from a price that is not a number.)
+DECODE_ERRORS = (serialization.SerializationError, KeyError, TypeError, ValueError, AttributeError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,8 @@ class Codec(Generic[T]):
         return self.from_plain(serialization.loads(data))
 
 
-PRODUCT: Codec[ProductRecord] = Codec(ProductRecord.to_dict, ProductRecord.from_dict)
+# Byte for byte products/body.render: the entry is the API body.
+PRODUCT: Codec[ProductRecord] = Codec(product_to_api, product_from_api)
 PAGE: Codec[ProductPage] = Codec(
     lambda page: {"items": [r.to_dict() for r in page.items], "total": page.total},
     lambda raw: ProductPage(items=[ProductRecord.from_dict(r) for r in raw["items"]], total=raw["total"]),

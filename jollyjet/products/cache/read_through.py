@@ -76,7 +76,9 @@ class ReadThrough:
             return self.bypass(cached.kind, cached.compute)
         if token is None:
             # Another request is reading the database for this key: wait briefly for its fill.
-            found = cached.decoded(self._wait(cached.lookup))
+            found = _ABSENT
+            with contextlib.suppress(CacheError):  # decoding a page reads its items' entries
+                found = cached.decoded(self._wait(cached.lookup))
             if found is not _ABSENT:
                 self.events.emit("wait_hit", cached.kind)
                 return Read(found, CacheStatus.HIT)

@@ -17,15 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from jollyjet.cache.backend import CacheBackend, CacheError
+from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
 from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.fence import RepairFence
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.products import body
+from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.cache import codec
 from jollyjet.products.cache.categories import CategoryMemo
+from jollyjet.products.cache.queries import QueryResults
 from jollyjet.products.cache.read_through import CachedValue, ReadThrough
 from jollyjet.products.cache.writer import ProductCacheWriter
 from jollyjet.products.domain import (
@@ -83,57 +86,128 @@ class CachedProductRepository:
         self.fence = fence
         self.writer = ProductCacheWriter(cache, keys, ttl, policy.product_ttl_s, policy.tombstone_ttl_s)
         self.reader = ReadThrough(cache, events, policy.lease_ttl_ms, policy.fill_wait_ms)
+        self.queries = QueryResults(cache, keys, ttl, self.reader, policy.list_ttl_s, policy.lease_ttl_ms)
+        # A page is stored as ids and total; its items' bodies come from the product entries.
+        self._page_codec: codec.Codec[PageOfBodies] = codec.Codec(
+            lambda page: {"ids": page.ids, "total": page.total}, self._page_from_ids
+        )
 
     # --- reads ------------------------------------------------------------------------
     def get(self, product_id: str) -> Read[ProductRecord | None]:
+        read = self.get_body(product_id)
+        if read.value is None:
+            return Read(None, read.source)
+        if read.value.record is not None:
+            return Read(read.value.record, read.source)
+        try:
+            return Read(body.parse(read.value.body), read.source)
+        except codec.DECODE_ERRORS:  # names() passed but the rest is damaged: ask the source of truth
+            log.warning("undecodable product cache entry; reading the database")
+            return self.reader.bypass("product", lambda: self.inner.get(product_id).value)
+
+    def get_body(self, product_id: str) -> Read[ProductBody | None]:
+        """The product's API body; a hit is the stored bytes as they are, after one HMGET."""
         if object_id(product_id) is None:
             return Read(None, CacheStatus.BYPASS)
-        keys = self.keys.product(product_id)
-
-        def fill(token: str, record: ProductRecord | None) -> bool:
-            # Unknown ids are not cached.
-            return record is not None and self.writer.fill(product_id, token, record)
-
-        def compute() -> ProductRecord | None:
-            return self.inner.get(product_id).value
-
+        entry = self._product_entry(product_id)
         if self.fence is not None and not self.fence.allows_product(product_id):
-            read = self._fenced("product", compute)
+            read = self._fenced("product", entry.compute)
         else:
-            read = self.reader.read(
-                CachedValue(
-                    kind="product",
-                    lookup=lambda: self.cache.get_versioned(keys.entry),
-                    decode=codec.decode_entry,
-                    lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
-                    compute=compute,
-                    fill=fill,
-                )
-            )
+            read = self.reader.read(entry)
         if read.value is not None and self.popularity is not None:
             self.popularity.product_read(product_id)
         return read
+
+    def _product_entry(self, product_id: str) -> CachedValue[VersionedEntry, ProductBody | None]:
+        """How a product is looked up (the hit path: one HMGET), computed and filled."""
+        keys = self.keys.product(product_id)
+
+        def decode(entry: VersionedEntry) -> ProductBody | None:
+            if entry.payload is None:
+                return None  # a tombstone: deleted moments ago
+            if not body.names(product_id, entry.payload):
+                raise ValueError("the entry does not hold this product's body")
+            return ProductBody(entry.version, entry.payload)
+
+        def compute() -> ProductBody | None:
+            record = self.inner.get(product_id).value
+            return None if record is None else body.of(record)
+
+        def fill(token: str, rendered: ProductBody | None) -> bool:
+            # Unknown ids are not cached.
+            return rendered is not None and self.writer.fill_body(product_id, token, rendered)
+
+        return CachedValue(
+            kind="product",
+            lookup=lambda: self.cache.get_versioned(keys.entry),
+            decode=decode,
+            lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
+            compute=compute,
+            fill=fill,
+        )
 
     def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
         return self.inner.get_many(product_ids)
 
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
+        read = self.list_bodies(query)
+        page = read.value
+        records = page.records if page.records is not None else [body.parse(b) for b in page.bodies]
+        return Read(ProductPage(items=records, total=page.total), read.source)
+
+    def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
+        """One page as its items' bodies: the ids and total from the list entry, the bodies from product entries."""
         read = self.warm_query(query)
         # Counted after the read: a request that failed (MongoDB down) writes nothing to Redis.
         if self.popularity is not None:
             self.popularity.query_read(query.normalized())
         return read
 
-    def warm_query(self, query: ProductQuery) -> Read[ProductPage]:
+    def warm_query(self, query: ProductQuery) -> Read[PageOfBodies]:
         """A list page through the cache without counting it as a client read (cache warming)."""
-        return self._generational("list", query.normalized(), lambda: self.inner.list_page(query).value, codec.PAGE)
+
+        def compute() -> PageOfBodies:
+            page = self.inner.list_page(query).value
+            return body.page_of((page.items, page.total))
+
+        if self._results_fenced():
+            return self._fenced("list", compute)
+        return self.queries.read("list", query, compute, self._page_codec)
 
     def warm_products(self, product_ids: list[str]) -> int:
         """Fill the missing entries of these products (leases, one database query); how many landed."""
         return self.writer.fill_missing(product_ids, self.inner.get_many, self.policy.lease_ttl_ms)
 
     def count(self, query: ProductQuery) -> Read[int]:
-        return self._generational("count", query.filters(), lambda: self.inner.count(query).value, codec.COUNT)
+        def compute() -> int:
+            return self.inner.count(query).value
+
+        if self._results_fenced():
+            return self._fenced("count", compute)
+        return self.queries.read("count", query, compute, codec.COUNT)
+
+    def _page_from_ids(self, raw: Any) -> PageOfBodies:
+        """A stored page (ids, total) with its items' bodies from their entries; ValueError if one is gone."""
+        ids, total = raw["ids"], raw["total"]
+        if not isinstance(ids, list) or not isinstance(total, int):
+            raise TypeError("not a stored page")
+        entry_keys = [self.keys.product(pid).entry for pid in ids]  # ValueError for anything but ids
+        entries = self.cache.get_versioned_many(entry_keys)
+        missing = [pid for pid, entry in zip(ids, entries, strict=True) if entry is None]
+        if missing:
+            # Items expired or evicted before the page: filled like read misses (leases, one query).
+            self.writer.fill_missing(missing, self._load_products, self.policy.lease_ttl_ms)
+            entries = self.cache.get_versioned_many(entry_keys)
+        bodies = []
+        for pid, entry in zip(ids, entries, strict=True):
+            if entry is None or entry.payload is None or not body.names(pid, entry.payload):
+                # Deleted (or unreadable) since the page was stored: recompute the page.
+                raise ValueError("a page item is gone")
+            bodies.append(entry.payload)
+        return PageOfBodies(ids, bodies, total)
+
+    def _load_products(self, product_ids: list[str]) -> dict[str, ProductRecord]:
+        return self.reader.from_db("product", lambda: self.inner.get_many(product_ids))
 
     def categories(self) -> Read[list[CategoryCount]]:
         if self.categories_memo is None:
@@ -148,41 +222,19 @@ class CachedProductRepository:
         self.events.emit("db_read", "categories")
         return self.inner.categories()
 
-    def _generational(
-        self, kind: str, normalized: dict[str, Any], compute: Callable[[], T], value_codec: codec.Codec[T]
-    ) -> Read[T]:
-        if self.fence is not None and not self.fence.allows_results():
-            return self._fenced(kind, compute)
-        try:
-            generation = self.cache.get_generation(self.keys.generation)
-        except CacheError:
-            return self.reader.bypass(kind, compute)
-        key = self.keys.query_result(kind, generation, normalized)
-
-        def fill(_token: str, value: T) -> bool:
-            ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
-            return self.cache.fill_generational(self.keys.generation, generation, key, value_codec.encode(value), ttl_s)
-
-        return self.reader.read(
-            CachedValue(
-                kind=kind,
-                lookup=lambda: self.cache.get(key),
-                decode=value_codec.decode,
-                lock_key=self.keys.fill_lock(key),
-                compute=compute,
-                fill=fill,
-            )
-        )
-
     def _fenced(self, kind: str, compute: Callable[[], T]) -> Read[T]:
         """Served from MongoDB without touching the cache: a replay is pending (or the fence cannot tell)."""
         self.events.emit("fenced", kind)
         return self.reader.bypass(kind, compute)
 
+    def _results_fenced(self) -> bool:
+        """No list or count hit while any failed cache write awaits its replay (the recovery fence)."""
+        return self.fence is not None and not self.fence.allows_results()
+
     # --- writes ---------------------------------------------------------------------
     def create(self, values: dict[str, Any]) -> ProductRecord:
         record = self.inner.create(values)
-        self._write_through(record)
+        self._write_through(record, created=True)
         self._drop_categories()
         return record
 
@@ -196,16 +248,21 @@ class CachedProductRepository:
         record = self.inner.delete(product_id, expected_version)
         try:
             self.writer.tombstone(record.id, record.version)
-            self.writer.invalidate_lists()
+            self.queries.invalidate(record, None)
         except CacheError as error:
             self._record_failure(record.id, "delete", error)
         self._drop_categories()
         return record
 
-    def _write_through(self, record: ProductRecord) -> None:
+    def _write_through(self, record: ProductRecord, created: bool = False) -> None:
         try:
-            written = self.writer.write(record)
-            self.writer.invalidate_lists()
+            written, before = self.writer.write_through(record)
+            if created:
+                self.queries.invalidate(None, record)
+            elif before is None:
+                self.writer.invalidate_lists()  # the state before the write is unknown: every list and count
+            else:
+                self.queries.invalidate(before, record)
             self.events.emit("write_through" if written else "write_refused", "product")
         except CacheError as error:
             self._record_failure(record.id, "write", error)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.products import body
+from jollyjet.products.body import ProductBody
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import ProductRecord
 
@@ -39,9 +41,21 @@ class ProductCacheWriter:
     def write(self, record: ProductRecord) -> bool:
         """Store the record unless a newer version is cached; revokes fill leases. False if refused."""
         keys = self.keys.product(record.id)
-        return self.cache.set_versioned(
-            keys.entry, keys.lease, codec.PRODUCT.encode(record), record.version, self.product_ttl()
+        return self.cache.set_versioned(keys.entry, keys.lease, body.render(record), record.version, self.product_ttl())
+
+    def write_through(self, record: ProductRecord) -> tuple[bool, ProductRecord | None]:
+        """write() for the request path: whether it landed, and the state it replaced when that was
+        the previous version (the write's before-image, for list invalidation), else None."""
+        keys = self.keys.product(record.id)
+        landed, before = self.cache.swap_versioned(
+            keys.entry, keys.lease, body.render(record), record.version, self.product_ttl()
         )
+        if before is None:
+            return landed, None
+        try:
+            return landed, body.parse(before)
+        except codec.DECODE_ERRORS:
+            return landed, None
 
     def tombstone(self, product_id: str, deleted_version: int) -> bool:
         """Mark a deleted product: the tombstone is one version past the deleted one, so a
@@ -56,9 +70,13 @@ class ProductCacheWriter:
 
     def fill(self, product_id: str, token: str, record: ProductRecord) -> bool:
         """Fill after a miss: lands only while the lease token is still valid and nothing newer is cached."""
+        return self.fill_body(product_id, token, body.of(record))
+
+    def fill_body(self, product_id: str, token: str, rendered: ProductBody) -> bool:
+        """fill() of an already rendered body."""
         keys = self.keys.product(product_id)
         return self.cache.fill_versioned(
-            keys.entry, keys.lease, token, codec.PRODUCT.encode(record), record.version, self.product_ttl()
+            keys.entry, keys.lease, token, rendered.body, rendered.version, self.product_ttl()
         )
 
     def fill_missing(
@@ -84,5 +102,6 @@ class ProductCacheWriter:
         return filled
 
     def invalidate_lists(self) -> int:
-        """Bump the generation: every cached list and count becomes unreachable at once."""
+        """Bump the global generation: every cached list and count becomes unreachable at once
+        (repairs and audits, whose before-image is unknown; request writes are finer, queries.py)."""
         return self.cache.bump_generation(self.keys.generation)

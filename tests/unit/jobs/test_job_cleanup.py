@@ -47,7 +47,7 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
     generation = backend.get_generation(keys.generation)
 
     # Older schemas: unreadable since the deploy that bumped SCHEMA_VERSION, TTL or not.
-    v0, v2 = CacheKeys(keys.prefix, schema=0), CacheKeys(keys.prefix, schema=2)
+    v0, v2 = CacheKeys(keys.prefix, schema=0), CacheKeys(keys.prefix, schema=keys.schema + 1)
     v0_entry = v0.product(permanent.id)
     backend.set_versioned(v0_entry.entry, v0_entry.lease, b"old bytes", 1, 600)
     plant_without_ttl(backend, v2.generation, b"5")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,3 +260,45 @@ def test_query_from_member_accepts_only_well_typed_first_pages(raw: dict[str, An
     assert (query is not None) is valid
     if query is not None:
         assert query.normalized() == {k: v for k, v in raw.items() if v is not None}
+
+
+class CountingBackend(MemoryCacheBackend):
+    """Counts the calls that reach the cache (each is at least one Redis round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.incr_calls = 0
+        self.sent: Counter[str] = Counter()
+
+    def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:
+        self.incr_calls += 1
+        self.sent.update(increments)
+        super().incr_scores(key, increments)
+
+
+def test_batched_counts_cost_a_read_no_round_trip_and_are_flushed_by_the_process_thread() -> None:
+    backend = CountingBackend()
+    keys = CacheKeys("pop")
+    tracker = PopularityTracker(backend, keys, sample_rate=0.5, rng=random.Random(5), flush_interval_s=0.05)
+    other = "b" * 24
+    for _ in range(40):
+        tracker.product_read(PID)
+    tracker.product_read(other)
+    tracker.query_read({"category": "home", "sort": "price", "page": 3, "page_size": 20})
+    assert backend.incr_calls <= 2  # nothing per read (at most one flush has happened by now)
+    deadline = time.monotonic() + 10
+    while backend.top_members(keys.popular_products, 0, 5) == [] and time.monotonic() < deadline:
+        time.sleep(0.01)  # the daemon thread sends the batch by itself
+    replay = random.Random(5)
+    sampled = sum(replay.random() < 0.5 for _ in range(40))
+    assert tracker.top_products(5)[0] == PID  # top_* sends this process's unsent counts first
+    assert backend.sent[PID] == pytest.approx(sampled * 2)
+    assert backend.incr_calls <= 4  # one call per sorted set and flush, never one per read
+
+
+def test_with_no_flush_interval_every_count_is_sent_at_once() -> None:
+    backend = CountingBackend()
+    tracker = PopularityTracker(backend, CacheKeys("pop"), sample_rate=1.0)
+    tracker.product_read(PID)
+    tracker.product_read(PID)
+    assert backend.incr_calls == 2 and tracker.top_products(1) == [PID]

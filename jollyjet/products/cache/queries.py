@@ -1,0 +1,97 @@
+"""Cached list pages and counts under their filters' generations (the rules are in invalidation.py).
+
+A read registers its filters and reads, in one script, the global generation and the
+generations of the aspects it depends on; the result key hashes the query with all of
+them, and a fill lands only while none of them moved and the registration held
+(scripts.FILL_FILTERED). A write that changes an aspect bumps it, so every result
+computed before the write becomes unreachable and every fill computed before it is
+refused: the version guard, leases and single flight work for lists as for products.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from jollyjet.cache.backend import CacheBackend, CacheError
+from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.products.cache import invalidation
+from jollyjet.products.cache.codec import Codec
+from jollyjet.products.cache.read_through import CachedValue, ReadThrough
+from jollyjet.products.domain import ProductQuery, ProductRecord, Read
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# How long past its expiry a result's filters stay registered, beyond the longest result TTL.
+_REGISTRATION_MARGIN_S = 60
+
+
+class QueryResults:
+    """Lists and counts through the cache, and the invalidation of those a write changed."""
+
+    def __init__(
+        self,
+        cache: CacheBackend,
+        keys: CacheKeys,
+        ttl: TtlPolicy,
+        reader: ReadThrough,
+        list_ttl_s: int,
+        lease_ttl_ms: int,
+    ) -> None:
+        self.cache = cache
+        self.keys = keys
+        self.ttl = ttl
+        self.reader = reader
+        self.list_ttl_s = list_ttl_s
+        # A registration outlives every result filled under it (the fill extends it by this much).
+        longest_result_s = list_ttl_s * (1 + ttl.jitter) + _REGISTRATION_MARGIN_S
+        self.horizon_ms = int(longest_result_s * 1000) + lease_ttl_ms
+
+    def read(self, kind: str, query: ProductQuery, compute: Callable[[], T], value_codec: Codec[T]) -> Read[T]:
+        """A list page or count: hit, single-flight fill, or database read (BYPASS on Redis errors)."""
+        filters = query.filters()
+        member = invalidation.filters_member(filters)
+        filter_keys = [self.keys.filter_generation(filters, a) for a in invalidation.aspects(kind, query)]
+        registry = self.keys.filter_registry
+        try:
+            generations = self.cache.read_filter_generations(
+                self.keys.generation, registry, filter_keys, member, self.horizon_ms
+            )
+        except CacheError:
+            return self.reader.bypass(kind, compute)
+        normalized = query.normalized() if kind == "list" else filters
+        key = self.keys.query_result(kind, generations[0], {**normalized, "generations": generations[1:]})
+
+        def fill(_token: str, value: T) -> bool:
+            ttl_s = self.ttl.seconds(self.list_ttl_s)
+            payload = value_codec.encode(value)
+            return self.cache.fill_filtered(
+                self.keys.generation, registry, key, filter_keys, generations, member, self.horizon_ms, payload, ttl_s
+            )
+
+        return self.reader.read(
+            CachedValue(
+                kind=kind,
+                lookup=lambda: self.cache.get(key),
+                decode=value_codec.decode,
+                lock_key=self.keys.fill_lock(key),
+                compute=compute,
+                fill=fill,
+            )
+        )
+
+    def invalidate(self, before: ProductRecord | None, after: ProductRecord | None) -> int:
+        """After a write with a known before-image (None: created/deleted): bump what it changed; how many."""
+        stale: set[str] = set()
+        for member in self.cache.live_filters(self.keys.filter_registry):
+            filters = invalidation.filters_of(member)
+            if filters is None:  # not written by this code: compare nothing, invalidate everything
+                log.warning("unreadable filter registration; invalidating every list and count")
+                self.cache.bump_generation(self.keys.generation)
+                return 1
+            stale.update(
+                self.keys.filter_generation(filters, a) for a in invalidation.changed_aspects(filters, before, after)
+            )
+        return self.cache.bump_existing(sorted(stale))
