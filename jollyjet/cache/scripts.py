@@ -116,11 +116,18 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # Registers the filters (so every later write compares itself against them) and returns
 # every generation, each initialized from the server clock when missing (the filter
 # generations with a TTL of two horizons: an expired one restarts above every older value).
+# A registry that does not exist moves the global generation forward first: it was never
+# created, every registration lapsed, or it was deleted (a new cache epoch racing live
+# traffic, eviction), and a write made while it was gone compared itself against nothing,
+# so no result or fill from before may be used. Deleting any key stays safe.
 READ_FILTER_GENERATIONS = (
     _NOW_MS
     + """
 local clock = t[1] .. string.format('%06d', tonumber(t[2]))
 local ttl_s = math.ceil(2 * tonumber(ARGV[2]) / 1000)
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
+end
 local out = {}
 for i = 1, #KEYS do
   if i ~= 2 then

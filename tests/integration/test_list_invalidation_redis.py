@@ -161,3 +161,30 @@ def test_a_write_changing_no_filtered_or_sorted_field_keeps_lists_and_counts_cac
     assert [client.get(p).headers["X-Cache"] for p in paths] == ["HIT", "MISS", "MISS"]
     for path in paths:
         assert client.get(path).get_json() == _truth(flask_app, path)
+
+
+def test_lists_cached_before_the_filter_registry_vanished_are_never_served(
+    app: tuple[Flask, EventCounter], redis_server: RedisServer
+) -> None:
+    """The registry is deleted (evicted, or purged by a new cache epoch while traffic goes on).
+
+    A write made meanwhile compares itself against no filter and bumps nothing, so the
+    pages and counts cached before must become unreachable on their own: the next read,
+    finding no registry, moves the global generation forward.
+    """
+    flask_app, _ = app
+    client = flask_app.test_client()
+    rng = random.Random(11)
+    product = _create(client, rng, 0, category="audio", stock=4, price="20.00")
+    paths = [f"{PRODUCTS}?category=audio", f"{PRODUCTS}/count?in_stock=true"]
+    for path in paths:
+        client.get(path)
+        assert client.get(path).headers["X-Cache"] == "HIT"
+    redis_server.client().delete(services_of(flask_app).require_cache().keys.filter_registry)
+
+    one = f"{PRODUCTS}/{product['id']}"
+    assert client.patch(one, json={"stock": 0, "price": "25.00"}, headers=AUTH).status_code == 200
+    for path in paths:
+        response = client.get(path)
+        assert response.headers["X-Cache"] == "MISS", path
+        assert response.get_json() == _truth(flask_app, path)

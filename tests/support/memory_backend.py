@@ -215,6 +215,9 @@ class MemoryCacheBackend:
         self, generation_key: str, registry_key: str, filter_keys: Sequence[str], member: str, horizon_ms: int
     ) -> list[int]:
         with self._lock:
+            if not self._ranked(registry_key) and self._bytes(generation_key) is not None:
+                # As the Lua script: a missing registry moves the global generation forward.
+                self._put(generation_key, str(self._generation_locked(generation_key) + 1).encode(), None)
             values = [self._generation_locked(generation_key)]
             values += [self._filter_generation_locked(k, 2 * horizon_ms / 1000) for k in filter_keys]
             registry = self._ranked(registry_key, create=True)

@@ -220,7 +220,7 @@ class Traffic:
         if response.status_code == 404 and self._delete_began_before(product_id, ended):
             return  # a delete in flight may show already: that is newer news, not older
         version = response.json()["version"] if response.status_code == 200 else None
-        self.ledger.check_read(product_id, began, version)
+        self.ledger.check_read(product_id, began, version, f"product X-Cache={response.headers.get('X-Cache')}")
 
     def _delete_began_before(self, product_id: str, moment: float) -> bool:
         with self.membership.lock:
@@ -232,11 +232,15 @@ class Traffic:
         if response is None or response.status_code != 200:
             return
         items = [(p["id"], p["version"]) for p in response.json()]
-        self.ledger.check_items(items, began, f"list {self.category}")
+        # The verdict goes into the record: a stale item then says whether Redis or MongoDB served it.
+        self.ledger.check_items(items, began, f"list {self.category} X-Cache={response.headers.get('X-Cache')}")
         missing = self.membership.must_show(began, ended) - {pid for pid, _ in items}
         if missing:
             with self._lock:
-                self.report.membership_violations.append(f"list began {began:.3f} misses {sorted(missing)}")
+                verdict = response.headers.get("X-Cache")
+                self.report.membership_violations.append(
+                    f"list began {began:.3f} misses {sorted(missing)} (X-Cache={verdict})"
+                )
 
     def _read_count(self) -> None:
         began, ended, response = self._timed_get("count", f"/api/v1/products/count?category={self.category}")
@@ -246,7 +250,10 @@ class Traffic:
         low, high = self.membership.count_bounds(began, ended)
         if not low <= count <= high:
             with self._lock:
-                self.report.count_violations.append(f"count began {began:.3f}: {count} not in [{low}, {high}]")
+                verdict = response.headers.get("X-Cache")
+                self.report.count_violations.append(
+                    f"count began {began:.3f}: {count} not in [{low}, {high}] (X-Cache={verdict})"
+                )
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response | None:
         headers = self.auth if method != "GET" else {}
