@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 
 from jollyjet.monitoring.history import HISTORY
 from jollyjet.monitoring.logs import REQUEST_ID
-from jollyjet.monitoring.metrics import HTTP_DURATION
+from jollyjet.monitoring.metrics import HTTP_DURATION, children_of
 
 log = logging.getLogger("jollyjet.access")
 HEADER = "X-Request-ID"
@@ -19,6 +19,7 @@ HEADER = "X-Request-ID"
 # quote characters that could forge log lines) is replaced by a fresh id.
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_DURATION = children_of(HTTP_DURATION)
 
 
 def request_id_from(header: str | None) -> str:
@@ -45,22 +46,22 @@ def _finish(response: Response) -> Response:
     method = request.method if request.method in _METHODS else "other"
     cache = response.headers.get("X-Cache", "none").lower()
     status = str(response.status_code)
-    HTTP_DURATION.labels(method, route, status, cache).observe(seconds)
+    _DURATION(method, route, status, cache).observe(seconds)
     response.headers[HEADER] = g.jj_request_id
-    log.info(
-        "%s %s %s",
-        method,
-        route,
-        status,
-        extra={
+    if log.isEnabledFor(logging.INFO):
+        fields = {
             "method": method,
             "route": route,
             "path": request.path,
             "status": response.status_code,
             "cache": cache,
             "duration_ms": round(seconds * 1000, 3),
-        },
-    )
+        }
+        # log.info() would first walk the stack for the caller's file and line, which no
+        # formatter here prints; one line per request makes that walk worth skipping.
+        log.handle(
+            log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None, extra=fields)
+        )
     return response
 
 
