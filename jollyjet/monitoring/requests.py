@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 
@@ -26,33 +26,37 @@ def request_id_from(header: str | None) -> str:
     """The client's id when well-formed, else a new one (32 hex digits)."""
     if header and _WELL_FORMED.match(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex is, without building a UUID
 
 
 def _start() -> None:
     HISTORY.start()  # windows of the statistics endpoint count from this process's first request
-    g.jj_started = time.perf_counter()
-    g.jj_request_id = request_id_from(request.headers.get(HEADER))
-    g.jj_request_id_token = REQUEST_ID.set(g.jj_request_id)
+    # The proxies `g` and `request` resolve the context on every attribute access: once here.
+    state = g._get_current_object()
+    state.jj_started = time.perf_counter()
+    state.jj_request_id = request_id_from(request.headers.get(HEADER))
+    state.jj_request_id_token = REQUEST_ID.set(state.jj_request_id)
 
 
 def _finish(response: Response) -> Response:
-    started = g.pop("jj_started", None)
+    state = g._get_current_object()
+    started = state.pop("jj_started", None)
     if started is None:  # a request that failed before the first hook ran
         return response
     seconds = time.perf_counter() - started
+    req = request._get_current_object()  # type: ignore[attr-defined]  # LocalProxy's documented accessor
     # The URL rule, never the raw path: one series per endpoint, not one per product id.
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    method = request.method if request.method in _METHODS else "other"
+    route = req.url_rule.rule if req.url_rule is not None else "unmatched"
+    method = req.method if req.method in _METHODS else "other"
     cache = response.headers.get("X-Cache", "none").lower()
     status = str(response.status_code)
     _DURATION(method, route, status, cache).observe(seconds)
-    response.headers[HEADER] = g.jj_request_id
+    response.headers[HEADER] = state.jj_request_id
     if log.isEnabledFor(logging.INFO):
         fields = {
             "method": method,
             "route": route,
-            "path": request.path,
+            "path": req.path,
             "status": response.status_code,
             "cache": cache,
             "duration_ms": round(seconds * 1000, 3),
