@@ -43,6 +43,13 @@ def parse(argv: list[str]) -> tuple[Options, Path, bool, Path | None]:
     p.add_argument("--mixed-seconds", type=float, default=defaults.mixed_s)
     p.add_argument("--writes-seconds", type=float, default=defaults.writes_s)
     p.add_argument("--no-access-log", action="store_true", help="drop the Procfile's --access-logfile -")
+    p.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for the service's own modes (ceiling, nocache, service); repeatable",
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json, results.md and charts go")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, counters)")
@@ -52,6 +59,9 @@ def parse(argv: list[str]) -> tuple[Options, Path, bool, Path | None]:
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         p.error(f"unknown modes {unknown}; choose from {', '.join(MODES)}")
+    service_env = tuple(tuple(item.split("=", 1)) for item in a.service_env)
+    if any(len(pair) != 2 or not pair[0] for pair in service_env):
+        p.error("--service-env takes NAME=VALUE")
     if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:
         p.error("need connections in 1..1024, at least 100 products, 1 worker and 1 thread")
     options = Options(
@@ -67,6 +77,7 @@ def parse(argv: list[str]) -> tuple[Options, Path, bool, Path | None]:
         writes_s=a.writes_seconds,
         rounds=a.rounds,
         access_log=not a.no_access_log,
+        service_env=service_env,
         seed=a.seed,
     )
     return options, a.out, a.keep, a.render

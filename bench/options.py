@@ -47,5 +47,8 @@ class Options:
     writes_s: float = 5
     probe_reads: int = 200
     access_log: bool = True
+    # Extra environment for the service's processes (ceiling, nocache, service), e.g.
+    # JOLLYJET_LOG_LEVEL=WARNING to see what the service's own access line costs.
+    service_env: tuple[tuple[str, str], ...] = ()
     seed: int = 1
     mix: Mix = field(default_factory=Mix)

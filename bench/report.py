@@ -118,7 +118,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"load average at start {m['load_average_at_start']}, at end {m.get('load_average_at_end', '?')}.",
         f"Settings: {s['products']:,} products, gunicorn {s['workers']} workers x {s['threads']} threads "
         f"(access log {'on' if s['access_log'] else 'off'}), wrk {s['wrk_threads']} threads, {c} connections, "
-        f"MongoDB: {s['mongodb']}, Zipf s={s['mix']['zipf_s']}, seed {s['seed']}.",
+        f"MongoDB: {s['mongodb']}, Zipf s={s['mix']['zipf_s']}, seed {s['seed']}"
+        + "".join(f", service env {k}={v}" for k, v in s.get("service_env", ()))
+        + ".",
         "",
         f"**Product reads** (Zipf ids, warm cache; {s['reads_s']:.0f} s at {c} connections, "
         f"{s['latency_s']:.0f} s at 1). Latencies in ms, p50 / p95 / p99.",

@@ -105,7 +105,8 @@ class Run:
         if mode.app == "floor":
             self.stack.store_floor_bodies(self.plan, self.options.seed)
         web_settings = WebSettings(self.options.workers, self.options.threads, self.options.access_log)
-        self.webs[mode.name] = self.stack.start_web(mode.name, mode.app, database, web_settings, mode.env)
+        env = {**mode.env, **dict(self.options.service_env)} if mode.app == "service" else mode.env
+        self.webs[mode.name] = self.stack.start_web(mode.name, mode.app, database, web_settings, env)
         self.results["modes"][mode.name] = {"title": mode.title, "seed_s": round(seed_s, 2), "phases": {}}
         seeded = f"seeded {self.plan.catalog:,} products in {seed_s:.1f} s" if mode.writes else "no database"
         self.log(f"== {mode.name}: {mode.title} ({seeded})")

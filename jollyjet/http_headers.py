@@ -34,12 +34,22 @@ def never_cached(req: Request) -> bool:
     return req.method in WRITE_METHODS or req.path.startswith(ADMIN_PREFIXES)
 
 
+_SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
+_SECURITY_NAMES = frozenset(name.lower() for name in SECURITY_HEADERS)
+
+
 def add_security_headers(response: Response) -> Response:
-    """The fixed headers, plus Cache-Control: no-store where never_cached says so."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    """The fixed headers (those a view did not set), plus Cache-Control: no-store where never_cached says so."""
+    headers = response.headers
+    # Every request pays this: one pass over the headers instead of a lookup per header
+    # (werkzeug lower-cases every stored name on each lookup, docs/performance.md).
+    present = {name.lower() for name, _ in headers.items()}
+    if present.isdisjoint(_SECURITY_NAMES):
+        headers.extend(_SECURITY_ITEMS)
+    else:
+        headers.extend([(name, value) for name, value in _SECURITY_ITEMS if name.lower() not in present])
     if never_cached(request):
-        response.headers["Cache-Control"] = "no-store"
+        headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -108,10 +108,18 @@ class CacheBackend(Protocol):
         """Store a result only while the generation is still the one it was computed under."""
 
     # --- filter generations (lists, counts: products/cache/invalidation.py) -----
-    def read_filter_generations(
-        self, generation_key: str, registry_key: str, filter_keys: Sequence[str], member: str, horizon_ms: int
-    ) -> list[int]:
-        """Register the filters, then the global and the filter generations (initialized when missing)."""
+    def read_filtered(
+        self,
+        generation_key: str,
+        registry_key: str,
+        filter_keys: Sequence[str],
+        member: str,
+        horizon_ms: int,
+        result_prefix: str,
+        query_hash: str,
+    ) -> tuple[list[int], bytes | None]:
+        """Register the filters; the global and the filter generations (initialized when missing), and
+        the result cached under them (key: keys.query_result), or None. One round trip."""
 
     def fill_filtered(
         self,

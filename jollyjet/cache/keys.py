@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -58,11 +59,22 @@ class CacheKeys:
         """Generation counter that every product write bumps."""
         return f"{self.root}:products:{{products}}:gen"
 
-    def query_result(self, kind: str, generation: int, normalized_query: dict[str, object]) -> str:
-        """Key of a cached list/count result for one generation and query."""
+    def query_result(
+        self, kind: str, generation: int, normalized_query: dict[str, object], filter_generations: Sequence[int] = ()
+    ) -> str:
+        """Key of a cached list/count result for one global generation, query and filter generations.
+
+        `<prefix>:<generation>:<query hash>.<filter generation>...`: the read script
+        (scripts.READ_FILTERED) builds the same name from the generations it reads.
+        """
+        tail = "".join(f".{g}" for g in filter_generations)
+        return f"{self.query_result_prefix(kind)}{generation}:{query_hash(normalized_query)}{tail}"
+
+    def query_result_prefix(self, kind: str) -> str:
+        """What every result key of a kind (list or count) starts with."""
         if kind not in ("list", "count"):
             raise ValueError(f"unknown query result kind {kind!r}")
-        return f"{self.root}:products:{{products}}:{kind}:{generation}:{query_hash(normalized_query)}"
+        return f"{self.root}:products:{{products}}:{kind}:"
 
     @property
     def filter_registry(self) -> str:
@@ -138,7 +150,7 @@ def product_id_from_entry_key(key: str) -> str | None:
 
 _ENTRY = re.compile(r":product:\{([0-9a-f]{24})\}$")
 _SCHEMA = re.compile(r"^[^:]+:v([0-9]+):")
-_RESULT = re.compile(r":products:\{products\}:(?:list|count):([0-9]+):[0-9a-f]+(:lock)?$")
+_RESULT = re.compile(r":products:\{products\}:(?:list|count):([0-9]+):[0-9a-f]+(?:\.[0-9]+)*(:lock)?$")
 
 
 _NOT_SERVED = re.compile(r":(?:job:[a-z0-9_.-]+:lock|beat:[a-z0-9_.-]+:[0-9]+|popularity:(?:products|queries))$")
@@ -185,8 +197,8 @@ _KIND_PATTERNS = (
     (KeyKind.GENERATION, re.compile(r":products:\{products\}:gen$")),
     (KeyKind.FILTER_GENERATION, re.compile(r":products:\{products\}:fgen:[0-9a-f]+:[a-z0-9_.-]+$")),
     (KeyKind.FILTER_REGISTRY, re.compile(r":products:\{products\}:filters$")),
-    (KeyKind.RESULT, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+$")),
-    (KeyKind.RESULT_LOCK, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+:lock$")),
+    (KeyKind.RESULT, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+(?:\.[0-9]+)*$")),
+    (KeyKind.RESULT_LOCK, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+(?:\.[0-9]+)*:lock$")),
     (KeyKind.POPULARITY, re.compile(r":popularity:(?:products|queries)$")),
     (KeyKind.JOB_LOCK, re.compile(r":job:[a-z0-9_.-]+:lock$")),
     (KeyKind.BEAT_CLAIM, re.compile(r":beat:[a-z0-9_.-]+:[0-9]+$")),

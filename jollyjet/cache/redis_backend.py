@@ -51,7 +51,7 @@ class RedisCacheBackend:
         self._fill_generational = client.register_script(scripts.FILL_GENERATIONAL)
         self._release_lock = client.register_script(scripts.RELEASE_LOCK)
         self._swap_versioned = client.register_script(scripts.SWAP_VERSIONED)
-        self._read_filter_generations = client.register_script(scripts.READ_FILTER_GENERATIONS)
+        self._read_filtered = client.register_script(scripts.READ_FILTERED)
         self._fill_filtered = client.register_script(scripts.FILL_FILTERED)
         self._live_filters = client.register_script(scripts.LIVE_FILTERS)
         self._bump_existing = client.register_script(scripts.BUMP_EXISTING)
@@ -224,12 +224,21 @@ class RedisCacheBackend:
         )
 
     # --- filter generations -----------------------------------------------------
-    def read_filter_generations(
-        self, generation_key: str, registry_key: str, filter_keys: Sequence[str], member: str, horizon_ms: int
-    ) -> list[int]:
+    def read_filtered(
+        self,
+        generation_key: str,
+        registry_key: str,
+        filter_keys: Sequence[str],
+        member: str,
+        horizon_ms: int,
+        result_prefix: str,
+        query_hash: str,
+    ) -> tuple[list[int], bytes | None]:
         keys = [generation_key, registry_key, *filter_keys]
-        values = self._guard(lambda: self._read_filter_generations(keys=keys, args=[member, horizon_ms]))
-        return [int(v) for v in values]
+        args: list[str | int] = [member, horizon_ms, result_prefix, query_hash]
+        result, *generations = self._guard(lambda: self._read_filtered(keys=keys, args=args))
+        # A Lua false arrives as None.
+        return [int(g) for g in generations], result
 
     def fill_filtered(
         self,

@@ -112,15 +112,21 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS: the global generation, the filter registry, then the query's filter generations.
-# ARGV: registry member (the filters), registration horizon in ms.
-# Registers the filters (so every later write compares itself against them) and returns
-# every generation, each initialized from the server clock when missing (the filter
-# generations with a TTL of two horizons: an expired one restarts above every older value).
+# ARGV: registry member (the filters), registration horizon in ms, the result key's
+# prefix (`…:{products}:<kind>:`), the query's hash.
+# Registers the filters (so every later write compares itself against them), reads every
+# generation, each initialized from the server clock when missing (the filter
+# generations with a TTL of two horizons: an expired one restarts above every older value),
+# and returns the cached result stored under them with them: {result or false, global,
+# filter generations...}. A hit is this one round trip. The result key is built here from
+# the generations just read (keys.query_result builds the same name); it is not in KEYS
+# because its name depends on them, and it shares the {products} slot with every key
+# that is, so the script stays on one cluster node.
 # A registry that does not exist moves the global generation forward first: it was never
 # created, every registration lapsed, or it was deleted (a new cache epoch racing live
 # traffic, eviction), and a write made while it was gone compared itself against nothing,
 # so no result or fill from before may be used. Deleting any key stays safe.
-READ_FILTER_GENERATIONS = (
+READ_FILTERED = (
     _NOW_MS
     + """
 local clock = t[1] .. string.format('%06d', tonumber(t[2]))
@@ -128,7 +134,7 @@ local ttl_s = math.ceil(2 * tonumber(ARGV[2]) / 1000)
 if redis.call('EXISTS', KEYS[2]) == 0 then
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
 end
-local out = {}
+local out = {false}
 for i = 1, #KEYS do
   if i ~= 2 then
     local g = redis.call('GET', KEYS[i])
@@ -141,6 +147,9 @@ for i = 1, #KEYS do
   end
 end
 redis.call('ZADD', KEYS[2], 'GT', now_ms + tonumber(ARGV[2]), ARGV[1])
+local key = ARGV[3] .. out[2] .. ':' .. ARGV[4]
+for i = 3, #out do key = key .. '.' .. out[i] end
+out[1] = redis.call('GET', key)
 return out
 """
 )

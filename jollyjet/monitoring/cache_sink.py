@@ -9,11 +9,13 @@ from jollyjet.monitoring.metrics import (
     CACHE_RESULTS,
     GUARD_REFUSALS,
     WRITE_FAILURES,
+    children_of,
 )
 
 # Read outcomes → the result label; a read that waited for another request's fill is a hit.
 _RESULTS = {"hit": "hit", "wait_hit": "hit", "miss": "miss", "bypass": "bypass"}
 _REFUSALS = {"fill_rejected": "fill", "write_refused": "write"}
+_REQUESTS = children_of(CACHE_REQUESTS)
 
 
 class PrometheusEvents:
@@ -34,7 +36,7 @@ class PrometheusEvents:
         """Count one event."""
         result = _RESULTS.get(event)
         if result is not None:
-            CACHE_REQUESTS.labels(kind, result).inc()
+            _REQUESTS(kind, result).inc()
         elif event == "db_read":
             CACHE_DB_READS.labels(kind).inc()
         elif event in _REFUSALS:

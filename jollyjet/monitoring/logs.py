@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("jollyjet_request_id", default=None)
 REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+")
@@ -52,6 +54,14 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
+def _json_line(body: dict[str, Any]) -> str:
+    """body as one JSON line; orjson (a twentieth of json.dumps' cost: every request logs one line)."""
+    try:
+        return orjson.dumps(body, default=str).decode()
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits, say) json.dumps writes
+        return json.dumps(body, default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id and any extra fields."""
 
@@ -73,7 +83,7 @@ class JsonFormatter(logging.Formatter):
         body.update(_fields(record))
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(body, default=str, ensure_ascii=False))
+        return self.redact(_json_line(body))
 
 
 class TextFormatter(logging.Formatter):

@@ -7,7 +7,12 @@ here: they are collectors built per scrape (live.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+
+M = TypeVar("M", Counter, Gauge, Histogram)
 
 CACHE_KINDS = ("product", "list", "count", "categories")
 CACHE_RESULTS = ("hit", "miss", "bypass")
@@ -70,3 +75,19 @@ JOB_DURATION = Histogram(
     ["task"],
     buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300),
 )
+
+
+def children_of(metric: M) -> Callable[..., M]:
+    """metric.labels(...) remembered per label values: the request path asks for the same few
+    children thousands of times a second, and each labels() call validates, converts and
+    locks. The label values passed must come from small fixed sets (routes, statuses, kinds)."""
+    children: dict[tuple[str, ...], M] = {}
+
+    def child(*values: str) -> M:
+        found = children.get(values)
+        if found is None:
+            # A race here only looks the child up twice: labels() returns the same one.
+            found = children[values] = metric.labels(*values)
+        return found
+
+    return child

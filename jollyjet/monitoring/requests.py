@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 
 from jollyjet.monitoring.history import HISTORY
 from jollyjet.monitoring.logs import REQUEST_ID
-from jollyjet.monitoring.metrics import HTTP_DURATION
+from jollyjet.monitoring.metrics import HTTP_DURATION, children_of
 
 log = logging.getLogger("jollyjet.access")
 HEADER = "X-Request-ID"
@@ -19,48 +19,53 @@ HEADER = "X-Request-ID"
 # quote characters that could forge log lines) is replaced by a fresh id.
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_DURATION = children_of(HTTP_DURATION)
 
 
 def request_id_from(header: str | None) -> str:
     """The client's id when well-formed, else a new one (32 hex digits)."""
     if header and _WELL_FORMED.match(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex is, without building a UUID
 
 
 def _start() -> None:
     HISTORY.start()  # windows of the statistics endpoint count from this process's first request
-    g.jj_started = time.perf_counter()
-    g.jj_request_id = request_id_from(request.headers.get(HEADER))
-    g.jj_request_id_token = REQUEST_ID.set(g.jj_request_id)
+    # The proxies `g` and `request` resolve the context on every attribute access: once here.
+    state = g._get_current_object()
+    state.jj_started = time.perf_counter()
+    state.jj_request_id = request_id_from(request.headers.get(HEADER))
+    state.jj_request_id_token = REQUEST_ID.set(state.jj_request_id)
 
 
 def _finish(response: Response) -> Response:
-    started = g.pop("jj_started", None)
+    state = g._get_current_object()
+    started = state.pop("jj_started", None)
     if started is None:  # a request that failed before the first hook ran
         return response
     seconds = time.perf_counter() - started
+    req = request._get_current_object()  # type: ignore[attr-defined]  # LocalProxy's documented accessor
     # The URL rule, never the raw path: one series per endpoint, not one per product id.
-    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    method = request.method if request.method in _METHODS else "other"
+    route = req.url_rule.rule if req.url_rule is not None else "unmatched"
+    method = req.method if req.method in _METHODS else "other"
     cache = response.headers.get("X-Cache", "none").lower()
     status = str(response.status_code)
-    HTTP_DURATION.labels(method, route, status, cache).observe(seconds)
-    response.headers[HEADER] = g.jj_request_id
-    log.info(
-        "%s %s %s",
-        method,
-        route,
-        status,
-        extra={
+    _DURATION(method, route, status, cache).observe(seconds)
+    response.headers[HEADER] = state.jj_request_id
+    if log.isEnabledFor(logging.INFO):
+        fields = {
             "method": method,
             "route": route,
-            "path": request.path,
+            "path": req.path,
             "status": response.status_code,
             "cache": cache,
             "duration_ms": round(seconds * 1000, 3),
-        },
-    )
+        }
+        # log.info() would first walk the stack for the caller's file and line, which no
+        # formatter here prints; one line per request makes that walk worth skipping.
+        log.handle(
+            log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None, extra=fields)
+        )
     return response
 
 

@@ -70,10 +70,12 @@ def metric_sinks() -> list[CacheEvents]:
 
 def redis_observer() -> CallObserver:
     """Times every Redis call of the cache backend."""
-    from jollyjet.monitoring.metrics import REDIS_DURATION
+    from jollyjet.monitoring.metrics import REDIS_DURATION, children_of
+
+    duration = children_of(REDIS_DURATION)
 
     def observe(operation: str, seconds: float, ok: bool) -> None:
-        REDIS_DURATION.labels(operation, "ok" if ok else "error").observe(seconds)
+        duration(operation, "ok" if ok else "error").observe(seconds)
 
     return observe
 

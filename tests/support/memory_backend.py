@@ -211,9 +211,16 @@ class MemoryCacheBackend:
             return seed
         return int(current)
 
-    def read_filter_generations(
-        self, generation_key: str, registry_key: str, filter_keys: Sequence[str], member: str, horizon_ms: int
-    ) -> list[int]:
+    def read_filtered(
+        self,
+        generation_key: str,
+        registry_key: str,
+        filter_keys: Sequence[str],
+        member: str,
+        horizon_ms: int,
+        result_prefix: str,
+        query_hash: str,
+    ) -> tuple[list[int], bytes | None]:
         with self._lock:
             if not self._ranked(registry_key) and self._bytes(generation_key) is not None:
                 # As the Lua script: a missing registry moves the global generation forward.
@@ -222,7 +229,8 @@ class MemoryCacheBackend:
             values += [self._filter_generation_locked(k, 2 * horizon_ms / 1000) for k in filter_keys]
             registry = self._ranked(registry_key, create=True)
             registry[member] = max(registry.get(member, 0), self._now_ms() + horizon_ms)
-            return values
+            key = f"{result_prefix}{values[0]}:{query_hash}" + "".join(f".{g}" for g in values[1:])
+            return values, self._bytes(key)
 
     def fill_filtered(
         self,

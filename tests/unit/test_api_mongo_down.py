@@ -36,7 +36,7 @@ REQUESTS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 # A list or count read registers its filters and creates their generation counters before it
 # asks MongoDB, whatever MongoDB then does; the first registration also moves the global
-# generation forward (scripts.READ_FILTER_GENERATIONS): bookkeeping of the cache, not data.
+# generation forward (scripts.READ_FILTERED): bookkeeping of the cache, not data.
 _BOOKKEEPING = (":filters", ":fgen:", ":{products}:gen")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.keys import CacheKeys, query_hash
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import RedisServer
@@ -150,6 +150,32 @@ def test_generational_fill_requires_the_current_generation(backend: CacheBackend
     assert not backend.fill_generational(keys.generation, gen, stale_key, b"old", 60)
     assert backend.get(stale_key) is None
     assert keys.query_result("list", newer, {"page": 1}) != key
+
+
+def test_a_filtered_result_is_read_with_its_generations_in_one_call(backend: CacheBackend, keys: CacheKeys) -> None:
+    """read_filtered returns the generations and the result stored under them; a bump hides it."""
+    filters = {"category": "audio"}
+    filter_keys = [keys.filter_generation(filters, "members")]
+    member, ms = '{"category":"audio"}', 60_000
+    prefix, digest = keys.query_result_prefix("count"), query_hash(filters)
+
+    def read() -> tuple[list[int], bytes | None]:
+        return backend.read_filtered(keys.generation, keys.filter_registry, filter_keys, member, ms, prefix, digest)
+
+    generations, cached = read()
+    assert cached is None and len(generations) == 2 and all(g > 10**15 for g in generations)
+    key = keys.query_result("count", generations[0], filters, generations[1:])
+    assert backend.fill_filtered(
+        keys.generation, keys.filter_registry, key, filter_keys, generations, member, ms, b"7", 60
+    )
+    assert read() == (generations, b"7")  # the script built the same key name
+    assert backend.bump_existing(filter_keys) == 1
+    newer, cached = read()
+    assert cached is None and newer == [generations[0], generations[1] + 1]
+    # The registry vanishes (evicted, or an epoch's delete): the global generation moves on.
+    backend.delete(keys.filter_registry)
+    after, _ = read()
+    assert after[0] > newer[0]
 
 
 def test_locks_are_exclusive_and_released_only_by_their_owner(backend: CacheBackend, keys: CacheKeys) -> None:

@@ -1,8 +1,9 @@
 """Cached list pages and counts under their filters' generations (the rules are in invalidation.py).
 
-A read registers its filters and reads, in one script, the global generation and the
-generations of the aspects it depends on; the result key hashes the query with all of
-them, and a fill lands only while none of them moved and the registration held
+A read registers its filters and reads, in one script, the global generation, the
+generations of the aspects it depends on and the result stored under all of them (the
+key names the query's hash and every generation; a hit is that one round trip), and a
+fill lands only while none of them moved and the registration held
 (scripts.FILL_FILTERED). A write that changes an aspect bumps it, so every result
 computed before the write becomes unreachable and every fill computed before it is
 refused: the version guard, leases and single flight work for lists as for products.
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from jollyjet.cache.backend import CacheBackend, CacheError
-from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.keys import CacheKeys, query_hash
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.products.cache import invalidation
 from jollyjet.products.cache.codec import Codec
@@ -55,14 +56,26 @@ class QueryResults:
         member = invalidation.filters_member(filters)
         filter_keys = [self.keys.filter_generation(filters, a) for a in invalidation.aspects(kind, query)]
         registry = self.keys.filter_registry
+        normalized = query.normalized() if kind == "list" else filters
         try:
-            generations = self.cache.read_filter_generations(
-                self.keys.generation, registry, filter_keys, member, self.horizon_ms
+            # One round trip: registration, generations and the result stored under them.
+            generations, cached = self.cache.read_filtered(
+                self.keys.generation,
+                registry,
+                filter_keys,
+                member,
+                self.horizon_ms,
+                self.keys.query_result_prefix(kind),
+                query_hash(normalized),
             )
         except CacheError:
             return self.reader.bypass(kind, compute)
-        normalized = query.normalized() if kind == "list" else filters
-        key = self.keys.query_result(kind, generations[0], {**normalized, "generations": generations[1:]})
+        key = self.keys.query_result(kind, generations[0], normalized, generations[1:])
+        first_lookup = [cached]
+
+        def lookup() -> bytes | None:
+            # The script's answer serves the first look; later ones (after a lock or a wait) ask again.
+            return first_lookup.pop() if first_lookup else self.cache.get(key)
 
         def fill(_token: str, value: T) -> bool:
             ttl_s = self.ttl.seconds(self.list_ttl_s)
@@ -74,7 +87,7 @@ class QueryResults:
         return self.reader.read(
             CachedValue(
                 kind=kind,
-                lookup=lambda: self.cache.get(key),
+                lookup=lookup,
                 decode=value_codec.decode,
                 lock_key=self.keys.fill_lock(key),
                 compute=compute,
