@@ -9,9 +9,15 @@ API from a browser, with the token, and read the headers clients need.
 
 from __future__ import annotations
 
-from flask import Flask, Request, Response, request
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, request
 
 from jollyjet.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -29,28 +35,39 @@ CORS_EXPOSED_HEADERS = "ETag, Location, Retry-After, X-Cache, X-Pagination"
 CORS_MAX_AGE_S = "600"
 
 
-def never_cached(req: Request) -> bool:
+_SECURITY_ITEMS = tuple((name, value, name.lower()) for name, value in SECURITY_HEADERS.items())
+
+
+def never_cached(method: str, path: str) -> bool:
     """Write and admin responses must not be stored by browsers or proxies."""
-    return req.method in WRITE_METHODS or req.path.startswith(ADMIN_PREFIXES)
+    return method in WRITE_METHODS or path.startswith(ADMIN_PREFIXES)
 
 
-_SECURITY_ITEMS = tuple(SECURITY_HEADERS.items())
-_SECURITY_NAMES = frozenset(name.lower() for name in SECURITY_HEADERS)
+class SecurityHeaders:
+    """WSGI middleware: the fixed headers on every response the app sends (those it did not set
+    itself), and Cache-Control: no-store where never_cached says so.
 
+    At the WSGI boundary rather than in an after_request hook: the headers are a plain list
+    there, so adding four costs a few appends, where werkzeug's Headers lower-cases every
+    stored name on each lookup and validates each value it adds (docs/performance.md); and
+    every response passes here, whichever part of Flask produced it.
+    """
 
-def add_security_headers(response: Response) -> Response:
-    """The fixed headers (those a view did not set), plus Cache-Control: no-store where never_cached says so."""
-    headers = response.headers
-    # Every request pays this: one pass over the headers instead of a lookup per header
-    # (werkzeug lower-cases every stored name on each lookup, docs/performance.md).
-    present = {name.lower() for name, _ in headers.items()}
-    if present.isdisjoint(_SECURITY_NAMES):
-        headers.extend(_SECURITY_ITEMS)
-    else:
-        headers.extend([(name, value) for name, value in _SECURITY_ITEMS if name.lower() not in present])
-    if never_cached(request):
-        headers["Cache-Control"] = "no-store"
-    return response
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        no_store = never_cached(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower() for name, _ in headers}
+            headers.extend((name, value) for name, value, lower in _SECURITY_ITEMS if lower not in present)
+            if no_store:
+                headers[:] = [(n, v) for n, v in headers if n.lower() != "cache-control"]
+                headers.append(("Cache-Control", "no-store"))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
 def add_cors_headers(response: Response, origins: frozenset[str]) -> Response:
@@ -71,7 +88,7 @@ def add_cors_headers(response: Response, origins: frozenset[str]) -> Response:
 
 def register_http_headers(app: Flask, settings: Settings) -> None:
     """Security headers on every response; CORS headers only when origins are configured."""
-    app.after_request(add_security_headers)
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented middleware slot
     origins = frozenset(settings.cors_origins)
     if origins:
         app.after_request(lambda response: add_cors_headers(response, origins))
