@@ -48,7 +48,7 @@ def cpu_per_request(app: WsgiApp, paths: list[str], requests: int) -> float:
     return (time.process_time() - started) / requests
 
 
-def service_app(redis_url: str) -> tuple[WsgiApp, list[str]]:
+def service_app(redis_url: str, log_level: str) -> tuple[WsgiApp, list[str]]:
     """The service (production logging) with 50 cached products; returns the app and their paths."""
     from jollyjet.app_factory import create_app
     from jollyjet.settings import load_settings
@@ -59,7 +59,7 @@ def service_app(redis_url: str) -> tuple[WsgiApp, list[str]]:
         mongodb_uri="mongomock://localhost/bench_hit_cpu",
         redis_url=redis_url,
         api_tokens_raw=TOKEN,
-        log_level="INFO",
+        log_level=log_level,
         log_format="json",
     )
     app = create_app(settings, build_services(settings))
@@ -98,13 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument(
+        "--log-level", default="INFO", help="the service's JOLLYJET_LOG_LEVEL (INFO: one access line per request)"
+    )
     options = parser.parse_args(argv)
     server = RedisServer()
     server.start()
     real_stderr = sys.stderr
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the service's log handler keeps writing to it
     try:
-        service, product_paths = service_app(server.url)
+        service, product_paths = service_app(server.url, options.log_level)
         bodies = {
             p.rsplit("/", 1)[1]: b"".join(service(EnvironBuilder(path=p).get_environ(), _start_response))
             for p in product_paths
@@ -124,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()
         sys.stderr = real_stderr
         server.close()
-    print(f"CPU per request in process, minimum of {options.rounds} rounds of {options.requests} requests:")
+    print(
+        f"CPU per request in process, minimum of {options.rounds} rounds of {options.requests} requests "
+        f"(service log level {options.log_level}):"
+    )
     for name, seconds in best.items():
         print(f"  {name:45s} {seconds * 1e6:7.0f} us")
 
