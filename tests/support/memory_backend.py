@@ -174,11 +174,12 @@ class MemoryCacheBackend:
             return True
 
     # --- generations --------------------------------------------------------------
-    def _generation_locked(self, key: str) -> int:
+    def _generation_locked(self, key: str, ttl_s: float | None = None) -> int:
+        """The generation; a missing one restarts from the clock (filter generations with a TTL)."""
         current = self._bytes(key)
         if current is None:
             seed = max(self._generation_seed, int(time.time() * 1_000_000))
-            self._put(key, str(seed).encode(), None)
+            self._put(key, str(seed).encode(), ttl_s)
             return seed
         return int(current)
 
@@ -203,14 +204,6 @@ class MemoryCacheBackend:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _filter_generation_locked(self, key: str, ttl_s: float) -> int:
-        current = self._bytes(key)
-        if current is None:
-            seed = max(self._generation_seed, int(time.time() * 1_000_000))
-            self._put(key, str(seed).encode(), ttl_s)
-            return seed
-        return int(current)
-
     def read_filtered(
         self,
         generation_key: str,
@@ -226,7 +219,7 @@ class MemoryCacheBackend:
                 # As the Lua script: a missing registry moves the global generation forward.
                 self._put(generation_key, str(self._generation_locked(generation_key) + 1).encode(), None)
             values = [self._generation_locked(generation_key)]
-            values += [self._filter_generation_locked(k, 2 * horizon_ms / 1000) for k in filter_keys]
+            values += [self._generation_locked(k, 2 * horizon_ms / 1000) for k in filter_keys]
             registry = self._ranked(registry_key, create=True)
             registry[member] = max(registry.get(member, 0), self._now_ms() + horizon_ms)
             key = f"{result_prefix}{values[0]}:{query_hash}" + "".join(f".{g}" for g in values[1:])
