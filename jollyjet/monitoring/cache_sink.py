@@ -7,6 +7,7 @@ from jollyjet.monitoring.metrics import (
     CACHE_KINDS,
     CACHE_REQUESTS,
     CACHE_RESULTS,
+    FENCED_READS,
     GUARD_REFUSALS,
     WRITE_FAILURES,
     children_of,
@@ -28,6 +29,7 @@ class PrometheusEvents:
             for result in CACHE_RESULTS:
                 CACHE_REQUESTS.labels(kind, result)
             CACHE_DB_READS.labels(kind)
+            FENCED_READS.labels(kind)
         for operation in _REFUSALS.values():
             GUARD_REFUSALS.labels("product", operation)
         WRITE_FAILURES.labels("product")
@@ -43,3 +45,5 @@ class PrometheusEvents:
             GUARD_REFUSALS.labels(kind, _REFUSALS[event]).inc()
         elif event == "write_failure":
             WRITE_FAILURES.labels(kind).inc()
+        elif event == "fenced":  # also counted as a bypass: this says which bypasses the fence made
+            FENCED_READS.labels(kind).inc()

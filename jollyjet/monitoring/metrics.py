@@ -49,6 +49,12 @@ GUARD_REFUSALS = Counter(
     "Cache writes refused by the version guard or a revoked lease (a newer value was already there)",
     ["kind", "operation"],
 )
+FENCED_READS = Counter(
+    "jollyjet_cache_fenced_reads",
+    "Cached reads served from MongoDB because the recovery fence refused a hit (a failed cache write awaits "
+    "its replay, or this process's view of the pending replays is too old to judge by)",
+    ["kind"],
+)
 WRITE_FAILURES = Counter(
     "jollyjet_cache_write_failures",
     "Cache writes that failed after the database commit and were recorded for repair",

@@ -64,11 +64,13 @@ def test_a_read_that_waited_for_another_fill_is_a_hit_and_refusals_and_failures_
         ("jollyjet_cache_guard_refusals_total", {"kind": "product", "operation": "write"}),
         ("jollyjet_cache_write_failures_total", {"kind": "product"}),
         ("jollyjet_cache_db_reads_total", {"kind": "list"}),
+        ("jollyjet_cache_fenced_reads_total", {"kind": "count"}),
     )
     for event, kind in [("wait_hit", "list"), ("fill_rejected", "product"), ("write_refused", "product"),
-                        ("write_failure", "product"), ("db_read", "list"), ("fill", "list")]:  # fmt: skip
+                        ("write_failure", "product"), ("db_read", "list"), ("fill", "list"),
+                        ("fenced", "count")]:  # fmt: skip
         sink.emit(event, kind)
-    assert delta.changes() == [1, 0, 1, 1, 1, 1]
+    assert delta.changes() == [1, 0, 1, 1, 1, 1, 1]
 
 
 @pytest.fixture
@@ -132,7 +134,8 @@ def test_metrics_endpoint_serves_the_prometheus_text_format(client: FlaskClient)
     names = {f.name for f in text_string_to_metric_families(response.get_data(as_text=True))}
     expected = {
         "jollyjet_cache_requests", "jollyjet_cache_db_reads", "jollyjet_cache_guard_refusals",
-        "jollyjet_cache_write_failures", "jollyjet_cache_breaker_open", "jollyjet_cache_breaker_opens",
+        "jollyjet_cache_write_failures", "jollyjet_cache_fenced_reads", "jollyjet_cache_breaker_open",
+        "jollyjet_cache_breaker_opens",
         "jollyjet_http_request_duration_seconds", "jollyjet_job_runs", "jollyjet_audit_drift_found",
         "jollyjet_audit_drift_repaired", "jollyjet_job_schedule_interval_seconds", "jollyjet_cache_repair_backlog",
     }  # fmt: skip
