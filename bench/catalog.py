@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -95,7 +95,11 @@ def _document(pid: str, index: int, rng: random.Random, now: datetime, category:
 def documents(plan: SeedPlan, seed: int = 1) -> Iterator[dict[str, Any]]:
     """Every document of the plan, deterministic for a seed (timestamps aside)."""
     rng = random.Random(seed)
-    now = datetime.now(UTC)
+    # Written a day before the run, as a production catalog was written before the cache
+    # warmed: a fill of a version written in the last two minutes may not serve the next
+    # write as its before-image (products/cache/writer.py), which would make a freshly
+    # seeded catalog look like one written during the run.
+    now = datetime.now(UTC) - timedelta(days=1)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     for i in range(plan.catalog):
         yield _document(product_id(CATALOG_PREFIX, i), i, rng, now)

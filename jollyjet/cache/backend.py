@@ -88,8 +88,14 @@ class CacheBackend(Protocol):
     ) -> tuple[bool, bytes | None]:
         """set_versioned that also returns the replaced payload if it was exactly version - 1 (the before-image)."""
 
-    def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
-        """Fill after a miss: lands only if the lease is still ours and nothing newer is cached."""
+    def fill_versioned(
+        self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int, settled: bool = False
+    ) -> bool:
+        """Fill after a miss: lands only if the lease is still ours and nothing newer is cached
+        (settled: the entry may serve the next write as a before-image, see mark_settled)."""
+
+    def mark_settled(self, key: str, version: int) -> bool:
+        """The write of `version` finished its invalidation: its entry may now be a before-image."""
 
     def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
         """Replace the entry by a tombstone at version (unless newer); revoke leases."""

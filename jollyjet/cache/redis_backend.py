@@ -51,6 +51,7 @@ class RedisCacheBackend:
         self._fill_generational = client.register_script(scripts.FILL_GENERATIONAL)
         self._release_lock = client.register_script(scripts.RELEASE_LOCK)
         self._swap_versioned = client.register_script(scripts.SWAP_VERSIONED)
+        self._mark_settled = client.register_script(scripts.MARK_SETTLED)
         self._read_filtered = client.register_script(scripts.READ_FILTERED)
         self._fill_filtered = client.register_script(scripts.FILL_FILTERED)
         self._live_filters = client.register_script(scripts.LIVE_FILTERS)
@@ -198,10 +199,14 @@ class RedisCacheBackend:
         )
         return bool(landed), before or None
 
-    def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
-        return bool(
-            self._guard(lambda: self._fill_versioned(keys=[key, lease_key], args=[token, version, payload, ttl_s]))
-        )
+    def mark_settled(self, key: str, version: int) -> bool:
+        return bool(self._guard(lambda: self._mark_settled(keys=[key], args=[version])))
+
+    def fill_versioned(
+        self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int, settled: bool = False
+    ) -> bool:
+        args: list[str | int | bytes] = [token, version, payload, ttl_s, "1" if settled else "0"]
+        return bool(self._guard(lambda: self._fill_versioned(keys=[key, lease_key], args=args)))
 
     def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
         return bool(self._guard(lambda: self._tombstone(keys=[key, lease_key], args=[version, ttl_s])))

@@ -38,10 +38,13 @@ return write_unless_newer(ARGV[1], ARGV[2], ARGV[3])
 """)
 
 # KEYS: entry, lease. ARGV: token, version, payload, ttl_s.
+# ARGV[5] == '1': the filled version is settled (its write finished long ago, see writer.py).
 FILL_VERSIONED = with_version_guard("""
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
-return write_unless_newer(ARGV[2], ARGV[3], ARGV[4])
+local landed = write_unless_newer(ARGV[2], ARGV[3], ARGV[4])
+if landed == 1 and ARGV[5] == '1' then redis.call('HSET', KEYS[1], 's', '1') end
+return landed
 """)
 
 # KEYS: entry, lease. ARGV: version, ttl_s.
@@ -92,18 +95,30 @@ return 0
 
 # KEYS: entry, lease. ARGV: version, payload, ttl_s.
 # SET_VERSIONED that also returns the payload it replaced when that was exactly the
-# previous version (version - 1): the write's before-image, which list invalidation
-# compares field by field. Returns {landed (0/1), before payload or false}.
+# previous version (version - 1) *and settled* (field `s`, MARK_SETTLED): the write's
+# before-image, which list invalidation compares field by field. An unsettled previous
+# version is one whose own write has not finished invalidating yet (or a fill of it):
+# comparing against it would skip what that write still has to invalidate, and this
+# write may answer its client first, so the caller must invalidate everything.
+# Returns {landed (0/1), before payload or false}.
 SWAP_VERSIONED = """
 redis.call('DEL', KEYS[2])
-local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 's')
 if cur[1] and tonumber(cur[1]) > tonumber(ARGV[1]) then return {0, false} end
 local before = false
-if cur[1] and cur[2] and tonumber(cur[1]) == tonumber(ARGV[1]) - 1 then before = cur[2] end
+if cur[1] and cur[2] and cur[3] == '1' and tonumber(cur[1]) == tonumber(ARGV[1]) - 1 then before = cur[2] end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {1, before}
+"""
+
+# KEYS: entry. ARGV: version. After a write's list invalidation is done: its entry (if it
+# still holds that version) may serve the next write as a before-image (SWAP_VERSIONED).
+MARK_SETTLED = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 's', '1')
+return 1
 """
 
 _NOW_MS = """

@@ -65,9 +65,13 @@ class PageOfBodies:
     total: int
     # The records the bodies were rendered from, when at hand (a database read).
     records: list[ProductRecord] | None = None
+    # Each item's version when the page was read from the database (stored with the ids).
+    versions: list[int] | None = None
 
 
 def page_of(ids_total: tuple[list[ProductRecord], int]) -> PageOfBodies:
     """A page of records (and its total) as bodies."""
     records, total = ids_total
-    return PageOfBodies([r.id for r in records], [render(r) for r in records], total, records)
+    return PageOfBodies(
+        [r.id for r in records], [render(r) for r in records], total, records, [r.version for r in records]
+    )

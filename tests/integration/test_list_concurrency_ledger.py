@@ -48,7 +48,7 @@ def test_no_stale_product_list_or_count_read_under_concurrent_writes(
         ledger.record_write(pid, 1, time.monotonic())
     stop = time.monotonic() + 8
     failures: list[str] = []
-    stale_membership: list[tuple[str, int, str]] = []
+    stale_membership: list[tuple[str, int, str, str]] = []
     reads = {"product": 0, "list": 0, "count": 0}
     lock = threading.Lock()
 
@@ -89,7 +89,10 @@ def test_no_stale_product_list_or_count_read_under_concurrent_writes(
                 for item in items:
                     moved_before_read = (ledger.newest_before(item["id"], began) or 0) >= item["version"]
                     if item["category"] != category and moved_before_read:
-                        stale_membership.append((item["id"], item["version"], category))
+                        # Which path served it says where to look: Redis (HIT) or MongoDB (MISS/BYPASS).
+                        stale_membership.append(
+                            (item["id"], item["version"], category, response.headers.get("X-Cache", ""))
+                        )
             else:
                 response = client.get(f"{PRODUCTS}/count?category={category}")
                 if response.status_code != 200 or not 0 <= response.get_json()["count"] <= len(ids):

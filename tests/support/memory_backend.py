@@ -16,6 +16,7 @@ from jollyjet.cache.backend import VersionedEntry
 class _Stored:
     value: bytes | VersionedEntry | dict[str, float]
     expires_at: float | None
+    settled: bool = False  # a versioned entry whose write finished invalidating (MARK_SETTLED)
 
 
 class MemoryCacheBackend:
@@ -134,7 +135,9 @@ class MemoryCacheBackend:
             self._put(key, VersionedEntry(version, payload), ttl_s)
             return True
 
-    def fill_versioned(self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int) -> bool:
+    def fill_versioned(
+        self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int, settled: bool = False
+    ) -> bool:
         with self._lock:
             if self._bytes(lease_key) != token.encode():
                 return False
@@ -142,6 +145,7 @@ class MemoryCacheBackend:
             if self._newer_cached(key, version):
                 return False
             self._put(key, VersionedEntry(version, payload), ttl_s)
+            self._data[key].settled = settled
             return True
 
     def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
@@ -160,9 +164,19 @@ class MemoryCacheBackend:
             current = self._versioned(key)
             if current is not None and current.version > version:
                 return False, None
-            before = current.payload if current is not None and current.version == version - 1 else None
+            slot = self._live(key)
+            settled = slot is not None and slot.settled
+            before = current.payload if current is not None and settled and current.version == version - 1 else None
             self._put(key, VersionedEntry(version, payload), ttl_s)
             return True, before
+
+    def mark_settled(self, key: str, version: int) -> bool:
+        with self._lock:
+            slot = self._live(key)
+            if slot is None or not isinstance(slot.value, VersionedEntry) or slot.value.version != version:
+                return False
+            slot.settled = True
+            return True
 
     def evict_versioned(self, key: str, lease_key: str, version: int) -> bool:
         with self._lock:

@@ -178,6 +178,23 @@ def test_a_filtered_result_is_read_with_its_generations_in_one_call(backend: Cac
     assert after[0] > newer[0]
 
 
+def test_a_before_image_is_returned_only_once_its_write_settled(backend: CacheBackend, keys: CacheKeys) -> None:
+    product = keys.product("6b0000000000000000000001")
+    assert backend.swap_versioned(product.entry, product.lease, b"one", 1, 60) == (True, None)
+    assert backend.swap_versioned(product.entry, product.lease, b"two", 2, 60) == (True, None)  # 1 never settled
+    assert backend.mark_settled(product.entry, 2)
+    assert backend.swap_versioned(product.entry, product.lease, b"three", 3, 60) == (True, b"two")
+    assert not backend.mark_settled(product.entry, 2)  # version 3 is cached now
+    assert backend.get_versioned(product.entry) == VersionedEntry(3, b"three")
+    # A fill says whether its version is settled (written long ago: products/cache/writer.py).
+    other = keys.product("6b0000000000000000000002")
+    for settled, expected in ((False, None), (True, b"one")):
+        backend.delete(other.entry)
+        token = backend.acquire_lock(other.lease, 5000)
+        assert token is not None and backend.fill_versioned(other.entry, other.lease, token, b"one", 1, 60, settled)
+        assert backend.swap_versioned(other.entry, other.lease, b"two", 2, 60) == (True, expected)
+
+
 def test_locks_are_exclusive_and_released_only_by_their_owner(backend: CacheBackend, keys: CacheKeys) -> None:
     lock = f"{keys.root}:lock"
     token = backend.acquire_lock(lock, 5000)

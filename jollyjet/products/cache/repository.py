@@ -12,6 +12,7 @@ Redis errors anywhere turn into database reads (X-Cache: BYPASS).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,9 +88,10 @@ class CachedProductRepository:
         self.writer = ProductCacheWriter(cache, keys, ttl, policy.product_ttl_s, policy.tombstone_ttl_s)
         self.reader = ReadThrough(cache, events, policy.lease_ttl_ms, policy.fill_wait_ms)
         self.queries = QueryResults(cache, keys, ttl, self.reader, policy.list_ttl_s, policy.lease_ttl_ms)
-        # A page is stored as ids and total; its items' bodies come from the product entries.
+        # A page is stored as ids (with the versions it was read at) and total; its items'
+        # bodies come from the product entries.
         self._page_codec: codec.Codec[PageOfBodies] = codec.Codec(
-            lambda page: {"ids": page.ids, "total": page.total}, self._page_from_ids
+            lambda page: {"ids": page.ids, "versions": page.versions, "total": page.total}, self._page_from_ids
         )
 
     # --- reads ------------------------------------------------------------------------
@@ -188,9 +190,11 @@ class CachedProductRepository:
 
     def _page_from_ids(self, raw: Any) -> PageOfBodies:
         """A stored page (ids, total) with its items' bodies from their entries; ValueError if one is gone."""
-        ids, total = raw["ids"], raw["total"]
+        ids, total, versions = raw["ids"], raw["total"], raw.get("versions")
         if not isinstance(ids, list) or not isinstance(total, int):
             raise TypeError("not a stored page")
+        if not isinstance(versions, list) or len(versions) != len(ids):
+            raise TypeError("a stored page without its items' versions")
         entry_keys = [self.keys.product(pid).entry for pid in ids]  # ValueError for anything but ids
         entries = self.cache.get_versioned_many(entry_keys)
         missing = [pid for pid, entry in zip(ids, entries, strict=True) if entry is None]
@@ -199,12 +203,17 @@ class CachedProductRepository:
             self.writer.fill_missing(missing, self._load_products, self.policy.lease_ttl_ms)
             entries = self.cache.get_versioned_many(entry_keys)
         bodies = []
-        for pid, entry in zip(ids, entries, strict=True):
+        for pid, entry, version in zip(ids, entries, versions, strict=True):
             if entry is None or entry.payload is None or not body.names(pid, entry.payload):
                 # Deleted (or unreadable) since the page was stored: recompute the page.
                 raise ValueError("a page item is gone")
+            if entry.version < version:
+                # The page was read from MongoDB after a write whose cache update has not
+                # landed yet: its membership is that write's, the entry's body the one
+                # before. Serving both would show a state that never was; recompute.
+                raise ValueError("a page item's entry is older than the page")
             bodies.append(entry.payload)
-        return PageOfBodies(ids, bodies, total)
+        return PageOfBodies(ids, bodies, total, versions=versions)
 
     def _load_products(self, product_ids: list[str]) -> dict[str, ProductRecord]:
         return self.reader.from_db("product", lambda: self.inner.get_many(product_ids))
@@ -266,6 +275,12 @@ class CachedProductRepository:
             self.events.emit("write_through" if written else "write_refused", "product")
         except CacheError as error:
             self._record_failure(record.id, "write", error)
+            return
+        # Only now may this version be the next write's before-image (scripts.SWAP_VERSIONED):
+        # a write that compared against it earlier could answer its client before this one
+        # had invalidated what it changed. Unmarked, the next write invalidates everything.
+        with contextlib.suppress(CacheError):
+            self.writer.settle(record.id, record.version)
 
     def _drop_categories(self) -> None:
         # Apart from the generation bump: the memo lives in Flask-Caching, behind its own breaker check.

@@ -8,6 +8,7 @@ Errors are CacheError and are the caller's to handle.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
@@ -16,6 +17,22 @@ from jollyjet.products import body
 from jollyjet.products.body import ProductBody
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import ProductRecord
+
+# A version written longer ago than this has finished its list invalidation (a request
+# that takes longer has timed out: gunicorn's --timeout is 30 s), with room for clock skew
+# between MongoDB, which stamps updated_at, and this process.
+SETTLED_AFTER = timedelta(seconds=120)
+
+
+def written_long_ago(record: ProductRecord) -> bool:
+    """May a fill of this record serve the next write as its before-image (scripts.SWAP_VERSIONED)?
+
+    A fill reads a committed version, but its write may still be invalidating lists: a
+    fill of a version written moments ago is left unsettled (the next write then
+    invalidates every list and count), one written long ago is settled.
+    """
+    written = record.updated_at if record.updated_at.tzinfo else record.updated_at.replace(tzinfo=UTC)
+    return datetime.now(UTC) - written > SETTLED_AFTER
 
 
 class ProductCacheWriter:
@@ -57,6 +74,10 @@ class ProductCacheWriter:
         except codec.DECODE_ERRORS:
             return landed, None
 
+    def settle(self, product_id: str, version: int) -> bool:
+        """This write's list invalidation is done: its entry may serve the next write as a before-image."""
+        return self.cache.mark_settled(self.keys.product(product_id).entry, version)
+
     def tombstone(self, product_id: str, deleted_version: int) -> bool:
         """Mark a deleted product: the tombstone is one version past the deleted one, so a
         fill that read the product before the delete carries an older version and is refused."""
@@ -75,8 +96,9 @@ class ProductCacheWriter:
     def fill_body(self, product_id: str, token: str, rendered: ProductBody) -> bool:
         """fill() of an already rendered body."""
         keys = self.keys.product(product_id)
+        settled = rendered.record is not None and written_long_ago(rendered.record)
         return self.cache.fill_versioned(
-            keys.entry, keys.lease, token, rendered.body, rendered.version, self.product_ttl()
+            keys.entry, keys.lease, token, rendered.body, rendered.version, self.product_ttl(), settled
         )
 
     def fill_missing(
