@@ -295,8 +295,10 @@ def test_beat_scheduled_audit_repairs_drift_planted_behind_the_services_back(sta
         assert read(stack, stale).json()["stock"] == 1
         assert read(stack, deleted).status_code == 200
         assert read(stack, mismatched).json()["name"] == "Planted name"
+        # A cached page, though, notices an item whose entry is older than the version the
+        # page was read at, and reads MongoDB instead (where the deleted product is gone).
         cached_list = listing(stack)
-        assert cached_list.headers["X-Cache"] == "HIT" and len(cached_list.json()) == 4
+        assert cached_list.headers["X-Cache"] == "MISS" and len(cached_list.json()) == 3
         assert stack.redis.ttl(stack.entry(persisted)) == -1
 
     # No admin call: the next run beat sends sees all of it at once. Runs before the
