@@ -43,6 +43,11 @@ def connect_mongo(settings: Settings, listeners: Sequence[CommandListener] = ())
         # Small timeouts: a dead MongoDB must turn into a quick 503, not a hung worker.
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
-        socketTimeoutMS=max(timeout * 5, 5000),
+        socketTimeoutMS=socket_timeout_ms(settings),
         event_listeners=list(listeners),
     )
+
+
+def socket_timeout_ms(settings: Settings) -> int:
+    """The longest one MongoDB call may wait for its reply (a write's cache mark outlives it)."""
+    return max(settings.mongodb_timeout_ms * 5, 5000)

@@ -17,6 +17,7 @@ from jollyjet.cache.popularity import PopularityTracker
 from jollyjet.cache.redis_backend import CallObserver, RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.db import socket_timeout_ms
 from jollyjet.extensions import flask_cache
 from jollyjet.monitoring.setup import metric_sinks, redis_observer
 from jollyjet.products.cache.categories import CategoryMemo
@@ -37,6 +38,8 @@ def cache_policy(settings: Settings) -> CachePolicy:
         tombstone_ttl_s=settings.cache_tombstone_ttl_s,
         lease_ttl_ms=settings.cache_lease_ttl_ms,
         fill_wait_ms=settings.cache_fill_wait_ms,
+        # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
+        write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
     )
 
 

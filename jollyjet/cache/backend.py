@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from jollyjet.cache.keys import ProductKeys
+
 
 class CacheError(Exception):
     """Redis failed or timed out; callers fall back to the database."""
@@ -26,10 +28,16 @@ class CacheUnavailable(CacheError):
 
 @dataclass(frozen=True)
 class VersionedEntry:
-    """A cached entry: its version and payload, or payload None for a tombstone."""
+    """A cached entry: its version and payload, or payload None for a tombstone (or a cached absence).
+
+    pending: a write of the product began after it was stored (scripts.MARK_PRODUCT_WRITE);
+    it may be older than MongoDB and is never served.
+    """
 
     version: int
     payload: bytes | None
+    pending: bool = False
+    settled: bool = False  # its write finished invalidating lists (scripts.MARK_SETTLED)
 
     @property
     def is_tombstone(self) -> bool:
@@ -83,22 +91,42 @@ class CacheBackend(Protocol):
     def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
         """Write-through: store unless a newer version is cached; always revoke leases."""
 
+    def mark_write(
+        self, product: ProductKeys | None, writes_key: str, generation_key: str, token: str, ttl_ms: int
+    ) -> None:
+        """Before a write is sent to MongoDB: mark it in flight for the product (None for a create) and the catalog."""
+
+    def abandon_write(self, product: ProductKeys | None, writes_key: str, generation_key: str, token: str) -> None:
+        """A marked write that certainly changed nothing: drop its marks."""
+
     def swap_versioned(
-        self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int
-    ) -> tuple[bool, bytes | None]:
-        """set_versioned that also returns the replaced payload if it was exactly version - 1 (the before-image)."""
+        self, key: str, lease_key: str, pending_key: str, payload: bytes, version: int, ttl_s: int, token: str
+    ) -> tuple[bool, bytes | None, bool]:
+        """The write-through of a marked write (token '' for a create): landed, the replaced payload if it was
+        exactly version - 1 and settled (the before-image), and whether the mark had lapsed (nothing landed)."""
 
     def fill_versioned(
-        self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int, settled: bool = False
+        self,
+        key: str,
+        lease_key: str,
+        pending_key: str,
+        token: str,
+        payload: bytes,
+        version: int,
+        ttl_s: int,
+        settled: bool = False,
     ) -> bool:
-        """Fill after a miss: lands only if the lease is still ours and nothing newer is cached
-        (settled: the entry may serve the next write as a before-image, see mark_settled)."""
+        """Fill after a miss: lands only if the lease is still ours, no write of it is in flight and nothing
+        newer is cached (settled: the entry may serve the next write as a before-image, see mark_settled)."""
+
+    def fill_absent(self, key: str, lease_key: str, pending_key: str, token: str, ttl_s: int) -> bool:
+        """Fill after a miss that found no product in MongoDB, under the same conditions as fill_versioned."""
 
     def mark_settled(self, key: str, version: int) -> bool:
         """The write of `version` finished its invalidation: its entry may now be a before-image."""
 
-    def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
-        """Replace the entry by a tombstone at version (unless newer); revoke leases."""
+    def tombstone(self, key: str, lease_key: str, pending_key: str, version: int, ttl_s: int, token: str = "") -> bool:
+        """Replace the entry by a tombstone at version (unless newer); revoke leases; finish the write's mark."""
 
     def evict_versioned(self, key: str, lease_key: str, version: int) -> bool:
         """Remove the entry only while it still holds exactly version; always revoke leases."""
@@ -118,13 +146,15 @@ class CacheBackend(Protocol):
         self,
         generation_key: str,
         registry_key: str,
+        writes_key: str,
         filter_keys: Sequence[str],
         member: str,
         horizon_ms: int,
         result_prefix: str,
         query_hash: str,
     ) -> tuple[list[int], bytes | None]:
-        """Register the filters; the global and the filter generations (initialized when missing), and
+        """Register the filters; the global and the filter generations (initialized when missing; the global
+        one moved forward first if a write in flight lapsed), and
         the result cached under them (key: keys.query_result), or None. One round trip."""
 
     def fill_filtered(
@@ -144,8 +174,11 @@ class CacheBackend(Protocol):
     def live_filters(self, registry_key: str) -> list[str]:
         """The registered filters (lapsed registrations are dropped)."""
 
-    def bump_existing(self, keys: Sequence[str]) -> int:
-        """Increment the filter generations that exist; returns how many."""
+    def finish_catalog_write(
+        self, writes_key: str, generation_key: str, filter_keys: Sequence[str], token: str, bump_global: bool
+    ) -> int:
+        """A write's list invalidation: increment the filter generations that exist (and the global one
+        when asked), then drop the write's catalog mark; returns how many generations moved."""
 
     # --- ranked sets (read popularity) ---------------------------------------
     def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:

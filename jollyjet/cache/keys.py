@@ -31,10 +31,11 @@ _NAME = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 @dataclass(frozen=True)
 class ProductKeys:
-    """Keys of one product: the cached entry and its fill lease (same slot)."""
+    """Keys of one product: the cached entry, its fill lease and its writes in flight (same slot)."""
 
     entry: str
     lease: str
+    pending: str
 
 
 class CacheKeys:
@@ -52,12 +53,17 @@ class CacheKeys:
         if not _OBJECT_ID.match(product_id):
             raise ValueError("product keys are built from ObjectId strings only")
         base = f"{self.root}:product:{{{product_id}}}"
-        return ProductKeys(entry=base, lease=f"{base}:lease")
+        return ProductKeys(entry=base, lease=f"{base}:lease", pending=f"{base}:pending")
 
     @property
     def generation(self) -> str:
         """Generation counter that every product write bumps."""
         return f"{self.root}:products:{{products}}:gen"
+
+    @property
+    def writes_in_flight(self) -> str:
+        """Sorted set of the product writes begun and not yet finished in the cache (scripts.MARK_CATALOG_WRITE)."""
+        return f"{self.root}:products:{{products}}:writes"
 
     def query_result(
         self, kind: str, generation: int, normalized_query: dict[str, object], filter_generations: Sequence[int] = ()

@@ -16,6 +16,7 @@ from jollyjet.cache.backend import CacheError, CacheUnavailable, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import REDIS_ERRORS, RedisClient
 from jollyjet.cache.deferred_cluster import DeferredCluster
+from jollyjet.cache.keys import ProductKeys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -24,10 +25,10 @@ CallObserver = Callable[[str, float, bool], None]
 
 
 def _entry(fields: Sequence[Any]) -> VersionedEntry | None:
-    version, payload = fields
+    version, payload, pending, settled = fields
     if version is None:
         return None
-    return VersionedEntry(version=int(version), payload=payload)
+    return VersionedEntry(int(version), payload, pending=pending is not None, settled=settled is not None)
 
 
 class RedisCacheBackend:
@@ -55,7 +56,11 @@ class RedisCacheBackend:
         self._read_filtered = client.register_script(scripts.READ_FILTERED)
         self._fill_filtered = client.register_script(scripts.FILL_FILTERED)
         self._live_filters = client.register_script(scripts.LIVE_FILTERS)
-        self._bump_existing = client.register_script(scripts.BUMP_EXISTING)
+        self._fill_absent = client.register_script(scripts.FILL_ABSENT)
+        self._mark_product_write = client.register_script(scripts.MARK_PRODUCT_WRITE)
+        self._mark_catalog_write = client.register_script(scripts.MARK_CATALOG_WRITE)
+        self._finish_catalog_write = client.register_script(scripts.FINISH_CATALOG_WRITE)
+        self._drop_product_mark = client.register_script(scripts.DROP_PRODUCT_MARK)
 
     def _guard(self, call: Callable[[], T]) -> T:
         if not self.breaker.allow():
@@ -174,7 +179,7 @@ class RedisCacheBackend:
 
     # --- versioned entries ----------------------------------------------------
     def get_versioned(self, key: str) -> VersionedEntry | None:
-        return _entry(self._guard(lambda: self.client.hmget(key, "v", "d")))
+        return _entry(self._guard(lambda: self.client.hmget(key, "v", "d", "p", "s")))
 
     def get_versioned_many(self, keys: Sequence[str]) -> list[VersionedEntry | None]:
         if not keys:
@@ -183,7 +188,7 @@ class RedisCacheBackend:
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.hmget(key, "v", "d")
+                pipe.hmget(key, "v", "d", "p", "s")
             return pipe.execute()
 
         return [_entry(fields) for fields in self._guard(run)]
@@ -191,25 +196,51 @@ class RedisCacheBackend:
     def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
         return bool(self._guard(lambda: self._set_versioned(keys=[key, lease_key], args=[version, payload, ttl_s])))
 
+    def mark_write(
+        self, product: ProductKeys | None, writes_key: str, generation_key: str, token: str, ttl_ms: int
+    ) -> None:
+        # Two calls: the product's keys and the catalog's live in different cluster slots.
+        if product is not None:
+            keys = [product.entry, product.lease, product.pending]
+            self._guard(lambda: self._mark_product_write(keys=keys, args=[token, ttl_ms]))
+        self._guard(lambda: self._mark_catalog_write(keys=[writes_key, generation_key], args=[token, ttl_ms]))
+
+    def abandon_write(self, product: ProductKeys | None, writes_key: str, generation_key: str, token: str) -> None:
+        if product is not None:
+            self._guard(lambda: self._drop_product_mark(keys=[product.pending], args=[token]))
+        self.finish_catalog_write(writes_key, generation_key, (), token, bump_global=False)
+
     def swap_versioned(
-        self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int
-    ) -> tuple[bool, bytes | None]:
-        landed, before = self._guard(
-            lambda: self._swap_versioned(keys=[key, lease_key], args=[version, payload, ttl_s])
+        self, key: str, lease_key: str, pending_key: str, payload: bytes, version: int, ttl_s: int, token: str
+    ) -> tuple[bool, bytes | None, bool]:
+        landed, before, lapsed = self._guard(
+            lambda: self._swap_versioned(keys=[key, lease_key, pending_key], args=[version, payload, ttl_s, token])
         )
-        return bool(landed), before or None
+        return bool(landed), before or None, bool(lapsed)
 
     def mark_settled(self, key: str, version: int) -> bool:
         return bool(self._guard(lambda: self._mark_settled(keys=[key], args=[version])))
 
     def fill_versioned(
-        self, key: str, lease_key: str, token: str, payload: bytes, version: int, ttl_s: int, settled: bool = False
+        self,
+        key: str,
+        lease_key: str,
+        pending_key: str,
+        token: str,
+        payload: bytes,
+        version: int,
+        ttl_s: int,
+        settled: bool = False,
     ) -> bool:
         args: list[str | int | bytes] = [token, version, payload, ttl_s, "1" if settled else "0"]
-        return bool(self._guard(lambda: self._fill_versioned(keys=[key, lease_key], args=args)))
+        return bool(self._guard(lambda: self._fill_versioned(keys=[key, lease_key, pending_key], args=args)))
 
-    def tombstone(self, key: str, lease_key: str, version: int, ttl_s: int) -> bool:
-        return bool(self._guard(lambda: self._tombstone(keys=[key, lease_key], args=[version, ttl_s])))
+    def fill_absent(self, key: str, lease_key: str, pending_key: str, token: str, ttl_s: int) -> bool:
+        return bool(self._guard(lambda: self._fill_absent(keys=[key, lease_key, pending_key], args=[token, ttl_s])))
+
+    def tombstone(self, key: str, lease_key: str, pending_key: str, version: int, ttl_s: int, token: str = "") -> bool:
+        keys = [key, lease_key, pending_key]
+        return bool(self._guard(lambda: self._tombstone(keys=keys, args=[version, ttl_s, token])))
 
     def evict_versioned(self, key: str, lease_key: str, version: int) -> bool:
         return bool(self._guard(lambda: self._evict_versioned(keys=[key, lease_key], args=[version])))
@@ -233,13 +264,14 @@ class RedisCacheBackend:
         self,
         generation_key: str,
         registry_key: str,
+        writes_key: str,
         filter_keys: Sequence[str],
         member: str,
         horizon_ms: int,
         result_prefix: str,
         query_hash: str,
     ) -> tuple[list[int], bytes | None]:
-        keys = [generation_key, registry_key, *filter_keys]
+        keys = [generation_key, registry_key, writes_key, *filter_keys]
         args: list[str | int] = [member, horizon_ms, result_prefix, query_hash]
         result, *generations = self._guard(lambda: self._read_filtered(keys=keys, args=args))
         # A Lua false arrives as None.
@@ -265,10 +297,12 @@ class RedisCacheBackend:
         members = self._guard(lambda: self._live_filters(keys=[registry_key]))
         return [m.decode() if isinstance(m, bytes) else m for m in members]
 
-    def bump_existing(self, keys: Sequence[str]) -> int:
-        if not keys:
-            return 0
-        return int(self._guard(lambda: self._bump_existing(keys=list(keys))))
+    def finish_catalog_write(
+        self, writes_key: str, generation_key: str, filter_keys: Sequence[str], token: str, bump_global: bool
+    ) -> int:
+        keys = [writes_key, generation_key, *filter_keys]
+        args = [token, "1" if bump_global else "0"]
+        return int(self._guard(lambda: self._finish_catalog_write(keys=keys, args=args)))
 
     # --- ranked sets ------------------------------------------------------------
     def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:

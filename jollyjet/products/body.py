@@ -67,6 +67,8 @@ class PageOfBodies:
     records: list[ProductRecord] | None = None
     # Each item's version when the page was read from the database (stored with the ids).
     versions: list[int] | None = None
+    # Read from the cache with items newer than the stored page (see repository._page_from_ids).
+    moved_on: bool = False
 
 
 def page_of(ids_total: tuple[list[ProductRecord], int]) -> PageOfBodies:

@@ -136,15 +136,18 @@ class MongoProductRepository:
 
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
         spec = build_filter(query)
+        skip = (query.page - 1) * query.page_size
         with translate_db_errors():
             matching = ProductDocument.objects(__raw__=spec)
-            total = matching.count()
-            skip = (query.page - 1) * query.page_size
-            docs = (
-                list(matching.order_by(*_sort_keys(query.sort)).skip(skip).limit(query.page_size))
-                if skip < total
-                else []
-            )
+            docs = list(matching.order_by(*_sort_keys(query.sort)).skip(skip).limit(query.page_size))
+            if (docs and len(docs) < query.page_size) or (not docs and skip == 0):
+                # The last (or only) page: its total follows from the same query, so the page
+                # and its total are one state of the catalog, and one query instead of two.
+                total = skip + len(docs)
+            else:
+                # A full page (more may follow) or past the end: a second query, which a write can
+                # fall between (MongoDB has no snapshot across two reads outside a transaction).
+                total = matching.count()
         return Read(ProductPage(items=[to_record(d) for d in docs], total=total))
 
     def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:

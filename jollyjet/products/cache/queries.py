@@ -50,8 +50,20 @@ class QueryResults:
         longest_result_s = list_ttl_s * (1 + ttl.jitter) + _REGISTRATION_MARGIN_S
         self.horizon_ms = int(longest_result_s * 1000) + lease_ttl_ms
 
-    def read(self, kind: str, query: ProductQuery, compute: Callable[[], T], value_codec: Codec[T]) -> Read[T]:
-        """A list page or count: hit, single-flight fill, or database read (BYPASS on Redis errors)."""
+    def read(
+        self,
+        kind: str,
+        query: ProductQuery,
+        compute: Callable[[], T],
+        value_codec: Codec[T],
+        moved_on: Callable[[T], bool] | None = None,
+    ) -> Read[T]:
+        """A list page or count: hit, single-flight fill, or database read (BYPASS on Redis errors).
+
+        moved_on(value): the decoded value shows parts newer than when it was stored (a page's
+        items, rewritten by writes that finished). It is served only after it is stored again
+        under the generations it was read with, which proves no write changed what it depends
+        on since: otherwise it is a miss."""
         filters = query.filters()
         member = invalidation.filters_member(filters)
         filter_keys = [self.keys.filter_generation(filters, a) for a in invalidation.aspects(kind, query)]
@@ -62,6 +74,7 @@ class QueryResults:
             generations, cached = self.cache.read_filtered(
                 self.keys.generation,
                 registry,
+                self.keys.writes_in_flight,
                 filter_keys,
                 member,
                 self.horizon_ms,
@@ -84,27 +97,37 @@ class QueryResults:
                 self.keys.generation, registry, key, filter_keys, generations, member, self.horizon_ms, payload, ttl_s
             )
 
+        def decode(raw: bytes) -> T:
+            value = value_codec.decode(raw)
+            if moved_on is not None and moved_on(value) and not fill("", value):
+                raise ValueError(f"a {kind} result's generations moved while its parts were read")
+            return value
+
         return self.reader.read(
             CachedValue(
                 kind=kind,
                 lookup=lookup,
-                decode=value_codec.decode,
+                decode=decode,
                 lock_key=self.keys.fill_lock(key),
                 compute=compute,
                 fill=fill,
             )
         )
 
-    def invalidate(self, before: ProductRecord | None, after: ProductRecord | None) -> int:
-        """After a write with a known before-image (None: created/deleted): bump what it changed; how many."""
+    def invalidate(self, before: ProductRecord | None, after: ProductRecord | None, token: str = "") -> int:
+        """After a write with a known before-image (None: created/deleted): bump what it changed and
+        finish the write's catalog mark (token); how many generations moved."""
         stale: set[str] = set()
+        everything = False
         for member in self.cache.live_filters(self.keys.filter_registry):
             filters = invalidation.filters_of(member)
             if filters is None:  # not written by this code: compare nothing, invalidate everything
                 log.warning("unreadable filter registration; invalidating every list and count")
-                self.cache.bump_generation(self.keys.generation)
-                return 1
+                everything = True
+                break
             stale.update(
                 self.keys.filter_generation(filters, a) for a in invalidation.changed_aspects(filters, before, after)
             )
-        return self.cache.bump_existing(sorted(stale))
+        return self.cache.finish_catalog_write(
+            self.keys.writes_in_flight, self.keys.generation, sorted(stale), token, bump_global=everything
+        )

@@ -94,8 +94,7 @@ class ReadThrough:
             self.events.emit("miss", cached.kind)
             value = self.from_db(cached.kind, cached.compute)
             with contextlib.suppress(CacheError):  # the read is served; a later read fills
-                if value is not None:
-                    self.events.emit("fill" if cached.fill(token, value) else "fill_rejected", cached.kind)
+                self.events.emit("fill" if cached.fill(token, value) else "fill_rejected", cached.kind)
             return Read(value, CacheStatus.MISS)
         finally:
             with contextlib.suppress(CacheError):  # it expires by itself

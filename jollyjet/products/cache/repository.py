@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,7 +42,12 @@ from jollyjet.products.domain import (
     Read,
     object_id,
 )
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.repository import (
+    DuplicateSku,
+    ProductNotFound,
+    ProductRepository,
+    VersionConflict,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,6 +62,9 @@ class CachePolicy:
     tombstone_ttl_s: int = 60
     lease_ttl_ms: int = 2000
     fill_wait_ms: int = 250
+    # How long a write's mark lasts: longer than any MongoDB call can take (db.py's socket
+    # timeout), so a fill after a lapse reads the write's outcome, whatever it was.
+    write_mark_ms: int = 11000
 
 
 class CachedProductRepository:
@@ -136,12 +145,19 @@ class CachedProductRepository:
             return None if record is None else body.of(record)
 
         def fill(token: str, rendered: ProductBody | None) -> bool:
-            # Unknown ids are not cached.
-            return rendered is not None and self.writer.fill_body(product_id, token, rendered)
+            # Unknown ids are cached as absent too: otherwise every read of one costs a query.
+            if rendered is None:
+                return self.writer.fill_absent(product_id, token)
+            return self.writer.fill_body(product_id, token, rendered)
+
+        def lookup() -> VersionedEntry | None:
+            entry = self.cache.get_versioned(keys.entry)
+            # In doubt (a write of it is in flight, or went unanswered): a miss, never served.
+            return None if entry is None or entry.pending else entry
 
         return CachedValue(
             kind="product",
-            lookup=lambda: self.cache.get_versioned(keys.entry),
+            lookup=lookup,
             decode=decode,
             lock_key=keys.lease,  # the fill lease doubles as the single-flight lock
             compute=compute,
@@ -174,7 +190,7 @@ class CachedProductRepository:
 
         if self._results_fenced():
             return self._fenced("list", compute)
-        return self.queries.read("list", query, compute, self._page_codec)
+        return self.queries.read("list", query, compute, self._page_codec, moved_on=lambda page: page.moved_on)
 
     def warm_products(self, product_ids: list[str]) -> int:
         """Fill the missing entries of these products (leases, one database query); how many landed."""
@@ -197,23 +213,29 @@ class CachedProductRepository:
             raise TypeError("a stored page without its items' versions")
         entry_keys = [self.keys.product(pid).entry for pid in ids]  # ValueError for anything but ids
         entries = self.cache.get_versioned_many(entry_keys)
-        missing = [pid for pid, entry in zip(ids, entries, strict=True) if entry is None]
+        missing = [pid for pid, entry in zip(ids, entries, strict=True) if entry is None or entry.pending]
         if missing:
             # Items expired or evicted before the page: filled like read misses (leases, one query).
             self.writer.fill_missing(missing, self._load_products, self.policy.lease_ttl_ms)
             entries = self.cache.get_versioned_many(entry_keys)
-        bodies = []
+        bodies, moved_on = [], False
         for pid, entry, version in zip(ids, entries, versions, strict=True):
-            if entry is None or entry.payload is None or not body.names(pid, entry.payload):
-                # Deleted (or unreadable) since the page was stored: recompute the page.
+            if entry is None or entry.pending or entry.payload is None or not body.names(pid, entry.payload):
+                # Deleted, in doubt (or unreadable) since the page was stored: recompute the page.
                 raise ValueError("a page item is gone")
-            if entry.version < version:
-                # The page was read from MongoDB after a write whose cache update has not
-                # landed yet: its membership is that write's, the entry's body the one
-                # before. Serving both would show a state that never was; recompute.
-                raise ValueError("a page item's entry is older than the page")
+            if entry.version < version or (entry.version > version and not entry.settled):
+                # The page's ids, order and total are one state of MongoDB; an item entry of
+                # another version belongs to another state. Older: the page was read after a
+                # write whose cache update has not landed yet. Newer and unsettled: a write
+                # landed its entry and may not have invalidated this page yet. Either mix shows
+                # a state that never was: recompute.
+                raise ValueError("a page item's entry is not the page's version")
+            # Newer and settled: that write finished invalidating, before this page was read or
+            # after; storing the page again under the generations it was read with tells which.
+            moved_on = moved_on or entry.version > version
             bodies.append(entry.payload)
-        return PageOfBodies(ids, bodies, total, versions=versions)
+        served_versions = [entry.version for entry in entries if entry is not None]
+        return PageOfBodies(ids, bodies, total, versions=served_versions, moved_on=moved_on)
 
     def _load_products(self, product_ids: list[str]) -> dict[str, ProductRecord]:
         return self.reader.from_db("product", lambda: self.inner.get_many(product_ids))
@@ -241,37 +263,82 @@ class CachedProductRepository:
         return self.fence is not None and not self.fence.allows_results()
 
     # --- writes ---------------------------------------------------------------------
+    # Each write marks itself in Redis before MongoDB sees it (writer.mark): until its cache
+    # update lands, or its mark lapses after the longest a MongoDB call can take, the product
+    # is read from MongoDB and a lapse invalidates every list. So a write whose outcome nobody
+    # heard of (a lost reply, a process killed between the commit and the cache write) never
+    # leaves an older state served. Failures to mark are recorded for repair before the write.
+
     def create(self, values: dict[str, Any]) -> ProductRecord:
-        record = self.inner.create(values)
-        self._write_through(record, created=True)
+        token = self._mark(None)
+        record = self._in_mongodb(None, token, lambda: self.inner.create(values))
+        self._write_through(record, token, created=True)
         self._drop_categories()
         return record
 
     def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
-        record = self.inner.update(product_id, values, expected_version)
-        self._write_through(record)
+        token = self._mark(product_id)
+        record = self._in_mongodb(product_id, token, lambda: self.inner.update(product_id, values, expected_version))
+        if token:
+            self._write_through(record, token)
         self._drop_categories()
         return record
 
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
-        record = self.inner.delete(product_id, expected_version)
-        try:
-            self.writer.tombstone(record.id, record.version)
-            self.queries.invalidate(record, None)
-        except CacheError as error:
-            self._record_failure(record.id, "delete", error)
+        token = self._mark(product_id)
+        record = self._in_mongodb(product_id, token, lambda: self.inner.delete(product_id, expected_version))
+        if token:
+            try:
+                self.writer.tombstone(record.id, record.version, token)
+                self.queries.invalidate(record, None, token)
+            except CacheError as error:
+                self._record_failure(record.id, "delete", error)
         self._drop_categories()
         return record
 
-    def _write_through(self, record: ProductRecord, created: bool = False) -> None:
+    def _mark(self, product_id: str | None) -> str:
+        """The write's token, marked in Redis; '' when marking failed and the failure was recorded."""
+        token = secrets.token_hex(8)
         try:
-            written, before = self.writer.write_through(record)
+            self.writer.mark(product_id, token, self.policy.write_mark_ms)
+        except CacheError as error:
+            if product_id is not None:
+                # Recorded before the write: the fence keeps the product off the cache until repaired.
+                self._record_failure(product_id, "mark", error)
+                return ""
+            # A create: no entry can exist for an id not yet made; its write-through tells the lists.
+            log.warning("cache mark before a create failed: %s", error)
+        return token
+
+    def _in_mongodb(self, product_id: str | None, token: str, write: Callable[[], ProductRecord]) -> ProductRecord:
+        """Run the MongoDB write; a certain failure drops the marks, an uncertain one invalidates the lists."""
+        try:
+            return write()
+        except (ProductNotFound, VersionConflict, DuplicateSku):
+            if token:
+                with contextlib.suppress(CacheError):  # the marks lapse by themselves
+                    self.writer.abandon(product_id, token)
+            raise
+        except BaseException:
+            # The outcome is unknown (a timeout after the command was sent): the product stays in
+            # doubt until its mark lapses; lists and counts are invalidated now, not at the lapse.
+            if token:
+                try:
+                    self.writer.invalidate_lists(token)
+                except CacheError as error:
+                    if product_id is not None:
+                        self._record_failure(product_id, "uncertain write", error)
+            raise
+
+    def _write_through(self, record: ProductRecord, token: str, created: bool = False) -> None:
+        try:
+            written, before = self.writer.write_through(record, "" if created else token)
             if created:
-                self.queries.invalidate(None, record)
+                self.queries.invalidate(None, record, token)
             elif before is None:
-                self.writer.invalidate_lists()  # the state before the write is unknown: every list and count
+                self.writer.invalidate_lists(token)  # the state before the write is unknown: every list and count
             else:
-                self.queries.invalidate(before, record)
+                self.queries.invalidate(before, record, token)
             self.events.emit("write_through" if written else "write_refused", "product")
         except CacheError as error:
             self._record_failure(record.id, "write", error)

@@ -60,12 +60,26 @@ class ProductCacheWriter:
         keys = self.keys.product(record.id)
         return self.cache.set_versioned(keys.entry, keys.lease, body.render(record), record.version, self.product_ttl())
 
-    def write_through(self, record: ProductRecord) -> tuple[bool, ProductRecord | None]:
+    def mark(self, product_id: str | None, token: str, ttl_ms: int) -> None:
+        """Before the MongoDB write: the write is in flight (for the product; None for a create) and the catalog."""
+        product = None if product_id is None else self.keys.product(product_id)
+        self.cache.mark_write(product, self.keys.writes_in_flight, self.keys.generation, token, ttl_ms)
+
+    def abandon(self, product_id: str | None, token: str) -> None:
+        """The MongoDB write certainly changed nothing (a conflict, a duplicate): drop its marks."""
+        product = None if product_id is None else self.keys.product(product_id)
+        self.cache.abandon_write(product, self.keys.writes_in_flight, self.keys.generation, token)
+
+    def write_through(self, record: ProductRecord, token: str) -> tuple[bool, ProductRecord | None]:
         """write() for the request path: whether it landed, and the state it replaced when that was
-        the previous version (the write's before-image, for list invalidation), else None."""
+        the previous version (the write's before-image, for list invalidation), else None.
+
+        token: the write's mark ('' for a create). A write whose mark lapsed lands nothing and
+        drops what is cached of the product instead (scripts.SWAP_VERSIONED).
+        """
         keys = self.keys.product(record.id)
-        landed, before = self.cache.swap_versioned(
-            keys.entry, keys.lease, body.render(record), record.version, self.product_ttl()
+        landed, before, _lapsed = self.cache.swap_versioned(
+            keys.entry, keys.lease, keys.pending, body.render(record), record.version, self.product_ttl(), token
         )
         if before is None:
             return landed, None
@@ -78,11 +92,14 @@ class ProductCacheWriter:
         """This write's list invalidation is done: its entry may serve the next write as a before-image."""
         return self.cache.mark_settled(self.keys.product(product_id).entry, version)
 
-    def tombstone(self, product_id: str, deleted_version: int) -> bool:
+    def tombstone(self, product_id: str, deleted_version: int, token: str = "") -> bool:
         """Mark a deleted product: the tombstone is one version past the deleted one, so a
-        fill that read the product before the delete carries an older version and is refused."""
+        fill that read the product before the delete carries an older version and is refused.
+        token: the delete's mark, which this finishes for the product."""
         keys = self.keys.product(product_id)
-        return self.cache.tombstone(keys.entry, keys.lease, deleted_version + 1, self.tombstone_ttl_s)
+        return self.cache.tombstone(
+            keys.entry, keys.lease, keys.pending, deleted_version + 1, self.tombstone_ttl_s, token
+        )
 
     def evict(self, product_id: str, seen_version: int) -> bool:
         """Remove the entry only if it still holds seen_version (nothing rewrote it since we looked)."""
@@ -98,18 +115,26 @@ class ProductCacheWriter:
         keys = self.keys.product(product_id)
         settled = rendered.record is not None and written_long_ago(rendered.record)
         return self.cache.fill_versioned(
-            keys.entry, keys.lease, token, rendered.body, rendered.version, self.product_ttl(), settled
+            keys.entry, keys.lease, keys.pending, token, rendered.body, rendered.version, self.product_ttl(), settled
         )
+
+    def fill_absent(self, product_id: str, token: str) -> bool:
+        """Fill after a miss that found no such product: cached as absent for the tombstone TTL, so
+        unknown ids do not each cost a database query; a create always replaces it."""
+        keys = self.keys.product(product_id)
+        return self.cache.fill_absent(keys.entry, keys.lease, keys.pending, token, self.tombstone_ttl_s)
 
     def fill_missing(
         self, product_ids: Sequence[str], load: Callable[[list[str]], dict[str, ProductRecord]], lease_ttl_ms: int
     ) -> int:
-        """Fill the entries of these ids that are not cached, with leases exactly like read misses
+        """Fill the entries of these ids that are not cached (or in doubt), with leases exactly like read misses
         (so a concurrent write always wins); one database query for the batch. Returns how many landed."""
         entries = self.cache.get_versioned_many([self.keys.product(pid).entry for pid in product_ids])
         tokens: dict[str, str] = {}
         for pid, entry in zip(product_ids, entries, strict=True):
-            if entry is None and (token := self.cache.acquire_lock(self.keys.product(pid).lease, lease_ttl_ms)):
+            if (entry is None or entry.pending) and (
+                token := self.cache.acquire_lock(self.keys.product(pid).lease, lease_ttl_ms)
+            ):
                 tokens[pid] = token
         if not tokens:
             return 0
@@ -123,7 +148,8 @@ class ProductCacheWriter:
                 filled += 1
         return filled
 
-    def invalidate_lists(self) -> int:
+    def invalidate_lists(self, token: str = "") -> int:
         """Bump the global generation: every cached list and count becomes unreachable at once
-        (repairs and audits, whose before-image is unknown; request writes are finer, queries.py)."""
-        return self.cache.bump_generation(self.keys.generation)
+        (repairs, audits and writes whose before-image is unknown; request writes are finer,
+        queries.py). token: the write's mark, which this finishes for the catalog."""
+        return self.cache.finish_catalog_write(self.keys.writes_in_flight, self.keys.generation, (), token, True)
