@@ -2,6 +2,8 @@
 
 The service's REDIS_URL points at the proxy; the proxy forwards to the real server.
 `delay(seconds)` holds every chunk that long before forwarding it (both directions),
+`hold_replies(seconds)` holds only what the upstream sends back (a command arrives and
+runs, its reply comes late: past a client's socket timeout, a reply lost to the client),
 `blackhole()` forwards nothing and answers nothing while keeping connections open (a
 network that drops packets: clients see timeouts, not resets), `heal()` passes
 again. When one side closes, the other is closed too, exactly as a direct connection
@@ -26,6 +28,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.port = free_port()
         self._delay_s = 0.0
+        self._reply_delay_s = 0.0
         self._blackhole = False
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -47,13 +50,17 @@ class FaultProxy:
         """Hold every chunk this long before forwarding it."""
         self._delay_s, self._blackhole = seconds, False
 
+    def hold_replies(self, seconds: float) -> None:
+        """Forward requests at once; hold every chunk of the upstream's replies this long."""
+        self._reply_delay_s, self._delay_s, self._blackhole = seconds, 0.0, False
+
     def blackhole(self) -> None:
         """Forward nothing, answer nothing, keep connections open."""
         self._blackhole = True
 
     def heal(self) -> None:
         """Pass traffic through again, without delay."""
-        self._delay_s, self._blackhole = 0.0, False
+        self._delay_s, self._reply_delay_s, self._blackhole = 0.0, 0.0, False
 
     def stop(self) -> None:
         """Stop accepting and close every connection."""
@@ -80,10 +87,10 @@ class FaultProxy:
                 continue
             with self._lock:
                 self._sockets |= {client, upstream}
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            for source, target, replies in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, target, replies), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
         source.settimeout(0.2)
         try:
             while not self._stopped.is_set():
@@ -97,6 +104,8 @@ class FaultProxy:
                     time.sleep(0.01)  # held while the hole lasts, then delivered late (as TCP retransmits)
                 if self._delay_s:
                     time.sleep(self._delay_s)
+                if replies and self._reply_delay_s:
+                    time.sleep(self._reply_delay_s)
                 target.sendall(chunk)
         except OSError:
             return
