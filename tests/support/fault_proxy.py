@@ -4,7 +4,8 @@ The service's REDIS_URL points at the proxy; the proxy forwards to the real serv
 `delay(seconds)` holds every chunk that long before forwarding it (both directions),
 `hold_replies(seconds)` holds only what the upstream sends back (a command arrives and
 runs, its reply comes late: past a client's socket timeout, a reply lost to the client),
-`blackhole()` forwards nothing and answers nothing while keeping connections open (a
+`drop()` discards everything sent meanwhile, for good (what a process sent just before
+it died: it never arrives), `blackhole()` forwards nothing and answers nothing while keeping connections open (a
 network that drops packets: clients see timeouts, not resets), `heal()` passes
 again. When one side closes, the other is closed too, exactly as a direct connection
 would see it: the proxy never re-establishes a connection behind a client's back.
@@ -30,6 +31,7 @@ class FaultProxy:
         self._delay_s = 0.0
         self._reply_delay_s = 0.0
         self._blackhole = False
+        self._dropping = False
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -54,13 +56,17 @@ class FaultProxy:
         """Forward requests at once; hold every chunk of the upstream's replies this long."""
         self._reply_delay_s, self._delay_s, self._blackhole = seconds, 0.0, False
 
+    def drop(self) -> None:
+        """Discard every chunk from now on, in both directions, until heal()."""
+        self._dropping = True
+
     def blackhole(self) -> None:
         """Forward nothing, answer nothing, keep connections open."""
         self._blackhole = True
 
     def heal(self) -> None:
         """Pass traffic through again, without delay."""
-        self._delay_s, self._reply_delay_s, self._blackhole = 0.0, 0.0, False
+        self._delay_s, self._reply_delay_s, self._blackhole, self._dropping = 0.0, 0.0, False, False
 
     def stop(self) -> None:
         """Stop accepting and close every connection."""
@@ -100,6 +106,8 @@ class FaultProxy:
                     continue
                 if not chunk:
                     return
+                if self._dropping:
+                    continue
                 while self._blackhole and not self._stopped.is_set():
                     time.sleep(0.01)  # held while the hole lasts, then delivered late (as TCP retransmits)
                 if self._delay_s:
