@@ -555,10 +555,12 @@ class Mismatch:
     closest: str  # what the closest candidate state gives
     states: int  # how many candidate states there were
     writes: str  # the optional writes in the answer's window
+    shape: str = ""  # for a page: "items" (no state has these items) or "total" (one has, with another total)
 
     def __str__(self) -> str:
         return (
-            f"{self.kind} {self.request} (X-Cache={self.x_cache}, {self.states} candidate states;"
+            f"{self.kind}{' ' + self.shape if self.shape else ''} {self.request} (X-Cache={self.x_cache},"
+            f" {self.states} candidate states;"
             f" window: {self.writes})\n  answered: {self.answered}\n  closest:  {self.closest}"
         )
 
@@ -617,6 +619,7 @@ class CatalogJudge:
         candidates = [p for s in states for p in page_of(s, spec, answer)]
         ok = any(same(answer, page) and (total is None or total == count) for page, count in candidates)
         closest = min(candidates, key=lambda c: _page_distance(answer, total, c))
+        shape = "total" if any(same(answer, page) for page, _ in candidates) else "items"
         return self._verdict(
             "page",
             ok,
@@ -626,6 +629,7 @@ class CatalogJudge:
             x_cache,
             states,
             lambda: (_page_text(answer, total), _page_text(closest[0], closest[1], answer)),
+            shape,
         )
 
     def count(
@@ -677,6 +681,7 @@ class CatalogJudge:
         x_cache: str | None,
         states: list[State],
         texts: Any,
+        shape: str = "",
     ) -> bool:
         with self._lock:
             self.judged[kind] = self.judged.get(kind, 0) + 1
@@ -686,16 +691,34 @@ class CatalogJudge:
         answered, closest = texts()
         window = sorted({s for state in states for s in state.applied})
         writes = self.history.describe(window[:8]) or "none"
-        mismatch = Mismatch(kind, request, began, ended, x_cache, answered, closest, len(states), writes)
+        mismatch = Mismatch(kind, request, began, ended, x_cache, answered, closest, len(states), writes, shape)
         with self._lock:
             self.mismatches.append(mismatch)
         return False
+
+    def examples(self, each: int = 2) -> list[Mismatch]:
+        """The first few mismatches of each kind, shape and X-Cache."""
+        seen: dict[tuple[str, str, str | None], int] = {}
+        result = []
+        with self._lock:
+            for m in self.mismatches:
+                key = (m.kind, m.shape, m.x_cache)
+                seen[key] = seen.get(key, 0) + 1
+                if seen[key] <= each:
+                    result.append(m)
+        return result
 
     def summary(self) -> str:
         """Judged and mismatched answers by kind."""
         with self._lock:
             kinds = sorted(self.judged)
-            return ", ".join(f"{k}: {self.mismatched.get(k, 0)}/{self.judged[k]} mismatched" for k in kinds) or "none"
+            text = ", ".join(f"{k}: {self.mismatched.get(k, 0)}/{self.judged[k]} mismatched" for k in kinds)
+            shapes: dict[str, int] = {}
+            for m in self.mismatches:
+                key = f"{m.kind}{'/' + m.shape if m.shape else ''} X-Cache={m.x_cache}"
+                shapes[key] = shapes.get(key, 0) + 1
+        detail = ", ".join(f"{k}: {n}" for k, n in sorted(shapes.items()))
+        return (text or "none") + (f" ({detail})" if detail else "")
 
 
 # --- readable differences ---------------------------------------------------------------------
@@ -738,7 +761,10 @@ def _page_text(page: list[Body], total: int | None, answer: list[Body] | None = 
     notes += [
         f"{str(a.get('id'))[-6:]} (v{a.get('version')} {a.get('category')}) not in this state's page" for a in extra
     ]
-    return text + (f"\n  diff:     {'; '.join(notes)}" if notes else "\n  diff:     same items, other order")
+    if not notes:
+        same_order = [a.get("id") for a in answer] == [b["id"] for b in page]
+        notes.append("same items, same order: the total differs" if same_order else "same items, other order")
+    return text + f"\n  diff:     {'; '.join(notes)}"
 
 
 def _rows(rows: list[dict[str, Any]]) -> str:
