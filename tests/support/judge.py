@@ -87,7 +87,7 @@ class Write:
 
     def describe(self) -> str:
         """Short text for a mismatch report: #seq, what, which product, the version it left, how it ended."""
-        target = (self.product_id or "new")[-6:]
+        target = _short(self.product_id) if self.product_id else "new"
         if isinstance(self.change, str):
             what = "delete"
         elif self.version == 1 or self.product_id is None:
@@ -722,11 +722,16 @@ class CatalogJudge:
 
 
 # --- readable differences ---------------------------------------------------------------------
+def _short(product_id: Any) -> str:
+    """An ObjectId's last 10 hex digits: its counter, and enough of its per-process random part to differ."""
+    return str(product_id)[-10:]
+
+
 def _item(body: Mapping[str, Any] | None) -> str:
     if body is None:
         return "absent"
     pid = body.get("id")
-    return f"{str(pid)[-6:]} v{body.get('version')} {body.get('category')} {body.get('price')}"
+    return f"{_short(pid)} v{body.get('version')} {body.get('category')} {body.get('price')}"
 
 
 def _distance(answer: Body | None, expected: Body | None) -> int:
@@ -753,13 +758,13 @@ def _page_text(page: list[Body], total: int | None, answer: list[Body] | None = 
     for b in page:
         a = mine.get(b["id"])
         if a is None:
-            notes.append(f"{str(b['id'])[-6:]} missing from the answer")
+            notes.append(f"{_short(b['id'])} missing from the answer")
         elif not same(a, b):
             fields = sorted(k for k in b if not same(a.get(k), b[k]))
-            notes.append(f"{str(b['id'])[-6:]} differs in {fields}")
+            notes.append(f"{_short(b['id'])} differs in {fields}")
     extra = [a for a in answer if a.get("id") not in {b["id"] for b in page}]
     notes += [
-        f"{str(a.get('id'))[-6:]} (v{a.get('version')} {a.get('category')}) not in this state's page" for a in extra
+        f"{_short(a.get('id'))} (v{a.get('version')} {a.get('category')}) not in this state's page" for a in extra
     ]
     if not notes:
         same_order = [a.get("id") for a in answer] == [b["id"] for b in page]
