@@ -159,9 +159,12 @@ def test_no_stale_reads_from_this_service(runs: dict[str, dict[str, Any]]) -> No
     checker = runs["service"]["checker"]
     assert checker["reads_checked"] >= 100
     assert checker["stale_reads"] == 0, checker["examples"]
+    assert sum(checker["whole_judged"].values()) >= 100 and checker["whole_judged"].get("page", 0) > 0, checker
+    assert checker["whole_mismatches"] == 0, checker["whole_examples"]
 
 
 def test_checker_catches_the_naive_cache(runs: dict[str, dict[str, Any]]) -> None:
     checker = runs["naive"]["checker"]
     assert checker["stale_reads"] > 0
     assert checker["stale_by_where"].get("product", 0) > 0  # the read right after an update
+    assert checker["whole_mismatched"].get("product", 0) > 0

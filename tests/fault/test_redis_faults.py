@@ -69,11 +69,12 @@ def run_scenario(
 
 
 def assert_clean(outcome: Outcome, stack: FaultStack) -> None:
-    """0 stale, 0 5xx, membership and counts right, latency within the bound, all repairs replayed."""
+    """0 stale, every answer one state, 0 5xx, membership and counts right, latency bounded, all repairs replayed."""
     report = outcome.report
     assert outcome.ledger.stale == [], outcome.ledger.stale[:10]
     assert report.membership_violations == [], report.membership_violations[:10]
     assert report.count_violations == [], report.count_violations[:10]
+    assert report.judge.mismatches == [] and report.unjudged == [], outcome.whole()
     assert report.read_5xx() == 0 and report.write_5xx == 0
     assert report.p99_read_s() <= READ_LATENCY_BOUND_S, outcome.summary()
     assert stack.pending_repairs() == 0

@@ -140,11 +140,12 @@ def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> 
 
 
 def assert_clean(outcome: Outcome, stack: TopologyStack) -> None:
-    """0 stale reads, 0 5xx, list membership and counts right, every failed cache write replayed."""
+    """0 stale, every answer one state, 0 5xx, membership and counts right, every failed cache write replayed."""
     report = outcome.report
     assert outcome.ledger.stale == [], (outcome.summary(), outcome.ledger.stale[:10])
     assert report.membership_violations == [], report.membership_violations[:10]
     assert report.count_violations == [], report.count_violations[:10]
+    assert report.judge.mismatches == [] and report.unjudged == [], outcome.whole()
     assert report.read_5xx() == 0 and report.write_5xx == 0, outcome.summary()
     assert stack.stack.pending_repairs() == 0
     assert outcome.ledger.reads_checked > 100 and outcome.ledger.writes_recorded > 30, outcome.summary()

@@ -5,12 +5,16 @@ version guard, leases, generations) on a real redis-server that hypothesis kills
 restarts from old snapshots, evicts keys from, and makes fail writes on; MongoDB is
 mongomock. Operations run one at a time, so fresh means exact: every read returns
 what the last completed write left (the version, "deleted", each list item and count).
+Answers are also judged whole (tests/support/judge.py) against the states the writes
+left, which for one-at-a-time operations is the one current state: a product's whole
+body, a list page's ids in order with each item's whole body and the total, the count.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,10 +25,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from jollyjet import create_app
 from jollyjet.cache.backend import CacheError
 from jollyjet.maintenance.repair import repair_failed_writes
-from jollyjet.products.domain import ProductQuery
+from jollyjet.products.domain import ProductQuery, ProductRecord
+from jollyjet.products.representation import product_to_api
 from jollyjet.services import CacheServices, Services, services_of
 from tests.conftest import make_settings
 from tests.support.factories import product_values
+from tests.support.judge import DELETE, CatalogHistory, CatalogJudge
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -66,6 +72,8 @@ class CacheModel(RuleBasedStateMachine):
         self.services: Services = services_of(self.app)
         self.cache = self.services.require_cache()
         self.model: dict[str, int | None] = {}
+        self.history = CatalogHistory(wait_s=0)  # one operation at a time: nothing is ever in flight
+        self.judge = CatalogJudge(self.history)
         self.saved = False
         self.context = self.app.app_context()
         self.context.push()
@@ -73,6 +81,22 @@ class CacheModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.context.pop()
         self.server.close()
+
+    def _write(
+        self, product_id: str | None, change: dict[str, Any] | str, run: Callable[[], ProductRecord]
+    ) -> ProductRecord:
+        """Run one write through the cached repository, recorded in the judge's history."""
+        token = self.history.begin_write(product_id, change)
+        try:
+            record = run()
+        except BaseException:
+            self.history.unknown_write(token)
+            raise
+        self.history.complete_write(token, None if change == DELETE else product_to_api(record))
+        return record
+
+    def _judged(self) -> None:
+        assert self.judge.mismatches == [], "\n".join(str(m) for m in self.judge.mismatches)
 
     @property
     def live(self) -> list[str]:
@@ -85,15 +109,17 @@ class CacheModel(RuleBasedStateMachine):
 
     @rule()
     def create(self) -> None:
-        record = self.cache.repository.create(product_values(category=CATEGORY))
+        values = product_values(category=CATEGORY)
+        record = self._write(None, values, lambda: self.cache.repository.create(values))
         self.model[record.id] = record.version
 
     @precondition(lambda self: self.live)
     @rule(data=st.data(), fail=st.booleans())
     def update(self, data: st.DataObject, fail: bool) -> None:
         product_id = data.draw(st.sampled_from(self.live))
+        change = {"stock": data.draw(st.integers(0, 99))}
         with failing_writes(self.cache) if fail else contextlib.nullcontext():
-            record = self.cache.repository.update(product_id, {"stock": data.draw(st.integers(0, 99))}, None)
+            record = self._write(product_id, change, lambda: self.cache.repository.update(product_id, change, None))
         self.model[product_id] = record.version
 
     @precondition(lambda self: len(self.live) > 1)
@@ -101,22 +127,37 @@ class CacheModel(RuleBasedStateMachine):
     def delete(self, data: st.DataObject, fail: bool) -> None:
         product_id = data.draw(st.sampled_from(self.live))
         with failing_writes(self.cache) if fail else contextlib.nullcontext():
-            self.cache.repository.delete(product_id, None)
+            self._write(product_id, DELETE, lambda: self.cache.repository.delete(product_id, None))
         self.model[product_id] = None
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
     def read(self, data: st.DataObject) -> None:
         product_id = data.draw(st.sampled_from(sorted(self.model)))
-        found = self.cache.repository.get(product_id).value
+        began = time.monotonic()
+        read = self.cache.repository.get(product_id)
+        ended, found = time.monotonic(), read.value
         assert (None if found is None else found.version) == self.model[product_id], "stale product"
+        answer = None if found is None else product_to_api(found)
+        self.judge.product(product_id, began, ended, 404 if answer is None else 200, answer, read.source.value)
+        self._judged()
 
     @rule()
     def read_list_and_count(self) -> None:
         query = ProductQuery(category=CATEGORY, page_size=100)
-        page = self.cache.repository.list_page(query).value
+        began = time.monotonic()
+        listed = self.cache.repository.list_page(query)
+        ended, page = time.monotonic(), listed.value
         assert sorted((r.id, r.version) for r in page.items) == sorted((pid, self.model[pid]) for pid in self.live)
-        assert self.cache.repository.count(query).value == len(self.live), "stale count"
+        # Whole: the ids in the service's order (-created_at, then -id), each item's body, the total.
+        items = [product_to_api(r) for r in page.items]
+        self.judge.page({"category": CATEGORY, "page_size": 100}, began, ended, items, page.total, listed.source.value)
+        began = time.monotonic()
+        counted = self.cache.repository.count(query)
+        ended, count = time.monotonic(), counted.value
+        assert count == len(self.live), "stale count"
+        self.judge.count({"category": CATEGORY}, began, ended, count, counted.source.value)
+        self._judged()
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())

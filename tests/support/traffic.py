@@ -1,12 +1,15 @@
-"""Concurrent writers and readers against the HTTP API from one client process, judged by a WriteLedger.
+"""Concurrent writers and readers against the HTTP API from one client process, judged whole and by a WriteLedger.
 
-Writers update, create and delete products of one category; every completed write
-goes into the ledger with the client's clock. Readers read single products (judged by
-the ledger), the category's list (every item's version judged by the ledger, and its
-membership) and its count. Membership and counts are judged by creates and deletes:
-a read must show every product whose create completed before the read began and
-whose delete had not started before the read ended, must not show one whose delete
-completed before it began, and a count must lie between the bounds those give.
+Writers update, create and delete products of one category; every write goes into the
+whole-answer judge's history (tests/support/judge.py) with the client's clock, and
+every completed one into the ledger. Readers read single products, the category's list
+and its count. Each answer is judged whole: it must be what one state the writes
+produced gives (a product's body, the page's ids in order with their bodies and the
+total, the count). The older per-item figures stay: the ledger judges each product and
+list item's version, and membership and counts are judged by creates and deletes: a
+read must show every product whose create completed before the read began and whose
+delete had not started before the read ended, must not show one whose delete completed
+before it began, and a count must lie between the bounds those give.
 
 Everything is bounded: the threads stop when told to, each request has a timeout.
 """
@@ -14,6 +17,7 @@ Everything is bounded: the threads stop when told to, each request has a timeout
 from __future__ import annotations
 
 import bisect
+import json
 import random
 import threading
 import time
@@ -23,6 +27,7 @@ from typing import Any
 import requests
 
 from tests.support.factories import product_payload
+from tests.support.judge import DELETE, CatalogHistory, CatalogJudge, TooManyStates, Write
 from tests.support.ledger import WriteLedger
 
 REQUEST_TIMEOUT_S = 10.0
@@ -91,6 +96,9 @@ class TrafficReport:
     write_5xx: int = 0
     membership_violations: list[str] = field(default_factory=list)
     count_violations: list[str] = field(default_factory=list)
+    # Whole answers: the judge's mismatches, and answers it refused to judge (too many states).
+    judge: CatalogJudge = field(default_factory=lambda: CatalogJudge(CatalogHistory(wait_s=REQUEST_TIMEOUT_S + 5)))
+    unjudged: list[str] = field(default_factory=list)
 
     def read_5xx(self) -> int:
         """Reads answered with a 5xx (or not answered at all, status 0)."""
@@ -115,6 +123,8 @@ class Traffic:
         self.category = category
         self.ledger = ledger
         self.report = TrafficReport()
+        self.judge = self.report.judge
+        self.history = self.judge.history
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._live: list[str] = []
@@ -147,8 +157,11 @@ class Traffic:
         started = time.monotonic()
         with self.membership.lock:
             self.membership.create_started.append(started)
-        response = self._send("POST", "/api/v1/products", json=product_payload(category=self.category))
+        payload = product_payload(category=self.category)
+        token = self.history.begin_write(None, payload, at=started)
+        response = self._send("POST", "/api/v1/products", json=payload)
         completed = time.monotonic()
+        self._settle(token, response, 201, completed)
         if response is not None and response.status_code == 201:
             product = response.json()
             self.ledger.record_write(product["id"], product["version"], completed)
@@ -159,20 +172,43 @@ class Traffic:
                 self._known.append(product["id"])
 
     def _update(self, product_id: str) -> None:
-        response = self._send("PATCH", f"/api/v1/products/{product_id}", json={"stock": random.randint(0, 10_000)})
+        change = {"stock": random.randint(0, 10_000)}
+        token = self.history.begin_write(product_id, change)
+        response = self._send("PATCH", f"/api/v1/products/{product_id}", json=change)
         completed = time.monotonic()
+        self._settle(token, response, 200, completed)
         if response is not None and response.status_code == 200:
             self.ledger.record_write(product_id, response.json()["version"], completed)
 
     def _delete(self, product_id: str) -> None:
+        started = time.monotonic()
         with self.membership.lock:
-            self.membership.lives[product_id].delete_started = time.monotonic()
+            self.membership.lives[product_id].delete_started = started
+        token = self.history.begin_write(product_id, DELETE, at=started)
         response = self._send("DELETE", f"/api/v1/products/{product_id}")
         completed = time.monotonic()
+        self._settle(token, response, 204, completed)
         if response is not None and response.status_code == 204:
             self.ledger.record_delete(product_id, completed)
             with self.membership.lock:
                 self.membership.lives[product_id].delete_completed = completed
+
+    def _settle(self, token: Write, response: requests.Response | None, success: int, completed: float) -> None:
+        """The write's outcome into the judge's history: done, refused (4xx), or unknown (timeout, 5xx)."""
+        if response is not None and response.status_code == success:
+            self.history.complete_write(token, response.json() if success != 204 else None, at=completed)
+        elif response is not None and response.status_code < 500:
+            self.history.fail_write(token)
+        else:
+            self.history.unknown_write(token)
+
+    def _judged(self, verdict: Any, *args: Any) -> None:
+        """Run one judgment; an answer the judge cannot enumerate is counted, never passed."""
+        try:
+            verdict(*args)
+        except TooManyStates as error:
+            with self._lock:
+                self.report.unjudged.append(str(error))
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
@@ -217,6 +253,9 @@ class Traffic:
         began, ended, response = self._timed_get("product", f"/api/v1/products/{product_id}")
         if response is None or response.status_code not in (200, 404):
             return
+        answer = response.json() if response.status_code == 200 else None
+        verdict = response.headers.get("X-Cache")
+        self._judged(self.judge.product, product_id, began, ended, response.status_code, answer, verdict)
         if response.status_code == 404 and self._delete_began_before(product_id, ended):
             return  # a delete in flight may show already: that is newer news, not older
         version = response.json()["version"] if response.status_code == 200 else None
@@ -231,6 +270,10 @@ class Traffic:
         began, ended, response = self._timed_get("list", f"/api/v1/products?category={self.category}&page_size=100")
         if response is None or response.status_code != 200:
             return
+        total = json.loads(response.headers["X-Pagination"])["total"]
+        query = {"category": self.category, "page_size": 100}
+        verdict = response.headers.get("X-Cache")
+        self._judged(self.judge.page, query, began, ended, response.json(), total, verdict)
         items = [(p["id"], p["version"]) for p in response.json()]
         # The verdict goes into the record: a stale item then says whether Redis or MongoDB served it.
         self.ledger.check_items(items, began, f"list {self.category} X-Cache={response.headers.get('X-Cache')}")
@@ -247,6 +290,8 @@ class Traffic:
         if response is None or response.status_code != 200:
             return
         count = response.json()["count"]
+        verdict = response.headers.get("X-Cache")
+        self._judged(self.judge.count, {"category": self.category}, began, ended, count, verdict)
         low, high = self.membership.count_bounds(began, ended)
         if not low <= count <= high:
             with self._lock:
