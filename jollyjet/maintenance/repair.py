@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,16 +44,9 @@ class RepairReport:
 
 
 def run_repair(services: Services, settings: Settings) -> RepairReport:
-    """The repair job: up to repair_batch records; the category memo is dropped with the lists."""
+    """The repair job: up to repair_batch records (the generation bump covers lists, counts and categories)."""
     cache = services.require_cache()
-    return repair_failed_writes(
-        cache.repairs,
-        cache.backend,
-        cache.writer,
-        services.mongo,
-        settings.repair_batch,
-        also_invalidate=(cache.categories.invalidate,),
-    )
+    return repair_failed_writes(cache.repairs, cache.backend, cache.writer, services.mongo, settings.repair_batch)
 
 
 def repair_failed_writes(
@@ -63,7 +55,6 @@ def repair_failed_writes(
     writer: ProductCacheWriter,
     database: ProductRepository,
     batch: int,
-    also_invalidate: Sequence[Callable[[], None]] = (),
 ) -> RepairReport:
     """Replay up to `batch` pending records; raises CacheError (records stay pending) if Redis fails."""
     started = time.monotonic()
@@ -80,8 +71,6 @@ def repair_failed_writes(
             repairs.mark_attempted([r.id for r in pending])
             raise
         report.lists_invalidated = True
-        for invalidate in also_invalidate:
-            invalidate()
         repairs.mark_done([r.id for r in pending])
     report.remaining = repairs.pending_count()
     report.duration_s = round(time.monotonic() - started, 4)
