@@ -161,7 +161,9 @@ def test_redis_stopped_mid_test_reads_fall_back_and_writes_succeed(
     assert fenced.json["stock"] == 9 and fenced.headers["X-Cache"] == "BYPASS"
     assert client.get("/api/v1/products").headers["X-Cache"] == "BYPASS"
     cache = services.cache
-    report = repair_failed_writes(cache.repairs, cache.backend, cache.writer, services.mongo, batch=10)
+    report = repair_failed_writes(
+        cache.repairs, cache.backend, cache.writer, services.mongo, batch=10, lease_ttl_ms=2000
+    )
     assert report.rewritten == 2 and report.remaining == 0
     cache.repository.fence.refresh()  # what the background poll does within a second
     first = client.get(f"/api/v1/products/{product['id']}")
