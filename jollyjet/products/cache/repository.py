@@ -231,7 +231,7 @@ class CachedProductRepository:
         return self.reader.bypass(kind, compute)
 
     def _results_fenced(self) -> bool:
-        """No list, count or categories hit while a failed cache write awaits its replay (the recovery fence)."""
+        """No list or count hit while any failed cache write awaits its replay (the recovery fence)."""
         return self.fence is not None and not self.fence.allows_results()
 
     # --- writes ---------------------------------------------------------------------
