@@ -21,7 +21,6 @@ from jollyjet.api_docs import register_docs_page
 from jollyjet.celery_app import celery_init_app
 from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
-from jollyjet.extensions import flask_cache
 from jollyjet.http_headers import register_http_headers
 from jollyjet.maintenance import names
 from jollyjet.monitoring.logs import configure_logging as configure_log_output
@@ -34,7 +33,7 @@ from jollyjet.ops.monitoring import metrics_blp, stats_blp
 from jollyjet.products.routes import blp as products_blp
 from jollyjet.services import EXTENSION, Services
 from jollyjet.settings import Environment, Settings, load_settings
-from jollyjet.wiring import build_services, flask_cache_config
+from jollyjet.wiring import build_services
 
 log = logging.getLogger(__name__)
 DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
@@ -115,7 +114,6 @@ def configure_app(app: Flask, settings: Settings) -> None:
 def register_services(app: Flask, settings: Settings, services: Services | None) -> Services:
     """Repositories, cache and service (built from settings unless given), reachable as current_services()."""
     services = services or build_services(settings)
-    flask_cache.init_app(app, config=flask_cache_config(settings, services.cache.client if services.cache else None))
     app.extensions[EXTENSION] = services
     return services
 

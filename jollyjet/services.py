@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # types only: routes import this module and must not import R
     from jollyjet.cache.keys import CacheKeys
     from jollyjet.cache.popularity import PopularityTracker
     from jollyjet.cache.repair_log import RepairLog
-    from jollyjet.products.cache.categories import CategoryMemo
     from jollyjet.products.cache.repository import CachedProductRepository
     from jollyjet.products.cache.writer import ProductCacheWriter
     from jollyjet.products.mongo_repository import MongoProductRepository
@@ -46,7 +45,6 @@ class CacheServices:
     breaker: CircuitBreaker
     repairs: RepairLog  # cache writes that failed after their database write
     popularity: PopularityTracker
-    categories: CategoryMemo
     events: CacheEvents
     client: RedisClient | None = None  # None when a backend was handed in (unit tests)
     epoch_guard: CacheEpochGuard | None = None  # checks each new Redis connection (None without a real Redis)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask_caching import Cache
-
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import RedisClient, build_redis_client
@@ -18,16 +14,12 @@ from jollyjet.cache.redis_backend import CallObserver, RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import socket_timeout_ms
-from jollyjet.extensions import flask_cache
 from jollyjet.monitoring.setup import metric_sinks, redis_observer
-from jollyjet.products.cache.categories import CategoryMemo
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.service import ProductService
 from jollyjet.services import CacheServices, Services
 from jollyjet.settings import Settings
-
-CATEGORY_MEMO_TTL_S = 30
 
 
 def cache_policy(settings: Settings) -> CachePolicy:
@@ -43,19 +35,6 @@ def cache_policy(settings: Settings) -> CachePolicy:
     )
 
 
-def flask_cache_config(settings: Settings, client: RedisClient | None) -> dict[str, Any]:
-    """Flask-Caching on the same Redis client (and pool) as the rest of the cache."""
-    if client is None:
-        # In-process stand-in for unit tests (an injected memory backend, no Redis client).
-        return {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": CATEGORY_MEMO_TTL_S}
-    return {
-        "CACHE_TYPE": "RedisCache",
-        "CACHE_REDIS_HOST": client,  # cachelib accepts a ready client instead of a host name
-        "CACHE_KEY_PREFIX": CacheKeys(settings.cache_key_prefix).flask_cache_prefix,
-        "CACHE_DEFAULT_TIMEOUT": CATEGORY_MEMO_TTL_S,
-    }
-
-
 def build_services(
     settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
 ) -> Services:
@@ -68,14 +47,13 @@ def build_services(
         return Services(settings=settings, products=ProductService(mongo), mongo=mongo)
     events = events or EventCounter()
     sink = TeeEvents([events, *metric_sinks()])
-    cache = build_cache(settings, mongo, flask_cache, cache_backend, events, sink, redis_observer())
+    cache = build_cache(settings, mongo, cache_backend, events, sink, redis_observer())
     return Services(settings=settings, products=ProductService(cache.repository), mongo=mongo, cache=cache)
 
 
 def build_cache(
     settings: Settings,
     mongo: MongoProductRepository,
-    flask_cache: Cache,
     cache_backend: CacheBackend | None,
     events: CacheEvents,
     sink: CacheEvents | None = None,
@@ -101,7 +79,6 @@ def build_cache(
     popularity = PopularityTracker(
         backend, keys, settings.popularity_sample_rate, flush_interval_s=settings.popularity_flush_s
     )
-    categories = CategoryMemo(flask_cache, breaker, CATEGORY_MEMO_TTL_S, sink)
     repository = CachedProductRepository(
         mongo,
         backend,
@@ -111,7 +88,6 @@ def build_cache(
         repairs,
         sink,
         popularity=popularity,
-        categories_memo=categories,
         # Unit tests hand in a memory backend and test the fence on its own (tests/unit/test_repair_fence.py).
         fence=RepairFence(repairs, settings.cache_fence_poll_s) if cache_backend is None else None,
     )
@@ -123,7 +99,6 @@ def build_cache(
         breaker=breaker,
         repairs=repairs,
         popularity=popularity,
-        categories=categories,
         events=events,
         client=client,
         epoch_guard=epoch_guard,

@@ -5,7 +5,7 @@ normalized query, never raw client text. Hash tags (`{...}`) keep the keys that 
 Lua script touches together in one Redis Cluster slot:
 
 - a product's entry and its fill lease share `{<id>}`;
-- list/count entries share `{products}` with the generation key they are
+- list, count and category entries share `{products}` with the generation key they are
   guarded by (the price: all list caches live on one cluster node; they are small
   and short-lived, and the alternative — a generation per shard — would make
   invalidation a fan-out).
@@ -77,14 +77,14 @@ class CacheKeys:
         return f"{self.query_result_prefix(kind)}{generation}:{query_hash(normalized_query)}{tail}"
 
     def query_result_prefix(self, kind: str) -> str:
-        """What every result key of a kind (list or count) starts with."""
-        if kind not in ("list", "count"):
+        """What every result key of a kind (list, count or categories) starts with."""
+        if kind not in ("list", "count", "categories"):
             raise ValueError(f"unknown query result kind {kind!r}")
         return f"{self.root}:products:{{products}}:{kind}:"
 
     @property
     def filter_registry(self) -> str:
-        """Sorted set of the list/count filters read lately (member: canonical JSON, score: expiry in ms)."""
+        """Sorted set of the filters read lately (member: canonical JSON, score: expiry in ms)."""
         return f"{self.root}:products:{{products}}:filters"
 
     def filter_generation(self, filters: dict[str, object], aspect: str) -> str:
@@ -94,11 +94,6 @@ class CacheKeys:
     def fill_lock(self, result_key: str) -> str:
         """Single-flight lock for recomputing one query result."""
         return f"{result_key}:lock"
-
-    @property
-    def flask_cache_prefix(self) -> str:
-        """Prefix of the keys Flask-Caching writes (memoized aggregates)."""
-        return f"{self.root}:flask:"
 
     @property
     def popular_products(self) -> str:
@@ -156,7 +151,8 @@ def product_id_from_entry_key(key: str) -> str | None:
 
 _ENTRY = re.compile(r":product:\{([0-9a-f]{24})\}$")
 _SCHEMA = re.compile(r"^[^:]+:v([0-9]+):")
-_RESULT = re.compile(r":products:\{products\}:(?:list|count):([0-9]+):[0-9a-f]+(?:\.[0-9]+)*(:lock)?$")
+_RESULT_KINDS = "(?:list|count|categories)"
+_RESULT = re.compile(rf":products:\{{products\}}:{_RESULT_KINDS}:([0-9]+):[0-9a-f]+(?:\.[0-9]+)*(:lock)?$")
 
 
 _NOT_SERVED = re.compile(r":(?:job:[a-z0-9_.-]+:lock|beat:[a-z0-9_.-]+:[0-9]+|popularity:(?:products|queries))$")
@@ -175,7 +171,7 @@ def schema_of(key: str) -> int | None:
 
 
 def generation_of(key: str) -> int | None:
-    """The generation inside a list/count result key (or its fill lock), else None."""
+    """The generation inside a list/count/categories result key (or its fill lock), else None."""
     match = _RESULT.search(key)
     return int(match.group(1)) if match else None
 
@@ -193,7 +189,6 @@ class KeyKind(StrEnum):
     POPULARITY = "popularity"  # read counts: without TTL, trimmed by cleanup
     JOB_LOCK = "job_lock"  # one run of a background job: TTL
     BEAT_CLAIM = "beat_claim"  # one periodic slot claimed by a beat process: TTL
-    FLASK = "flask"  # Flask-Caching memo: TTL
     UNKNOWN = "unknown"
 
 
@@ -203,12 +198,11 @@ _KIND_PATTERNS = (
     (KeyKind.GENERATION, re.compile(r":products:\{products\}:gen$")),
     (KeyKind.FILTER_GENERATION, re.compile(r":products:\{products\}:fgen:[0-9a-f]+:[a-z0-9_.-]+$")),
     (KeyKind.FILTER_REGISTRY, re.compile(r":products:\{products\}:filters$")),
-    (KeyKind.RESULT, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+(?:\.[0-9]+)*$")),
-    (KeyKind.RESULT_LOCK, re.compile(r":products:\{products\}:(?:list|count):[0-9]+:[0-9a-f]+(?:\.[0-9]+)*:lock$")),
+    (KeyKind.RESULT, re.compile(rf":products:\{{products\}}:{_RESULT_KINDS}:[0-9]+:[0-9a-f]+(?:\.[0-9]+)*$")),
+    (KeyKind.RESULT_LOCK, re.compile(rf":products:\{{products\}}:{_RESULT_KINDS}:[0-9]+:[0-9a-f]+(?:\.[0-9]+)*:lock$")),
     (KeyKind.POPULARITY, re.compile(r":popularity:(?:products|queries)$")),
     (KeyKind.JOB_LOCK, re.compile(r":job:[a-z0-9_.-]+:lock$")),
     (KeyKind.BEAT_CLAIM, re.compile(r":beat:[a-z0-9_.-]+:[0-9]+$")),
-    (KeyKind.FLASK, re.compile(r":flask:")),
 )
 
 
@@ -218,6 +212,6 @@ def kind_of(keys: CacheKeys, key: str) -> KeyKind:
         return KeyKind.UNKNOWN
     rest = key[len(keys.root) :]
     for kind, pattern in _KIND_PATTERNS:
-        if pattern.match(rest) if kind is KeyKind.FLASK else pattern.fullmatch(rest):
+        if pattern.fullmatch(rest):
             return kind
     return KeyKind.UNKNOWN

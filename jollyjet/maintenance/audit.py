@@ -9,8 +9,13 @@ Drift classes:
 - wrong_ttl:        no TTL, or longer than the policy allows (the key would never expire).
 
 Repairs use the version-guarded writes (ProductCacheWriter), so an audit racing a
-client write can only lose to it, never overwrite it. A product entry may show two
-classes (stale and wrong TTL); each is counted.
+client write can only lose to it, never overwrite it. An entry to rewrite (stale,
+content mismatch) is rewritten like a read miss fills: under its fill lease, taken
+before a second database read of just those products (ProductCacheWriter.fill_leased),
+so a write or delete after that read revokes the lease even when the entry or its
+tombstone has vanished meanwhile. A product whose lease a concurrent fill holds is
+left for the next run. A product entry may show two classes (stale and wrong TTL);
+each is counted.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
 DRIFT_CLASSES = ("stale_version", "version_ahead", "content_mismatch", "deleted_in_db", "undecodable", "wrong_ttl")
+# Repaired by rewriting the entry from the database (under its lease); the rest by evicting,
+# tombstoning or setting a TTL, which never write a product's state.
+_REWRITTEN = frozenset({"stale_version", "content_mismatch"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class AuditOptions:
     batch: int = 200
     repair: bool = True
     history: int = 100
+    lease_ttl_ms: int = 2000
 
 
 @dataclass
@@ -68,6 +77,7 @@ def run_audit(services: Services, settings: Settings) -> AuditRun:
         batch=settings.audit_batch,
         repair=settings.audit_repair,
         history=settings.audit_history,
+        lease_ttl_ms=settings.cache_lease_ttl_ms,
     )
     return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, options).run()
 
@@ -165,6 +175,7 @@ class CacheAudit:
         entries = self.cache.get_versioned_many(keys)
         ttls = self.cache.ttl_many(keys)
         records = self.database.get_many(list(chosen))
+        rewrite: dict[str, list[str]] = {}  # product id → its drift classes a rewrite repairs
         for (product_id, key), entry, ttl in zip(chosen.items(), entries, ttls, strict=True):
             if entry is None:
                 continue  # expired or deleted since the scan
@@ -174,14 +185,19 @@ class CacheAudit:
             max_ttl = self.writer.tombstone_ttl_s if entry.is_tombstone else self.writer.max_product_ttl()
             for drift in classify(entry, ttl, record, max_ttl):
                 tally.drift[drift] += 1
-                if self.options.repair and self._repair(drift, product_id, key, entry, record):
+                if not self.options.repair:
+                    continue
+                if drift in _REWRITTEN:
+                    rewrite.setdefault(product_id, []).append(drift)
+                elif self._repair(drift, product_id, key, entry):
                     tally.repaired[drift] += 1
+        if rewrite:
+            # The read above took no lease: read these again under their leases, and write that.
+            fills = self.writer.fill_leased(list(rewrite), self.database.get_many, self.options.lease_ttl_ms)
+            for product_id in fills.landed:
+                tally.repaired.update(rewrite[product_id])
 
-    def _repair(
-        self, drift: str, product_id: str, key: str, entry: VersionedEntry, record: ProductRecord | None
-    ) -> bool:
-        if drift in ("stale_version", "content_mismatch") and record is not None:
-            return self.writer.write(record)
+    def _repair(self, drift: str, product_id: str, key: str, entry: VersionedEntry) -> bool:
         if drift in ("version_ahead", "undecodable"):
             return self.writer.evict(product_id, entry.version)
         if drift == "deleted_in_db":

@@ -1,29 +1,39 @@
 """Replay cache writes that failed after their database write (Redis was down or timing out).
 
-The records are in MongoDB (cache/repair_log.py). For each product named, the
-current database state is written with the version guard, or — for a product
-deleted since — its entry is tombstoned; then the list generation is bumped once.
-A Redis that comes back with old data (an RDB snapshot from before the outage)
-therefore stops serving it as soon as this job runs. Records are marked done only
-after their keys were rewritten; if Redis fails midway, they stay pending.
+The records are in MongoDB (cache/repair_log.py). Each product named is rewritten
+from the database under its fill lease, exactly like a read miss
+(ProductCacheWriter.fill_leased): the lease is taken before the database read, so a
+client write or delete after that read revokes it and the older state never lands,
+even when the entry was evicted or the tombstone expired meanwhile. A product deleted
+since is tombstoned. Then the global generation is bumped once (every list, count and
+the category list). A Redis that comes back with old data (an RDB snapshot from before
+the outage) therefore stops serving it as soon as this job runs.
+
+A record is marked done only when its product's entry was written, or was seen to
+hold that state or a newer one (or nothing), and the bump succeeded. A product whose
+lease another filler held, or whose older entry a lost lease left in place, is
+deferred: its records stay pending for the next run. If Redis fails midway, they all
+stay pending.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jollyjet.cache.backend import CacheBackend, CacheError
+from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.products.cache.writer import ProductCacheWriter
+from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
 from jollyjet.services import Services
 from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
+# Leases are taken for this many products at a time, so none expires while the rest are taken.
+LEASE_CHUNK = 100
 
 
 @dataclass
@@ -35,6 +45,7 @@ class RepairReport:
     rewritten: int = 0
     tombstoned: int = 0
     unchanged: int = 0
+    deferred: int = 0  # not repaired this run (lease held by a concurrent fill, or lost); records stay pending
     lists_invalidated: bool = False
     remaining: int = 0
     duration_s: float = 0.0
@@ -45,7 +56,7 @@ class RepairReport:
 
 
 def run_repair(services: Services, settings: Settings) -> RepairReport:
-    """The repair job: up to repair_batch records; the category memo is dropped with the lists."""
+    """The repair job: up to repair_batch records (the generation bump covers lists, counts and categories)."""
     cache = services.require_cache()
     return repair_failed_writes(
         cache.repairs,
@@ -53,7 +64,7 @@ def run_repair(services: Services, settings: Settings) -> RepairReport:
         cache.writer,
         services.mongo,
         settings.repair_batch,
-        also_invalidate=(cache.categories.invalidate,),
+        lease_ttl_ms=settings.cache_lease_ttl_ms,
     )
 
 
@@ -63,7 +74,8 @@ def repair_failed_writes(
     writer: ProductCacheWriter,
     database: ProductRepository,
     batch: int,
-    also_invalidate: Sequence[Callable[[], None]] = (),
+    *,
+    lease_ttl_ms: int,
 ) -> RepairReport:
     """Replay up to `batch` pending records; raises CacheError (records stay pending) if Redis fails."""
     started = time.monotonic()
@@ -74,15 +86,17 @@ def repair_failed_writes(
         product_ids = list(dict.fromkeys(r.product_id for r in pending))
         report.products = len(product_ids)
         try:
-            _rewrite(product_ids, cache, writer, database, report)
-            writer.invalidate_lists()
+            repaired: set[str] = set()
+            for start in range(0, len(product_ids), LEASE_CHUNK):
+                chunk = product_ids[start : start + LEASE_CHUNK]
+                repaired |= _rewrite(chunk, cache, writer, database, lease_ttl_ms, report)
+            if repaired:
+                writer.invalidate_lists()
         except CacheError:
             repairs.mark_attempted([r.id for r in pending])
             raise
-        report.lists_invalidated = True
-        for invalidate in also_invalidate:
-            invalidate()
-        repairs.mark_done([r.id for r in pending])
+        report.lists_invalidated = bool(repaired)
+        repairs.mark_done([r.id for r in pending if r.product_id in repaired])
     report.remaining = repairs.pending_count()
     report.duration_s = round(time.monotonic() - started, 4)
     if report.records:
@@ -95,20 +109,39 @@ def _rewrite(
     cache: CacheBackend,
     writer: ProductCacheWriter,
     database: ProductRepository,
+    lease_ttl_ms: int,
     report: RepairReport,
-) -> None:
-    records = database.get_many(product_ids)
-    entries = cache.get_versioned_many([writer.keys.product(pid).entry for pid in product_ids])
-    for product_id, entry in zip(product_ids, entries, strict=True):
-        record = records.get(product_id)
-        if record is not None:
-            # Refused only when something newer is cached already: nothing to repair then.
-            if writer.write(record):
-                report.rewritten += 1
+) -> set[str]:
+    """Rewrite these products under their leases; the ids whose entries now match the database."""
+    fills = writer.fill_leased(product_ids, database.get_many, lease_ttl_ms)
+    report.rewritten += len(fills.landed)
+    report.deferred += len(fills.busy)
+    repaired = set(fills.landed)
+    looked_at = [*fills.absent, *fills.refused]
+    entries = cache.get_versioned_many([writer.keys.product(pid).entry for pid in looked_at])
+    for product_id, entry in zip(looked_at, entries, strict=True):
+        record = fills.refused.get(product_id)
+        if record is None:  # deleted since the failed write
+            if entry is not None and not entry.is_tombstone:
+                writer.tombstone(product_id, entry.version)
+                report.tombstoned += 1
             else:
                 report.unchanged += 1
-        elif entry is not None and not entry.is_tombstone:
-            writer.tombstone(product_id, entry.version)
-            report.tombstoned += 1
+        elif _hides(entry, record):
+            # The lease was lost (it expired, or was evicted) and nothing newer replaced the
+            # entry: not repaired, the record stays pending.
+            report.deferred += 1
+            continue
         else:
+            # A newer version is cached (a client write after our read), or nothing is: both
+            # are states the database held, and the next read fills from it.
             report.unchanged += 1
+        repaired.add(product_id)
+    return repaired
+
+
+def _hides(entry: VersionedEntry | None, record: ProductRecord) -> bool:
+    """Does the entry hide this database version: an older version, or a tombstone at it?"""
+    if entry is None:
+        return False
+    return entry.version < record.version or (entry.is_tombstone and entry.version == record.version)

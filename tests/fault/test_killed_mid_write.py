@@ -3,9 +3,9 @@
 The Procfile's web (one gunicorn worker) on nx-27017 and a redis-server, each behind a
 fault proxy. A product is cached; a PATCH of it is sent with MongoDB slowed (so the
 test sees the commit before the reply arrives) and, once MongoDB holds the new version,
-Redis is blackholed so the cache write hangs; the worker is SIGKILLed there. Nothing
-was recorded (the process died) and the cache write it had sent never arrives. gunicorn starts a new worker; every read after that
-must give the version MongoDB holds.
+Redis drops everything so the cache write hangs; the worker is SIGKILLed there. Nothing
+was recorded (the process died) and the cache write it had sent never arrives. gunicorn
+starts a new worker; every read after that must give the version MongoDB holds.
 """
 
 from __future__ import annotations

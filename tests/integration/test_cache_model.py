@@ -185,7 +185,9 @@ class CacheModel(RuleBasedStateMachine):
     def replay(self) -> None:
         """The repair job's run, then the fence's next poll."""
         with contextlib.suppress(CacheError):  # Redis may be refusing right after a restart: records stay
-            repair_failed_writes(self.cache.repairs, self.cache.backend, self.cache.writer, self.services.mongo, 100)
+            repair_failed_writes(
+                self.cache.repairs, self.cache.backend, self.cache.writer, self.services.mongo, 100, lease_ttl_ms=2000
+            )
         if self.cache.repository.fence is not None:
             self.cache.repository.fence.refresh()
 

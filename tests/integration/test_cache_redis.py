@@ -63,15 +63,21 @@ def test_list_and_count_hits_until_a_write(redis_app: Flask) -> None:
     assert client.get("/api/v1/products/count?category=lamps").json == {"count": 2}
 
 
-def test_category_memo_is_invalidated_by_writes(redis_app: Flask) -> None:
+def test_categories_hit_until_a_write_changes_them(redis_app: Flask) -> None:
     client = redis_app.test_client()
-    create(client, category="alpha")
+    alpha = create(client, category="alpha")
     assert client.get("/api/v1/categories").headers["X-Cache"] == "MISS"
+    assert client.get("/api/v1/categories").headers["X-Cache"] == "HIT"
+    # A write that changes neither the members nor a category leaves the list cached.
+    client.patch(f"/api/v1/products/{alpha['id']}", json={"stock": 1}, headers=AUTH)
     assert client.get("/api/v1/categories").headers["X-Cache"] == "HIT"
     create(client, category="beta")
     after = client.get("/api/v1/categories")
     assert after.headers["X-Cache"] == "MISS"
     assert {row["category"] for row in after.json} == {"alpha", "beta"}
+    client.patch(f"/api/v1/products/{alpha['id']}", json={"category": "beta"}, headers=AUTH)
+    moved = client.get("/api/v1/categories")
+    assert moved.headers["X-Cache"] == "MISS" and moved.json == [{"category": "beta", "count": 2}]
 
 
 def test_concurrent_http_misses_cause_one_database_read(redis_server: RedisServer) -> None:
@@ -155,7 +161,9 @@ def test_redis_stopped_mid_test_reads_fall_back_and_writes_succeed(
     assert fenced.json["stock"] == 9 and fenced.headers["X-Cache"] == "BYPASS"
     assert client.get("/api/v1/products").headers["X-Cache"] == "BYPASS"
     cache = services.cache
-    report = repair_failed_writes(cache.repairs, cache.backend, cache.writer, services.mongo, batch=10)
+    report = repair_failed_writes(
+        cache.repairs, cache.backend, cache.writer, services.mongo, batch=10, lease_ttl_ms=2000
+    )
     assert report.rewritten == 2 and report.remaining == 0
     cache.repository.fence.refresh()  # what the background poll does within a second
     first = client.get(f"/api/v1/products/{product['id']}")

@@ -1,4 +1,4 @@
-"""The invalidation rules of lists and counts: which aspects of which filter sets a write changes."""
+"""The invalidation rules of lists, counts and categories: which aspects of which filter sets a write changes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jollyjet.products.cache.invalidation import MEMBERS, aspects, changed_aspects, matches, order_aspect
+from jollyjet.products.cache.invalidation import (
+    GROUP_CATEGORY,
+    MEMBERS,
+    aspects,
+    changed_aspects,
+    matches,
+    order_aspect,
+)
 from jollyjet.products.domain import ProductQuery, ProductRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,6 +57,8 @@ def test_counts_depend_on_members_and_pages_also_on_their_sort_field() -> None:
     assert aspects("list", ProductQuery(sort="-price")) == [MEMBERS, "order.price_cents"]
     assert aspects("list", ProductQuery()) == [MEMBERS, "order.created_at"]
     assert order_aspect("stock") == "order.stock"
+    # The category list: a count per category, so its members and their grouping.
+    assert aspects("categories", ProductQuery()) == [MEMBERS, GROUP_CATEGORY]
 
 
 @pytest.mark.parametrize(
@@ -62,6 +71,8 @@ def test_counts_depend_on_members_and_pages_also_on_their_sort_field() -> None:
         ({"category": "home"}, {"category": "garden"}, {MEMBERS}),  # moves between categories
         ({"category": "garden"}, {"category": "garden"}, {MEMBERS}),
         ({"category": "toys"}, {"category": "garden"}, set()),  # neither before nor after: untouched
+        ({}, {"category": "garden"}, {GROUP_CATEGORY}),  # stays in the set, moves between groups
+        ({"in_stock": True}, {"category": "garden", "stock": 4}, {GROUP_CATEGORY, "order.stock"}),
         ({"min_price_cents": 2000, "max_price_cents": 3000}, {"price_cents": 3500}, {MEMBERS}),  # leaves the range
         ({"min_price_cents": 3000}, {"price_cents": 3500}, {MEMBERS}),  # enters the range
         ({"max_price_cents": 3000}, {"price_cents": 2000}, {"order.price_cents"}),  # stays in, order may move

@@ -1,4 +1,4 @@
-"""Product records, pages and counts ↔ cache bytes, through the one serializer (cache/serialization.py).
+"""Product records, pages, counts and category lists ↔ cache bytes, through the one serializer (cache/serialization.py).
 
 A product entry stores the product's API body (products/body.py), so a hit is served
 as stored; PRODUCT decodes it back into a record for the jobs that compare records.
@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from jollyjet.cache import serialization
 from jollyjet.cache.backend import VersionedEntry
-from jollyjet.products.domain import ProductPage, ProductRecord
+from jollyjet.products.domain import CategoryCount, ProductPage, ProductRecord
 from jollyjet.products.representation import product_from_api, product_to_api
 
 T = TypeVar("T")
@@ -45,6 +45,10 @@ PAGE: Codec[ProductPage] = Codec(
     lambda raw: ProductPage(items=[ProductRecord.from_dict(r) for r in raw["items"]], total=raw["total"]),
 )
 COUNT: Codec[int] = Codec(lambda count: count, int)
+CATEGORIES: Codec[list[CategoryCount]] = Codec(
+    lambda rows: [[r.category, r.count] for r in rows],
+    lambda raw: [CategoryCount(category=c, count=n) for c, n in raw],
+)
 
 
 def decode_entry(entry: VersionedEntry) -> ProductRecord | None:

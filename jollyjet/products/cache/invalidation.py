@@ -1,24 +1,27 @@
-"""Which cached lists and counts a product write can change: invalidation as fine as the data allows.
+"""Which cached lists, counts and categories a product write can change: as fine as the data allows.
 
 The idea is django-cacheops' (each cached query registers the conditions it depends on;
 a write invalidates only the queries whose conditions match the object before or after
 it), made exact for this API's fixed filters and extended with the sort order:
 
-- Every list/count read registers its filters (products/cache/repository.py) and is
+- Every list/count/categories read registers its filters (products/cache/repository.py) and is
   stored under the generations of the *aspects* it depends on: a count on the
   filters' `members`, a page on `members` and on the order by its sort field
   (`order.<field>`). A page is stored as its ordered ids and total; the items' bodies
-  come from the product entries, which every write updates itself.
+  come from the product entries, which every write updates itself. The category list
+  (a count per category of the unfiltered set) depends on `members` and on the
+  grouping by category (`group.category`).
 - A write compares the product before and after it against every registered filter
   set and bumps only the aspects it changed: a product entering or leaving the
   matching set changes `members`; one that stays in it changes `order.<f>` for each
-  sort field whose value changed. A stock change that keeps `in_stock`, a new
-  description, a price change under a filter sorted by name: nothing to invalidate.
+  sort field whose value changed, and `group.category` if its category changed. A
+  stock change that keeps `in_stock`, a new description, a price change under a
+  filter sorted by name: nothing to invalidate.
 - The name search `q` is matched by MongoDB's case-insensitive regex, which this module
   does not re-implement: a filter with `q` is assumed to match (a superset is safe), and
   a name change counts as a change of its members.
 - When the before-image is unknown (the previous version was not cached), the write
-  bumps the global generation instead: every list and count, as before.
+  bumps the global generation instead: every list, count and category list.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import orjson
 from jollyjet.products.domain import ProductQuery, ProductRecord
 
 MEMBERS = "members"
+# The category list groups by this field: a product that stays in a set but changes category moves a count.
+GROUP_CATEGORY = "group.category"
 # Public sort names → record fields (the order aspect is named after the field).
 SORT_FIELDS = {
     "price": "price_cents",
@@ -46,8 +51,12 @@ def order_aspect(sort: str) -> str:
 
 
 def aspects(kind: str, query: ProductQuery) -> list[str]:
-    """The aspects a cached count or list page depends on."""
-    return [MEMBERS] if kind == "count" else [MEMBERS, order_aspect(query.sort)]
+    """The aspects a cached count, list page or category list depends on."""
+    if kind == "count":
+        return [MEMBERS]
+    if kind == "categories":
+        return [MEMBERS, GROUP_CATEGORY]
+    return [MEMBERS, order_aspect(query.sort)]
 
 
 def filters_member(filters: dict[str, Any]) -> str:
@@ -88,4 +97,7 @@ def changed_aspects(filters: dict[str, Any], before: ProductRecord | None, after
         return {MEMBERS}
     if "q" in filters and before.name != after.name:
         return {MEMBERS}
-    return {f"order.{field}" for field in SORT_FIELDS.values() if getattr(before, field) != getattr(after, field)}
+    changed = {f"order.{field}" for field in SORT_FIELDS.values() if getattr(before, field) != getattr(after, field)}
+    if before.category != after.category:
+        changed.add(GROUP_CATEGORY)
+    return changed

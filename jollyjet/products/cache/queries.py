@@ -1,4 +1,4 @@
-"""Cached list pages and counts under their filters' generations (the rules are in invalidation.py).
+"""Cached list pages, counts and the category list under their filters' generations (rules: invalidation.py).
 
 A read registers its filters and reads, in one script, the global generation, the
 generations of the aspects it depends on and the result stored under all of them (the
@@ -30,7 +30,7 @@ _REGISTRATION_MARGIN_S = 60
 
 
 class QueryResults:
-    """Lists and counts through the cache, and the invalidation of those a write changed."""
+    """Lists, counts and categories through the cache, and the invalidation of those a write changed."""
 
     def __init__(
         self,
@@ -58,7 +58,8 @@ class QueryResults:
         value_codec: Codec[T],
         moved_on: Callable[[T], bool] | None = None,
     ) -> Read[T]:
-        """A list page or count: hit, single-flight fill, or database read (BYPASS on Redis errors).
+        """A list page, count or category list (kind "categories": query is the unfiltered one):
+        hit, single-flight fill, or database read (BYPASS on Redis errors).
 
         moved_on(value): the decoded value shows parts newer than when it was stored (a page's
         items, rewritten by writes that finished). It is served only after it is stored again

@@ -2,11 +2,11 @@
 
 Every cached read and every invalidation of the product catalog happens here:
 Reads: cache first; on a miss one request fills (a lease for products, a lock for
-lists/counts) while concurrent requests wait briefly for its result (read_through.py).
-The category list is memoized with Flask-Caching (categories.py).
-Writes: MongoDB first, then the version-guarded cache write and a generation bump
-(writer.py), then the category memo is dropped; a cache failure never fails the
-write — it is recorded for the repair job.
+lists, counts and the category list) while concurrent requests wait briefly for its
+result (read_through.py, queries.py).
+Writes: MongoDB first, then the version-guarded cache write and the bump of what the
+write changed (writer.py, queries.py); a cache failure never fails the write — it is
+recorded for the repair job.
 Redis errors anywhere turn into database reads (X-Cache: BYPASS).
 """
 
@@ -29,7 +29,6 @@ from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.products import body
 from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.cache import codec
-from jollyjet.products.cache.categories import CategoryMemo
 from jollyjet.products.cache.queries import QueryResults
 from jollyjet.products.cache.read_through import CachedValue, ReadThrough
 from jollyjet.products.cache.writer import ProductCacheWriter
@@ -80,7 +79,6 @@ class CachedProductRepository:
         repairs: RepairLog,
         events: CacheEvents,
         popularity: PopularityTracker | None = None,
-        categories_memo: CategoryMemo | None = None,
         fence: RepairFence | None = None,
     ) -> None:
         self.inner = inner
@@ -91,7 +89,6 @@ class CachedProductRepository:
         self.repairs = repairs
         self.events = events
         self.popularity = popularity
-        self.categories_memo = categories_memo
         # No hit for a product (or any list, count, categories) whose failed cache write awaits its replay.
         self.fence = fence
         self.writer = ProductCacheWriter(cache, keys, ttl, policy.product_ttl_s, policy.tombstone_ttl_s)
@@ -241,17 +238,14 @@ class CachedProductRepository:
         return self.reader.from_db("product", lambda: self.inner.get_many(product_ids))
 
     def categories(self) -> Read[list[CategoryCount]]:
-        if self.categories_memo is None:
-            return self._categories_from_db()
-        if self.fence is not None and not self.fence.allows_results():
-            self.events.emit("fenced", "categories")
-            self.events.emit("bypass", "categories")  # its outcome: one per read, like every cached read
-            return Read(self._categories_from_db().value, CacheStatus.BYPASS)
-        return self.categories_memo.get_or_compute(lambda: self._categories_from_db().value)
+        """The category list as a cached result of the unfiltered set, like a count (queries.py)."""
 
-    def _categories_from_db(self) -> Read[list[CategoryCount]]:
-        self.events.emit("db_read", "categories")
-        return self.inner.categories()
+        def compute() -> list[CategoryCount]:
+            return self.inner.categories().value
+
+        if self._results_fenced():
+            return self._fenced("categories", compute)
+        return self.queries.read("categories", ProductQuery(), compute, codec.CATEGORIES)
 
     def _fenced(self, kind: str, compute: Callable[[], T]) -> Read[T]:
         """Served from MongoDB without touching the cache: a replay is pending (or the fence cannot tell)."""
@@ -273,7 +267,6 @@ class CachedProductRepository:
         token = self._mark(None)
         record = self._in_mongodb(None, token, lambda: self.inner.create(values))
         self._write_through(record, token, created=True)
-        self._drop_categories()
         return record
 
     def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
@@ -281,7 +274,6 @@ class CachedProductRepository:
         record = self._in_mongodb(product_id, token, lambda: self.inner.update(product_id, values, expected_version))
         if token:
             self._write_through(record, token)
-        self._drop_categories()
         return record
 
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
@@ -293,7 +285,6 @@ class CachedProductRepository:
                 self.queries.invalidate(record, None, token)
             except CacheError as error:
                 self._record_failure(record.id, "delete", error)
-        self._drop_categories()
         return record
 
     def _mark(self, product_id: str | None) -> str:
@@ -348,11 +339,6 @@ class CachedProductRepository:
         # had invalidated what it changed. Unmarked, the next write invalidates everything.
         with contextlib.suppress(CacheError):
             self.writer.settle(record.id, record.version)
-
-    def _drop_categories(self) -> None:
-        # Apart from the generation bump: the memo lives in Flask-Caching, behind its own breaker check.
-        if self.categories_memo is not None:
-            self.categories_memo.invalidate()
 
     def _record_failure(self, product_id: str, operation: str, error: CacheError) -> None:
         self.events.emit("write_failure", "product")

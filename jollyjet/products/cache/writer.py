@@ -7,10 +7,12 @@ Errors are CacheError and are the caller's to handle.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.products import body
@@ -153,3 +155,47 @@ class ProductCacheWriter:
         (repairs, audits and writes whose before-image is unknown; request writes are finer,
         queries.py). token: the write's mark, which this finishes for the catalog."""
         return self.cache.finish_catalog_write(self.keys.writes_in_flight, self.keys.generation, (), token, True)
+
+    def fill_leased(
+        self, product_ids: Sequence[str], load: Callable[[list[str]], dict[str, ProductRecord]], lease_ttl_ms: int
+    ) -> LeasedFills:
+        """Rewrite these entries from the database whether cached or not, with leases like read misses:
+        each lease is taken before the (one) database query, so a write or tombstone after the query
+        revokes it and nothing older than that write lands. Jobs that rewrite entries use this."""
+        fills = LeasedFills()
+        held: dict[str, str] = {}
+        try:
+            for pid in product_ids:
+                if token := self.cache.acquire_lock(self.keys.product(pid).lease, lease_ttl_ms):
+                    held[pid] = token
+                else:
+                    fills.busy.append(pid)  # a read miss is filling it from a database read of its own
+            tokens = dict(held)
+            records = load(list(tokens)) if tokens else {}
+            for pid, token in tokens.items():
+                record = records.get(pid)
+                if record is None:
+                    self.cache.release_lock(self.keys.product(pid).lease, token)
+                    fills.absent.append(pid)
+                elif self.fill(pid, token, record):  # the fill spends the lease, landed or not
+                    fills.landed.append(pid)
+                else:
+                    fills.refused[pid] = record
+                del held[pid]
+        finally:
+            # A failed run (Redis or MongoDB) hands back the leases it still holds rather than
+            # keeping read misses of those products from filling until the leases expire.
+            for pid, token in held.items():
+                with contextlib.suppress(CacheError):
+                    self.cache.release_lock(self.keys.product(pid).lease, token)
+        return fills
+
+
+@dataclass
+class LeasedFills:
+    """What fill_leased did with each id."""
+
+    landed: list[str] = field(default_factory=list)  # the database state was written
+    refused: dict[str, ProductRecord] = field(default_factory=dict)  # read, not written: newer cached or lease lost
+    absent: list[str] = field(default_factory=list)  # not in the database
+    busy: list[str] = field(default_factory=list)  # another filler held the lease: neither read nor written

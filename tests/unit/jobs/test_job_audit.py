@@ -7,6 +7,7 @@ the real Mongo repository on mongomock.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -274,17 +275,23 @@ def test_prune_keeps_exactly_that_many_when_runs_finish_in_the_same_millisecond(
 
 
 # --- races: an audit can only lose to a client write --------------------------------------------------
+def on_second_read(racing: RepositoryWithHook, write: Callable[[], object]) -> None:
+    """Run write right after the audit's second database read (the one under the leases)."""
+    racing.after_get_many = lambda: setattr(racing, "after_get_many", write)
+
+
 def test_audit_repair_does_not_overwrite_a_newer_write_that_landed_meanwhile(app: Flask, services: Services) -> None:
     product = create(services)
     plant_record(services, replace(product, name="Hand edited"))  # content drift at version 1
     racing = RepositoryWithHook(services.mongo)
-    # The audit has read the cache (v1, drifted) and the database (v1); then a client writes v2.
-    racing.after_get_many = lambda: services.products.update(product.id, {"name": "Newer"}, None)
+    # The audit has read the cache (v1, drifted), then the database (v1) again under the
+    # product's lease; then a client writes v2.
+    on_second_read(racing, lambda: services.products.update(product.id, {"name": "Newer"}, None))
 
     run = run_audit(services, database=racing)
 
     assert run.drift["content_mismatch"] == 1
-    assert run.repaired["content_mismatch"] == 0  # its v1 write was refused by the version guard
+    assert run.repaired["content_mismatch"] == 0  # its v1 write was refused: the write took the lease
     entry = entry_of(services, product.id)
     assert entry is not None and entry.version == 2 and codec.PRODUCT.decode(entry.payload or b"").name == "Newer"
     body = app.test_client().get(f"/api/v1/products/{product.id}").get_json()
@@ -295,7 +302,7 @@ def test_audit_repair_of_a_stale_entry_loses_to_a_concurrent_newer_write(service
     product = create(services)
     services.mongo.update(product.id, {"stock": 10}, None)  # cache v1, database v2
     racing = RepositoryWithHook(services.mongo)
-    racing.after_get_many = lambda: services.products.update(product.id, {"stock": 30}, None)  # v3, cached
+    on_second_read(racing, lambda: services.products.update(product.id, {"stock": 30}, None))  # v3, cached
 
     run = run_audit(services, database=racing)
 

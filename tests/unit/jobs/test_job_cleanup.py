@@ -63,7 +63,7 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
     # Product entries and tombstones without a TTL get their policy TTL.
     drop_ttl(backend, keys.product(permanent.id).entry)
     drop_ttl(backend, keys.product(deleted.id).entry)
-    # Leases, locks, results, claims and memos without a TTL are deleted.
+    # Leases, locks, results (a category list too) and claims without a TTL are deleted.
     unbounded_list = keys.query_result("list", generation, {"page": 2})
     no_ttl_deleted = {
         keys.product(leased.id).lease,
@@ -71,7 +71,7 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
         keys.beat_claim("cache-warm", 12),
         unbounded_list,
         keys.fill_lock(unbounded_list),
-        f"{keys.flask_cache_prefix}categories",
+        keys.query_result("categories", generation, {}),
     }
     for key in no_ttl_deleted:
         plant_without_ttl(backend, key)
