@@ -43,7 +43,7 @@ def cache_policy(settings: Settings) -> CachePolicy:
 def flask_cache_config(settings: Settings, client: RedisClient | None) -> dict[str, Any]:
     """Flask-Caching on the same Redis client (and pool) as the rest of the cache."""
     if client is None:
-        # In-process stand-in for unit tests (an injected memory backend, no Redis client).
+        # In-process stand-in for unit tests (an injected backend on fakeredis, no Redis client here).
         return {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": CATEGORY_MEMO_TTL_S}
     return {
         "CACHE_TYPE": "RedisCache",
@@ -109,7 +109,7 @@ def build_cache(
         sink,
         popularity=popularity,
         categories_memo=categories,
-        # Unit tests hand in a memory backend and test the fence on its own (tests/unit/test_repair_fence.py).
+        # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
         fence=RepairFence(repairs, settings.cache_fence_poll_s) if cache_backend is None else None,
     )
     return CacheServices(
