@@ -88,7 +88,7 @@ def build_cache(
         repairs,
         sink,
         popularity=popularity,
-        # Unit tests hand in a memory backend and test the fence on its own (tests/unit/test_repair_fence.py).
+        # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
         fence=RepairFence(repairs, settings.cache_fence_poll_s) if cache_backend is None else None,
     )
     return CacheServices(

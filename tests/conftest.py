@@ -15,7 +15,7 @@ from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.events import EventCounter
 from jollyjet.settings import Settings, load_settings
 from jollyjet.wiring import build_services
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 from tests.support.redis_server import RedisServer
 
 TOKEN = "test-token-0123456789"
@@ -48,8 +48,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def memory_cache() -> MemoryCacheBackend:
-    return MemoryCacheBackend()
+def fake_cache() -> FakeCacheBackend:
+    """RedisCacheBackend on a private fakeredis server (the real Lua scripts)."""
+    return FakeCacheBackend()
 
 
 @pytest.fixture
@@ -58,9 +59,9 @@ def events() -> EventCounter:
 
 
 @pytest.fixture
-def app(settings: Settings, memory_cache: MemoryCacheBackend, events: EventCounter) -> Flask:
-    """The app on mongomock with the in-memory cache backend (unit level)."""
-    return make_app(settings, cache_backend=memory_cache, events=events)
+def app(settings: Settings, fake_cache: FakeCacheBackend, events: EventCounter) -> Flask:
+    """The app on mongomock with the cache on fakeredis (unit level)."""
+    return make_app(settings, cache_backend=fake_cache, events=events)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The cache interface the application depends on, and its error types.
 
-Two implementations: RedisCacheBackend (redis-py, production and integration
-tests) and, for unit tests only, tests/support/memory_backend.py.
-Both pass the same contract tests (tests/unit/test_backend_contract.py).
+One implementation: RedisCacheBackend (redis-py), on Redis in production and in the
+integration tests, on fakeredis in the unit tests (tests/support/fake_cache.py: the same
+Lua scripts). The contract tests (tests/unit/test_backend_contract.py) run on both.
 
 Versioned entries hold a product's serialized representation with the version it
 was read at. Writes and fills carry that version; the backend refuses to replace

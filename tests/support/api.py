@@ -8,10 +8,11 @@ from typing import Any
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.products.models import ProductDocument
 from jollyjet.services import services_of
+from tests.support.fake_cache import cache_contents
 
 PRODUCTS = "/api/v1/products"
 
@@ -29,17 +30,12 @@ def cache_keys(app: Flask) -> CacheKeys:
     return CacheKeys(services_of(app).settings.cache_key_prefix)
 
 
-def store_state(app: Flask, cache: CacheBackend) -> StoreState:
+def store_state(app: Flask, cache: RedisCacheBackend) -> StoreState:
     """Read MongoDB and the cache directly (not through the API, whose reads fill the cache)."""
     with app.app_context():
         rows = ProductDocument.objects.only("version", "updated_at")
         documents = {str(d.id): (d.version, d.updated_at) for d in rows}
-    keys = cache_keys(app)
-    values: dict[str, object] = {}
-    for batch in cache.scan(keys.service_pattern(), 1000):
-        for key in batch:
-            values[key] = cache.get(key) or cache.get_versioned(key)
-    return StoreState(documents, values)
+    return StoreState(documents, cache_contents(cache, cache_keys(app).service_pattern()))
 
 
 def product_count(app: Flask) -> int:

@@ -1,8 +1,8 @@
 """Helpers for the background-job tests: backends to run them on, and ways to plant cache states.
 
 The planting helpers write what the service itself never writes (keys without a TTL,
-raw entries), so they reach past the CacheBackend interface: into the memory backend's
-slots, or to the raw redis client under a RedisCacheBackend.
+raw entries), so they reach past the CacheBackend interface to the raw redis client
+under a RedisCacheBackend (fakeredis in the unit tests).
 """
 
 from __future__ import annotations
@@ -10,30 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import fakeredis
 from flask import Flask
 
 from jollyjet.cache.backend import CacheBackend, CacheError
-from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services
 from tests.conftest import make_app, make_settings
 from tests.support.factories import product_values as product_values  # re-exported for the job tests
-from tests.support.memory_backend import MemoryCacheBackend
-
-BACKENDS = ("memory", "fakeredis")
-
-
-def make_backend(kind: str) -> CacheBackend:
-    """A fresh, empty backend: the in-memory one, or redis-py on a private fakeredis server."""
-    if kind == "memory":
-        return MemoryCacheBackend()
-    if kind == "fakeredis":
-        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        return RedisCacheBackend(client, CircuitBreaker(failure_threshold=3, cooldown_s=1))
-    raise ValueError(kind)
+from tests.support.fake_cache import FakeCacheBackend
 
 
 def job_app(backend: CacheBackend, **overrides: Any) -> Flask:
@@ -52,24 +38,17 @@ def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) ->
 
 def drop_ttl(backend: CacheBackend, key: str) -> None:
     """Make an existing key permanent (what PERSIST does), whatever it holds."""
-    if isinstance(backend, RedisCacheBackend):
-        assert backend.client.persist(key)
-    elif isinstance(backend, MemoryCacheBackend):
-        slot = backend._data[key]  # no public way to do this: the service never should
-        slot.expires_at = None
-    else:
+    if not isinstance(backend, RedisCacheBackend):
         raise TypeError(type(backend).__name__)
+    assert backend.client.persist(key)  # no CacheBackend method does this: the service never should
     assert backend.ttl(key) == -1
 
 
 def plant_without_ttl(backend: CacheBackend, key: str, value: bytes = b"x") -> None:
     """A plain key with no TTL."""
-    if isinstance(backend, RedisCacheBackend):
-        backend.client.set(key, value)
-    elif isinstance(backend, MemoryCacheBackend):
-        backend.set_without_ttl(key, value)
-    else:
+    if not isinstance(backend, RedisCacheBackend):
         raise TypeError(type(backend).__name__)
+    backend.client.set(key, value)  # a plain SET: no TTL
     assert backend.ttl(key) == -1
 
 
@@ -78,8 +57,8 @@ def all_keys(backend: CacheBackend, pattern: str = "*") -> set[str]:
     return {key for batch in backend.scan(pattern, 1000) for key in batch}
 
 
-class OutageBackend(MemoryCacheBackend):
-    """The memory backend with a switch: the public methods named in `failing` ("*": all) raise CacheError."""
+class OutageBackend(FakeCacheBackend):
+    """The fakeredis backend with a switch: the public methods named in `failing` ("*": all) raise CacheError."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -14,27 +14,27 @@ from jollyjet.cache.events import EventCounter
 from tests.conftest import make_app, make_settings
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 
 CreateProduct = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture(params=["cached", "uncached"])
 def cache_mode(request: pytest.FixtureRequest) -> str:
-    """Which repository serves the API: the cached one (memory backend) or MongoDB alone."""
+    """Which repository serves the API: the cached one (on fakeredis) or MongoDB alone."""
     return str(request.param)
 
 
 @pytest.fixture
-def make_api_app(cache_mode: str, memory_cache: MemoryCacheBackend, events: EventCounter) -> Callable[..., Flask]:
-    """Build an app in this cache mode with extra settings. Uncached, the memory backend goes unused."""
+def make_api_app(cache_mode: str, fake_cache: FakeCacheBackend, events: EventCounter) -> Callable[..., Flask]:
+    """Build an app in this cache mode with extra settings. Uncached, the fake cache goes unused."""
 
     def make(**overrides: Any) -> Flask:
         # Count every read for popularity (not one in ten): a request that should write
         # nothing but counts a read then fails every run, not one run in ten.
         values: dict[str, Any] = {"cache_enabled": cache_mode == "cached", "popularity_sample_rate": 1.0}
         settings = make_settings(**{**values, **overrides})
-        return make_app(settings, cache_backend=memory_cache, events=events)
+        return make_app(settings, cache_backend=fake_cache, events=events)
 
     return make
 

@@ -19,8 +19,8 @@ from jollyjet.maintenance.audit import AuditOptions, CacheAudit
 from jollyjet.services import services_of
 from tasks import jobs  # noqa: F401  (registers the shared tasks, as the worker does)
 from tests.support.api import assert_json_error
+from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import OutageBackend, all_keys, job_app, product_values
-from tests.support.memory_backend import MemoryCacheBackend
 from tests.support.redis_server import free_port
 
 JOBS = ("warm", "audit", "cleanup", "repair")
@@ -51,16 +51,16 @@ def test_enqueueing_a_job_returns_202_and_where_to_poll(client: FlaskClient, aut
 )
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic dGVzdDp0ZXN0"])
 def test_every_admin_endpoint_needs_the_bearer_token(
-    client: FlaskClient, memory_cache: MemoryCacheBackend, method: str, path: str, header: str | None
+    client: FlaskClient, fake_cache: FakeCacheBackend, method: str, path: str, header: str | None
 ) -> None:
-    memory_cache.set("t:v1:keep", b"x", 60)
+    fake_cache.set("t:v1:keep", b"x", 60)
     headers = {"Authorization": header} if header else {}
 
     response = getattr(client, method)(path, headers=headers)
 
     assert_json_error(response, 401, "Bearer")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert memory_cache.exists("t:v1:keep")
+    assert fake_cache.exists("t:v1:keep")
 
 
 def test_unknown_jobs_and_malformed_task_ids_are_404(client: FlaskClient, auth: dict[str, str]) -> None:
@@ -112,27 +112,27 @@ def test_latest_audit_is_404_before_the_first_and_then_the_newest_run(
 
 
 def test_dropping_the_cache_deletes_only_this_services_keys(
-    app: Flask, client: FlaskClient, auth: dict[str, str], memory_cache: MemoryCacheBackend
+    app: Flask, client: FlaskClient, auth: dict[str, str], fake_cache: FakeCacheBackend
 ) -> None:
     services = services_of(app)
     for _ in range(2):
         services.products.create(product_values())  # two product entries (no list was read: nothing else)
     keys = services.cache.keys
-    memory_cache.set(f"{CacheKeys(keys.prefix, schema=0).root}:old", b"x", 60)
-    ours = all_keys(memory_cache, keys.service_pattern())
+    fake_cache.set(f"{CacheKeys(keys.prefix, schema=0).root}:old", b"x", 60)
+    ours = all_keys(fake_cache, keys.service_pattern())
     foreign = {f"other:v1:product:{{{'a' * 24}}}", f"{keys.prefix}:visits", f"{keys.prefix}x:v1:lookalike"}
     for key in foreign:
-        memory_cache.set(key, b"not ours", 60)
+        fake_cache.set(key, b"not ours", 60)
 
     response = client.delete("/api/v1/cache", headers=auth)
 
     assert len(ours) == 3
     assert response.status_code == 200 and response.get_json() == {"deleted": 3}
-    assert all_keys(memory_cache) == foreign
+    assert all_keys(fake_cache) == foreign
 
 
 def test_with_the_cache_disabled_jobs_and_drops_are_409(auth: dict[str, str]) -> None:
-    client = job_app(MemoryCacheBackend(), cache_enabled=False).test_client()
+    client = job_app(FakeCacheBackend(), cache_enabled=False).test_client()
 
     for job in JOBS:
         assert_json_error(client.post(f"/api/v1/cache/{job}", headers=auth), 409, "disabled")
@@ -141,7 +141,7 @@ def test_with_the_cache_disabled_jobs_and_drops_are_409(auth: dict[str, str]) ->
 
 def test_an_unreachable_broker_is_503_with_retry_after(auth: dict[str, str]) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    client = job_app(MemoryCacheBackend(), celery_broker_url=dead).test_client()
+    client = job_app(FakeCacheBackend(), celery_broker_url=dead).test_client()
 
     response = client.post("/api/v1/cache/audit", headers=auth)
 
@@ -151,7 +151,7 @@ def test_an_unreachable_broker_is_503_with_retry_after(auth: dict[str, str]) -> 
 
 def test_an_unreachable_result_backend_is_503(auth: dict[str, str]) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    client = job_app(MemoryCacheBackend(), celery_result_backend=dead).test_client()
+    client = job_app(FakeCacheBackend(), celery_result_backend=dead).test_client()
 
     assert_json_error(client.get(UNKNOWN_TASK, headers=auth), 503, "job queue")
 

@@ -17,7 +17,7 @@ from werkzeug.test import TestResponse
 
 from tests.support.api import PRODUCTS, assert_json_error, store_state
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 from tests.unit.conftest import CreateProduct
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
@@ -239,11 +239,11 @@ def target(create_product: CreateProduct) -> str:
 
 
 @pytest.fixture(autouse=True)
-def unchanged(api_app: Flask, memory_cache: MemoryCacheBackend, target: str) -> Any:
+def unchanged(api_app: Flask, fake_cache: FakeCacheBackend, target: str) -> Any:
     """Snapshot MongoDB and the cache before the request; afterwards they must be identical."""
-    before = store_state(api_app, memory_cache)
+    before = store_state(api_app, fake_cache)
     yield
-    assert store_state(api_app, memory_cache) == before
+    assert store_state(api_app, fake_cache) == before
 
 
 def _write(

@@ -10,7 +10,7 @@ from flask import Flask
 
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend, cache_contents
 from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
@@ -40,13 +40,8 @@ REQUESTS: dict[str, tuple[str, str, dict[str, Any]]] = {
 _BOOKKEEPING = (":filters", ":fgen:", ":{products}:gen")
 
 
-def _cache_contents(cache: MemoryCacheBackend) -> dict[str, object]:
-    return {
-        key: cache.get(key) or cache.get_versioned(key)
-        for batch in cache.scan("*", 1000)
-        for key in batch
-        if not any(part in key for part in _BOOKKEEPING)
-    }
+def _cache_contents(cache: FakeCacheBackend) -> dict[str, object]:
+    return {key: value for key, value in cache_contents(cache).items() if not any(p in key for p in _BOOKKEEPING)}
 
 
 @pytest.fixture
@@ -58,17 +53,17 @@ def dead_mongo_app(make_api_app: Callable[..., Flask]) -> Flask:
 @pytest.mark.parametrize("name", REQUESTS)
 def test_unreachable_mongodb_is_503(
     dead_mongo_app: Flask,
-    memory_cache: MemoryCacheBackend,
+    fake_cache: FakeCacheBackend,
     auth: dict[str, str],
     name: str,
 ) -> None:
-    before = _cache_contents(memory_cache)
+    before = _cache_contents(fake_cache)
     method, path, extra = REQUESTS[name]
     headers = {**auth, **extra.get("headers", {})}
     response = dead_mongo_app.test_client().open(path, method=method, json=extra.get("json"), headers=headers)
     assert_json_error(response, 503, "database is unavailable")
     assert int(response.headers["Retry-After"]) > 0
-    assert _cache_contents(memory_cache) == before  # no entry, fill lock, tombstone or popularity count
+    assert _cache_contents(fake_cache) == before  # no entry, fill lock, tombstone or popularity count
 
 
 @pytest.mark.parametrize("cache_mode", ["cached"], indirect=True)

@@ -13,7 +13,7 @@ from flask_smorest.pagination import PaginationMixin
 
 from tests.support.api import PRODUCTS, assert_json_error, cache_keys
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 from tests.unit.conftest import CreateProduct
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
@@ -302,10 +302,10 @@ def test_x_cache_reports_how_each_read_was_served(
 
 
 def test_evicted_product_is_filled_on_the_next_read(
-    api_app: Flask, api: FlaskClient, memory_cache: MemoryCacheBackend, create_product: CreateProduct, cached: bool
+    api_app: Flask, api: FlaskClient, fake_cache: FakeCacheBackend, create_product: CreateProduct, cached: bool
 ) -> None:
     created = create_product()
-    memory_cache.delete(cache_keys(api_app).product(created["id"]).entry)
+    fake_cache.delete(cache_keys(api_app).product(created["id"]).entry)
     first, second = (api.get(f"{PRODUCTS}/{created['id']}") for _ in range(2))
     assert first.get_json() == second.get_json() == created
     expected = ["MISS", "HIT"] if cached else ["BYPASS", "BYPASS"]
@@ -313,9 +313,9 @@ def test_evicted_product_is_filled_on_the_next_read(
 
 
 def test_unknown_products_are_not_cached(
-    api_app: Flask, api: FlaskClient, memory_cache: MemoryCacheBackend, cached: bool
+    api_app: Flask, api: FlaskClient, fake_cache: FakeCacheBackend, cached: bool
 ) -> None:
     unknown = "0123456789abcdef01234567"
     for _ in range(2):
         assert_json_error(api.get(f"{PRODUCTS}/{unknown}"), 404, "product not found")
-    assert memory_cache.get_versioned(cache_keys(api_app).product(unknown).entry) is None
+    assert fake_cache.get_versioned(cache_keys(api_app).product(unknown).entry) is None

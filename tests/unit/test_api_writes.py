@@ -13,7 +13,7 @@ from jollyjet.services import services_of
 from tests.conftest import TOKEN
 from tests.support.api import PRODUCTS, assert_json_error, product_count, store_state
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 from tests.unit.conftest import CreateProduct
 
 pytestmark = pytest.mark.usefixtures("no_unexpected_errors")
@@ -116,17 +116,17 @@ def test_writes_to_unknown_or_malformed_ids_are_404(
     api_app: Flask,
     api: FlaskClient,
     auth: dict[str, str],
-    memory_cache: MemoryCacheBackend,
+    fake_cache: FakeCacheBackend,
     create_product: CreateProduct,
     method: str,
     product_id: str,
 ) -> None:
     create_product()
-    before = store_state(api_app, memory_cache)
+    before = store_state(api_app, fake_cache)
     body = {"put": product_payload(), "patch": {"stock": 1}, "delete": None}[method]
     response = api.open(f"{PRODUCTS}/{product_id}", method=method.upper(), json=body, headers=auth)
     assert_json_error(response, 404, "product not found")
-    assert store_state(api_app, memory_cache) == before
+    assert store_state(api_app, fake_cache) == before
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -151,20 +151,20 @@ _BAD_AUTHORIZATION = [
 def test_writes_need_a_valid_bearer_token(
     api_app: Flask,
     api: FlaskClient,
-    memory_cache: MemoryCacheBackend,
+    fake_cache: FakeCacheBackend,
     create_product: CreateProduct,
     method: str,
     authorization: str | None,
 ) -> None:
     product_id = create_product()["id"]
-    before = store_state(api_app, memory_cache)
+    before = store_state(api_app, fake_cache)
     path = PRODUCTS if method == "post" else f"{PRODUCTS}/{product_id}"
     headers = {} if authorization is None else {"Authorization": authorization}
     body = {"stock": 1} if method == "patch" else product_payload()
     response = api.open(path, method=method.upper(), json=body, headers=headers)
     assert_json_error(response, 401, "Authorization: Bearer")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert store_state(api_app, memory_cache) == before
+    assert store_state(api_app, fake_cache) == before
 
 
 def test_authentication_comes_before_body_parsing(api: FlaskClient) -> None:
@@ -193,12 +193,12 @@ def test_duplicate_sku(
     api_app: Flask,
     api: FlaskClient,
     auth: dict[str, str],
-    memory_cache: MemoryCacheBackend,
+    fake_cache: FakeCacheBackend,
     create_product: CreateProduct,
 ) -> None:
     first = create_product(sku="TAKEN-1")
     second = create_product(sku="FREE-2")
-    before = store_state(api_app, memory_cache)
+    before = store_state(api_app, fake_cache)
     attempts = [
         api.post(PRODUCTS, json=product_payload(sku="TAKEN-1"), headers=auth),
         api.put(f"{PRODUCTS}/{second['id']}", json=product_payload(sku="TAKEN-1"), headers=auth),
@@ -206,7 +206,7 @@ def test_duplicate_sku(
     ]
     for response in attempts:
         assert_json_error(response, 409, "sku")
-    assert store_state(api_app, memory_cache) == before
+    assert store_state(api_app, fake_cache) == before
     assert product_count(api_app) == 2
     # Keeping one's own sku is not a duplicate.
     assert api.patch(f"{PRODUCTS}/{first['id']}", json={"sku": "TAKEN-1"}, headers=auth).status_code == 200
@@ -233,18 +233,18 @@ def test_stale_if_match_is_412_with_the_current_etag(
     api_app: Flask,
     api: FlaskClient,
     auth: dict[str, str],
-    memory_cache: MemoryCacheBackend,
+    fake_cache: FakeCacheBackend,
     create_product: CreateProduct,
     method: str,
     if_match: str,
 ) -> None:
     product_id = create_product()["id"]
     assert api.patch(f"{PRODUCTS}/{product_id}", json={"stock": 1}, headers=auth).status_code == 200  # now v2
-    before = store_state(api_app, memory_cache)
+    before = store_state(api_app, fake_cache)
     response = _write(api, method, product_id, {**auth, "If-Match": if_match})
     assert_json_error(response, 412, "If-Match", "2")
     assert response.headers["ETag"] == '"v2"'  # strong comparison: W/"v2" does not match
-    assert store_state(api_app, memory_cache) == before
+    assert store_state(api_app, fake_cache) == before
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])

@@ -17,7 +17,7 @@ from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_configuration_comes_from_the_settings_given() -> None:
     settings = make_settings(max_body_bytes=2048, max_page=7, max_page_size=9)
-    app = make_app(settings, cache_backend=MemoryCacheBackend())
+    app = make_app(settings, cache_backend=FakeCacheBackend())
     assert app.config["TESTING"] is True
     assert app.config["MAX_CONTENT_LENGTH"] == 2048
     assert (app.config["JOLLYJET_MAX_PAGE"], app.config["JOLLYJET_MAX_PAGE_SIZE"]) == (7, 9)
@@ -37,13 +37,13 @@ def test_explicit_settings_are_not_reread_from_the_environment(monkeypatch: pyte
     settings = make_settings()
     monkeypatch.setenv("JOLLYJET_ENV", "not-an-environment")
     monkeypatch.setenv("REDIS_URL", "http://not-redis")
-    client = make_app(settings, cache_backend=MemoryCacheBackend()).test_client()
+    client = make_app(settings, cache_backend=FakeCacheBackend()).test_client()
     assert client.get(PRODUCTS).status_code == 200
 
 
 def test_apps_do_not_share_configuration() -> None:
-    small = make_app(make_settings(max_page_size=2), cache_backend=MemoryCacheBackend()).test_client()
-    default = make_app(make_settings(), cache_backend=MemoryCacheBackend()).test_client()
+    small = make_app(make_settings(max_page_size=2), cache_backend=FakeCacheBackend()).test_client()
+    default = make_app(make_settings(), cache_backend=FakeCacheBackend()).test_client()
     assert_json_error(small.get(f"{PRODUCTS}?page_size=3"), 422, "must be at most 2")
     assert default.get(f"{PRODUCTS}?page_size=3").status_code == 200
 
@@ -57,7 +57,7 @@ def test_building_needs_no_server() -> None:
 
 
 def test_development_without_tokens_accepts_the_dev_token() -> None:
-    app = make_app(make_settings(env="development", api_tokens_raw=""), cache_backend=MemoryCacheBackend())
+    app = make_app(make_settings(env="development", api_tokens_raw=""), cache_backend=FakeCacheBackend())
     response = app.test_client().post(
         PRODUCTS, json=product_payload(), headers={"Authorization": f"Bearer {DEV_TOKEN}"}
     )
@@ -72,16 +72,16 @@ def test_the_dev_token_is_refused_once_tokens_are_configured(app: Flask) -> None
 
 
 def test_seed_demo_data() -> None:
-    app = make_app(make_settings(seed_demo_data=True), cache_backend=MemoryCacheBackend())
+    app = make_app(make_settings(seed_demo_data=True), cache_backend=FakeCacheBackend())
     seed_if_enabled(app)  # what app.py and `python -m jollyjet` do after building the app
     assert app.test_client().get(f"{PRODUCTS}/count").get_json() == {"count": 48}
 
 
 def test_building_the_app_writes_nothing_even_with_seeding_on() -> None:
     settings = make_settings(seed_demo_data=True)
-    app = make_app(settings, cache_backend=MemoryCacheBackend())
+    app = make_app(settings, cache_backend=FakeCacheBackend())
     assert app.test_client().get(f"{PRODUCTS}/count").get_json() == {"count": 0}
-    assert seed_if_enabled(make_app(make_settings(), cache_backend=MemoryCacheBackend())) == 0  # switched off
+    assert seed_if_enabled(make_app(make_settings(), cache_backend=FakeCacheBackend())) == 0  # switched off
 
 
 def test_openapi_document_lists_the_product_api(app: Flask) -> None:

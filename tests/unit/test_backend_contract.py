@@ -1,7 +1,8 @@
-"""One contract, three backends: the in-memory one, redis-py on fakeredis, and redis-py on a real redis-server.
+"""One contract, two servers: RedisCacheBackend on fakeredis (the unit tests' cache) and on a real redis-server.
 
 The cached repository relies on these semantics (version guard, leases,
-tombstones, generations, locks); every implementation must give the same answers.
+tombstones, generations, locks); the unit tests run on fakeredis, so it must give
+the same answers as Redis.
 """
 
 from __future__ import annotations
@@ -9,30 +10,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-import fakeredis
 import pytest
 
 from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys, query_hash
 from jollyjet.cache.redis_backend import RedisCacheBackend
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 from tests.support.redis_server import RedisServer
 
 PID = "0123456789abcdef01234567"
 
 
-@pytest.fixture(params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
 def backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
-    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=1)
-    if request.param == "memory":
-        yield MemoryCacheBackend()
-    elif request.param == "fakeredis":
-        yield RedisCacheBackend(fakeredis.FakeRedis(server=fakeredis.FakeServer()), breaker)
+    if request.param == "fakeredis":
+        yield FakeCacheBackend()
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         client = server.client()
-        yield RedisCacheBackend(client, breaker)
+        yield RedisCacheBackend(client, CircuitBreaker(failure_threshold=3, cooldown_s=1))
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
 """The cache's consistency guards, each race driven step by step.
 
 Setup: the real Mongo repository on mongomock, wrapped by SlowReadRepository (to
-pause a reader after its database read), wrapped by the cached repository on the
-in-memory backend (same semantics as the Redis Lua scripts: see the contract tests).
+pause a reader after its database read), wrapped by the cached repository on
+RedisCacheBackend over fakeredis (the real Lua scripts; see the contract tests).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,29 +26,31 @@ from jollyjet.products.domain import CacheStatus, ProductQuery
 from jollyjet.products.mongo_repository import MongoProductRepository
 from tests.conftest import make_settings
 from tests.support.factories import product_values
+from tests.support.fake_cache import FakeCacheBackend
 from tests.support.interleaving import Pause, SlowReadRepository, run_in_thread
-from tests.support.memory_backend import MemoryCacheBackend
 
 
 @dataclass
 class Stack:
     mongo: MongoProductRepository
     slow: SlowReadRepository
-    cache: MemoryCacheBackend
+    cache: FakeCacheBackend
     repo: CachedProductRepository
     keys: CacheKeys
     events: EventCounter
 
 
-def build_stack(cache: CacheBackend | None = None, fill_wait_ms: int = 2000, delay_s: float = 0.0) -> Stack:
+def build_stack(
+    cache: CacheBackend | None = None, fill_wait_ms: int = 2000, delay_s: float = 0.0, tombstone_ttl_s: int = 30
+) -> Stack:
     connect_mongo(make_settings())
     mongo = MongoProductRepository()
     slow = SlowReadRepository(mongo, delay_s=delay_s)
-    backend = cache or MemoryCacheBackend()
+    backend = cache or FakeCacheBackend()
     keys = CacheKeys("unit")
     events = EventCounter()
     policy = CachePolicy(
-        product_ttl_s=600, list_ttl_s=60, tombstone_ttl_s=30, lease_ttl_ms=5000, fill_wait_ms=fill_wait_ms
+        product_ttl_s=600, list_ttl_s=60, tombstone_ttl_s=tombstone_ttl_s, lease_ttl_ms=5000, fill_wait_ms=fill_wait_ms
     )
     repo = CachedProductRepository(slow, backend, keys, TtlPolicy(0.1), policy, RepairLog(), events)  # type: ignore[arg-type]
     return Stack(mongo, slow, backend, repo, keys, events)  # type: ignore[arg-type]
@@ -92,7 +95,7 @@ def test_reads_after_a_write_are_hits_with_the_new_state(stack: Stack) -> None:
 
 
 # --- race 1: concurrent updates reaching Redis out of order --------------------------------
-class PausingBackend(MemoryCacheBackend):
+class PausingBackend(FakeCacheBackend):
     """Lets the test hold one write-through (swap_versioned) call until later."""
 
     def __init__(self) -> None:
@@ -182,12 +185,13 @@ def test_late_fill_cannot_resurrect_a_deleted_product(stack: Stack) -> None:
 
 
 def test_tombstone_expires_and_the_product_stays_gone() -> None:
-    now = [1000.0]
-    backend = MemoryCacheBackend(clock=lambda: now[0])
-    stack = build_stack(cache=backend)
+    # fakeredis expires keys on the wall clock: a 1 s tombstone TTL (the least EXPIRE takes), and wait it out.
+    stack = build_stack(tombstone_ttl_s=1)
     created = stack.repo.create(values())
     stack.repo.delete(created.id, None)
-    now[0] += 31  # past the 30 s tombstone TTL
+    tombstone = cached_version(stack, created.id)
+    assert tombstone is not None and tombstone.is_tombstone
+    time.sleep(1.1)  # past the tombstone TTL
     assert cached_version(stack, created.id) is None
     read = stack.repo.get(created.id)
     assert read.value is None and read.source is CacheStatus.MISS
@@ -287,7 +291,7 @@ def test_waiters_fall_back_to_the_database_when_the_filler_is_too_slow() -> None
 
 
 # --- failures ---------------------------------------------------------------------------------------
-class FailingBackend(MemoryCacheBackend):
+class FailingBackend(FakeCacheBackend):
     """Every call raises CacheError, as when Redis is down."""
 
     def __getattribute__(self, name: str):  # type: ignore[no-untyped-def]

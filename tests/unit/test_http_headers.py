@@ -13,7 +13,7 @@ from jollyjet.settings import SettingsError
 from tests.conftest import make_app, make_settings
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 
 SHOP = "https://shop.example.com"
 
@@ -67,9 +67,9 @@ def test_cors_is_off_unless_origins_are_configured(client: FlaskClient) -> None:
 
 
 @pytest.fixture
-def cors_client(memory_cache: MemoryCacheBackend) -> FlaskClient:
+def cors_client(fake_cache: FakeCacheBackend) -> FlaskClient:
     settings = make_settings(cors_origins_raw=f"{SHOP}, http://localhost:3000")
-    app: Flask = make_app(settings, cache_backend=memory_cache)
+    app: Flask = make_app(settings, cache_backend=fake_cache)
     return app.test_client()
 
 

@@ -16,13 +16,13 @@ from flask import Flask
 
 from jollyjet.services import services_of
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 
 PRODUCTS = "/api/v1/products"
 
 
 def test_a_page_read_after_a_write_whose_entry_lags_is_recomputed(
-    app: Flask, memory_cache: MemoryCacheBackend, auth: dict[str, str]
+    app: Flask, fake_cache: FakeCacheBackend, auth: dict[str, str]
 ) -> None:
     client = app.test_client()
     product = client.post(PRODUCTS, json=product_payload(category="snap"), headers=auth).get_json()
@@ -34,8 +34,8 @@ def test_a_page_read_after_a_write_whose_entry_lags_is_recomputed(
     # The entry falls behind the page: as if the page were read after a write whose cache
     # update has not landed yet.
     entry = services_of(app).require_cache().keys.product(product["id"])
-    memory_cache.delete(entry.entry)
-    assert memory_cache.set_versioned(entry.entry, entry.lease, old_body, 1, 60)
+    fake_cache.delete(entry.entry)
+    assert fake_cache.set_versioned(entry.entry, entry.lease, old_body, 1, 60)
 
     response = client.get(listing)
     assert response.headers["X-Cache"] == "MISS"
@@ -43,12 +43,12 @@ def test_a_page_read_after_a_write_whose_entry_lags_is_recomputed(
 
 
 def test_a_write_uses_the_previous_version_as_before_image_only_once_it_is_settled(
-    memory_cache: MemoryCacheBackend,
+    fake_cache: FakeCacheBackend,
 ) -> None:
     key, lease = "t:v2:product:{6b0000000000000000000001}", "t:v2:product:{6b0000000000000000000001}:lease"
-    assert memory_cache.swap_versioned(key, lease, b"one", 1, 60) == (True, None)
+    assert fake_cache.swap_versioned(key, lease, b"one", 1, 60) == (True, None)
     # Version 1's write has not finished invalidating: no before-image for version 2.
-    assert memory_cache.swap_versioned(key, lease, b"two", 2, 60) == (True, None)
-    assert memory_cache.mark_settled(key, 2)
-    assert memory_cache.swap_versioned(key, lease, b"three", 3, 60) == (True, b"two")
-    assert not memory_cache.mark_settled(key, 2)  # version 3 is cached now
+    assert fake_cache.swap_versioned(key, lease, b"two", 2, 60) == (True, None)
+    assert fake_cache.mark_settled(key, 2)
+    assert fake_cache.swap_versioned(key, lease, b"three", 3, 60) == (True, b"two")
+    assert not fake_cache.mark_settled(key, 2)  # version 3 is cached now

@@ -13,7 +13,7 @@ from jollyjet.cache.events import EventCounter
 from jollyjet.monitoring.logs import REDACTED, Redactor
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,7 @@ def json_lines(text: str) -> list[dict]:  # type: ignore[type-arg]
 
 def test_json_lines_carry_the_request_id_route_cache_outcome_and_latency(capfd: pytest.CaptureFixture[str]) -> None:
     app = make_app(
-        make_settings(log_format="json", log_level="INFO"), cache_backend=MemoryCacheBackend(), events=EventCounter()
+        make_settings(log_format="json", log_level="INFO"), cache_backend=FakeCacheBackend(), events=EventCounter()
     )
     client = app.test_client()
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -49,7 +49,7 @@ def test_json_lines_carry_the_request_id_route_cache_outcome_and_latency(capfd: 
 
 
 def test_production_logs_json_and_development_readable_lines(capfd: pytest.CaptureFixture[str]) -> None:
-    make_app(make_settings(log_level="INFO"), cache_backend=MemoryCacheBackend()).test_client().get("/health/live")
+    make_app(make_settings(log_level="INFO"), cache_backend=FakeCacheBackend()).test_client().get("/health/live")
     readable = capfd.readouterr().err
     assert "INFO jollyjet.access [" in readable and "route=/health/live" in readable
     assert not json_lines(readable)

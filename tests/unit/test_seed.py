@@ -7,12 +7,12 @@ from jollyjet.seed import demo_products, seed_if_enabled
 from jollyjet.services import services_of
 from tests.conftest import make_app, make_settings
 from tests.support.factories import product_values
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 
 
 def test_a_half_seeded_catalog_is_completed_not_skipped() -> None:
     # Another gunicorn worker is halfway through seeding when this one starts.
-    app = make_app(make_settings(seed_demo_data=True), cache_backend=MemoryCacheBackend())
+    app = make_app(make_settings(seed_demo_data=True), cache_backend=FakeCacheBackend())
     services = services_of(app)
     with app.app_context():
         for values in demo_products()[:5]:
@@ -25,7 +25,7 @@ def test_a_half_seeded_catalog_is_completed_not_skipped() -> None:
 
 
 def test_a_catalog_with_products_of_its_own_is_left_alone() -> None:
-    app = make_app(make_settings(seed_demo_data=True), cache_backend=MemoryCacheBackend())
+    app = make_app(make_settings(seed_demo_data=True), cache_backend=FakeCacheBackend())
     services = services_of(app)
     with app.app_context():
         services.products.create(product_values(sku="OWN-1"))

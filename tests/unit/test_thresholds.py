@@ -20,7 +20,7 @@ from jollyjet.monitoring.thresholds import Figures, evaluate, quantile
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
-from tests.support.memory_backend import MemoryCacheBackend
+from tests.support.fake_cache import FakeCacheBackend
 
 SETTINGS = make_settings()
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -84,7 +84,7 @@ def test_quantile_interpolates_within_buckets_as_prometheus_does() -> None:
 def app() -> Flask:
     # Low traffic threshold so a few reads are judged; no Redis URL: the job reads this process's totals.
     settings = make_settings(alert_min_reads=5, log_level="INFO")
-    return make_app(settings, cache_backend=MemoryCacheBackend(), events=EventCounter())
+    return make_app(settings, cache_backend=FakeCacheBackend(), events=EventCounter())
 
 
 def test_the_job_logs_a_warning_per_breach_over_the_reads_since_its_last_sample(

@@ -261,7 +261,7 @@ class CachedProductRepository:
     # update lands, or its mark lapses after the longest a MongoDB call can take, the product
     # is read from MongoDB and a lapse invalidates every list. So a write whose outcome nobody
     # heard of (a lost reply, a process killed between the commit and the cache write) never
-    # leaves an older state served. Failures to mark are recorded for repair before the write.
+    # leaves an older state served.
 
     def create(self, values: dict[str, Any]) -> ProductRecord:
         token = self._mark(None)
@@ -272,33 +272,30 @@ class CachedProductRepository:
     def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
         token = self._mark(product_id)
         record = self._in_mongodb(product_id, token, lambda: self.inner.update(product_id, values, expected_version))
-        if token:
-            self._write_through(record, token)
+        self._write_through(record, token)
         return record
 
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
         token = self._mark(product_id)
         record = self._in_mongodb(product_id, token, lambda: self.inner.delete(product_id, expected_version))
-        if token:
-            try:
-                self.writer.tombstone(record.id, record.version, token)
-                self.queries.invalidate(record, None, token)
-            except CacheError as error:
-                self._record_failure(record.id, "delete", error)
+        try:
+            self.writer.tombstone(record.id, record.version, token)
+            self.queries.invalidate(record, None, token)
+        except CacheError as error:
+            self._record_failure(record.id, "delete", error)
         return record
 
     def _mark(self, product_id: str | None) -> str:
-        """The write's token, marked in Redis; '' when marking failed and the failure was recorded."""
+        """The write's token, marked in Redis; '' when Redis could not be marked."""
         token = secrets.token_hex(8)
         try:
             self.writer.mark(product_id, token, self.policy.write_mark_ms)
         except CacheError as error:
-            if product_id is not None:
-                # Recorded before the write: the fence keeps the product off the cache until repaired.
-                self._record_failure(product_id, "mark", error)
-                return ""
-            # A create: no entry can exist for an id not yet made; its write-through tells the lists.
-            log.warning("cache mark before a create failed: %s", error)
+            # Redis is failing: the cache update after the commit will most likely fail too, and
+            # is then recorded for repair, as before marks existed. Recording it here, before the
+            # commit, would let a repair run between the two and re-cache the old version.
+            log.warning("cache mark before a write failed: %s", error)
+            return "" if product_id is not None else token
         return token
 
     def _in_mongodb(self, product_id: str | None, token: str, write: Callable[[], ProductRecord]) -> ProductRecord:
@@ -313,12 +310,15 @@ class CachedProductRepository:
         except BaseException:
             # The outcome is unknown (a timeout after the command was sent): the product stays in
             # doubt until its mark lapses; lists and counts are invalidated now, not at the lapse.
-            if token:
-                try:
-                    self.writer.invalidate_lists(token)
-                except CacheError as error:
-                    if product_id is not None:
-                        self._record_failure(product_id, "uncertain write", error)
+            # Unmarked (Redis failing) or unable to invalidate: recorded for repair, as a failed
+            # cache update after a commit is.
+            try:
+                if not token:
+                    raise CacheError("the write was not marked")
+                self.writer.invalidate_lists(token)
+            except CacheError as error:
+                if product_id is not None:
+                    self._record_failure(product_id, "uncertain write", error)
             raise
 
     def _write_through(self, record: ProductRecord, token: str, created: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Fixtures of the job tests: an app on its own database and key prefix, over a chosen cache backend.
 
-`backend` runs each test on the memory backend and on redis-py over fakeredis; a module
-overrides it for one backend (e.g. the OutageBackend of the repair tests).
+`backend` is RedisCacheBackend on a private fakeredis server (the real Lua scripts); a module
+overrides it for another (e.g. the OutageBackend of the repair tests).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from flask import Flask
 
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.services import Services, services_of
-from tests.support.job_stack import BACKENDS, job_app, make_backend
+from tests.support.fake_cache import FakeCacheBackend
+from tests.support.job_stack import job_app
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> CacheBackend:
-    return make_backend(request.param)
+@pytest.fixture
+def backend() -> CacheBackend:
+    return FakeCacheBackend()
 
 
 @pytest.fixture

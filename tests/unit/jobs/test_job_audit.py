@@ -1,7 +1,7 @@
 """The consistency audit: each drift class planted, found and repaired; sampling, limits, history, races.
 
-Runs on the memory backend and on redis-py over fakeredis (the Lua scripts), with
-the real Mongo repository on mongomock.
+Runs on redis-py over fakeredis (the real Lua scripts), with the real Mongo
+repository on mongomock.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TTL cleanup: old schemas and generations, keys without a TTL, popularity sets, old repair records.
 
-Key handling runs on the memory backend and on redis-py over fakeredis: TTLs and
-ranked sets are where the two could differ.
+Key handling runs on redis-py over fakeredis, so TTLs and ranked sets behave as
+Redis's own commands.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Replaying cache writes that failed after their database write (Redis was down).
 
-The app runs on an OutageBackend: the memory backend with a switch that makes its
-calls raise CacheError, as RedisCacheBackend does when Redis is unreachable.
+The app runs on an OutageBackend: RedisCacheBackend on fakeredis with a switch that
+makes its calls raise CacheError, as they do when Redis is unreachable.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from tasks import beat, jobs
 from tasks.beat import SingleBeatScheduler, slot_of
 from tasks.jobs import run_job
 from tests.conftest import make_settings
+from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import OutageBackend, job_app
-from tests.support.memory_backend import MemoryCacheBackend
 
 SKIPPED_BUSY = {"skipped": "another run of this job is in progress"}
 
@@ -65,11 +65,6 @@ class FakeTask:
         return RetryRequested()
 
 
-@pytest.fixture
-def backend() -> MemoryCacheBackend:
-    return MemoryCacheBackend()
-
-
 # --- run_job ----------------------------------------------------------------------------------------
 def test_a_second_run_of_a_job_is_skipped_while_the_first_holds_its_lock(app: Flask, services: Services) -> None:
     inner: list[dict[str, Any]] = []
@@ -91,7 +86,7 @@ def test_a_second_run_of_a_job_is_skipped_while_the_first_holds_its_lock(app: Fl
 
 
 def test_with_the_cache_disabled_a_job_is_skipped_without_running() -> None:
-    app = job_app(MemoryCacheBackend(), cache_enabled=False)
+    app = job_app(FakeCacheBackend(), cache_enabled=False)
     calls: list[Services] = []
 
     def body(services: Services, _: Settings) -> Ran:
@@ -180,7 +175,7 @@ def test_the_audit_task_stores_its_run(app: Flask) -> None:
 
 
 def test_a_task_failing_transiently_is_retried_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = job_app(MemoryCacheBackend(), celery_max_retries=2)
+    app = job_app(FakeCacheBackend(), celery_max_retries=2)
     attempts: list[int] = []
 
     def flaky(*_: object) -> Ran:
@@ -252,7 +247,7 @@ def entry_for(app: Flask, name: str = "cache-audit", every_s: int = 5) -> Schedu
 
 
 def test_slots_are_interval_numbers() -> None:
-    app = job_app(MemoryCacheBackend())
+    app = job_app(FakeCacheBackend())
     assert slot_of(entry_for(app, every_s=5), 1004.9) == (200, 5.0)
     assert slot_of(entry_for(app, every_s=5), 1005.0) == (201, 5.0)
 
@@ -286,12 +281,12 @@ def test_a_claim_that_cannot_reach_redis_sends_nothing() -> None:
 
 
 def test_schedules_without_an_interval_and_a_disabled_cache_are_not_claimed() -> None:
-    app = job_app(MemoryCacheBackend())
+    app = job_app(FakeCacheBackend())
     celery = app.extensions["celery"]
     nightly = ScheduleEntry(name="nightly", task=names.AUDIT, schedule=crontab(hour=3, minute=0), app=celery)
     assert scheduler_for(app).claim(nightly, 1000.0) and scheduler_for(app).claim(nightly, 1000.0)
 
-    uncached = job_app(MemoryCacheBackend(), cache_enabled=False)
+    uncached = job_app(FakeCacheBackend(), cache_enabled=False)
     assert scheduler_for(uncached).claim(entry_for(uncached), 1000.0)
     assert scheduler_for(uncached).claim(entry_for(uncached), 1000.0)
 

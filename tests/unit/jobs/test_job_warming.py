@@ -10,14 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import fakeredis
 import pytest
 
-from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.events import EventCounter
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.popularity import PopularityTracker, query_member
-from jollyjet.cache.redis_backend import RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import connect_mongo
@@ -29,8 +26,8 @@ from jollyjet.products.domain import ProductQuery, ProductRecord
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.services import services_of
 from tests.conftest import make_settings
+from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import RepositoryWithHook, job_app, product_values
-from tests.support.memory_backend import MemoryCacheBackend
 
 PID = "0123456789abcdef01234567"
 
@@ -38,7 +35,7 @@ PID = "0123456789abcdef01234567"
 @dataclass
 class Stack:
     database: RepositoryWithHook
-    cache: MemoryCacheBackend
+    cache: FakeCacheBackend
     keys: CacheKeys
     popularity: PopularityTracker
     repo: CachedProductRepository
@@ -63,7 +60,7 @@ def stack() -> Stack:
     """The cached repository over a get_many-counting Mongo repository; every read counted (rate 1)."""
     connect_mongo(make_settings())
     database = RepositoryWithHook(MongoProductRepository())
-    cache = MemoryCacheBackend()
+    cache = FakeCacheBackend()
     keys = CacheKeys("warm")
     popularity = PopularityTracker(cache, keys, sample_rate=1.0)
     repo = CachedProductRepository(
@@ -81,7 +78,7 @@ def stack() -> Stack:
 
 # --- popularity -----------------------------------------------------------------------------------
 def test_api_reads_of_products_and_list_queries_are_counted() -> None:
-    app = job_app(MemoryCacheBackend(), popularity_sample_rate=1.0)
+    app = job_app(FakeCacheBackend(), popularity_sample_rate=1.0)
     services = services_of(app)
     client = app.test_client()
     often, once = (services.products.create(product_values()) for _ in range(2))
@@ -100,17 +97,15 @@ def test_api_reads_of_products_and_list_queries_are_counted() -> None:
 
 
 def test_sampled_reads_are_weighted_so_the_expected_score_is_the_read_count() -> None:
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    backend = FakeCacheBackend()
     keys = CacheKeys("pop")
-    tracker = PopularityTracker(
-        RedisCacheBackend(client, CircuitBreaker(3, 1)), keys, sample_rate=0.1, rng=random.Random(3)
-    )
+    tracker = PopularityTracker(backend, keys, sample_rate=0.1, rng=random.Random(3))
     for _ in range(500):
         tracker.product_read(PID)
     replay = random.Random(3)
     sampled = sum(replay.random() < 0.1 for _ in range(500))  # one draw per read
 
-    score = client.zscore(keys.popular_products, PID)
+    score = backend.client.zscore(keys.popular_products, PID)
     assert score is not None
     assert score == pytest.approx(sampled * 10)  # each sampled read weighs 1 / 0.1
     assert 0 < sampled < 500 and abs(score - 500) <= 150  # this seed's estimate of the 500 reads
@@ -144,13 +139,17 @@ def test_already_cached_products_are_neither_read_nor_rewritten(stack: Stack) ->
         stack.repo.get(product.id)
     stack.evict(products[1].id)
     stack.evict(products[3].id)
-    before = stack.cache.get_versioned(stack.keys.product(products[0].id).entry)
+    cached_entry = stack.keys.product(products[0].id).entry
+    before = stack.cache.get_versioned(cached_entry)
+    # A field no script writes: every rewrite of a versioned entry DELs the hash first, so it survives only untouched.
+    stack.cache.client.hset(cached_entry, "untouched", "1")
 
     report = stack.warm()
 
     assert [sorted(ids) for ids in stack.database.get_many_calls] == [sorted([products[1].id, products[3].id])]
     assert report.products_warmed == 2
-    assert stack.cache.get_versioned(stack.keys.product(products[0].id).entry) is before  # same object: untouched
+    assert stack.cache.get_versioned(cached_entry) == before
+    assert stack.cache.client.hget(cached_entry, "untouched") == b"1"  # never rewritten
     stack.database.get_many_calls.clear()
     assert stack.warm().products_warmed == 0
     assert stack.database.get_many_calls == []  # nothing missing: not one database query
@@ -196,7 +195,7 @@ def test_a_cached_tombstone_is_left_alone(stack: Stack) -> None:
 
 # --- list queries -----------------------------------------------------------------------------------
 def test_popular_list_queries_are_warmed_and_the_next_read_is_a_hit() -> None:
-    app = job_app(MemoryCacheBackend(), popularity_sample_rate=1.0)
+    app = job_app(FakeCacheBackend(), popularity_sample_rate=1.0)
     services = services_of(app)
     client = app.test_client()
     for _ in range(3):
@@ -262,7 +261,7 @@ def test_query_from_member_accepts_only_well_typed_first_pages(raw: dict[str, An
         assert query.normalized() == {k: v for k, v in raw.items() if v is not None}
 
 
-class CountingBackend(MemoryCacheBackend):
+class CountingBackend(FakeCacheBackend):
     """Counts the calls that reach the cache (each is at least one Redis round trip)."""
 
     def __init__(self) -> None:
