@@ -181,6 +181,8 @@ class KeyKind(StrEnum):
 
     PRODUCT = "product"  # versioned entry or tombstone: must have a TTL
     LEASE = "lease"  # fill lease: short TTL
+    PENDING_WRITES = "pending_writes"  # one product's writes in flight: the marks' TTL
+    WRITES_IN_FLIGHT = "writes_in_flight"  # every product write in flight: no TTL, members lapse by score
     GENERATION = "generation"  # list/count generation: deliberately without TTL
     FILTER_GENERATION = "filter_generation"  # one filter's members/order generation: TTL
     FILTER_REGISTRY = "filter_registry"  # filters read lately: no TTL, members expire by score
@@ -195,6 +197,8 @@ class KeyKind(StrEnum):
 _KIND_PATTERNS = (
     (KeyKind.PRODUCT, re.compile(r":product:\{[0-9a-f]{24}\}$")),
     (KeyKind.LEASE, re.compile(r":product:\{[0-9a-f]{24}\}:lease$")),
+    (KeyKind.PENDING_WRITES, re.compile(r":product:\{[0-9a-f]{24}\}:pending$")),
+    (KeyKind.WRITES_IN_FLIGHT, re.compile(r":products:\{products\}:writes$")),
     (KeyKind.GENERATION, re.compile(r":products:\{products\}:gen$")),
     (KeyKind.FILTER_GENERATION, re.compile(r":products:\{products\}:fgen:[0-9a-f]+:[a-z0-9_.-]+$")),
     (KeyKind.FILTER_REGISTRY, re.compile(r":products:\{products\}:filters$")),

@@ -207,7 +207,7 @@ class RedisCacheBackend:
 
     def abandon_write(self, product: ProductKeys | None, writes_key: str, generation_key: str, token: str) -> None:
         if product is not None:
-            self._guard(lambda: self._drop_product_mark(keys=[product.pending], args=[token]))
+            self._guard(lambda: self._drop_product_mark(keys=[product.entry, product.pending], args=[token]))
         self.finish_catalog_write(writes_key, generation_key, (), token, bump_global=False)
 
     def swap_versioned(

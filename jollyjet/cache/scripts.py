@@ -130,15 +130,20 @@ return 1
 # Before a write is sent to MongoDB: revoke fill leases (a fill that read before the write
 # must not land after it), register the write, and put the cached entry in doubt so that it
 # is not served until the write's own cache update (or, should that never come, a fill
-# after the mark lapsed) replaces it.
+# after the mark lapsed) replaces it. `p` names the write that put it in doubt, so that a
+# write which certainly changed nothing can take its doubt back (DROP_PRODUCT_MARK); a
+# lapsed write found here leaves a doubt only a fill removes ('!').
 MARK_PRODUCT_WRITE = (
     _NOW_MS
     + """
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
+local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
 redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('DEL', KEYS[2])
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'p', '1') end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if lapsed > 0 then redis.call('HSET', KEYS[1], 'p', '!')
+  elseif not redis.call('HGET', KEYS[1], 'p') then redis.call('HSET', KEYS[1], 'p', ARGV[1]) end
+end
 return 1
 """
 )
@@ -173,10 +178,15 @@ return n
 """
 )
 
-# KEYS: pending writes. ARGV: token. A write that certainly changed nothing (a version
-# conflict, a duplicate sku): its product mark goes; the entry stays in doubt until refilled.
+# KEYS: entry, pending writes. ARGV: token. A write that certainly changed nothing (a
+# version conflict, a duplicate sku): its product mark goes, and so does the doubt it put
+# on the entry when no other write of the product is in flight.
 DROP_PRODUCT_MARK = """
-return redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'p') == ARGV[1] and redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('HDEL', KEYS[1], 'p')
+end
+return 1
 """
 
 # KEYS: entry, lease. ARGV: version.

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 # Kinds kept without a TTL on purpose: the generation must outlive every result key,
 # and popularity is bounded by trimming instead.
 # The filter registry's members lapse by score (scripts.LIVE_FILTERS drops them).
-_NO_TTL_BY_DESIGN = frozenset({KeyKind.GENERATION, KeyKind.FILTER_REGISTRY, KeyKind.POPULARITY, KeyKind.UNKNOWN})
+_NO_TTL_BY_DESIGN = frozenset(
+    {KeyKind.GENERATION, KeyKind.FILTER_REGISTRY, KeyKind.WRITES_IN_FLIGHT, KeyKind.POPULARITY, KeyKind.UNKNOWN}
+)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from bson import ObjectId
 from mongoengine.errors import NotUniqueError
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError, WTimeoutError
 
 from jollyjet.portable_mongo import array_contains, set_to_server_time
 from jollyjet.products import body
@@ -36,7 +36,8 @@ def translate_db_errors() -> Iterator[None]:
     try:
         yield
     except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
-        raise DatabaseUnavailable(type(error).__name__) from error
+        never_sent = isinstance(error, ServerSelectionTimeoutError)
+        raise DatabaseUnavailable(type(error).__name__, never_sent=never_sent) from error
 
 
 def _aware(value: datetime) -> datetime:

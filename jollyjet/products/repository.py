@@ -25,7 +25,14 @@ class DuplicateSku(Exception):
 
 
 class DatabaseUnavailable(Exception):
-    """MongoDB could not be reached or timed out."""
+    """MongoDB could not be reached or timed out.
+
+    never_sent: no server was selected, so no command left this process (the write certainly
+    did not happen); otherwise a write's outcome is unknown."""
+
+    def __init__(self, reason: str, never_sent: bool = False) -> None:
+        super().__init__(reason)
+        self.never_sent = never_sent
 
 
 class ProductRepository(Protocol):

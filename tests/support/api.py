@@ -35,7 +35,11 @@ def store_state(app: Flask, cache: RedisCacheBackend) -> StoreState:
     with app.app_context():
         rows = ProductDocument.objects.only("version", "updated_at")
         documents = {str(d.id): (d.version, d.updated_at) for d in rows}
-    return StoreState(documents, cache_contents(cache, cache_keys(app).service_pattern()))
+    contents = cache_contents(cache, cache_keys(app).service_pattern())
+    # The catalog's set of writes in flight is bookkeeping, not data: a write, even one MongoDB
+    # rejects, creates it (with a member that never lapses) and leaves it as it found it otherwise.
+    contents.pop(cache_keys(app).writes_in_flight, None)
+    return StoreState(documents, contents)
 
 
 def product_count(app: Flask) -> int:

@@ -37,7 +37,8 @@ REQUESTS: dict[str, tuple[str, str, dict[str, Any]]] = {
 # A list or count read registers its filters and creates their generation counters before it
 # asks MongoDB, whatever MongoDB then does; the first registration also moves the global
 # generation forward (scripts.READ_FILTERED): bookkeeping of the cache, not data.
-_BOOKKEEPING = (":filters", ":fgen:", ":{products}:gen")
+# The set of writes in flight is created with a member that never lapses (scripts.MARK_CATALOG_WRITE).
+_BOOKKEEPING = (":filters", ":fgen:", ":{products}:gen", ":{products}:writes")
 
 
 def _cache_contents(cache: FakeCacheBackend) -> dict[str, object]:

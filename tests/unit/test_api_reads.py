@@ -312,10 +312,12 @@ def test_evicted_product_is_filled_on_the_next_read(
     assert [first.headers["X-Cache"], second.headers["X-Cache"]] == expected
 
 
-def test_unknown_products_are_not_cached(
+def test_unknown_products_are_cached_as_absent(
     api_app: Flask, api: FlaskClient, fake_cache: FakeCacheBackend, cached: bool
 ) -> None:
     unknown = "0123456789abcdef01234567"
     for _ in range(2):
         assert_json_error(api.get(f"{PRODUCTS}/{unknown}"), 404, "product not found")
-    assert fake_cache.get_versioned(cache_keys(api_app).product(unknown).entry) is None
+    entry = fake_cache.get_versioned(cache_keys(api_app).product(unknown).entry)
+    # Cached as absent (version 0, no body) when the cache is on: the next reads ask no database.
+    assert (entry is not None and entry.version == 0 and entry.is_tombstone) if cached else entry is None

@@ -80,11 +80,11 @@ def test_fill_lands_only_with_a_live_lease(backend: CacheBackend, keys: CacheKey
     token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
     assert backend.acquire_lock(pk.lease, 5000) is None  # one filler at a time
-    assert not backend.fill_versioned(pk.entry, pk.lease, "not-the-token", b"x", 1, 60)
-    assert backend.fill_versioned(pk.entry, pk.lease, token, b"v1", 1, 60)
+    assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, "not-the-token", b"x", 1, 60)
+    assert backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v1", 1, 60)
     assert backend.get_versioned(pk.entry) == VersionedEntry(1, b"v1")
     # The lease is consumed by the fill: the same token cannot fill twice.
-    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v1", 1, 60)
+    assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v1", 1, 60)
 
 
 def test_write_revokes_outstanding_leases(backend: CacheBackend, keys: CacheKeys) -> None:
@@ -94,7 +94,7 @@ def test_write_revokes_outstanding_leases(backend: CacheBackend, keys: CacheKeys
     backend.set_versioned(pk.entry, pk.lease, b"v2", 2, 60)
     backend.delete(pk.entry)  # the newer value is evicted or expires
     # The slow reader that read version 1 before the write must not resurrect it.
-    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v1", 1, 60)
+    assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v1", 1, 60)
     assert backend.get_versioned(pk.entry) is None
 
 
@@ -103,7 +103,7 @@ def test_fill_never_replaces_a_newer_entry(backend: CacheBackend, keys: CacheKey
     backend.set_versioned(pk.entry, pk.lease, b"v5", 5, 60)
     token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
-    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v4", 4, 60)
+    assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v4", 4, 60)
     assert backend.get_versioned(pk.entry) == VersionedEntry(5, b"v5")
 
 
@@ -111,10 +111,10 @@ def test_tombstone_blocks_late_fills_and_expires(backend: CacheBackend, keys: Ca
     pk = keys.product(PID)
     token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
-    assert backend.tombstone(pk.entry, pk.lease, 4, ttl_s=30)  # deleted at version 3
+    assert backend.tombstone(pk.entry, pk.lease, pk.pending, 4, ttl_s=30)  # deleted at version 3
     entry = backend.get_versioned(pk.entry)
     assert entry is not None and entry.is_tombstone and entry.version == 4
-    assert not backend.fill_versioned(pk.entry, pk.lease, token, b"v3", 3, 60)
+    assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v3", 3, 60)
     assert not backend.set_versioned(pk.entry, pk.lease, b"v3", 3, 60)
     ttl = backend.ttl(pk.entry)
     assert ttl is not None and 0 < ttl <= 30
@@ -123,7 +123,7 @@ def test_tombstone_blocks_late_fills_and_expires(backend: CacheBackend, keys: Ca
 def test_get_versioned_many(backend: CacheBackend, keys: CacheKeys) -> None:
     a, b = keys.product("a" * 24), keys.product("b" * 24)
     backend.set_versioned(a.entry, a.lease, b"A", 1, 60)
-    backend.tombstone(b.entry, b.lease, 2, 60)
+    backend.tombstone(b.entry, b.lease, b.pending, 2, 60)
     got = backend.get_versioned_many([a.entry, b.entry, keys.product("c" * 24).entry])
     assert got == [VersionedEntry(1, b"A"), VersionedEntry(2, None), None]
 
@@ -157,7 +157,9 @@ def test_a_filtered_result_is_read_with_its_generations_in_one_call(backend: Cac
     prefix, digest = keys.query_result_prefix("count"), query_hash(filters)
 
     def read() -> tuple[list[int], bytes | None]:
-        return backend.read_filtered(keys.generation, keys.filter_registry, filter_keys, member, ms, prefix, digest)
+        return backend.read_filtered(
+            keys.generation, keys.filter_registry, keys.writes_in_flight, filter_keys, member, ms, prefix, digest
+        )
 
     generations, cached = read()
     assert cached is None and len(generations) == 2 and all(g > 10**15 for g in generations)
@@ -166,7 +168,7 @@ def test_a_filtered_result_is_read_with_its_generations_in_one_call(backend: Cac
         keys.generation, keys.filter_registry, key, filter_keys, generations, member, ms, b"7", 60
     )
     assert read() == (generations, b"7")  # the script built the same key name
-    assert backend.bump_existing(filter_keys) == 1
+    assert backend.finish_catalog_write(keys.writes_in_flight, keys.generation, filter_keys, "", False) == 1
     newer, cached = read()
     assert cached is None and newer == [generations[0], generations[1] + 1]
     # The registry vanishes (evicted, or an epoch's delete): the global generation moves on.
@@ -177,10 +179,22 @@ def test_a_filtered_result_is_read_with_its_generations_in_one_call(backend: Cac
 
 def test_a_before_image_is_returned_only_once_its_write_settled(backend: CacheBackend, keys: CacheKeys) -> None:
     product = keys.product("6b0000000000000000000001")
-    assert backend.swap_versioned(product.entry, product.lease, b"one", 1, 60) == (True, None)
-    assert backend.swap_versioned(product.entry, product.lease, b"two", 2, 60) == (True, None)  # 1 never settled
+    assert backend.swap_versioned(product.entry, product.lease, product.pending, b"one", 1, 60, "") == (
+        True,
+        None,
+        False,
+    )
+    assert backend.swap_versioned(product.entry, product.lease, product.pending, b"two", 2, 60, "") == (
+        True,
+        None,
+        False,
+    )  # 1 never settled
     assert backend.mark_settled(product.entry, 2)
-    assert backend.swap_versioned(product.entry, product.lease, b"three", 3, 60) == (True, b"two")
+    assert backend.swap_versioned(product.entry, product.lease, product.pending, b"three", 3, 60, "") == (
+        True,
+        b"two",
+        False,
+    )
     assert not backend.mark_settled(product.entry, 2)  # version 3 is cached now
     assert backend.get_versioned(product.entry) == VersionedEntry(3, b"three")
     # A fill says whether its version is settled (written long ago: products/cache/writer.py).
@@ -188,8 +202,14 @@ def test_a_before_image_is_returned_only_once_its_write_settled(backend: CacheBa
     for settled, expected in ((False, None), (True, b"one")):
         backend.delete(other.entry)
         token = backend.acquire_lock(other.lease, 5000)
-        assert token is not None and backend.fill_versioned(other.entry, other.lease, token, b"one", 1, 60, settled)
-        assert backend.swap_versioned(other.entry, other.lease, b"two", 2, 60) == (True, expected)
+        assert token is not None and backend.fill_versioned(
+            other.entry, other.lease, other.pending, token, b"one", 1, 60, settled
+        )
+        assert backend.swap_versioned(other.entry, other.lease, other.pending, b"two", 2, 60, "") == (
+            True,
+            expected,
+            False,
+        )
 
 
 def test_locks_are_exclusive_and_released_only_by_their_owner(backend: CacheBackend, keys: CacheKeys) -> None:

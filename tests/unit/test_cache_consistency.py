@@ -103,12 +103,12 @@ class PausingBackend(FakeCacheBackend):
         self.hold_next_set: Pause | None = None
 
     def swap_versioned(
-        self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int
-    ) -> tuple[bool, bytes | None]:
+        self, key: str, lease_key: str, pending_key: str, payload: bytes, version: int, ttl_s: int, token: str
+    ) -> tuple[bool, bytes | None, bool]:
         pause, self.hold_next_set = self.hold_next_set, None
         if pause is not None:
             pause.wait_here()
-        return super().swap_versioned(key, lease_key, payload, version, ttl_s)
+        return super().swap_versioned(key, lease_key, pending_key, payload, version, ttl_s, token)
 
 
 def test_out_of_order_write_through_never_moves_the_cache_backwards() -> None:

@@ -46,9 +46,9 @@ def test_a_write_uses_the_previous_version_as_before_image_only_once_it_is_settl
     fake_cache: FakeCacheBackend,
 ) -> None:
     key, lease = "t:v2:product:{6b0000000000000000000001}", "t:v2:product:{6b0000000000000000000001}:lease"
-    assert fake_cache.swap_versioned(key, lease, b"one", 1, 60) == (True, None)
+    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"one", 1, 60, "") == (True, None, False)
     # Version 1's write has not finished invalidating: no before-image for version 2.
-    assert fake_cache.swap_versioned(key, lease, b"two", 2, 60) == (True, None)
+    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"two", 2, 60, "") == (True, None, False)
     assert fake_cache.mark_settled(key, 2)
-    assert fake_cache.swap_versioned(key, lease, b"three", 3, 60) == (True, b"two")
+    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"three", 3, 60, "") == (True, b"two", False)
     assert not fake_cache.mark_settled(key, 2)  # version 3 is cached now

@@ -42,6 +42,7 @@ from jollyjet.products.domain import (
     object_id,
 )
 from jollyjet.products.repository import (
+    DatabaseUnavailable,
     DuplicateSku,
     ProductNotFound,
     ProductRepository,
@@ -288,6 +289,8 @@ class CachedProductRepository:
     def _mark(self, product_id: str | None) -> str:
         """The write's token, marked in Redis; '' when Redis could not be marked."""
         token = secrets.token_hex(8)
+        if product_id is not None and object_id(product_id) is None:
+            return ""  # not an id MongoDB can hold: the write answers 404, nothing is cached for it
         try:
             self.writer.mark(product_id, token, self.policy.write_mark_ms)
         except CacheError as error:
@@ -302,24 +305,29 @@ class CachedProductRepository:
         """Run the MongoDB write; a certain failure drops the marks, an uncertain one invalidates the lists."""
         try:
             return write()
-        except (ProductNotFound, VersionConflict, DuplicateSku):
+        except (ProductNotFound, VersionConflict, DuplicateSku, DatabaseUnavailable) as error:
+            if isinstance(error, DatabaseUnavailable) and not error.never_sent:
+                self._in_doubt(product_id, token)
+                raise
             if token:
                 with contextlib.suppress(CacheError):  # the marks lapse by themselves
                     self.writer.abandon(product_id, token)
             raise
         except BaseException:
-            # The outcome is unknown (a timeout after the command was sent): the product stays in
-            # doubt until its mark lapses; lists and counts are invalidated now, not at the lapse.
-            # Unmarked (Redis failing) or unable to invalidate: recorded for repair, as a failed
-            # cache update after a commit is.
-            try:
-                if not token:
-                    raise CacheError("the write was not marked")
-                self.writer.invalidate_lists(token)
-            except CacheError as error:
-                if product_id is not None:
-                    self._record_failure(product_id, "uncertain write", error)
+            self._in_doubt(product_id, token)
             raise
+
+    def _in_doubt(self, product_id: str | None, token: str) -> None:
+        """The write's outcome is unknown (a timeout after the command was sent): the product stays in
+        doubt until its mark lapses; lists and counts are invalidated now, not at the lapse. Unmarked
+        (Redis failing) or unable to invalidate: recorded for repair, as a failed cache update is."""
+        try:
+            if not token:
+                raise CacheError("the write was not marked")
+            self.writer.invalidate_lists(token)
+        except CacheError as error:
+            if product_id is not None:
+                self._record_failure(product_id, "uncertain write", error)
 
     def _write_through(self, record: ProductRecord, token: str, created: bool = False) -> None:
         try:

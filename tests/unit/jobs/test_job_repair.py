@@ -161,7 +161,7 @@ def test_records_stay_pending_when_the_list_and_category_invalidation_fails(
     product = create(services)
     backend.failing = {"*"}
     services.products.update(product.id, {"category": "moved"}, None)  # cached lists and categories now differ
-    backend.failing = {"bump_generation"}  # the rewrite lands, the invalidation of every list fails
+    backend.failing = {"finish_catalog_write"}  # the rewrite lands, the invalidation of every list fails
 
     with pytest.raises(CacheError):
         repair(services)
