@@ -135,12 +135,6 @@ class CacheBackend(Protocol):
     def get_generation(self, key: str) -> int:
         """Current generation (initialized from the server clock when missing)."""
 
-    def bump_generation(self, key: str) -> int:
-        """Increment the generation, making every older result key unreachable."""
-
-    def fill_generational(self, generation_key: str, generation: int, key: str, payload: bytes, ttl_s: int) -> bool:
-        """Store a result only while the generation is still the one it was computed under."""
-
     # --- filter generations (lists, counts: products/cache/invalidation.py) -----
     def read_filtered(
         self,

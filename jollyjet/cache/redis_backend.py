@@ -48,8 +48,6 @@ class RedisCacheBackend:
         self._tombstone = client.register_script(scripts.TOMBSTONE)
         self._evict_versioned = client.register_script(scripts.EVICT_VERSIONED)
         self._get_generation = client.register_script(scripts.GET_GENERATION)
-        self._bump_generation = client.register_script(scripts.BUMP_GENERATION)
-        self._fill_generational = client.register_script(scripts.FILL_GENERATIONAL)
         self._release_lock = client.register_script(scripts.RELEASE_LOCK)
         self._swap_versioned = client.register_script(scripts.SWAP_VERSIONED)
         self._mark_settled = client.register_script(scripts.MARK_SETTLED)
@@ -248,16 +246,6 @@ class RedisCacheBackend:
     # --- generations ----------------------------------------------------------
     def get_generation(self, key: str) -> int:
         return int(self._guard(lambda: self._get_generation(keys=[key])))
-
-    def bump_generation(self, key: str) -> int:
-        return int(self._guard(lambda: self._bump_generation(keys=[key])))
-
-    def fill_generational(self, generation_key: str, generation: int, key: str, payload: bytes, ttl_s: int) -> bool:
-        return bool(
-            self._guard(
-                lambda: self._fill_generational(keys=[generation_key, key], args=[str(generation), payload, ttl_s])
-            )
-        )
 
     # --- filter generations -----------------------------------------------------
     def read_filtered(

@@ -213,16 +213,6 @@ end
 # KEYS: generation.
 GET_GENERATION = _INIT_GENERATION + "return g\n"
 
-# KEYS: generation.
-BUMP_GENERATION = _INIT_GENERATION + "return redis.call('INCR', KEYS[1])\n"
-
-# KEYS: generation, result. ARGV: expected generation, payload, ttl_s.
-FILL_GENERATIONAL = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-return 1
-"""
-
 # KEYS: lock. ARGV: token.
 RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -26,6 +26,7 @@ from tests.fault.conftest import TOKEN, wait_ready
 from tests.support.factories import product_payload
 from tests.support.fault_proxy import fault_proxy
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
+from tests.support.processes import children_of
 from tests.support.procfile import procfile_env, procfile_processes
 from tests.support.redis_server import RedisServer, free_port
 
@@ -33,20 +34,6 @@ pytestmark = [pytest.mark.fault, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MONGO_DELAY_S = 0.4  # each way: the PATCH's command reaches MongoDB 0.4 s late, its reply 0.4 s after that
 LOOK_S = 4.0
-
-
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is pid (gunicorn's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def test_a_worker_killed_between_commit_and_cache_write_leaves_no_older_version_served(tmp_path: Path) -> None:
@@ -103,7 +90,7 @@ def test_a_worker_killed_between_commit_and_cache_write_leaves_no_older_version_
                 redis_proxy.drop()  # the reply is still on its way: the cache write will hang, and never arrive
                 time.sleep(2 * MONGO_DELAY_S + 0.3)
                 master = processes["web"].process.pid
-                workers = _children(master)
+                workers = children_of(master)
                 assert workers, "no gunicorn worker to kill"
                 for worker in workers:
                     os.kill(worker, signal.SIGKILL)

@@ -14,7 +14,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,6 +24,7 @@ from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys
 from jollyjet.maintenance import names
 from tests.fault.conftest import TOKEN, FaultStack, running_stack
 from tests.support.factories import product_payload
+from tests.support.processes import children_of
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 PRODUCTS = 60
@@ -67,20 +67,6 @@ def task_metas(stack: FaultStack, task_name: str) -> dict[str, dict[str, Any]]:
     return {m["task_id"]: m for m in metas if m.get("name") == task_name}
 
 
-def pool_children(parent_pid: int) -> list[int]:
-    """Pids whose parent is parent_pid (the prefork pool's processes)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent_pid:
-                children.append(int(entry.name))
-    return children
-
-
 def cache_keys(stack: FaultStack) -> CacheKeys:
     """The stack's cache key layout (its prefix is unique per stack)."""
     entries = stack.raw().scan_iter(f"fault*:v{SCHEMA_VERSION}:product:*", count=1000)
@@ -115,7 +101,7 @@ def kill_the_run_midway(
     for entry in entries:  # direct, not through the slowed proxy: done long before the run's next write
         raw.hset(entry, "v", 0)
     wait_for(lambda: any(raw.hget(entry, "v") == b"1" for entry in entries), f"{task_name} run's first rewrite")
-    [child] = pool_children(stack.processes["worker"].process.pid)
+    [child] = children_of(stack.processes["worker"].process.pid)
     os.kill(child, signal.SIGSTOP)
     try:
         state = task_metas(stack, task_name)[run]["status"]

@@ -45,7 +45,8 @@ def failing_writes(cache: CacheServices) -> Iterator[None]:
     def fail(*_: object, **__: object) -> Any:
         raise CacheError("injected: Redis timed out")
 
-    names = ("set_versioned", "tombstone", "bump_generation")
+    # Everything a write does in Redis after its commit (its mark, before the commit, succeeded).
+    names = ("swap_versioned", "tombstone", "finish_catalog_write")
     for name in names:
         setattr(backend, name, fail)
     try:

@@ -288,9 +288,9 @@ class CachedProductRepository:
 
     def _mark(self, product_id: str | None) -> str:
         """The write's token, marked in Redis; '' when Redis could not be marked."""
-        token = secrets.token_hex(8)
         if product_id is not None and object_id(product_id) is None:
             return ""  # not an id MongoDB can hold: the write answers 404, nothing is cached for it
+        token = secrets.token_hex(8)
         try:
             self.writer.mark(product_id, token, self.policy.write_mark_ms)
         except CacheError as error:
@@ -305,16 +305,15 @@ class CachedProductRepository:
         """Run the MongoDB write; a certain failure drops the marks, an uncertain one invalidates the lists."""
         try:
             return write()
-        except (ProductNotFound, VersionConflict, DuplicateSku, DatabaseUnavailable) as error:
-            if isinstance(error, DatabaseUnavailable) and not error.never_sent:
+        except BaseException as error:
+            certain = isinstance(error, (ProductNotFound, VersionConflict, DuplicateSku)) or (
+                isinstance(error, DatabaseUnavailable) and error.never_sent
+            )
+            if not certain:
                 self._in_doubt(product_id, token)
-                raise
-            if token:
+            elif token:
                 with contextlib.suppress(CacheError):  # the marks lapse by themselves
                     self.writer.abandon(product_id, token)
-            raise
-        except BaseException:
-            self._in_doubt(product_id, token)
             raise
 
     def _in_doubt(self, product_id: str | None, token: str) -> None:

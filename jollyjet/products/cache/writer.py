@@ -57,11 +57,6 @@ class ProductCacheWriter:
         """The longest TTL product_ttl() can return (the audit flags longer ones)."""
         return round(self.product_ttl_s * (1 + self.ttl.jitter)) + 1
 
-    def write(self, record: ProductRecord) -> bool:
-        """Store the record unless a newer version is cached; revokes fill leases. False if refused."""
-        keys = self.keys.product(record.id)
-        return self.cache.set_versioned(keys.entry, keys.lease, body.render(record), record.version, self.product_ttl())
-
     def mark(self, product_id: str | None, token: str, ttl_ms: int) -> None:
         """Before the MongoDB write: the write is in flight (for the product; None for a create) and the catalog."""
         product = None if product_id is None else self.keys.product(product_id)
@@ -73,8 +68,9 @@ class ProductCacheWriter:
         self.cache.abandon_write(product, self.keys.writes_in_flight, self.keys.generation, token)
 
     def write_through(self, record: ProductRecord, token: str) -> tuple[bool, ProductRecord | None]:
-        """write() for the request path: whether it landed, and the state it replaced when that was
-        the previous version (the write's before-image, for list invalidation), else None.
+        """Store a committed write unless a newer version is cached (revoking fill leases): whether it
+        landed, and the state it replaced when that was the previous version (the write's
+        before-image, for list invalidation), else None.
 
         token: the write's mark ('' for a create). A write whose mark lapsed lands nothing and
         drops what is cached of the product instead (scripts.SWAP_VERSIONED).
@@ -132,23 +128,8 @@ class ProductCacheWriter:
         """Fill the entries of these ids that are not cached (or in doubt), with leases exactly like read misses
         (so a concurrent write always wins); one database query for the batch. Returns how many landed."""
         entries = self.cache.get_versioned_many([self.keys.product(pid).entry for pid in product_ids])
-        tokens: dict[str, str] = {}
-        for pid, entry in zip(product_ids, entries, strict=True):
-            if (entry is None or entry.pending) and (
-                token := self.cache.acquire_lock(self.keys.product(pid).lease, lease_ttl_ms)
-            ):
-                tokens[pid] = token
-        if not tokens:
-            return 0
-        records = load(list(tokens))
-        filled = 0
-        for pid, token in tokens.items():
-            record = records.get(pid)
-            if record is None:
-                self.cache.release_lock(self.keys.product(pid).lease, token)
-            elif self.fill(pid, token, record):
-                filled += 1
-        return filled
+        uncached = [pid for pid, entry in zip(product_ids, entries, strict=True) if entry is None or entry.pending]
+        return len(self.fill_leased(uncached, load, lease_ttl_ms).landed) if uncached else 0
 
     def invalidate_lists(self, token: str = "") -> int:
         """Bump the global generation: every cached list and count becomes unreachable at once
