@@ -191,5 +191,8 @@ class CacheBackend(Protocol):
     def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
         """Take a short lock (also a product's fill lease); returns its token or None if held."""
 
+    def acquire_locks(self, keys: Sequence[str], ttl_ms: int) -> list[str | None]:
+        """acquire_lock of many keys in one round trip (pipelined): each token, or None where held."""
+
     def release_lock(self, key: str, token: str) -> None:
         """Release the lock if it is still ours."""

@@ -324,5 +324,19 @@ class RedisCacheBackend:
         acquired = self._guard(lambda: self.client.set(key, token, nx=True, px=ttl_ms))
         return token if acquired else None
 
+    def acquire_locks(self, keys: Sequence[str], ttl_ms: int) -> list[str | None]:
+        if not keys:
+            return []
+        tokens = [secrets.token_hex(8) for _ in keys]
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key, token in zip(keys, tokens, strict=True):
+                pipe.set(key, token, nx=True, px=ttl_ms)
+            return pipe.execute()
+
+        acquired = self._guard(run)
+        return [token if ok else None for token, ok in zip(tokens, acquired, strict=True)]
+
     def release_lock(self, key: str, token: str) -> None:
         self._guard(lambda: self._release_lock(keys=[key], args=[token]))

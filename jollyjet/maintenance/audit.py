@@ -32,7 +32,7 @@ from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
 from jollyjet.job_settings import AuditMode
 from jollyjet.maintenance.audit_store import AuditRun, prune_audits
 from jollyjet.products.cache import codec
-from jollyjet.products.cache.writer import ProductCacheWriter
+from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
 from jollyjet.services import Services
@@ -55,7 +55,7 @@ class AuditOptions:
     batch: int = 200
     repair: bool = True
     history: int = 100
-    lease_ttl_ms: int = 2000
+    lease_ttl_ms: int = BATCH_LEASE_TTL_MS
 
 
 @dataclass
@@ -77,7 +77,6 @@ def run_audit(services: Services, settings: Settings) -> AuditRun:
         batch=settings.audit_batch,
         repair=settings.audit_repair,
         history=settings.audit_history,
-        lease_ttl_ms=settings.cache_lease_ttl_ms,
     )
     return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, options).run()
 

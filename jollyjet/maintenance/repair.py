@@ -25,7 +25,7 @@ from typing import Any
 
 from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
 from jollyjet.cache.repair_log import RepairLog
-from jollyjet.products.cache.writer import ProductCacheWriter
+from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
 from jollyjet.services import Services
@@ -40,7 +40,7 @@ LEASE_CHUNK = 100
 class RepairReport:
     """What one repair run did."""
 
-    records: int = 0
+    records: int = 0  # replayed and marked done (a deferred record stays pending, counted in `remaining`)
     products: int = 0
     rewritten: int = 0
     tombstoned: int = 0
@@ -64,7 +64,7 @@ def run_repair(services: Services, settings: Settings) -> RepairReport:
         cache.writer,
         services.mongo,
         settings.repair_batch,
-        lease_ttl_ms=settings.cache_lease_ttl_ms,
+        lease_ttl_ms=BATCH_LEASE_TTL_MS,
     )
 
 
@@ -81,7 +81,6 @@ def repair_failed_writes(
     started = time.monotonic()
     report = RepairReport()
     pending = repairs.pending(batch)
-    report.records = len(pending)
     if pending:
         product_ids = list(dict.fromkeys(r.product_id for r in pending))
         report.products = len(product_ids)
@@ -96,10 +95,12 @@ def repair_failed_writes(
             repairs.mark_attempted([r.id for r in pending])
             raise
         report.lists_invalidated = bool(repaired)
-        repairs.mark_done([r.id for r in pending if r.product_id in repaired])
+        replayed = [r.id for r in pending if r.product_id in repaired]
+        repairs.mark_done(replayed)
+        report.records = len(replayed)
     report.remaining = repairs.pending_count()
     report.duration_s = round(time.monotonic() - started, 4)
-    if report.records:
+    if pending:
         log.info("cache repair: %s", report.as_dict())
     return report
 

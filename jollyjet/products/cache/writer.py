@@ -24,6 +24,11 @@ from jollyjet.products.domain import ProductRecord
 # that takes longer has timed out: gunicorn's --timeout is 30 s), with room for clock skew
 # between MongoDB, which stamps updated_at, and this process.
 SETTLED_AFTER = timedelta(seconds=120)
+# The leases of a job's batch (repair, audit) outlive its one database read and its fills, one
+# round trip each, on a slow Redis too (100 products at 100 ms: 10 s); a request's fill lease
+# (JOLLYJET_CACHE_LEASE_TTL_MS) covers one read. Writes revoke them all the same, and a run
+# hands back what it holds when it ends; only a killed run leaves its products unfilled this long.
+BATCH_LEASE_TTL_MS = 30_000
 
 
 def written_long_ago(record: ProductRecord) -> bool:
@@ -146,8 +151,11 @@ class ProductCacheWriter:
         fills = LeasedFills()
         held: dict[str, str] = {}
         try:
-            for pid in product_ids:
-                if token := self.cache.acquire_lock(self.keys.product(pid).lease, lease_ttl_ms):
+            # Every lease in one round trip: taken one by one on a slow Redis, the first would
+            # expire before the batch's fills land.
+            leases = self.cache.acquire_locks([self.keys.product(pid).lease for pid in product_ids], lease_ttl_ms)
+            for pid, token in zip(product_ids, leases, strict=True):
+                if token:
                     held[pid] = token
                 else:
                     fills.busy.append(pid)  # a read miss is filling it from a database read of its own
