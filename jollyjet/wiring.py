@@ -19,7 +19,7 @@ from jollyjet.products.cache.repository import CachedProductRepository, CachePol
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.service import ProductService
 from jollyjet.services import CacheServices, Services
-from jollyjet.settings import Settings
+from jollyjet.settings import RedisTopology, Settings
 
 
 def cache_policy(settings: Settings) -> CachePolicy:
@@ -70,8 +70,18 @@ def build_cache(
     epoch_guard: CacheEpochGuard | None = None
     if cache_backend is None:
         # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
-        epoch_guard = None if settings.embedded_redis else CacheEpochGuard(settings.cache_key_prefix, events)
-        client = build_redis_client(settings, on_connect=epoch_guard)
+        if not settings.embedded_redis:
+            epoch_guard = CacheEpochGuard(
+                settings.cache_key_prefix,
+                events,
+                settings.cache_fence_poll_s,
+                cluster=settings.redis_topology is RedisTopology.CLUSTER,
+            )
+        client = build_redis_client(
+            settings,
+            on_connect=epoch_guard,
+            check=epoch_guard.check if epoch_guard is not None else None,
+        )
         backend = RedisCacheBackend(client, breaker, observer)
     else:
         backend = cache_backend
@@ -89,7 +99,9 @@ def build_cache(
         sink,
         popularity=popularity,
         # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
-        fence=RepairFence(repairs, settings.cache_fence_poll_s) if cache_backend is None else None,
+        fence=RepairFence(repairs, settings.cache_fence_poll_s, also_refresh=epoch_guard)
+        if cache_backend is None
+        else None,
     )
     return CacheServices(
         backend=backend,

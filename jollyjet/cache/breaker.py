@@ -83,6 +83,11 @@ class CircuitBreaker:
         if recovered:
             _notify(self.on_recover)
 
+    def record_neither(self) -> None:
+        """A call told nothing of Redis's health (it was refused before reaching Redis): a trial may run again."""
+        with self._lock:
+            self._trial_in_flight = False
+
     def record_failure(self) -> None:
         """A call failed: count it, and open (or re-open) when over the threshold."""
         with self._lock:

@@ -17,7 +17,9 @@ the retry budget and a bounded, blocking pool come from settings, in each topolo
 HELLO, SELECT), before the connection carries its first command, in every topology
 and on every node. It runs inside redis-py's `redis_connect_func`, so an exception it
 raises fails that connection attempt (redis-py disconnects it) and the command that
-needed it.
+needed it. `check` is called each time a pool hands a connection out (every command,
+pipeline and script call); an exception it raises fails that call and the connection
+goes back to the pool. Together they are the cache epoch's fence (epoch.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from jollyjet.settings import RedisTopology, Settings
 log = logging.getLogger(__name__)
 
 OnConnect = Callable[[AbstractConnection], None]
+# Called with each connection a pool hands out; raises to refuse it.
+ConnectionCheck = Callable[[AbstractConnection], None]
 # What the service calls a Redis client: every topology's client has the same command API.
 RedisClient = redis.Redis | RedisCluster | DeferredCluster
 # Every error a call on a RedisClient raises for a Redis-side failure. The cluster client
@@ -47,15 +51,34 @@ RedisClient = redis.Redis | RedisCluster | DeferredCluster
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 
-def build_redis_client(settings: Settings, *, on_connect: OnConnect | None = None) -> RedisClient:
+def build_redis_client(
+    settings: Settings, *, on_connect: OnConnect | None = None, check: ConnectionCheck | None = None
+) -> RedisClient:
     """A client on bounded blocking pools for the configured topology; fakeredis when no Redis is configured."""
     if settings.embedded_redis:
         return _embedded_client()
     if settings.redis_topology is RedisTopology.SENTINEL:
-        return _sentinel_client(settings, on_connect)
+        return _sentinel_client(settings, on_connect, check)
     if settings.redis_topology is RedisTopology.CLUSTER:
-        return _cluster_client(settings, on_connect)
-    return _standalone_client(settings, on_connect)
+        return _cluster_client(settings, on_connect, check)
+    return _standalone_client(settings, on_connect, check)
+
+
+def _checked_pool(pool_class: type[Any], check: ConnectionCheck | None) -> type[Any]:
+    """pool_class whose get_connection hands out only connections that pass check."""
+    if check is None:
+        return pool_class
+
+    def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        connection = pool_class.get_connection(self, *args, **kwargs)
+        try:
+            check(connection)
+        except BaseException:
+            self.release(connection)
+            raise
+        return connection
+
+    return type(f"Checked{pool_class.__name__}", (pool_class,), {"get_connection": get_connection})
 
 
 def _retry(settings: Settings) -> Retry:
@@ -88,9 +111,9 @@ def _handshake_then(on_connect: OnConnect) -> OnConnect:
     return connect
 
 
-def _standalone_client(settings: Settings, on_connect: OnConnect | None) -> redis.Redis:
+def _standalone_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> redis.Redis:
     assert settings.redis_url is not None
-    pool = redis.BlockingConnectionPool.from_url(
+    pool = _checked_pool(redis.BlockingConnectionPool, check).from_url(
         settings.redis_url,
         max_connections=settings.redis_pool_size,
         # How long a request waits for a free connection before failing fast.
@@ -102,13 +125,17 @@ def _standalone_client(settings: Settings, on_connect: OnConnect | None) -> redi
     return redis.Redis(connection_pool=pool)
 
 
-def _sentinel_client(settings: Settings, on_connect: OnConnect | None) -> redis.Redis:
+def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> redis.Redis:
     tls: dict[str, Any] = {}
     if settings.redis_tls:
         tls = {"ssl": True, "ssl_ca_certs": settings.redis_tls_ca_file}
     sentinel_password = settings.redis_sentinel_password
+    sentinels = list(settings.redis_sentinels)
     sentinel = Sentinel(
-        list(settings.redis_sentinels),
+        sentinels,
+        # With several sentinels, take a master's address only from one that sees another
+        # sentinel: a sentinel cut off from the others may still name the old master.
+        min_other_sentinels=1 if len(sentinels) > 1 else 0,
         # The sentinels' own connections: same timeouts and retry budget, their own password (if any).
         # Without an explicit retry redis-py 8 retries 3 times with 1-10 s backoff per sentinel: a
         # new master connection would block for ~20 s while the sentinels do not answer.
@@ -124,7 +151,7 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None) -> redis.
     password = settings.redis_password
     client: redis.Redis = sentinel.master_for(
         settings.redis_sentinel_master,
-        connection_pool_class=_BlockingSentinelPool,
+        connection_pool_class=_checked_pool(_BlockingSentinelPool, check),
         max_connections=settings.redis_pool_size,
         timeout=settings.redis_pool_timeout_ms / 1000,
         username=settings.redis_username,
@@ -137,18 +164,18 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None) -> redis.
     return client
 
 
-def _cluster_client(settings: Settings, on_connect: OnConnect | None) -> DeferredCluster:
+def _cluster_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> DeferredCluster:
     # RedisCluster connects in its constructor: build it on first use, so a process starts
     # (and serves from MongoDB) while the cluster is unreachable.
-    return DeferredCluster(lambda: _connect_cluster(settings, on_connect))
+    return DeferredCluster(lambda: _connect_cluster(settings, on_connect, check))
 
 
-def _connect_cluster(settings: Settings, on_connect: OnConnect | None) -> RedisCluster:
+def _connect_cluster(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> RedisCluster:
     assert settings.redis_url is not None
     return RedisCluster.from_url(
         settings.redis_url,
         # One bounded, blocking pool per node.
-        connection_pool_class=redis.BlockingConnectionPool,
+        connection_pool_class=_checked_pool(redis.BlockingConnectionPool, check),
         max_connections=settings.redis_pool_size,
         timeout=settings.redis_pool_timeout_ms / 1000,
         # Node connections never retry on their own (redis-py); the cluster client retries,

@@ -8,36 +8,57 @@ only moves forward: every write it acknowledged is still there, unless deleted
 changes, the server may hold anything: an old RDB snapshot, a lagging replica's data,
 an empty dataset whose list generation restarted.
 
-So every new connection (the hook `build_redis_client(on_connect=...)` runs this right
-after the handshake, before the connection carries a command) reads the identity with
-one `INFO server replication`. An identity this service has verified before is
-trusted. An unknown one starts a new *cache epoch*: this service's cached data on that
-server (`<prefix>:*`, every schema; job locks, beat claims and read counts stay) is deleted through
-that very connection (SCAN + UNLINK),
-and only then is the identity recorded as trusted, in MongoDB: the source of truth,
-which every web and worker process shares and which outlives Redis. A process that
-was idle through a restart learns of it at its next command: its pooled connections
-are dead, redis-py reconnects, and the new connection is checked before the command
-is sent on it.
+**One current server per shard, a fencing token in MongoDB.** MongoDB (the source of
+truth, shared by every web and worker process, outliving Redis) holds, per cache key
+prefix, the one *current* identity of each shard (the whole server, or on a Cluster
+each master's slot range). A process uses a connection, for hits and write-throughs
+alike, only while the connection's identity is the current one of its shard according
+to a view of that record read less than `max_age_s` ago (`check`, run each time a pool
+hands a connection out; the view is polled in the background, `refresh`). So two
+processes never use two masters of one shard for longer than `max_age_s`, whatever the
+sentinels, DNS or a partition say.
+
+A new connection (`__call__`, the `on_connect` hook, run right after the handshake and
+before the connection carries a command) reads the identity with one `INFO server
+replication` (and `CLUSTER NODES` on a Cluster) and refuses a server that is not a
+master. A server that is not current starts a new *cache epoch*: this service's cached
+data on it (`<prefix>:*`, every schema; job locks, beat claims and read counts stay) is
+deleted through that very connection (SCAN + UNLINK), and only then is its identity made
+current, *replacing* the old one (an identity that was current once is purged again if
+it ever comes back: it may hold late writes from processes that still used it).
+
+**The wait-out.** When the current identity of a shard is replaced, other processes may
+go on using the old server until their view ages out (`max_age_s`): their writes go to
+the old server, which the new one never sees. So the new server is used by nobody until
+`max_age_s` after the process saw it replace another one: before that every cache call
+fails with CacheServerSettling (reads go to MongoDB, writes are recorded for repair, as
+for any Redis failure, but without tripping the breaker). The first process whose wait
+is over marks the identity *settled* in MongoDB; a process that first sees an identity
+already settled uses it at once. An identity installed where none was current is settled
+from the start. No clock is compared across processes.
 
 Deleting is always safe here (the guards never rely on a key being present: a missing
 lease refuses a fill, a missing generation restarts from the server clock), so several
-processes verifying the same new server at once may each delete; none serves a hit
-from it before its own check has passed. A connection whose check cannot finish
-(MongoDB unreachable with an unknown identity, Redis failing mid-delete) fails with a
-redis ConnectionError: the request reads MongoDB instead, as for any Redis failure.
+processes verifying the same new server at once may each delete. A connection whose check
+cannot finish (MongoDB unreachable with an unknown identity, Redis failing mid-delete, no
+fresh view) fails with a redis error: the request reads MongoDB instead.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from mongoengine import DateTimeField, Document, IntField, ListField, StringField
+from mongoengine import DateTimeField, DictField, Document, IntField, StringField
 from pymongo.errors import PyMongoError
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.keys import survives_new_epoch
@@ -47,40 +68,86 @@ _SCAN_BATCH = 1000
 # How long a new connection waits for another connection of this process to finish
 # verifying; longer, and it fails like any Redis error (the request reads MongoDB).
 VERIFY_WAIT_S = 1.0
+# The shard name of a standalone or Sentinel-managed server: there is only one.
+WHOLE_SERVER = "all"
+# The attribute of a redis-py connection that holds the ServerTag it was verified with.
+_TAG = "jollyjet_server"
 
 
 class UnverifiedCacheServer(RedisConnectionError):
     """The Redis server on this connection could not be verified; the connection is not used."""
 
 
+class CacheServerSettling(RedisError):
+    """The connection's server is current but other processes may still use the one it replaced.
+
+    Not a ConnectionError: nothing is wrong with the connection, so redis-py does not
+    retry or rediscover on it, and the backend does not count it as a Redis failure."""
+
+
 class CacheEpochRecord(Document):
-    """The Redis identities verified for one key prefix, and how many epochs there were."""
+    """The current Redis identity of each shard for one key prefix, and how many epochs there were."""
 
     meta = {"collection": "cache_epochs", "auto_create_index": False}
 
     id = StringField(primary_key=True)  # the cache key prefix: one record per cache namespace
-    servers = ListField(StringField())
+    # shard -> {"id": identity, "settled": bool}
+    current = DictField()
     epoch = IntField(default=0)
     updated_at = DateTimeField()
 
 
-class TrustedServers:
-    """The MongoDB side: which server identities have been verified for this prefix."""
+@dataclass(frozen=True)
+class ServerTag:
+    """What a connection was verified as: its shard and its server's identity."""
+
+    shard: str
+    identity: str
+
+
+@dataclass(frozen=True)
+class CurrentServer:
+    identity: str
+    settled: bool  # every process has had time to stop using the server it replaced
+
+
+class CurrentServers:
+    """The MongoDB side: the current server identity of each shard of this prefix."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def is_trusted(self, identity: str) -> bool:
-        """One query: has any process verified this identity?"""
-        found = CacheEpochRecord._get_collection().find_one({"_id": self.prefix}, {"servers": 1})
-        return bool(found) and identity in found.get("servers", [])
+    def read(self) -> dict[str, CurrentServer]:
+        """One query: every shard's current identity."""
+        found = CacheEpochRecord._get_collection().find_one({"_id": self.prefix}, {"current": 1}) or {}
+        current = found.get("current")
+        if not isinstance(current, dict):
+            return {}
+        return {
+            shard: CurrentServer(str(value.get("id", "")), bool(value.get("settled")))
+            for shard, value in current.items()
+            if isinstance(value, dict)
+        }
 
-    def trust(self, identity: str) -> None:
-        """Record the identity as verified (its old keys are gone) and count a new epoch."""
+    def replace(self, tag: ServerTag, settled: bool) -> None:
+        """Make tag's identity the current one of its shard (its old keys are gone) and count a new epoch."""
         CacheEpochRecord._get_collection().update_one(
             {"_id": self.prefix},
-            {"$addToSet": {"servers": identity}, "$inc": {"epoch": 1}, "$set": {"updated_at": datetime.now(UTC)}},
+            {
+                "$set": {
+                    f"current.{tag.shard}": {"id": tag.identity, "settled": settled},
+                    "updated_at": datetime.now(UTC),
+                },
+                "$inc": {"epoch": 1},
+            },
             upsert=True,
+        )
+
+    def settle(self, tag: ServerTag) -> None:
+        """Mark the identity settled, if it is still the current one of its shard."""
+        CacheEpochRecord._get_collection().update_one(
+            {"_id": self.prefix, f"current.{tag.shard}.id": tag.identity},
+            {"$set": {f"current.{tag.shard}.settled": True}},
         )
 
     def current_epoch(self) -> int:
@@ -93,14 +160,30 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def server_identity(connection: AbstractConnection) -> str:
-    """`<run_id>/<master_replid>` of the server at the other end of a fresh connection."""
-    connection.send_command("INFO", "server", "replication")
-    fields = dict(line.split(":", 1) for line in _text(connection.read_response()).splitlines() if ":" in line)
+def _command(connection: AbstractConnection, *args: Any) -> Any:
+    connection.send_command(*args)
+    return connection.read_response()
+
+
+def probe_server(connection: AbstractConnection, cluster: bool) -> tuple[ServerTag, str]:
+    """(shard and identity, role) of the server at the other end of a fresh connection."""
+    info = _text(_command(connection, "INFO", "server", "replication"))
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
     run_id, replid = fields.get("run_id", "").strip(), fields.get("master_replid", "").strip()
     if not run_id:
         raise UnverifiedCacheServer("INFO did not report a run_id")
-    return f"{run_id}/{replid}"
+    shard = _cluster_shard(_text(_command(connection, "CLUSTER", "NODES"))) if cluster else WHOLE_SERVER
+    return ServerTag(shard, f"{run_id}/{replid}"), fields.get("role", "").strip()
+
+
+def _cluster_shard(nodes: str) -> str:
+    """A cluster master's shard: its first slot range, which a promoted replica takes over unchanged."""
+    for line in nodes.splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and "myself" in parts[2].split(","):
+            slots = [part for part in parts[8:] if not part.startswith("[")]  # "[slot->-node]": migrating
+            return f"slots-{slots[0]}" if slots else f"node-{parts[0]}"
+    raise UnverifiedCacheServer("CLUSTER NODES did not report this node")
 
 
 def delete_cached_data(connection: AbstractConnection, pattern: str) -> int:
@@ -115,8 +198,7 @@ def delete_cached_data(connection: AbstractConnection, pattern: str) -> int:
     deleted = 0
     cursor: bytes | str | int = 0
     while True:
-        connection.send_command("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH)
-        cursor, found = connection.read_response()
+        cursor, found = _command(connection, "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH)
         keys = [key for key in found if not survives_new_epoch(_text(key))]
         if keys:
             connection.send_packed_command(connection.pack_commands([("UNLINK", key) for key in keys]))
@@ -125,49 +207,158 @@ def delete_cached_data(connection: AbstractConnection, pattern: str) -> int:
             return deleted
 
 
-class CacheEpochGuard:
-    """The on_connect hook: verifies each new connection's server before it is used."""
+@dataclass(frozen=True)
+class _View:
+    started_at: float  # when the query that read it began: it is judged by its oldest possible moment
+    servers: Mapping[str, CurrentServer]
 
-    def __init__(self, prefix: str, events: CacheEvents, store: TrustedServers | None = None) -> None:
+
+class CacheEpochGuard:
+    """Verifies each new connection's server (the on_connect hook) and fences every use of a connection (check)."""
+
+    def __init__(
+        self,
+        prefix: str,
+        events: CacheEvents,
+        poll_s: float,
+        *,
+        cluster: bool = False,
+        store: CurrentServers | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pattern = f"{prefix}:*"
-        self.store = store or TrustedServers(prefix)
+        self.store = store or CurrentServers(prefix)
         self.events = events
-        # Identities this process has verified or seen verified: no MongoDB query for
-        # them again (an identity's data never moves backwards, see the module docs).
-        self._trusted: set[str] = set()
-        self._lock = threading.Lock()
+        self.cluster = cluster
+        self.poll_s = poll_s
+        # A view may be late by one poll (a slow query, a busy CPU) before connections stop being used.
+        self.max_age_s = 2 * poll_s
+        self._clock = clock
+        self._view: _View | None = None
+        # (shard, identity) this process saw replace another one -> when it may be used.
+        self._settles_at: dict[ServerTag, float] = {}
+        self._seen: dict[str, str] = {}  # shard -> the identity this process last saw current
+        self._verifying = threading.Lock()
+        self._refreshing = threading.Lock()
         self.epochs_started = 0
 
+    # --- the view of MongoDB's record -------------------------------------------------------------
+    def refresh(self) -> None:
+        """One query: the current servers. Errors are logged; the old view ages out by itself."""
+        started = self._clock()
+        try:
+            servers = self.store.read()
+        except PyMongoError as error:
+            log.warning("cache epoch: could not read the current Redis servers: %s", error)
+            return
+        self._install_view(_View(started, servers))
+
+    def _install_view(self, view: _View) -> None:
+        if self._view is not None and view.started_at < self._view.started_at:
+            return
+        now = self._clock()
+        for shard, server in view.servers.items():
+            seen = self._seen.get(shard)
+            if seen is not None and seen != server.identity and not server.settled:
+                # This process may have used the old server until now; others until their views age out.
+                self._settles_at.setdefault(ServerTag(shard, server.identity), now + self.max_age_s)
+            self._seen[shard] = server.identity
+        self._view = view
+
+    def _fresh_view(self) -> _View:
+        view = self._view
+        if view is None or self._clock() - view.started_at > 1.5 * self.poll_s:
+            # The background poll is late or idle: one request refreshes, the others use the view they have.
+            if self._refreshing.acquire(blocking=False):
+                try:
+                    self.refresh()
+                finally:
+                    self._refreshing.release()
+            view = self._view
+        if view is None or self._clock() - view.started_at > self.max_age_s:
+            raise CacheServerSettling("no recent view of the current Redis server (MongoDB unreachable?)")
+        return view
+
+    # --- each use of a connection -----------------------------------------------------------------
+    def check(self, connection: AbstractConnection) -> None:
+        """May this connection carry a command now? Reconnects (and verifies) one to a server no longer current."""
+        view = self._fresh_view()
+        tag: ServerTag | None = getattr(connection, _TAG, None)
+        current = view.servers.get(tag.shard) if tag is not None else None
+        if tag is None or current is None or current.identity != tag.identity:
+            connection.disconnect()
+            connection.connect()  # runs __call__: finds the server the pool now points at, verifies it
+            tag = getattr(connection, _TAG, None)
+            view = self._fresh_view()
+            current = view.servers.get(tag.shard) if tag is not None else None
+            if tag is None or current is None or current.identity != tag.identity:
+                raise UnverifiedCacheServer("the Redis server is not the current one of its shard")
+        if current.settled:
+            return
+        settles_at = self._settles_at.get(tag)
+        if settles_at is None:
+            # First seen unsettled with no older identity seen here: others may be on the old one.
+            settles_at = self._settles_at.setdefault(tag, self._clock() + self.max_age_s)
+        if self._clock() < settles_at:
+            raise CacheServerSettling("a new Redis server is waiting for every process to stop using the old one")
+        try:
+            self.store.settle(tag)
+        except PyMongoError as error:
+            raise CacheServerSettling(f"cannot mark the new Redis server settled in MongoDB: {error}") from error
+        self.refresh()
+
+    # --- each new connection ----------------------------------------------------------------------
     def __call__(self, connection: AbstractConnection) -> None:
-        """Check the server behind a new connection; start a new epoch on it if it is unknown."""
-        identity = server_identity(connection)
-        if identity in self._trusted:
+        """Verify the server behind a new connection; start a new epoch on it if it is not current."""
+        tag, role = probe_server(connection, self.cluster)
+        if role != "master":
+            raise UnverifiedCacheServer(f"the Redis server is a {role or 'server of unknown role'}, not a master")
+        if self._is_current(tag, refresh=False):
+            setattr(connection, _TAG, tag)
             return
         # One verification at a time in this process: the other new connections wait
         # (bounded) for it instead of each deleting the same keys.
-        if not self._lock.acquire(timeout=VERIFY_WAIT_S):
+        if not self._verifying.acquire(timeout=VERIFY_WAIT_S):
             raise UnverifiedCacheServer("another connection of this process is still verifying the Redis server")
         try:
-            if identity in self._trusted:
-                return
-            try:
-                if self.store.is_trusted(identity):
-                    self._trusted.add(identity)
-                    return
-            except PyMongoError as error:
-                raise UnverifiedCacheServer(f"cannot read the verified Redis servers from MongoDB: {error}") from error
-            deleted = delete_cached_data(connection, self.pattern)
-            try:
-                self.store.trust(identity)
-            except PyMongoError as error:
-                raise UnverifiedCacheServer(f"cannot record the verified Redis server in MongoDB: {error}") from error
-            self._trusted.add(identity)
-            self.epochs_started += 1
+            if not self._is_current(tag, refresh=True):
+                self._start_epoch(connection, tag)
         finally:
-            self._lock.release()
+            self._verifying.release()
+        setattr(connection, _TAG, tag)
+
+    def _is_current(self, tag: ServerTag, refresh: bool) -> bool:
+        if refresh:
+            started = self._clock()
+            try:
+                servers = self.store.read()
+            except PyMongoError as error:
+                raise UnverifiedCacheServer(f"cannot read the current Redis servers from MongoDB: {error}") from error
+            self._install_view(_View(started, servers))
+        current = self._view.servers.get(tag.shard) if self._view is not None else None
+        return current is not None and current.identity == tag.identity
+
+    def _start_epoch(self, connection: AbstractConnection, tag: ServerTag) -> None:
+        deleted = delete_cached_data(connection, self.pattern)
+        assert self._view is not None  # _is_current(refresh=True) installed one
+        replaced = self._view.servers.get(tag.shard)
+        started = self._clock()
+        try:
+            # Where no server was current, nobody can be using another one: settled from the start.
+            self.store.replace(tag, settled=replaced is None)
+        except PyMongoError as error:
+            raise UnverifiedCacheServer(f"cannot record the new Redis server in MongoDB: {error}") from error
+        if replaced is not None:
+            self._settles_at[tag] = self._clock() + self.max_age_s
+        self._install_view(
+            _View(started, {**self._view.servers, tag.shard: CurrentServer(tag.identity, settled=replaced is None)})
+        )
+        self.epochs_started += 1
         self.events.emit("epoch_started", "server")
         log.warning(
-            "new Redis server identity %s: deleted %d keys of this service before using it (new cache epoch)",
-            identity,
+            "new Redis server identity %s (shard %s): deleted %d keys of this service before using it "
+            "(new cache epoch)",
+            tag.identity,
+            tag.shard,
             deleted,
         )

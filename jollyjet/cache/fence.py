@@ -29,6 +29,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from jollyjet.cache.repair_log import RepairLog
 
@@ -38,6 +39,10 @@ PENDING_CAP = 10_000
 # A process that has not asked the fence for this many poll intervals stops polling (an
 # idle process sends MongoDB nothing); its next request refreshes first, then polls again.
 IDLE_POLLS = 10
+
+
+class Refreshable(Protocol):
+    def refresh(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,11 @@ class RepairFence:
         poll_s: float,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
+        also_refresh: Refreshable | None = None,
     ) -> None:
         self.repairs = repairs
+        # Another view of MongoDB polled with this one (the cache epoch's current servers).
+        self.also_refresh = also_refresh
         self.poll_s = poll_s
         # A poll may be late by one interval (a slow query, a busy CPU) before hits stop.
         self.max_age_s = 2 * poll_s
@@ -101,6 +109,8 @@ class RepairFence:
     # --- polling --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """One query: the product ids of pending records. Errors are logged; the old view ages out."""
+        if self.also_refresh is not None:
+            self.also_refresh.refresh()
         started = self._clock()
         try:
             ids = self.repairs.pending_product_ids(PENDING_CAP + 1)

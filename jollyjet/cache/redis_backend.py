@@ -16,6 +16,7 @@ from jollyjet.cache.backend import CacheError, CacheUnavailable, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import REDIS_ERRORS, RedisClient
 from jollyjet.cache.deferred_cluster import DeferredCluster
+from jollyjet.cache.epoch import CacheServerSettling
 from jollyjet.cache.keys import ProductKeys
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ class RedisCacheBackend:
         started = time.perf_counter()
         try:
             result = call()
+        except CacheServerSettling as error:
+            # A new Redis server waits for every process to leave the old one (epoch.py): the
+            # cache is unusable for a moment, but nothing failed, so the breaker is not told.
+            self.breaker.record_neither()
+            raise CacheUnavailable(str(error)) from error
         except REDIS_ERRORS as error:
             self._observed(started, ok=False)
             self.breaker.record_failure()

@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
+from jollyjet.cache.backend import CacheBackend, CacheUnavailable
 from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance.repair import repair_failed_writes
@@ -161,6 +162,7 @@ def test_redis_stopped_mid_test_reads_fall_back_and_writes_succeed(
     assert fenced.json["stock"] == 9 and fenced.headers["X-Cache"] == "BYPASS"
     assert client.get("/api/v1/products").headers["X-Cache"] == "BYPASS"
     cache = services.cache
+    wait_until_settled(cache.backend, cache.keys.generation)
     report = repair_failed_writes(
         cache.repairs, cache.backend, cache.writer, services.mongo, batch=10, lease_ttl_ms=2000
     )
@@ -181,3 +183,15 @@ def test_redis_unreachable_from_the_start_still_serves(tmp_path: object) -> None
     read = client.get(f"/api/v1/products/{product['id']}")
     assert read.status_code == 200 and read.headers["X-Cache"] == "BYPASS"
     assert client.get("/api/v1/products").status_code == 200
+
+
+def wait_until_settled(backend: CacheBackend, key: str) -> None:
+    """A restarted server replaces the old one (a new cache epoch): nobody uses it for two polls."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            backend.get(key)
+            return
+        except CacheUnavailable:
+            assert time.monotonic() < deadline, "the restarted Redis server never settled"
+            time.sleep(0.05)
