@@ -7,8 +7,8 @@ identity and deletes this service's keys on a server it has not verified before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
