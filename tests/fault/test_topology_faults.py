@@ -20,7 +20,8 @@ seconds more; every read during and after is judged.
 
 The old data a lagging failover or a snapshot restart brings back is what the cache
 epoch (jollyjet/cache/epoch.py) catches: every new connection checks the server's
-identity before it carries a command. Writes whose write-through failed or was skipped
+identity before it carries a command, and every use of a connection checks that its
+server is still the current one of its shard, as MongoDB's record says. Writes whose write-through failed or was skipped
 meanwhile are fenced (jollyjet/cache/fence.py) until the repair job replays them.
 """
 
@@ -175,13 +176,9 @@ def test_sentinel_failover(sentinel_stack: TopologyStack, sentinel_topology: Sen
     assert_clean(outcome, sentinel_stack)
 
 
-# Known gap (docs/reliability.md, "What is still not covered"): redis-py's Sentinel pool
-# drops its idle connections to a former master only when it opens a new connection, so
-# after the planned failover of the test before, a process may still hold verified
-# connections to the server that is now the lagging replica, and read from it. The test
-# passes most runs and failed in about one CI run in six; it stays in the suite, run in
-# full every time, with its failures reported as this known gap until the pool is fixed.
-@pytest.mark.xfail(strict=False, reason="pooled connections to a demoted master are not re-verified (known gap)")
+# After the planned failover of the test before, processes may still hold pooled connections
+# to the server that is now the lagging replica; the cache epoch's check (each connection a
+# pool hands out carries the current identity of MongoDB's record) keeps them unused.
 def test_sentinel_failover_to_a_lagging_replica(
     sentinel_stack: TopologyStack, sentinel_topology: SentinelTopology
 ) -> None:
