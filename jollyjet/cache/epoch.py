@@ -172,11 +172,11 @@ def probe_server(connection: AbstractConnection, cluster: bool) -> tuple[ServerT
     run_id, replid = fields.get("run_id", "").strip(), fields.get("master_replid", "").strip()
     if not run_id:
         raise UnverifiedCacheServer("INFO did not report a run_id")
-    shard = _cluster_shard(_text(_command(connection, "CLUSTER", "NODES"))) if cluster else WHOLE_SERVER
+    shard = cluster_shard(_text(_command(connection, "CLUSTER", "NODES"))) if cluster else WHOLE_SERVER
     return ServerTag(shard, f"{run_id}/{replid}"), fields.get("role", "").strip()
 
 
-def _cluster_shard(nodes: str) -> str:
+def cluster_shard(nodes: str) -> str:
     """A cluster master's shard: its first slot range, which a promoted replica takes over unchanged."""
     for line in nodes.splitlines():
         parts = line.split()

@@ -38,6 +38,20 @@ def test_listeners_run_once_when_an_open_breaker_closes() -> None:
     assert calls == ["recovered"]
 
 
+def test_a_trial_refused_before_reaching_redis_leaves_the_breaker_as_it_was() -> None:
+    """A new Redis server waiting out the old one refuses calls (epoch.py): no failure, no success."""
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_s=1, clock=clock)
+    breaker.record_failure()
+    clock.now = 1.5
+    assert breaker.allow()  # the half-open trial
+    breaker.record_neither()
+    assert breaker.allow()  # another trial, not a breaker stuck with one in flight
+    breaker.record_neither()
+    breaker.record_success()
+    assert breaker.allow() and breaker.times_opened == 1
+
+
 def test_a_failing_listener_does_not_break_the_call_that_closed_the_breaker() -> None:
     breaker = CircuitBreaker(failure_threshold=1, cooldown_s=0.01)
 
