@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -51,6 +52,10 @@ LAG_S = 1.5  # writes that reach the master only
 LAG_WAIT_S = 8.0  # at most this much longer, on a slow machine, for the replica to fall behind
 AFTER_S = 2.0  # traffic after the heal, once nothing is left to replay
 REPAIR_TIMEOUT_S = 30.0
+# A failover is over for the service once every process has left the old master: at the
+# latest when Sentinel demotes it (about 8 s after a planned failover) and its clients are
+# killed, then two fence polls.
+SETTLE_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -59,17 +64,36 @@ class TopologyStack:
 
     stack: FaultStack
     keys: CacheKeys
+    prefix: str
+    masters: Callable[[], list[RedisNode]]  # the servers the topology serves from now
+
+    def settled(self) -> bool:
+        """Has the service switched to the topology's masters, every process having left the old ones?
+
+        The cache epoch's record in MongoDB names each shard's current server (epoch.py):
+        the switch is over when it names every master, and each of them is settled."""
+        record: dict[str, Any] = self.stack.repairs.database["cache_epochs"].find_one({"_id": self.prefix}) or {}
+        current: dict[str, dict[str, Any]] = record.get("current") or {}
+        run_ids = {str(node.client().info("server")["run_id"]) for node in self.masters()}
+        named = {str(server.get("id", "")).split("/")[0] for server in current.values()}
+        return named == run_ids and all(server.get("settled") for server in current.values())
+
+    def wait_until_settled(self, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.settled():
+            assert time.monotonic() < deadline, f"the service did not settle on the new Redis servers in {timeout_s} s"
+            time.sleep(0.2)
 
     @property
     def url(self) -> str:
         return self.stack.url
 
 
-def _stack_on(log_dir: Path, **topology_env: str) -> Iterator[TopologyStack]:
+def _stack_on(log_dir: Path, masters: Callable[[], list[RedisNode]], **topology_env: str) -> Iterator[TopologyStack]:
     """running_stack (web, worker, beat, broker, store) with the cache settings pointed at the topology."""
     prefix = f"topo{uuid.uuid4().hex[:10]}"
     with running_stack(log_dir, JOLLYJET_CACHE_KEY_PREFIX=prefix, **topology_env) as stack:
-        yield TopologyStack(stack, CacheKeys(prefix))
+        yield TopologyStack(stack, CacheKeys(prefix), prefix, masters)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +112,7 @@ def sentinel_stack(
 ) -> Iterator[TopologyStack]:
     yield from _stack_on(
         tmp_path_factory.mktemp("sentinel-stack"),
+        lambda: [sentinel_topology.node_at(sentinel_topology.master_address())],
         JOLLYJET_REDIS_TOPOLOGY="sentinel",
         JOLLYJET_REDIS_SENTINELS=sentinel_topology.sentinels_setting,
         JOLLYJET_REDIS_SENTINEL_MASTER=MASTER_NAME,
@@ -110,7 +135,10 @@ def cluster_stack(
     cluster_topology: ClusterTopology, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TopologyStack]:
     yield from _stack_on(
-        tmp_path_factory.mktemp("cluster-stack"), JOLLYJET_REDIS_TOPOLOGY="cluster", REDIS_URL=cluster_topology.url
+        tmp_path_factory.mktemp("cluster-stack"),
+        lambda: list(cluster_topology.nodes),
+        JOLLYJET_REDIS_TOPOLOGY="cluster",
+        REDIS_URL=cluster_topology.url,
     )
 
 
@@ -123,8 +151,10 @@ def run_scenario(stack: TopologyStack, name: str, fault: Callable[[], None]) -> 
     traffic.start()
     try:
         time.sleep(BEFORE_S)
+        stack.wait_until_settled()  # the service uses the topology's servers (the first test: its first)
         started = time.monotonic()
         fault()
+        stack.wait_until_settled()  # the failover is over for the service too
         ended = time.monotonic()
         deadline = ended + REPAIR_TIMEOUT_S
         while stack.stack.pending_repairs() and time.monotonic() < deadline:
