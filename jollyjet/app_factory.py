@@ -31,6 +31,7 @@ from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.ops.monitoring import metrics_blp, stats_blp
 from jollyjet.products.routes import blp as products_blp
+from jollyjet.rate_limits import register_rate_limits
 from jollyjet.services import EXTENSION, Services
 from jollyjet.settings import Environment, Settings, load_settings
 from jollyjet.wiring import build_services
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_error_handlers(app)
     register_http_headers(app, settings)
     attach_monitoring(app, settings, services)
+    # After monitoring: its before_request hook must run first, or a 429 would go unmeasured.
+    register_rate_limits(app, settings)
     return app
 
 

@@ -38,4 +38,6 @@ def require_token(view: F) -> F:
             )
         return view(*args, **kwargs)
 
+    # How the failed-authentication rate limit finds the views that authenticate (jollyjet/rate_limits.py).
+    wrapper.requires_token = True  # type: ignore[attr-defined]
     return cast(F, wrapper)

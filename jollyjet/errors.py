@@ -10,6 +10,7 @@ from flask import Flask, Response, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
+from jollyjet.products.bulkhead import Overloaded
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
 from jollyjet.products.representation import etag
 
@@ -90,6 +91,19 @@ def register_error_handlers(app: Flask) -> None:
         log.error("database unavailable: %s", error)
         response = error_response(503, "Service Unavailable", "the product database is unavailable; retry shortly")
         response.headers["Retry-After"] = "5"
+        return response
+
+    # Flask picks the handler of the most specific class: this one, not _database_down's.
+    @app.errorhandler(Overloaded)
+    def _overloaded(error: Overloaded) -> Response:
+        response = error_response(
+            503,
+            "Service Unavailable",
+            f"overloaded: {error.size} requests of this process are already waiting on the product database; "
+            "retry shortly",
+        )
+        # A second: the bulkhead frees as soon as MongoDB answers the calls in flight.
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(RequestEntityTooLarge)

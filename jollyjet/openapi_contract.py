@@ -29,10 +29,13 @@ _WHY = {
     413: "The body is larger than JOLLYJET_MAX_BODY_BYTES (the connection is closed)",
     415: "The body is not Content-Type: application/json",
     422: "Validation failed; `errors` names each bad field",
-    503: "A dependency (MongoDB, or for admin endpoints the broker or Redis) is unreachable",
+    429: "Rate limited (q= searches, deep pages, failed authentication per client address; docs/operations.md)",
+    503: "A dependency (MongoDB, or for admin endpoints the broker or Redis) is unreachable, "
+    "or too many requests of the process wait on MongoDB (its bulkhead)",
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "required": True}},
     503: {"Retry-After": {"schema": {"type": "string"}, "required": True}},
 }
 
@@ -41,6 +44,9 @@ F = Callable[..., Any]
 
 def errors(blp: Blueprint, *codes: int, why: dict[int, str] | None = None) -> Callable[[F], F]:
     """Document each status in codes as a JSON error (the Error schema) on one operation."""
+
+    if 401 in codes and 429 not in codes:
+        codes = (*codes, 429)  # every operation that authenticates has the failed-authentication limit
 
     def decorate(view: F) -> F:
         for code in codes:

@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 # which would shadow the helper inside the class body.
 from jollyjet.job_settings import JobSettings
 from jollyjet.job_settings import env as _env
+from jollyjet.overload_settings import OverloadSettings
 from jollyjet.redis_topology_settings import RedisTopology, RedisTopologySettings
 
 __all__ = ["Environment", "RedisTopology", "Settings", "SettingsError", "load_settings"]
@@ -34,7 +35,7 @@ class SettingsError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class Settings(JobSettings, RedisTopologySettings, MonitoringSettings):
+class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadSettings):
     """Every knob of the service. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)

@@ -14,9 +14,11 @@ from jollyjet.cache.redis_backend import CallObserver, RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import socket_timeout_ms
-from jollyjet.monitoring.setup import metric_sinks, redis_observer
+from jollyjet.monitoring.setup import metric_sinks, redis_observer, shed_counter
+from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
+from jollyjet.products.repository import ProductRepository
 from jollyjet.products.service import ProductService
 from jollyjet.services import CacheServices, Services
 from jollyjet.settings import RedisTopology, Settings
@@ -43,17 +45,21 @@ def build_services(
     The cache events go to `events` (kept as services.cache.events) and to the metrics;
     the metrics also time every Redis call."""
     mongo = MongoProductRepository()
+    # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
+    shed = shed_counter()
+    bulkhead = Bulkhead(settings.db_bulkhead_size, settings.db_bulkhead_wait_ms, on_shed=lambda: shed("bulkhead"))
+    bounded = BoundedRepository(mongo, bulkhead)
     if not settings.cache_enabled:
-        return Services(settings=settings, products=ProductService(mongo), mongo=mongo)
+        return Services(settings=settings, products=ProductService(bounded), mongo=mongo)
     events = events or EventCounter()
     sink = TeeEvents([events, *metric_sinks()])
-    cache = build_cache(settings, mongo, cache_backend, events, sink, redis_observer())
+    cache = build_cache(settings, bounded, cache_backend, events, sink, redis_observer())
     return Services(settings=settings, products=ProductService(cache.repository), mongo=mongo, cache=cache)
 
 
 def build_cache(
     settings: Settings,
-    mongo: MongoProductRepository,
+    mongo: ProductRepository,
     cache_backend: CacheBackend | None,
     events: CacheEvents,
     sink: CacheEvents | None = None,

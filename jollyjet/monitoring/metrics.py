@@ -66,6 +66,11 @@ BREAKER_OPEN = Gauge(
     multiprocess_mode="livemax",
 )
 BREAKER_OPENS = Counter("jollyjet_cache_breaker_opens", "Times a Redis circuit breaker opened")
+REQUESTS_SHED = Counter(
+    "jollyjet_requests_shed",
+    "Requests refused before MongoDB saw them: 503 from the MongoDB bulkhead, 429 from a rate limit, by reason",
+    ["reason"],
+)
 AUDIT_DRIFT_FOUND = Counter(
     "jollyjet_audit_drift_found", "Cache entries the consistency audit found drifted, by class", ["drift_class"]
 )

@@ -7,6 +7,7 @@ app or its services are built (see the package docstring).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,20 @@ def redis_observer() -> CallObserver:
         duration(operation, "ok" if ok else "error").observe(seconds)
 
     return observe
+
+
+SHED_REASONS = ("bulkhead", "search", "deep_pages", "auth_failures")
+
+
+def shed_counter() -> Callable[[str], None]:
+    """Counts one refused request by its reason (one of SHED_REASONS)."""
+    from jollyjet.monitoring.metrics import REQUESTS_SHED, children_of
+
+    _no_created_series()
+    child = children_of(REQUESTS_SHED)
+    for reason in SHED_REASONS:
+        child(reason).inc(0)  # every reason's series exists from the start: rate() needs a zero
+    return lambda reason: child(reason).inc()
 
 
 def mongo_listeners() -> list[CommandListener]:

@@ -114,7 +114,7 @@ class Products(MethodView):
         ProductSchema(many=True),
         headers={"X-Pagination": {"schema": {"type": "string"}, "required": True}, **_X_CACHE},
     )
-    @errors(blp, 400, 422, 503)
+    @errors(blp, 400, 422, 429, 503)
     @blp.doc(operationId="listProducts")
     def get(self, args: dict[str, Any]) -> Response:
         """List products with filters, sorting and pagination."""
@@ -142,7 +142,7 @@ class Products(MethodView):
 class ProductCount(MethodView):
     @blp.arguments(ProductFilterSchema, location="query")
     @blp.response(200, CountSchema, headers=_X_CACHE)
-    @errors(blp, 400, 422, 503)
+    @errors(blp, 400, 422, 429, 503)
     @blp.doc(operationId="countProducts")
     def get(self, args: dict[str, Any]) -> Response:
         """Count products matching the filters."""

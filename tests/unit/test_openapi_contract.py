@@ -24,22 +24,22 @@ from tests.support.factories import product_payload
 
 # Every status each operation answers (besides "default"), as the code does.
 EXPECTED_STATUSES = {
-    ("get", "/api/v1/products"): {200, 400, 422, 503},
-    ("post", "/api/v1/products"): {201, 400, 401, 409, 413, 415, 422, 503},
-    ("get", "/api/v1/products/count"): {200, 400, 422, 503},
+    ("get", "/api/v1/products"): {200, 400, 422, 429, 503},
+    ("post", "/api/v1/products"): {201, 400, 401, 409, 413, 415, 422, 429, 503},
+    ("get", "/api/v1/products/count"): {200, 400, 422, 429, 503},
     ("get", "/api/v1/products/{product_id}"): {200, 304, 404, 503},
-    ("put", "/api/v1/products/{product_id}"): {200, 400, 401, 404, 409, 412, 413, 415, 422, 503},
-    ("patch", "/api/v1/products/{product_id}"): {200, 400, 401, 404, 409, 412, 413, 415, 422, 503},
-    ("delete", "/api/v1/products/{product_id}"): {204, 401, 404, 412, 503},
+    ("put", "/api/v1/products/{product_id}"): {200, 400, 401, 404, 409, 412, 413, 415, 422, 429, 503},
+    ("patch", "/api/v1/products/{product_id}"): {200, 400, 401, 404, 409, 412, 413, 415, 422, 429, 503},
+    ("delete", "/api/v1/products/{product_id}"): {204, 401, 404, 412, 429, 503},
     ("get", "/api/v1/categories"): {200, 503},
-    ("post", "/api/v1/cache/{job}"): {202, 401, 409, 503},
-    ("get", "/api/v1/tasks/{task_id}"): {200, 401, 404, 503},
-    ("get", "/api/v1/cache/audit/latest"): {200, 401, 404, 503},
-    ("delete", "/api/v1/cache"): {200, 401, 409, 503},
+    ("post", "/api/v1/cache/{job}"): {202, 401, 409, 429, 503},
+    ("get", "/api/v1/tasks/{task_id}"): {200, 401, 404, 429, 503},
+    ("get", "/api/v1/cache/audit/latest"): {200, 401, 404, 429, 503},
+    ("delete", "/api/v1/cache"): {200, 401, 409, 429, 503},
     ("get", "/health/live"): {200},
     ("get", "/health/ready"): {200, 503},
     # Monitoring: MongoDB or Redis down shows in the figures (null, redis.up false), never as a 503.
-    ("get", "/api/v1/cache/stats"): {200, 401},
+    ("get", "/api/v1/cache/stats"): {200, 401, 429},
     ("get", "/metrics"): {200},
 }
 
@@ -93,6 +93,8 @@ def test_every_operation_lists_every_status_it_answers(document: dict[str, Any])
             assert content == {"$ref": "#/components/schemas/Error"}, (method, path, code)
         if 401 in codes:
             assert "WWW-Authenticate" in responses["401"]["headers"]
+        if 429 in codes:
+            assert "Retry-After" in responses["429"]["headers"]
         if 503 in codes and path.startswith("/api"):
             assert "Retry-After" in responses["503"]["headers"]
 
