@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from werkzeug.test import EnvironBuilder
@@ -35,9 +35,11 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
     return None
 
 
-def cpu_per_request(app: WsgiApp, paths: list[str], requests: int) -> float:
-    """CPU seconds per request for `requests` calls cycling through paths."""
-    environs = [EnvironBuilder(path=p).get_environ() for p in paths]
+def cpu_per_request(
+    app: WsgiApp, paths: list[str], requests: int, headers: Mapping[str, Mapping[str, str]] | None = None
+) -> float:
+    """CPU seconds per request for `requests` calls cycling through paths (headers: a path's request headers)."""
+    environs = [EnvironBuilder(path=p, headers=list((headers or {}).get(p, {}).items())).get_environ() for p in paths]
     started = time.process_time()
     for i in range(requests):
         body = app(dict(environs[i % len(environs)]), _start_response)

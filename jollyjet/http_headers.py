@@ -1,10 +1,13 @@
-"""Security headers on every response, and CORS only for the origins an operator lists.
+"""Security headers on every response, caching rules for browsers and CDNs, and CORS only
+for the origins an operator lists.
 
 The API serves JSON and one HTML page (the API docs), never content meant to be framed
 or sniffed. Write and admin responses are never worth caching by a browser or proxy
-(they carry task ids, deletion counts and fresh ETags). CORS is off unless
-JOLLYJET_CORS_ORIGINS names origins: then those origins (and no others) may call the
-API from a browser, with the token, and read the headers clients need.
+(they carry task ids, deletion counts and fresh ETags), and neither is an error: a
+stored 404 or 503 would outlive the condition that caused it. The public product reads
+carry public_cache_control() (the product routes send it with their ETag). CORS is off
+unless JOLLYJET_CORS_ORIGINS names origins: then those origins (and no others) may call
+the API from a browser, with the token, and read the headers clients need.
 """
 
 from __future__ import annotations
@@ -31,11 +34,28 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ADMIN_PREFIXES = ("/api/v1/cache", "/api/v1/tasks")
 # What a browser client may send and read beyond the CORS-safelisted headers.
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match"
-CORS_EXPOSED_HEADERS = "ETag, Location, Retry-After, X-Cache, X-Pagination"
+CORS_EXPOSED_HEADERS = "ETag, Link, Location, Retry-After, X-Cache, X-Pagination"
 CORS_MAX_AGE_S = "600"
 
 
 _SECURITY_ITEMS = tuple((name, value, name.lower()) for name, value in SECURITY_HEADERS.items())
+
+
+# Where the product routes find the Cache-Control value of their successful reads.
+CACHE_CONTROL_KEY = "JOLLYJET_CACHE_CONTROL"
+# Browsers and CDNs may store a read but must ask the service before every use (RFC 9111
+# 5.2.2.4), even when the service is unreachable; the ETag makes asking cheap (a 304).
+# "public": the reads never depend on a token a client may send along.
+REVALIDATE_EVERY_USE = "public, no-cache"
+
+
+def public_cache_control(settings: Settings) -> str:
+    """Cache-Control of the public product reads: revalidate every use, unless the operator accepts staleness."""
+    max_age, stale = settings.http_max_age_s, settings.http_stale_while_revalidate_s
+    if not max_age and not stale:
+        return REVALIDATE_EVERY_USE
+    # No must-revalidate: it would forbid the stale-while-revalidate window the operator chose.
+    return f"public, max-age={max_age}" + (f", stale-while-revalidate={stale}" if stale else "")
 
 
 def never_cached(method: str, path: str) -> bool:
@@ -45,7 +65,7 @@ def never_cached(method: str, path: str) -> bool:
 
 class SecurityHeaders:
     """WSGI middleware: the fixed headers on every response the app sends (those it did not set
-    itself), and Cache-Control: no-store where never_cached says so.
+    itself), and Cache-Control: no-store where never_cached says so and on every error status.
 
     At the WSGI boundary rather than in an after_request hook: the headers are a plain list
     there, so adding four costs a few appends, where werkzeug's Headers lower-cases every
@@ -62,7 +82,8 @@ class SecurityHeaders:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             present = {name.lower() for name, _ in headers}
             headers.extend((name, value) for name, value, lower in _SECURITY_ITEMS if lower not in present)
-            if no_store:
+            # An error status: "4xx ..." or "5xx ...", whoever produced it (a view, Flask, a limiter).
+            if no_store or status[0] in "45":
                 headers[:] = [(n, v) for n, v in headers if n.lower() != "cache-control"]
                 headers.append(("Cache-Control", "no-store"))
             return start_response(status, headers, exc_info)
@@ -87,7 +108,8 @@ def add_cors_headers(response: Response, origins: frozenset[str]) -> Response:
 
 
 def register_http_headers(app: Flask, settings: Settings) -> None:
-    """Security headers on every response; CORS headers only when origins are configured."""
+    """Security headers on every response; the reads' Cache-Control; CORS headers only when origins are configured."""
+    app.config[CACHE_CONTROL_KEY] = public_cache_control(settings)
     app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented middleware slot
     origins = frozenset(settings.cors_origins)
     if origins:

@@ -80,6 +80,12 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
     # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http_headers.py.
     cors_origins_raw: str = Field("", validation_alias=_env("JOLLYJET_CORS_ORIGINS"))
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_env("JOLLYJET_LOG_LEVEL"))
+    # Staleness an operator accepts from browsers and CDNs on the public GETs; both 0 (the
+    # default): they store but revalidate every use. jollyjet/http_headers.py, docs/api.md.
+    http_max_age_s: int = Field(0, ge=0, le=3600, validation_alias=_env("JOLLYJET_HTTP_MAX_AGE_S"))
+    http_stale_while_revalidate_s: int = Field(
+        0, ge=0, le=3600, validation_alias=_env("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S")
+    )
 
     @field_validator("mongodb_uri")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -95,6 +97,18 @@ def query_from_args(args: dict[str, Any]) -> ProductQuery:
 def etag(version: int) -> str:
     """Strong ETag for a product version."""
     return f'"v{version}"'
+
+
+def content_etag(body: bytes, total: int | None = None) -> str:
+    """Strong ETag for an answer validated by its bytes (a list page with its total, a count, the categories)."""
+    # SHA-256 (OpenSSL's, with the CPU's SHA instructions where present: 4x BLAKE2b's speed
+    # on the benchmark machine), cut to 128 bits: a collision (a 304 for a changed answer)
+    # is out of reach by chance, and the tag is 24 bytes. docs/api.md says why not generations.
+    digest = hashlib.sha256(body)
+    if total is not None:
+        # A page's total is in X-Pagination and Link, not in its body. JSON text holds no NUL.
+        digest.update(b"\0%d" % total)
+    return '"' + base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode() + '"'
 
 
 # Exactly the tags etag() produces. str.isdigit() is not enough: it accepts "²",

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import orjson
-from flask import Response, request, url_for
+from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
 from jollyjet.auth import require_token
+from jollyjet.http_headers import CACHE_CONTROL_KEY
 from jollyjet.openapi_contract import errors
 from jollyjet.products import body
 from jollyjet.products.domain import CacheStatus, ProductRecord
 from jollyjet.products.repository import VersionConflict
 from jollyjet.products.representation import (
+    content_etag,
     etag,
     query_from_args,
     values_from_input,
     versions_from_etags,
 )
 from jollyjet.products.schemas import (
+    MAX_PAGE_KEY,
     CategorySchema,
     CountSchema,
     ProductFilterSchema,
@@ -49,6 +54,23 @@ _PRODUCT_LINKS = {
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": 'The version, e.g. "v3"'}}
 _X_CACHE = {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS"]}, "required": True}}
+# Headers of every public read, on its 200 and on its 304 alike.
+_READ = {
+    **_X_CACHE,
+    "Cache-Control": {
+        "schema": {"type": "string"},
+        "required": True,
+        "description": '"public, no-cache" (store, but revalidate every use) unless the operator set a max-age',
+    },
+}
+_CONTENT_ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": "A strong hash of the answer"}}
+_PAGE = {
+    **_READ,
+    **_CONTENT_ETAG,
+    "X-Pagination": {"schema": {"type": "string"}, "required": True},
+    "Link": {"schema": {"type": "string"}, "required": False, "description": "RFC 8288: first, prev, next, last"},
+}
+_NOT_MODIFIED = "Not modified (If-None-Match names the current ETag, or is *)"
 _WRITE_WHY = {409: "Another product has this sku"}
 
 
@@ -59,23 +81,23 @@ def _service() -> ProductService:
 _JSON = "application/json"
 
 
-def _json(body: Any, status: int = 200, source: CacheStatus | None = None) -> Response:
-    response = Response(orjson.dumps(body), status=status, mimetype="application/json")
-    if source is not None:
-        response.headers["X-Cache"] = source.value
-    return response
-
-
 def _product_response(record: ProductRecord, status: int = 200) -> Response:
     return Response(body.render(record), status=status, headers={"ETag": etag(record.version)}, mimetype=_JSON)
 
 
-def _not_modified(version: int) -> bool:
-    """If-None-Match names this version or is "*" (weak comparison, as RFC 9110 asks for GET)."""
-    if_none_match = request.if_none_match
-    if if_none_match.star_tag:
-        return True
-    return version in versions_from_etags(list(if_none_match.as_set(include_weak=True)))
+def _read_response(content: bytes, tag: str, source: CacheStatus, headers: dict[str, str] | None = None) -> Response:
+    """A public read: 304 without a body when If-None-Match names its tag (or is "*"), else 200; same headers.
+
+    Judged on the answer this request read, the one its 200 would carry: a 304 is never
+    older than the 200 would have been. Weak comparison, as RFC 9110 13.1.2 asks for GET.
+    """
+    headers = {"ETag": tag, "X-Cache": source.value, "Cache-Control": current_app.config[CACHE_CONTROL_KEY]} | (
+        headers or {}
+    )
+    # Parsed only when sent: most reads carry no If-None-Match.
+    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(tag[1:-1]):
+        return Response(status=304, headers=headers)
+    return Response(content, headers=headers, mimetype=_JSON)
 
 
 # Versions start at 1: a write expecting version 0 always conflicts, and the conflict
@@ -109,21 +131,22 @@ def _update(product_id: str, data: dict[str, Any]) -> Response:
 @blp.route("/products")
 class Products(MethodView):
     @blp.arguments(ProductListQuerySchema, location="query", as_kwargs=False)
-    @blp.response(
-        200,
-        ProductSchema(many=True),
-        headers={"X-Pagination": {"schema": {"type": "string"}, "required": True}, **_X_CACHE},
-    )
+    @blp.response(200, ProductSchema(many=True), headers=_PAGE)
+    @blp.alt_response(304, description=_NOT_MODIFIED, headers=_PAGE)
     @errors(blp, 400, 422, 429, 503)
     @blp.doc(operationId="listProducts")
     def get(self, args: dict[str, Any]) -> Response:
-        """List products with filters, sorting and pagination."""
+        """List products with filters, sorting and pagination; ETag/If-None-Match supported."""
         query = query_from_args(args)
         read = _service().list_bodies(query)
-        response = Response(body.json_array(read.value.bodies), mimetype=_JSON)
-        response.headers["X-Cache"] = read.source.value
-        response.headers["X-Pagination"] = json.dumps(_pagination(read.value.total, query.page, query.page_size))
-        return response
+        page = read.value
+        pagination = _pagination(page.total, query.page, query.page_size)
+        headers = {"X-Pagination": json.dumps(pagination)}
+        links = _links(args, pagination)
+        if links:
+            headers["Link"] = links
+        content = body.json_array(page.bodies)
+        return _read_response(content, content_etag(content, page.total), read.source, headers)
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.arguments(ProductInputSchema)
@@ -141,13 +164,15 @@ class Products(MethodView):
 @blp.route("/products/count")
 class ProductCount(MethodView):
     @blp.arguments(ProductFilterSchema, location="query")
-    @blp.response(200, CountSchema, headers=_X_CACHE)
+    @blp.response(200, CountSchema, headers={**_READ, **_CONTENT_ETAG})
+    @blp.alt_response(304, description=_NOT_MODIFIED, headers={**_READ, **_CONTENT_ETAG})
     @errors(blp, 400, 422, 429, 503)
     @blp.doc(operationId="countProducts")
     def get(self, args: dict[str, Any]) -> Response:
-        """Count products matching the filters."""
+        """Count products matching the filters; ETag/If-None-Match supported."""
         read = _service().count(query_from_args(args))
-        return _json({"count": read.value}, source=read.source)
+        content = orjson.dumps({"count": read.value})
+        return _read_response(content, content_etag(content), read.source)
 
 
 def _documentation_of(*decorators: Callable[[Any], Any]) -> Callable[[_View], _View]:
@@ -170,8 +195,8 @@ def _documentation_of(*decorators: Callable[[Any], Any]) -> Callable[[_View], _V
 
 @blp.route("/products/<product_id:product_id>", methods=["GET"], endpoint="ProductRead")
 @_documentation_of(
-    blp.response(200, ProductSchema, headers={**_ETAG, **_X_CACHE}),
-    blp.alt_response(304, description="Not modified (If-None-Match)", headers={**_ETAG, **_X_CACHE}),
+    blp.response(200, ProductSchema, headers={**_ETAG, **_READ}),
+    blp.alt_response(304, description=_NOT_MODIFIED, headers={**_ETAG, **_READ}),
     errors(blp, 404, 503),
     blp.doc(operationId="getProduct"),
 )
@@ -179,11 +204,7 @@ def get_product(product_id: str) -> Response:
     """Get one product; ETag/If-None-Match supported."""
     # The hot path: the body is served as the cache stored it, never decoded or re-encoded.
     read = _service().get_body(product_id)
-    version = read.value.version
-    headers = {"ETag": etag(version), "X-Cache": read.source.value}
-    if "HTTP_IF_NONE_MATCH" in request.environ and _not_modified(version):
-        return Response(status=304, headers=headers)
-    return Response(read.value.body, headers=headers, mimetype=_JSON)
+    return _read_response(read.value.body, etag(read.value.version), read.source)
 
 
 @blp.route("/products/<product_id:product_id>", methods=["PUT", "PATCH", "DELETE"])
@@ -218,13 +239,15 @@ class Product(MethodView):
 
 @blp.route("/categories")
 class Categories(MethodView):
-    @blp.response(200, CategorySchema(many=True), headers=_X_CACHE)
+    @blp.response(200, CategorySchema(many=True), headers={**_READ, **_CONTENT_ETAG})
+    @blp.alt_response(304, description=_NOT_MODIFIED, headers={**_READ, **_CONTENT_ETAG})
     @errors(blp, 503)
     @blp.doc(operationId="listCategories")
     def get(self) -> Response:
-        """Categories with their product counts."""
+        """Categories with their product counts; ETag/If-None-Match supported."""
         read = _service().categories()
-        return _json([{"category": r.category, "count": r.count} for r in read.value], source=read.source)
+        content = orjson.dumps([{"category": r.category, "count": r.count} for r in read.value])
+        return _read_response(content, content_etag(content), read.source)
 
 
 def _pagination(total: int, page: int, page_size: int) -> dict[str, int]:
@@ -240,3 +263,33 @@ def _pagination(total: int, page: int, page_size: int) -> dict[str, int]:
             if page < last:
                 info["next_page"] = page + 1
     return info
+
+
+# RFC 8288 relation → the X-Pagination field naming its page.
+_LINK_RELATIONS = (("first", "first_page"), ("prev", "previous_page"), ("next", "next_page"), ("last", "last_page"))
+
+
+def _links(args: dict[str, Any], pagination: dict[str, int]) -> str | None:
+    """RFC 8288 Link header: the pages X-Pagination names that the API serves, keeping the request's filters.
+
+    Built from the validated arguments, re-encoded (quote_plus leaves nothing but letters,
+    digits and "_.-~" unescaped, so no text of the client's can close the <...> or start
+    another link), never from the raw query string; relative to this host, so no Host
+    header a client sent is repeated. A page past JOLLYJET_MAX_PAGE would be a 422: not linked.
+    """
+    cap = current_app.config[MAX_PAGE_KEY]
+    pages = [(rel, pagination[field]) for rel, field in _LINK_RELATIONS if pagination.get(field, cap + 1) <= cap]
+    if not pages:
+        return None
+    kept = [(name, _query_value(value)) for name, value in args.items() if name != "page"]
+    path = url_for("products.Products")
+    return ", ".join(f'<{path}?{urlencode([*kept, ("page", page)])}>; rel="{rel}"' for rel, page in pages)
+
+
+def _query_value(value: Any) -> str:
+    """A validated query argument as the query string spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return f"{value:f}"  # plain digits, never an exponent (the Money field refuses one)
+    return str(value)

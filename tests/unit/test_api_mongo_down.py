@@ -64,6 +64,7 @@ def test_unreachable_mongodb_is_503(
     response = dead_mongo_app.test_client().open(path, method=method, json=extra.get("json"), headers=headers)
     assert_json_error(response, 503, "database is unavailable")
     assert int(response.headers["Retry-After"]) > 0
+    assert response.headers["Cache-Control"] == "no-store"  # a CDN must not keep serving the outage
     assert _cache_contents(fake_cache) == before  # no entry, fill lock, tombstone or popularity count
 
 
