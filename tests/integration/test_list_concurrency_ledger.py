@@ -4,7 +4,9 @@ Writer threads move products between categories and change their prices and stoc
 reader threads read products, pages filtered by category, counts and the categories.
 Every answer is judged whole by tests/support/judge.py: it must be what ONE catalog
 state the writes produced gives (a page's ids, order, versions, bodies and total; a
-count; the category counts), given when the read began and ended. The two-writer test
+count; the category counts), given when the read began and ended. The one-writer traffic
+also runs against the Procfile's web with two gunicorn workers (over HTTP, on nx-27017),
+where the write and the read of one product are served by different processes. The two-writer test
 is also judged per read by the write ledger (tests/support/ledger.py): a product or
 list item older than a write completed before the read began is stale; so is a list
 item shown under a category its returned version no longer has.
@@ -12,28 +14,37 @@ item shown under a category its returned version no longer has.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from jollyjet.cache.events import EventCounter
 from tests.conftest import TOKEN, make_app, make_settings
-from tests.support.factories import product_payload
 from tests.support.judge import CatalogHistory, CatalogJudge
+from tests.support.judged_traffic import (
+    PRODUCTS,
+    ApiClient,
+    HttpClient,
+    JudgedReader,
+    judge_report,
+    patch_recorded,
+    run_threads,
+    seed_products,
+    served_by_worker,
+    web_processes,
+)
 from tests.support.ledger import WriteLedger
+from tests.support.mongo_server import MongoForTests, unique_database_name
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PRODUCTS = "/api/v1/products"
 CATEGORIES = ("red", "blue")
 THREE_CATEGORIES = ("red", "blue", "green")
 
@@ -45,94 +56,25 @@ def _app_with_products(
     # A real wire-protocol server, not mongomock: concurrent findAndModify on one document must
     # be atomic, as MongoDB's is (mongomock's in-process updates are not, and break versions).
     app = make_app(make_settings(redis_url=redis_url, mongodb_uri=mongodb_uri), events=EventCounter())
-    setup = app.test_client()
-    bodies = []
-    for n in range(24):
-        payload = product_payload(category=categories[n % len(categories)], price=f"{10 + n}.00", stock=n % 3)
-        response = setup.post(PRODUCTS, json=payload, headers=AUTH)
-        assert response.status_code == 201
-        bodies.append(response.get_json())
-    return app, bodies
+    return app, seed_products(app.test_client(), AUTH, categories, 24)
 
 
-def _patch(client: FlaskClient, history: CatalogHistory, pid: str, change: dict[str, Any]) -> dict[str, Any] | None:
-    """One PATCH recorded in the history; the body it returned, or None when it failed."""
-    token = history.begin_write(pid, change)
-    response = client.patch(f"{PRODUCTS}/{pid}", json=change, headers=AUTH)
-    if response.status_code == 200:
-        history.complete_write(token, response.get_json())
-        return dict(response.get_json())
-    # A refusal did not happen; a 5xx may have committed before it failed.
-    (history.unknown_write if response.status_code >= 500 else history.fail_write)(token)
-    return None
-
-
-class JudgedReader:
-    """Reads of the four kinds, each judged whole; counts what it read."""
-
-    def __init__(
-        self, app: Flask, judge: CatalogJudge, ids: list[str], categories: Sequence[str], page: dict[str, Any]
-    ) -> None:
-        self.app, self.judge, self.ids, self.categories = app, judge, ids, categories
-        self.page_query = page  # sort and page size of the list reads (the category is drawn)
-        self.failures: list[str] = []
-        self.lock = threading.Lock()
-
-    def run(self, seed: int, stop: float, also: Callable[[str, str, float, Any], None] | None = None) -> None:
-        """Read until `stop`; `also(kind, what, began, answer)` sees each 200 answer too."""
-        client, rng = self.app.test_client(), random.Random(seed)
-        while time.monotonic() < stop:
-            kind = rng.choice(("product", "page", "count", "categories"))
-            category = rng.choice(self.categories)
-            began = time.monotonic()
-            if kind == "product":
-                pid = rng.choice(self.ids)
-                response = client.get(f"{PRODUCTS}/{pid}")
-                ended = time.monotonic()
-                if self._failed(kind, response.status_code, (200, 404)):
-                    continue
-                answer = response.get_json() if response.status_code == 200 else None
-                self.judge.product(pid, began, ended, response.status_code, answer, response.headers.get("X-Cache"))
-                if also and answer:
-                    also(kind, pid, began, answer)
-            elif kind == "page":
-                query = {"category": category, **self.page_query}
-                response = client.get(f"{PRODUCTS}?{urlencode(query)}")
-                ended = time.monotonic()
-                if self._failed(kind, response.status_code):
-                    continue
-                total = json.loads(response.headers["X-Pagination"])["total"]
-                items = response.get_json()
-                self.judge.page(query, began, ended, items, total, response.headers.get("X-Cache"))
-                if also:
-                    also(kind, category, began, (items, response.headers.get("X-Cache")))
-            elif kind == "count":
-                response = client.get(f"{PRODUCTS}/count?category={category}")
-                ended = time.monotonic()
-                if self._failed(kind, response.status_code):
-                    continue
-                count = response.get_json()["count"]
-                self.judge.count({"category": category}, began, ended, count, response.headers.get("X-Cache"))
-            else:
-                response = client.get("/api/v1/categories")
-                ended = time.monotonic()
-                if self._failed(kind, response.status_code):
-                    continue
-                self.judge.categories(began, ended, response.get_json(), response.headers.get("X-Cache"))
-
-    def _failed(self, kind: str, status: int, expected: tuple[int, ...] = (200,)) -> bool:
-        if status in expected:
-            return False
-        with self.lock:
-            self.failures.append(f"{kind} {status}")
-        return True
-
-
-def _report(judge: CatalogJudge, history: CatalogHistory) -> str:
-    """What the judge judged and found, for the test's output."""
-    lines = [f"judged: {judge.summary()}; writes {history.counts()}"]
-    lines += [str(m) for m in judge.examples()]
-    return "\n".join(lines)
+def _mover(
+    client: ApiClient,
+    history: CatalogHistory,
+    ids: list[str],
+    stop: threading.Event,
+    failures: list[str],
+    seed: int = 7,
+) -> None:
+    """One writer: PATCH a product's category (one of three) and price, one write at a time, short gaps."""
+    rng = random.Random(seed)
+    while not stop.is_set():
+        pid = rng.choice(ids)
+        change = {"category": rng.choice(THREE_CATEGORIES), "price": f"{rng.randint(5, 60)}.{rng.randint(0, 99):02d}"}
+        if patch_recorded(client, AUTH, history, pid, change) is None:
+            failures.append(f"PATCH {pid}")
+        time.sleep(rng.uniform(0, 0.005))
 
 
 def test_one_writer_moving_products_between_three_categories_every_answer_is_one_state(
@@ -144,33 +86,55 @@ def test_one_writer_moving_products_between_three_categories_every_answer_is_one
     ids = [b["id"] for b in bodies]
     history = CatalogHistory(bodies)
     judge = CatalogJudge(history)
-    reader = JudgedReader(app, judge, ids, THREE_CATEGORIES, {"page_size": 100})
-    stop = time.monotonic() + 8
+    reader = JudgedReader(app.test_client, judge, ids, THREE_CATEGORIES, {"page_size": 100})
+    stop = threading.Event()
     write_failures: list[str] = []
 
-    def writer() -> None:
-        client, rng = app.test_client(), random.Random(7)
-        while time.monotonic() < stop:
-            pid = rng.choice(ids)
-            change = {
-                "category": rng.choice(THREE_CATEGORIES),
-                "price": f"{rng.randint(5, 60)}.{rng.randint(0, 99):02d}",
-            }
-            if _patch(client, history, pid, change) is None:
-                write_failures.append(f"PATCH {pid}")
-            time.sleep(rng.uniform(0, 0.005))
-
-    threads = [threading.Thread(target=writer)]
+    threads = [threading.Thread(target=_mover, args=(app.test_client(), history, ids, stop, write_failures))]
     threads += [threading.Thread(target=reader.run, args=(200 + s, stop)) for s in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    print(_report(judge, history))
+    run_threads(threads, stop, 8)
+    print(judge_report(judge, history))
     assert not write_failures and not reader.failures, (write_failures[:5], reader.failures[:5])
     assert min(judge.judged.get(k, 0) for k in ("product", "page", "count", "categories")) > 10  # the test did run
     assert history.counts().get("done", 0) > 50
-    assert judge.mismatches == [], _report(judge, history)
+    assert judge.mismatches == [], judge_report(judge, history)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_one_writer_across_two_web_processes_every_answer_is_one_state(
+    redis_server: RedisServer, wire_mongo: MongoForTests, tmp_path: Path
+) -> None:
+    # The same traffic served by the Procfile's web with two gunicorn workers on nx-27017: a
+    # write one worker commits and a read the other serves meet only in Redis and MongoDB.
+    database = unique_database_name("jj_two_web")
+    try:
+        with web_processes(redis_server.url, wire_mongo.uri_for(database), TOKEN, tmp_path) as (url, web):
+            bodies = seed_products(HttpClient(url), AUTH, THREE_CATEGORIES, 24)
+            ids = [b["id"] for b in bodies]
+            history = CatalogHistory(bodies)
+            judge = CatalogJudge(history)
+            reader = JudgedReader(lambda: HttpClient(url), judge, ids, THREE_CATEGORIES, {"page_size": 100})
+            stop = threading.Event()
+            write_failures: list[str] = []
+            threads = [threading.Thread(target=_mover, args=(HttpClient(url), history, ids, stop, write_failures))]
+            threads += [threading.Thread(target=reader.run, args=(300 + s, stop)) for s in range(6)]
+            # Until 400 pages were judged and 300 writes done (about 10 s on a quiet 2-core VM), 30 s at most.
+            run_threads(
+                threads, stop, 30, lambda: judge.judged.get("page", 0) >= 400 and history.counts().get("done", 0) >= 300
+            )
+            pages_by_worker = served_by_worker(web, f"GET {PRODUCTS}?category=")
+    finally:
+        wire_mongo.drop_database(database)
+    print(f"pages served by worker: {dict(pages_by_worker)}")
+    print(judge_report(judge, history))
+    assert not write_failures and not reader.failures, (write_failures[:5], reader.failures[:5])
+    # Both workers served pages, and enough of everything was judged (counts, not timings).
+    assert len(pages_by_worker) == 2 and min(pages_by_worker.values()) >= 20, pages_by_worker
+    assert judge.judged.get("page", 0) >= 200
+    assert min(judge.judged.get(k, 0) for k in ("product", "count", "categories")) >= 100
+    assert history.counts().get("done", 0) >= 150
+    assert judge.mismatches == [], judge_report(judge, history)
 
 
 def test_no_stale_product_list_or_count_read_under_concurrent_writes(
@@ -183,8 +147,8 @@ def test_no_stale_product_list_or_count_read_under_concurrent_writes(
         ledger.record_write(pid, 1, time.monotonic())
     history = CatalogHistory(bodies)
     judge = CatalogJudge(history)
-    reader = JudgedReader(app, judge, ids, CATEGORIES, {"sort": "price", "page_size": 100})
-    stop = time.monotonic() + 8
+    reader = JudgedReader(app.test_client, judge, ids, CATEGORIES, {"sort": "price", "page_size": 100})
+    stop = threading.Event()
     failures: list[str] = []
     stale_membership: list[tuple[str, int, str, str]] = []
     reads = {"product": 0, "page": 0}
@@ -192,7 +156,7 @@ def test_no_stale_product_list_or_count_read_under_concurrent_writes(
 
     def writer(seed: int) -> None:
         client, rng = app.test_client(), random.Random(seed)
-        while time.monotonic() < stop:
+        while not stop.is_set():
             pid = rng.choice(ids)
             change: dict[str, Any] = rng.choice(
                 [
@@ -201,7 +165,7 @@ def test_no_stale_product_list_or_count_read_under_concurrent_writes(
                     {"stock": rng.randint(0, 3)},
                 ]
             )
-            product = _patch(client, history, pid, change)
+            product = patch_recorded(client, AUTH, history, pid, change)
             if product is None:
                 failures.append("write failed")
                 continue
@@ -224,17 +188,14 @@ def test_no_stale_product_list_or_count_read_under_concurrent_writes(
 
     threads = [threading.Thread(target=writer, args=(s,)) for s in range(2)]
     threads += [threading.Thread(target=reader.run, args=(100 + s, stop, per_read)) for s in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_threads(threads, stop, 8)
     print(f"reads {reads}, writes {ledger.writes_recorded - len(ids)}, judged per item {ledger.reads_checked}")
-    print(_report(judge, history))
+    print(judge_report(judge, history))
     assert not failures and not reader.failures, (failures[:5], reader.failures[:5])
     assert min(judge.judged.get(k, 0) for k in ("product", "page", "count", "categories")) > 10  # the test did run
     assert ledger.writes_recorded > len(ids) + 20
     assert ledger.stale == [] and stale_membership == []
-    assert judge.mismatches == [], _report(judge, history)
+    assert judge.mismatches == [], judge_report(judge, history)
     # Once the writes stop, every cached count and page equals the database.
     client = app.test_client()
     for category in CATEGORIES:
