@@ -136,7 +136,9 @@ class Products(MethodView):
     @errors(blp, 400, 422, 429, 503)
     @blp.doc(operationId="listProducts")
     def get(self, args: dict[str, Any]) -> Response:
-        """List products with filters, sorting and pagination; ETag/If-None-Match supported."""
+        """List products with filters, sorting and pagination.
+
+        Conditional: `If-None-Match` with the page's `ETag` answers `304`."""
         query = query_from_args(args)
         read = _service().list_bodies(query)
         page = read.value
@@ -169,7 +171,9 @@ class ProductCount(MethodView):
     @errors(blp, 400, 422, 429, 503)
     @blp.doc(operationId="countProducts")
     def get(self, args: dict[str, Any]) -> Response:
-        """Count products matching the filters; ETag/If-None-Match supported."""
+        """Count products matching the filters.
+
+        Conditional: `If-None-Match` with the count's `ETag` answers `304`."""
         read = _service().count(query_from_args(args))
         content = orjson.dumps({"count": read.value})
         return _read_response(content, content_etag(content), read.source)
@@ -244,7 +248,9 @@ class Categories(MethodView):
     @errors(blp, 503)
     @blp.doc(operationId="listCategories")
     def get(self) -> Response:
-        """Categories with their product counts; ETag/If-None-Match supported."""
+        """Categories with their product counts.
+
+        Conditional: `If-None-Match` with the list's `ETag` answers `304`."""
         read = _service().categories()
         content = orjson.dumps([{"category": r.category, "count": r.count} for r in read.value])
         return _read_response(content, content_etag(content), read.source)
