@@ -2,8 +2,10 @@
 
 The same server the Procfile's `web` runs, sized for one process: the embedded stores
 (mongomock, fakeredis) and the in-memory broker live in that process, so its worker
-and beat run there too, as threads. With MONGODB_URI and REDIS_URL set it serves the
-real servers the same way; for several processes, use the Procfile.
+and beat run there too, as threads, and it creates the indexes and the demo catalog
+there itself (on real servers, `flask --app app ensure-indexes` and `seed` do). With
+MONGODB_URI and REDIS_URL set it serves the real servers the same way; for several
+processes, use the Procfile.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from jollyjet.app_factory import create_app
+from jollyjet.db import ensure_indexes
 from jollyjet.embedded import start_embedded_jobs
 from jollyjet.gunicorn_hooks import pre_request
 from jollyjet.job_runner import log_job_runner
-from jollyjet.seed import seed_if_enabled
+from jollyjet.seed import catalog_products, seed_products
+from jollyjet.services import services_of
 from jollyjet.settings import Settings, SettingsError, load_settings
 from jollyjet.startup_checks import mongo_problem
 
@@ -48,7 +52,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="request threads of the one worker process ($WEB_THREADS)",
     )
     parser.add_argument(
-        "--no-seed", action="store_true", help="do not insert the 48 demo products into an empty catalog"
+        "--no-seed",
+        action="store_true",
+        help="with the in-process MongoDB stand-in, start with an empty catalog instead of the 48 demo products",
     )
     return parser.parse_args(argv)
 
@@ -56,9 +62,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 class OneProcessServer(BaseApplication):
     """gunicorn with the app built inside its one worker, where the embedded stores and job threads live."""
 
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any], *, seed: bool = True) -> None:
         self.settings = settings
         self.options = options
+        self.seed = seed
         super().__init__()
 
     def load_config(self) -> None:
@@ -67,9 +74,15 @@ class OneProcessServer(BaseApplication):
             self.cfg.set(name, value)
 
     def load(self) -> Flask:
-        """Build the app in the worker process: seed it, and start the job threads when there is no broker."""
+        """Build the app in the worker process: the embedded store set up, the job threads when there is no broker."""
         app = create_app(self.settings)
-        seed_if_enabled(app)
+        if self.settings.embedded_mongo:
+            # The in-process store starts empty in this one process, and nothing else can
+            # reach it to run `flask --app app ensure-indexes` or `seed`: do both here, once.
+            with app.app_context():
+                ensure_indexes()
+                if self.seed:
+                    seed_products(services_of(app).products, catalog_products())
         if self.settings.embedded_broker:
             start_embedded_jobs(app)
         return app
@@ -93,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags, validate settings and MongoDB, say who runs jobs, serve."""
     args = parse_args(argv)
     try:
-        settings = load_settings(**({} if args.no_seed else {"seed_demo_data": True}))
+        settings = load_settings()
     except SettingsError as error:
         raise SystemExit(str(error)) from None
     problem = mongo_problem(settings)
@@ -103,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log_job_runner(settings, starts_threads=True)
     print(f"JollyJet catalog API on http://{args.host}:{args.port}/api/v1/products", flush=True)
     print(f"API docs:               http://{args.host}:{args.port}/api/docs", flush=True)
-    OneProcessServer(settings, server_options(args)).run()
+    OneProcessServer(settings, server_options(args), seed=not args.no_seed).run()
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Building an app connects to no server and writes nothing: the MongoDB and Redis
 clients connect on first use, and what a serving process does once at start-up
-(seeding the demo catalog, embedded worker threads) is its entry point's business
-(app.py, `python -m jollyjet`).
+(embedded worker threads, the embedded demo catalog) is its entry point's business
+(app.py, `python -m jollyjet`). What an operator runs once (seeding, indexes) is a
+command of `flask --app app` (jollyjet/commands.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask_smorest import Api
 
 from jollyjet.api_docs import register_docs_page
 from jollyjet.celery_app import celery_init_app
+from jollyjet.commands import register_commands
 from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.http_headers import register_http_headers
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     attach_monitoring(app, settings, services)
     # After monitoring: its before_request hook must run first, or a 429 would go unmeasured.
     register_rate_limits(app, settings)
+    register_commands(app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""MongoDB connection from settings: a real server, or mongomock in-process."""
+"""MongoDB connection from settings (a real server, or mongomock in-process), and the indexes of every collection."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import mongoengine
+from mongoengine import Document
 from pymongo.monitoring import CommandListener
 
+from jollyjet.cache.epoch import CacheEpochRecord
+from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.maintenance.audit_store import AuditRun
+from jollyjet.monitoring.job_status import JobStatus
+from jollyjet.products.models import ProductDocument
 from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,3 +57,20 @@ def connect_mongo(settings: Settings, listeners: Sequence[CommandListener] = ())
 def socket_timeout_ms(settings: Settings) -> int:
     """The longest one MongoDB call may wait for its reply (a write's cache mark outlives it)."""
     return max(settings.mongodb_timeout_ms * 5, 5000)
+
+
+# Every collection of the service. Their documents say auto_create_index=False: serving
+# never creates an index (a first write would pay for it, and a MongoDB outage at that
+# moment would fail the write); `flask --app app ensure-indexes` does, in the release phase.
+DOCUMENTS: tuple[type[Document], ...] = (ProductDocument, CacheRepairRecord, AuditRun, JobStatus, CacheEpochRecord)
+
+
+def ensure_indexes() -> dict[str, int]:
+    """Create the declared indexes of every collection (idempotent); how many indexes each collection has now
+    (a collection with no declared index and no documents yet does not exist: 0)."""
+    counts = {}
+    for document in DOCUMENTS:
+        document.ensure_indexes()
+        collection = document._get_collection()
+        counts[collection.name] = len(collection.index_information())
+    return counts

@@ -76,7 +76,6 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
     )
     max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_env("JOLLYJET_MAX_PAGE_SIZE"))
     max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_env("JOLLYJET_MAX_PAGE"))
-    seed_demo_data: bool = Field(False, validation_alias=_env("JOLLYJET_SEED_DEMO_DATA"))
     # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http_headers.py.
     cors_origins_raw: str = Field("", validation_alias=_env("JOLLYJET_CORS_ORIGINS"))
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_env("JOLLYJET_LOG_LEVEL"))

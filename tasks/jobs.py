@@ -19,7 +19,7 @@ from jollyjet.maintenance.audit import run_audit
 from jollyjet.maintenance.cleanup import run_cleanup
 from jollyjet.maintenance.repair import run_repair
 from jollyjet.maintenance.report import JobEntry
-from jollyjet.maintenance.run_lock import job_run
+from jollyjet.maintenance.run_lock import run_job_once
 from jollyjet.maintenance.warming import run_warm
 from jollyjet.products.repository import DatabaseUnavailable
 from jollyjet.services import current_services
@@ -73,12 +73,10 @@ def run_job(task: Task, job: str, entry: JobEntry, exclusive: bool = True) -> di
     if services.cache is None:
         return {"skipped": "the cache is disabled (JOLLYJET_CACHE_ENABLED=false)"}
     try:
-        if not exclusive:
-            return entry(services, settings).as_dict()
-        with job_run(services.cache.backend, services.cache.keys, job, settings.celery_time_limit_s) as mine:
-            if not mine:
-                return {"skipped": "another run of this job is in progress"}
-            return entry(services, settings).as_dict()
+        report = run_job_once(services, job, entry, exclusive=exclusive)
+        if report is None:
+            return {"skipped": "another run of this job is in progress"}
+        return report.as_dict()
     except TRANSIENT as error:
         delay = min(settings.celery_retry_backoff_max_s, 2 ** (task.request.retries + 1))
         countdown = random.uniform(delay / 2, delay)  # jitter: retries of many tasks do not align

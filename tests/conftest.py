@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from jollyjet import create_app
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.events import EventCounter
+from jollyjet.db import ensure_indexes
 from jollyjet.settings import Settings, load_settings
 from jollyjet.wiring import build_services
 from tests.support.fake_cache import FakeCacheBackend
@@ -38,8 +39,15 @@ def make_settings(**overrides: Any) -> Settings:
 def make_app(
     settings: Settings, *, cache_backend: CacheBackend | None = None, events: EventCounter | None = None
 ) -> Flask:
-    """The app over services built with this test's cache backend and event counter (Redis's when None)."""
-    return create_app(settings, build_services(settings, cache_backend=cache_backend, events=events))
+    """The app over services built with this test's cache backend and event counter (Redis's when None).
+
+    On mongomock, with the indexes a deployment's release phase creates (`flask --app app
+    ensure-indexes`): the app itself never creates one, and the unique sku index is what
+    makes a duplicate sku a 409."""
+    app = create_app(settings, build_services(settings, cache_backend=cache_backend, events=events))
+    if settings.embedded_mongo:
+        ensure_indexes()
+    return app
 
 
 @pytest.fixture

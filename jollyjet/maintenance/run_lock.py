@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.maintenance.report import JobEntry, JobReport
+from jollyjet.services import Services
 
 
 @contextmanager
@@ -32,3 +34,15 @@ def job_run(cache: CacheBackend, keys: CacheKeys, job: str, ttl_s: int) -> Itera
             # expires by itself.
             with contextlib.suppress(CacheError):
                 cache.release_lock(key, token)
+
+
+def run_job_once(services: Services, job: str, entry: JobEntry, *, exclusive: bool = True) -> JobReport | None:
+    """One run of a job's entry point, under the job's lock when exclusive; None when another run holds it.
+
+    The one way the Celery tasks (tasks/jobs.py) and the CLI (jollyjet/commands.py) start a job."""
+    settings = services.settings
+    cache = services.require_cache()
+    if not exclusive:
+        return entry(services, settings)
+    with job_run(cache.backend, cache.keys, job, settings.celery_time_limit_s) as mine:
+        return entry(services, settings) if mine else None

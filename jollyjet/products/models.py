@@ -18,8 +18,8 @@ class ProductDocument(Document):
 
     meta = {
         "collection": "products",
-        # Indexes are created explicitly (ensure_indexes) so that a Mongo outage at
-        # import or first query time surfaces as a 503, not as a crash.
+        # Indexes are created by `flask --app app ensure-indexes` (the release phase), never
+        # while serving: a Mongo outage at a first query must be a 503, not a crash.
         "auto_create_index": False,
         "indexes": [
             {"fields": ["sku"], "unique": True},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -99,21 +98,7 @@ def _sort_keys(sort: str) -> list[str]:
 
 
 class MongoProductRepository:
-    """Atomic version increments with findAndModify; unique sku by index."""
-
-    def __init__(self) -> None:
-        self._indexes_ready = False
-        self._indexes_lock = threading.Lock()
-
-    def _ensure_indexes(self) -> None:
-        # Lazily, before the first write: the unique sku index must exist before any
-        # insert, and creating it at import time would crash start-up on a Mongo outage.
-        if self._indexes_ready:
-            return
-        with self._indexes_lock:
-            if not self._indexes_ready:
-                ProductDocument.ensure_indexes()
-                self._indexes_ready = True
+    """Atomic version increments with findAndModify; unique sku by index (jollyjet/db.py ensure_indexes)."""
 
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         oid = object_id(product_id)
@@ -169,7 +154,6 @@ class MongoProductRepository:
         now = utcnow_ms()
         doc = ProductDocument(**values, version=1, created_at=now, updated_at=now)
         with translate_db_errors():
-            self._ensure_indexes()
             try:
                 doc.save(force_insert=True)
             except NotUniqueError:
@@ -185,7 +169,6 @@ class MongoProductRepository:
             selector["version"] = expected_version
         changes = {f"set__{name}": value for name, value in values.items()}
         with translate_db_errors():
-            self._ensure_indexes()
             try:
                 # updated_at from the server's clock; the record, and so the cache, is built
                 # from the returned document.

@@ -30,7 +30,6 @@ from pymongo.collection import Collection
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.scripts import RELEASE_LOCK
 from jollyjet.maintenance import names
-from jollyjet.seed import demo_products
 from tests.support.factories import product_payload
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import (
@@ -40,6 +39,7 @@ from tests.support.procfile import (
     procfile_env,
     procfile_processes,
     read_procfile,
+    run_release,
 )
 from tests.support.redis_server import RedisServer, free_port
 
@@ -86,11 +86,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(request: pytest.FixtureRequest, private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
-    """Redis, the store, then web + worker + beat from the Procfile; all stopped afterwards, even on failure.
-
-    Indirect parametrization adds environment variables (a dict) for one test.
-    """
+def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
+    """Redis, the store, the Procfile's release, then web + worker + beat; all stopped afterwards, even on failure."""
     mongo = mongo_for_tests()
     raw = private_redis.client()
     database = unique_database_name("jj_e2e")
@@ -124,9 +121,9 @@ def stack(request: pytest.FixtureRequest, private_redis: RedisServer, tmp_path: 
         # every gunicorn of this user: a test must not take it over.
         GUNICORN_CMD_ARGS=f"--no-control-socket --access-logformat '{ACCESS_LOG_FORMAT}'",
     )
-    env.update(getattr(request, "param", {}))
     try:
         mongo.start()
+        run_release(env, tmp_path)  # the indexes, before any process serves (as a platform runs it)
         with procfile_processes(["web", "worker", "beat"], env, tmp_path) as processes, mongo.client() as client:
             yield Stack(
                 url=f"http://127.0.0.1:{port}",
@@ -267,6 +264,9 @@ def test_beat_scheduled_audit_repairs_drift_planted_behind_the_services_back(sta
     assert [(w["status"], w["queue"]) for w in warms] == [("SUCCESS", stack.queue)], warms
     assert warms[0]["result"]["products_considered"] == 0 and warms[0]["result"]["queries_considered"] == 0
     assert "worker ready: cache warming enqueued" in stack.processes["worker"].log_text()
+    # The release phase (`flask --app app ensure-indexes`) created the indexes; no process serving does.
+    unique = [ix["key"] for ix in stack.products.index_information().values() if ix.get("unique")]
+    assert unique == [[("sku", 1)]], unique
 
     stale, deleted, mismatched, persisted = (create(stack, stock=1) for _ in range(4))
     for product in (stale, deleted, mismatched, persisted):
@@ -344,19 +344,6 @@ def test_beat_scheduled_audit_repairs_drift_planted_behind_the_services_back(sta
     assert all(p.alive() for p in stack.processes.values())
 
 
-@pytest.mark.parametrize("stack", [{"JOLLYJET_SEED_DEMO_DATA": "true"}], indirect=True, ids=["seed-demo-data"])
-def test_every_process_seeding_at_start_up_inserts_each_demo_product_once(stack: Stack) -> None:
-    # Each gunicorn worker seeds an empty catalog at start-up (app.py), both at once, while
-    # the Celery worker and beat start beside them: none may fail to boot over it.
-    wait_started(stack)
-    wait_served_by_both(stack, "/api/v1/products/count", {"count": len(demo_products())})
-    assert stack.products.count_documents({}) == len(demo_products())
-    assert len(stack.products.distinct("sku")) == len(demo_products())
-    assert all(p.alive() for p in stack.processes.values())
-    for process in stack.processes.values():
-        assert "DuplicateSku" not in process.log_text(), process.name
-
-
 def by_id(product: dict[str, Any]) -> str:
     return str(product["id"])
 
@@ -365,7 +352,7 @@ def test_the_runner_expands_each_procfile_line_as_sh_does() -> None:
     # An empty variable takes its :- default too; an unset one without default is an error.
     env = {"PATH": os.defpath, "PORT": "8123", "WEB_CONCURRENCY": "3", "CELERY_CONCURRENCY": ""}
     lines = read_procfile()
-    assert set(lines) == {"web", "worker", "beat"}
+    assert set(lines) == {"release", "web", "worker", "beat"}
     for name, command in lines.items():
         shell = subprocess.run(
             ["sh", "-c", f'set -- {command}; printf "%s\\n" "$@"'], env=env, capture_output=True, check=True, text=True

@@ -22,10 +22,11 @@ from schemathesis.config import SchemathesisConfig
 from werkzeug.serving import make_server
 
 from jollyjet import create_app
+from jollyjet.db import ensure_indexes
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.path_ids import RESERVED
-from jollyjet.seed import seed_if_enabled
+from jollyjet.seed import catalog_products, seed_products
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.redis_server import RedisServer
@@ -74,6 +75,7 @@ class ServedApp:
         cache = services_of(self.app).cache
         with self.app.app_context():
             ProductDocument.drop_collection()
+            ensure_indexes()  # dropped with the collection
         if cache is not None:
             drop_service_keys(cache.backend, cache.keys, 1000)
 
@@ -88,8 +90,10 @@ class ServedApp:
 
 @pytest.fixture(scope="module")
 def served(redis_server: RedisServer) -> Iterator[ServedApp]:
-    app = create_app(make_settings(redis_url=redis_server.url, seed_demo_data=True))
-    seed_if_enabled(app)  # the parametrized cases read and write a catalog of 48 products
+    app = create_app(make_settings(redis_url=redis_server.url))
+    with app.app_context():  # the parametrized cases read and write a catalog of 48 products
+        ensure_indexes()
+        seed_products(services_of(app).products, catalog_products())
     with ServedApp(app) as running:
         yield running
 

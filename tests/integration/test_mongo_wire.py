@@ -24,7 +24,7 @@ import mongoengine
 import pytest
 
 from jollyjet.cache.repair_log import CacheRepairRecord, RepairLog
-from jollyjet.db import connect_mongo
+from jollyjet.db import connect_mongo, ensure_indexes
 from jollyjet.products.domain import SORT_FIELDS, CategoryCount, ProductQuery, ProductRecord
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
@@ -67,9 +67,10 @@ def mongo() -> Iterator[MongoForTests]:
 
 @pytest.fixture
 def database(mongo: MongoForTests) -> Iterator[str]:
-    """A fresh database bound as mongoengine's default connection; dropped afterwards."""
+    """A fresh database bound as mongoengine's default connection, with its indexes; dropped afterwards."""
     name = unique_database_name()
     connect(mongo.uri_for(name))
+    ensure_indexes()  # what `flask --app app ensure-indexes` creates: the unique sku index among them
     yield name
     mongoengine.disconnect()
     mongo.drop_database(name)
@@ -305,7 +306,6 @@ def test_categories_of_an_empty_catalog(repo: MongoProductRepository) -> None:
 
 
 def test_repair_log_records_and_lists_oldest_pending_first(database: str) -> None:
-    CacheRepairRecord.ensure_indexes()
     log = RepairLog()
     log.record("p-truncated", "x" * 300)
     [recorded] = log.pending(10)

@@ -92,13 +92,14 @@ def served(app: Flask) -> Iterator[str]:
 
 
 if __name__ == "__main__":
-    from jollyjet import create_app
-    from jollyjet.seed import seed_if_enabled
-    from tests.conftest import make_settings
+    from jollyjet.seed import catalog_products, seed_products
+    from jollyjet.services import services_of
+    from tests.conftest import make_app, make_settings
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/api-docs.png")
-    demo = create_app(make_settings(seed_demo_data=True))
-    seed_if_enabled(demo)
+    demo = make_app(make_settings())  # on mongomock, with its indexes
+    with demo.app_context():
+        seed_products(services_of(demo).products, catalog_products())
     with served(demo) as base_url:
         screenshot(f"{base_url}/api/docs", target)
     print(f"wrote {target}")

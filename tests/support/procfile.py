@@ -149,6 +149,20 @@ def log_tails(processes: list[ProcfileProcess], lines: int = 100) -> str:
     return "\n".join(parts)
 
 
+def run_release(env: Mapping[str, str], log_dir: Path, timeout_s: float = 60.0) -> str:
+    """Run the Procfile's release line to its end, as a platform does before starting the others; its output.
+
+    Raises AssertionError (with the output) if it fails or outlives timeout_s."""
+    release = start_process("release", env, log_dir)
+    try:
+        code = release.process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stop_processes([release])
+        raise AssertionError(f"the release phase ran past {timeout_s} s:\n{release.log_text()}") from None
+    assert code == 0, f"the release phase failed (exit code {code}):\n{release.log_text()}"
+    return release.log_text()
+
+
 @contextmanager
 def procfile_processes(names: list[str], env: Mapping[str, str], log_dir: Path) -> Iterator[dict[str, ProcfileProcess]]:
     """Start these Procfile lines; on exit stop them all and print their log tails (pytest shows them on failure)."""

@@ -12,8 +12,9 @@ from flask import Flask
 
 from jollyjet import create_app
 from jollyjet.app_factory import DEV_TOKEN
-from jollyjet.seed import seed_if_enabled
+from jollyjet.products.models import ProductDocument
 from jollyjet.services import services_of
+from jollyjet.wiring import build_services
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
@@ -71,17 +72,17 @@ def test_the_dev_token_is_refused_once_tokens_are_configured(app: Flask) -> None
     assert_json_error(response, 401)
 
 
-def test_seed_demo_data() -> None:
-    app = make_app(make_settings(seed_demo_data=True), cache_backend=FakeCacheBackend())
-    seed_if_enabled(app)  # what app.py and `python -m jollyjet` do after building the app
-    assert app.test_client().get(f"{PRODUCTS}/count").get_json() == {"count": 48}
-
-
-def test_building_the_app_writes_nothing_even_with_seeding_on() -> None:
-    settings = make_settings(seed_demo_data=True)
-    app = make_app(settings, cache_backend=FakeCacheBackend())
-    assert app.test_client().get(f"{PRODUCTS}/count").get_json() == {"count": 0}
-    assert seed_if_enabled(make_app(make_settings(), cache_backend=FakeCacheBackend())) == 0  # switched off
+def test_building_and_serving_create_no_index_and_seed_nothing() -> None:
+    # create_app, not make_app: no release phase ran (make_app stands for one that did).
+    settings = make_settings()
+    app = create_app(settings, build_services(settings, cache_backend=FakeCacheBackend()))
+    client = app.test_client()
+    assert client.get(f"{PRODUCTS}/count").get_json() == {"count": 0}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post(PRODUCTS, json=product_payload(), headers=headers).status_code == 201
+    # Indexes are `flask --app app ensure-indexes`' business (the release phase), not a first write's.
+    assert list(ProductDocument._get_collection().index_information()) == ["_id_"]
+    assert client.get(f"{PRODUCTS}/count").get_json() == {"count": 1}
 
 
 def test_openapi_document_lists_the_product_api(app: Flask) -> None:

@@ -1,35 +1,50 @@
-"""Seeding the demo catalog at a web process's start-up (jollyjet/seed.py)."""
+"""Seeding (jollyjet/seed.py): a deterministic catalog, inserted once however often it runs."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from jollyjet.products.domain import ProductQuery
-from jollyjet.seed import demo_products, seed_if_enabled
+from jollyjet.products.schemas import ProductInputSchema
+from jollyjet.seed import DEMO_COUNT, catalog_products, demo_products, seed_products
 from jollyjet.services import services_of
 from tests.conftest import make_app, make_settings
-from tests.support.factories import product_values
 from tests.support.fake_cache import FakeCacheBackend
 
 
-def test_a_half_seeded_catalog_is_completed_not_skipped() -> None:
-    # Another gunicorn worker is halfway through seeding when this one starts.
-    app = make_app(make_settings(seed_demo_data=True), cache_backend=FakeCacheBackend())
+def test_the_demo_catalog_is_four_categories_of_twelve() -> None:
+    demo = demo_products()
+    assert len(demo) == DEMO_COUNT == 48
+    assert {c: sum(p["category"] == c for p in demo) for c in ("audio", "books", "kitchen", "outdoor")} == {
+        "audio": 12,
+        "books": 12,
+        "kitchen": 12,
+        "outdoor": 12,
+    }
+    # The first DEMO_COUNT products of any larger catalog are the demo catalog.
+    assert list(catalog_products(DEMO_COUNT * 3))[:DEMO_COUNT] == demo
+
+
+def test_generated_products_are_valid_api_input_with_distinct_skus() -> None:
+    schema = ProductInputSchema()
+    products = list(catalog_products(5000, ["toys & games", "audio", "  Ünïcode  "]))
+    assert len({p["sku"] for p in products}) == 5000
+    assert [p["category"] for p in products[:4]] == ["toys & games", "audio", "  Ünïcode  ", "toys & games"]
+    for values in products[::97]:
+        api_form = {k: v for k, v in values.items() if k != "price_cents"}
+        schema.load({**api_form, "price": str(Decimal(values["price_cents"]) / 100)})  # raises if invalid
+
+
+def test_a_half_seeded_catalog_is_completed_and_a_second_run_adds_nothing() -> None:
+    app = make_app(make_settings(), cache_backend=FakeCacheBackend())  # with the unique sku index
     services = services_of(app)
+    ticks: list[int] = []
     with app.app_context():
-        for values in demo_products()[:5]:
-            services.products.create(values)
+        first = seed_products(services.products, catalog_products(5))
+        second = seed_products(services.products, catalog_products(60), ticks.append)
+        again = seed_products(services.products, catalog_products(60))
+        total = services.products.count(ProductQuery()).value
 
-    assert seed_if_enabled(app) == len(demo_products()) - 5
-    with app.app_context():
-        assert services.products.count(ProductQuery()).value == len(demo_products())
-    assert seed_if_enabled(app) == 0  # complete: nothing left to add
-
-
-def test_a_catalog_with_products_of_its_own_is_left_alone() -> None:
-    app = make_app(make_settings(seed_demo_data=True), cache_backend=FakeCacheBackend())
-    services = services_of(app)
-    with app.app_context():
-        services.products.create(product_values(sku="OWN-1"))
-
-    assert seed_if_enabled(app) == 0
-    with app.app_context():
-        assert services.products.count(ProductQuery()).value == 1
+    assert (first.added, first.present) == (5, 0)
+    assert (second.added, second.present) == (55, 5) and sum(ticks) == 60
+    assert (again.added, again.present) == (0, 60) and total == 60
