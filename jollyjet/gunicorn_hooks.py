@@ -12,11 +12,11 @@ still answers on connections it already holds see readiness fail.
 Bad settings. The master checks them once at start and exits with the one-line message;
 without this, every worker would fail to boot with a traceback ending in that line.
 
-Oversized bodies. An oversized body is answered 413 by the app without reading it. The rest of that body
-is still on the connection, so it must not be reused for another request: the answer
-says `Connection: close` and the connection is closed. Flask's own `Connection` header
-is a hop-by-hop header that gunicorn drops, so the decision is taken here, before the
-app runs, from the declared Content-Length and the app's own limit.
+Oversized bodies. An oversized body is answered 413 by the app without reading it. The
+rest of that body is still on the connection, so it must not be reused for another
+request: the answer says `Connection: close` and the connection is closed. Flask's own
+`Connection` header is a hop-by-hop header that gunicorn drops, so the decision is taken
+here, before the app runs, from the declared Content-Length and the app's own limit.
 """
 
 from __future__ import annotations
