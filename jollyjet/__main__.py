@@ -22,7 +22,7 @@ from gunicorn.app.base import BaseApplication
 from jollyjet.app_factory import create_app
 from jollyjet.db import ensure_indexes
 from jollyjet.embedded import start_embedded_jobs
-from jollyjet.gunicorn_hooks import pre_request
+from jollyjet.gunicorn_hooks import post_worker_init, pre_request
 from jollyjet.job_runner import log_job_runner
 from jollyjet.seed import catalog_products, seed_products
 from jollyjet.services import services_of
@@ -89,16 +89,18 @@ class OneProcessServer(BaseApplication):
 
 
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
-    """gunicorn settings: one gthread worker, the Procfile's timeout, and the shared hooks."""
+    """gunicorn settings: one gthread worker, the Procfile's timeouts, and the shared hooks."""
     return {
         "bind": f"{args.host}:{args.port}",
         "workers": 1,
         "worker_class": "gthread",
         "threads": args.threads,
         "timeout": 30,
+        "graceful_timeout": 30,  # as gunicorn.conf.py: a SIGTERM lets requests in flight finish
         "accesslog": "-",
         "control_socket_disable": True,  # see docs/operations.md (--no-control-socket)
         "pre_request": pre_request,
+        "post_worker_init": post_worker_init,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from importlib.util import find_spec
 from typing import Any
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
@@ -143,6 +144,17 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
                 raise ValueError("JOLLYJET_API_TOKENS: production needs at least one API token")
             if any(len(t) < 16 for t in self.api_tokens):
                 raise ValueError("JOLLYJET_API_TOKENS: production tokens must be at least 16 characters")
+        return self
+
+    @model_validator(mode="after")
+    def _stand_ins_installed(self) -> Settings:
+        # Production installs (requirements.lock, the Docker image) leave the stand-ins out:
+        # say which variable is missing instead of failing on an import at first use.
+        extra = "or install the `embedded` extra (requirements-embedded.lock; `bash scripts/serve` does)"
+        if self.embedded_mongo and find_spec("mongomock") is None:
+            raise ValueError(f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}")
+        if self.embedded_redis and self.cache_enabled and find_spec("fakeredis") is None:
+            raise ValueError(f"REDIS_URL: not set and fakeredis is not installed: set it, {extra}")
         return self
 
     @property
