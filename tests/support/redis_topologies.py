@@ -201,6 +201,16 @@ class SentinelTopology:
         self.wait_for_master(new)
         return new
 
+    def wait_for_replica_in_sync(self, replica: RedisNode, timeout_s: float = 30) -> None:
+        """Until the server replicates from the master with its link up (a demoted master is
+        reconfigured by Sentinel some seconds after a failover, then resyncs)."""
+
+        def in_sync() -> bool:
+            info = replica.client().info("replication")
+            return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+        wait_for(in_sync, timeout_s, "the replica to be in sync with the master")
+
     def cut_replication(self, replica: RedisNode) -> None:
         """Make the replica lag: it drops its link and cannot log in again, so writes stop reaching it."""
         client = replica.client()
