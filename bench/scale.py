@@ -16,15 +16,16 @@ seeded in bulk (bench/catalog.py):
            it touches no cache, so its drift is the machine's)
   audit    run_audit with the default settings (20% sample, at most 20,000 keys)
   cleanup  run_cleanup with the default settings
-The jobs' MongoDB queries are jollyjet_db_queries_total (the process's command listener)
-before and after each run, pings left out; their Redis commands are INFO's
-total_commands_processed. Results go to scale.json, and the plot (scale.png) is drawn
-from that file.
+A job's MongoDB queries are the commands its thread sent (a pymongo command listener; the
+process's jollyjet_db_queries_total also counts the recovery fence's background poll, and
+is kept beside them); its Redis commands are INFO's total_commands_processed. Results go
+to scale.json, and the plot (scale.png) is drawn from that file.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -52,9 +53,9 @@ PAGE_QUERIES = [f"category={c}&sort=price" for c in catalog.CATEGORIES]
 # catalog, 20 items a page), the fixed part (popularity sets at their default bound).
 PAGES_PER_PRODUCT = 1 / 20
 SIZING = (100_000, 1_000_000, 10_000_000)
-# The service's settings the figures depend on (all defaults here), kept with each size's results.
 MONGODB_TIMEOUT_MS = 20_000
 REDIS_TIMEOUT_MS = 2_000
+# The service's settings the figures depend on (defaults but the two above), kept with each size's results.
 SETTINGS_SHOWN = (
     "mongodb_timeout_ms",
     "redis_socket_timeout_ms",
@@ -104,6 +105,12 @@ class ThreadQueries(monitoring.CommandListener):
 
 
 JOB_QUERIES = ThreadQueries()
+
+
+@functools.cache
+def listen_to_job_queries() -> None:
+    """Register JOB_QUERIES with pymongo, once per process (main may run more than once in one)."""
+    monitoring.register(JOB_QUERIES)
 
 
 def timed_job(redis_client: Any, job: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -159,7 +166,7 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
             redis_url=stack.redis_server.url,
             api_tokens_raw=TOKEN,
             log_format="json",
-            # nx-27017 counts by scanning every document (about 50 µs each): a list page's
+            # nx-27017 counts by scanning every document (50-100 µs each here): a list page's
             # count at 100k products outlasts the default 10 s socket timeout on a busy machine.
             mongodb_timeout_ms=MONGODB_TIMEOUT_MS,
             # The machine is shared: a redis-server starved for 100 ms (the default) would turn
@@ -170,7 +177,8 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
         app = create_app(settings, services)
         cache = services.require_cache()
         ids = catalog.catalog_ids(products)
-        hot = [ids[i * products // min(HOT, products // 2)] for i in range(min(HOT, products // 2))]
+        hot_count = min(HOT, products // 2)
+        hot = [ids[i * products // hot_count] for i in range(hot_count)]  # spread over the catalog
         cache.backend.incr_scores(cache.keys.popular_products, {pid: len(hot) - i for i, pid in enumerate(hot)})
         page_queries = [ProductQuery(category=c, sort="price") for c in catalog.CATEGORIES]
         cache.backend.incr_scores(cache.keys.popular_queries, {query_member(q.normalized()): 100 for q in page_queries})
@@ -362,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.render is not None:
         results = orjson.loads(a.render.read_bytes())
     else:
-        monitoring.register(JOB_QUERIES)
+        listen_to_job_queries()
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
         if not sizes or min(sizes) < 100:
             p.error("--sizes takes catalog sizes of at least 100")
