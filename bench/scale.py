@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -256,6 +257,7 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
     finally:
         r.close()
         stack.close()
+        shutil.rmtree(stack.workdir, ignore_errors=True)
 
 
 def sizing(results: dict[str, Any]) -> list[dict[str, Any]]:
