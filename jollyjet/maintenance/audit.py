@@ -131,13 +131,21 @@ class CacheAudit:
         """Scan, compare, repair, and store the result (MongoDB, newest `history` runs kept)."""
         started_at, started = datetime.now(UTC), time.monotonic()
         tally = _Tally()
-        for batch in self.cache.scan(self.keys.product_pattern(), self.options.batch):
-            tally.scanned += len(batch)
-            chosen = self._choose(batch, self.options.max_keys - tally.checked)
-            if chosen:
-                self._check(chosen, tally)
-            if tally.checked >= self.options.max_keys:
+        size = self.options.batch
+        chosen: dict[str, str] = {}
+        for page in self.cache.scan(self.keys.product_pattern(), size):
+            tally.scanned += len(page)
+            chosen.update(self._choose(page, self.options.max_keys - tally.checked - len(chosen)))
+            # The sample of several SCAN pages makes one batch: one database query per `batch`
+            # entries checked, not one per page scanned (five times fewer at a 20% sample; the
+            # scale run found the per-page queries growing with the catalog).
+            while len(chosen) >= size:
+                ids = list(chosen)[:size]
+                self._check({pid: chosen.pop(pid) for pid in ids}, tally)
+            if tally.checked + len(chosen) >= self.options.max_keys:
                 break
+        if chosen:
+            self._check(chosen, tally)
         if self.options.repair and any(c != "wrong_ttl" for c in tally.repaired):
             # Cached lists may hold the drifted products too.
             self.writer.invalidate_lists()
