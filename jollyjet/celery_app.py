@@ -100,7 +100,6 @@ def periodic_job_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
         ("cache-cleanup", names.CLEANUP, settings.cleanup_enabled, settings.cleanup_interval_s),
         ("cache-audit", names.AUDIT, settings.audit_enabled, settings.audit_interval_s),
         ("cache-repair", names.REPAIR, settings.repair_enabled, settings.repair_interval_s),
-        ("monitoring-thresholds", names.THRESHOLDS, settings.thresholds_enabled, settings.thresholds_interval_s),
     ]
     return {
         entry: {

@@ -1,7 +1,6 @@
-"""Settings of metrics exporters, logs and alert thresholds (mixed into Settings).
+"""Settings of the metrics exporters and logs (mixed into Settings).
 
-The thresholds are the ones deploy/prometheus/alerts.yml uses; the cache statistics
-endpoint and the threshold job judge the app's own figures against them.
+No alert thresholds here: alerting is Prometheus' job (deploy/prometheus/alerts.yml).
 """
 
 from __future__ import annotations
@@ -30,14 +29,6 @@ class MonitoringSettings(BaseSettings):
     # Off by default: two workers on one host must not fight over a port; deployments set them.
     worker_metrics_address: str = Field("", validation_alias=env("JOLLYJET_WORKER_METRICS_ADDRESS"))
     beat_metrics_address: str = Field("", validation_alias=env("JOLLYJET_BEAT_METRICS_ADDRESS"))
-    alert_hit_ratio_min: float = Field(0.8, ge=0, le=1, validation_alias=env("JOLLYJET_ALERT_HIT_RATIO_MIN"))
-    alert_min_reads: int = Field(100, ge=1, le=10_000_000, validation_alias=env("JOLLYJET_ALERT_MIN_READS"))
-    alert_cached_p99_s: float = Field(0.1, gt=0, le=60, validation_alias=env("JOLLYJET_ALERT_CACHED_P99_S"))
-    alert_redis_memory_ratio_max: float = Field(
-        0.85, gt=0, le=1, validation_alias=env("JOLLYJET_ALERT_REDIS_MEMORY_RATIO_MAX")
-    )
-    thresholds_enabled: bool = Field(True, validation_alias=env("JOLLYJET_THRESHOLDS_ENABLED"))
-    thresholds_interval_s: int = Field(60, ge=10, le=86400, validation_alias=env("JOLLYJET_THRESHOLDS_INTERVAL_S"))
 
     @field_validator("worker_metrics_address", "beat_metrics_address")
     @classmethod

@@ -56,16 +56,6 @@ def repair(self: Task) -> dict[str, Any]:
     return run_job(self, "repair", run_repair, exclusive=False)
 
 
-@shared_task(name=names.THRESHOLDS, bind=True)
-def thresholds(self: Task) -> dict[str, Any]:
-    """Judge the alert thresholds on the app's own figures; log each breach."""
-    # Imported here: the monitoring modules import prometheus_client, which must not happen
-    # before tasks.app has chosen the metrics directory (jollyjet/monitoring/__init__.py).
-    from jollyjet.monitoring.threshold_check import run_thresholds
-
-    return run_job(self, "thresholds", run_thresholds)
-
-
 def run_job(task: Task, job: str, entry: JobEntry, exclusive: bool = True) -> dict[str, Any]:
     """Run the job's entry point (under its lock when exclusive); transient failures become retries with backoff."""
     services = current_services()

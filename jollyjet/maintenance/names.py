@@ -4,7 +4,5 @@ WARM = "jollyjet.cache.warm"
 CLEANUP = "jollyjet.cache.cleanup"
 AUDIT = "jollyjet.cache.audit"
 REPAIR = "jollyjet.cache.repair"
-# Not a cache job: it only reads figures and logs breaches (jollyjet/monitoring/threshold_check.py).
-THRESHOLDS = "jollyjet.monitoring.thresholds"
 
 ALL = (WARM, CLEANUP, AUDIT, REPAIR)

@@ -21,7 +21,6 @@ TASKS = {
     names.CLEANUP: "cleanup",
     names.AUDIT: "audit",
     names.REPAIR: "repair",
-    names.THRESHOLDS: "thresholds",
 }
 OUTCOMES = ("success", "skipped", "retry", "failure")
 

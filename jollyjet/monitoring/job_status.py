@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class JobStatus(Document):
-    """One job (warm, cleanup, audit, repair, thresholds): its latest run and success."""
+    """One job (warm, cleanup, audit, repair): its latest run and success."""
 
     meta = {"collection": "job_status", "auto_create_index": False}
 

@@ -60,7 +60,6 @@ def scheduled_intervals(settings: Settings) -> dict[str, int]:
         "cleanup": (settings.cleanup_enabled, settings.cleanup_interval_s),
         "audit": (settings.audit_enabled, settings.audit_interval_s),
         "repair": (settings.repair_enabled, settings.repair_interval_s),
-        "thresholds": (settings.thresholds_enabled, settings.thresholds_interval_s),
     }
     return {task: interval for task, (enabled, interval) in jobs.items() if enabled}
 

@@ -9,7 +9,6 @@ import time
 
 from flask import Flask, Response, g, request
 
-from jollyjet.monitoring.history import HISTORY
 from jollyjet.monitoring.logs import REQUEST_ID
 from jollyjet.monitoring.metrics import HTTP_DURATION, children_of
 
@@ -30,7 +29,6 @@ def request_id_from(header: str | None) -> str:
 
 
 def _start() -> None:
-    HISTORY.start()  # windows of the statistics endpoint count from this process's first request
     # The proxies `g` and `request` resolve the context on every attribute access: once here.
     state = g._get_current_object()
     state.jj_started = time.perf_counter()

@@ -7,15 +7,19 @@ app or its services are built (see the package docstring).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
+from pymongo.errors import PyMongoError
 from pymongo.monitoring import CommandListener
 
 from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.redis_backend import CallObserver
+from jollyjet.maintenance.audit_store import latest_audit
+from jollyjet.monitoring.job_status import all_statuses
 from jollyjet.monitoring.redis_probe import RedisProbe
 from jollyjet.settings import Settings
 
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from jollyjet.services import Services
 
 EXTENSION = "jollyjet_monitoring"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,10 +47,43 @@ class Monitoring:
         return render(self.live if self.live is not None else live_registry(None))
 
     def cache_stats(self, services: Services) -> dict[str, Any]:
-        """The GET /api/v1/cache/stats document."""
-        from jollyjet.monitoring.stats import cache_stats
+        """The GET /api/v1/cache/stats document: the registry /metrics reads (since start), and the state now."""
+        from jollyjet.monitoring.exposition import Recorded, since_start
 
-        return cache_stats(services, self.probe)
+        recorded = Recorded.now()
+        jobs, audit = _jobs()
+        return {
+            **since_start(recorded),
+            "breaker": services.cache.breaker.state.value if services.cache is not None else "disabled",
+            # The gauge is the max over the server's live processes: any worker's breaker, not only this one's.
+            "breaker_open_anywhere": recorded.total("jollyjet_cache_breaker_open") > 0,
+            "redis": self.probe.sample().as_dict() if self.probe is not None else None,
+            "pending_repairs": _pending_repairs(services),
+            "last_audit": audit or None,
+            "last_warm": (jobs.get("warm") or {}).get("last_report") or None,
+            "jobs": jobs,
+        }
+
+
+def _jobs() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each job's status and the last audit, from MongoDB (empty while it is down: the figures still answer)."""
+    try:
+        statuses = all_statuses()
+        audit = latest_audit()
+    except PyMongoError as error:
+        log.warning("cache stats: MongoDB unavailable for job status: %s", type(error).__name__)
+        return {}, {}
+    jobs = {task: status.as_dict() for task, status in sorted(statuses.items())}
+    return jobs, (audit.as_dict() if audit is not None else {})
+
+
+def _pending_repairs(services: Services) -> int | None:
+    if services.cache is None:
+        return None
+    try:
+        return services.cache.repairs.pending_count()
+    except PyMongoError:
+        return None
 
 
 def monitoring_of(app: Flask) -> Monitoring:
@@ -106,7 +144,6 @@ def mongo_listeners() -> list[CommandListener]:
 def attach_monitoring(app: Flask, settings: Settings, services: Services) -> Monitoring:
     """Request hooks, breaker listeners, scrape-time figures and job signals for this app."""
     from jollyjet.monitoring.exposition import live_registry
-    from jollyjet.monitoring.history import HISTORY
     from jollyjet.monitoring.job_signals import connect_job_signals
     from jollyjet.monitoring.live import LiveCollector
     from jollyjet.monitoring.metrics import BREAKER_OPEN, BREAKER_OPENS
@@ -121,10 +158,6 @@ def attach_monitoring(app: Flask, settings: Settings, services: Services) -> Mon
         services.cache.breaker.on_recover.append(lambda: BREAKER_OPEN.set(0))
     # Embedded fakeredis has no INFO: figures only for a real Redis.
     monitoring.probe = RedisProbe.for_settings(settings) if services.cache is not None else None
-    if monitoring.probe is not None and services.cache is not None:
-        from jollyjet.monitoring.web_totals import publisher
-
-        HISTORY.publish = publisher(monitoring.probe.client, services.cache.keys)
     repairs = services.cache.repairs if services.cache is not None else None
     monitoring.live = live_registry(LiveCollector(settings, monitoring.probe, repairs))
     connect_job_signals()

@@ -1,4 +1,4 @@
-"""GET /metrics (Prometheus text) and GET /api/v1/cache/stats (the same figures, for people)."""
+"""GET /metrics (Prometheus text) and GET /api/v1/cache/stats (the same registry's since-start figures, for people)."""
 
 from __future__ import annotations
 
@@ -47,41 +47,36 @@ class OutcomeSchema(ma.Schema):
     hit_ratio = ma.fields.Float(allow_none=True, metadata={"description": "hits / reads; null without reads"})
 
 
-class WindowSchema(ma.Schema):
-    covered_s = ma.fields.Float(
-        allow_none=True,
-        metadata={"description": "seconds the window covers (less while the server is younger); null: since start"},
-    )
+class RequestsSchema(ma.Schema):
     all = ma.fields.Nested(OutcomeSchema)
     kinds = ma.fields.Dict(
         keys=ma.fields.String(), values=ma.fields.Nested(OutcomeSchema), metadata={"description": "per kind"}
     )
 
 
-class BreachSchema(ma.Schema):
-    alert = ma.fields.String(metadata={"description": "the alert of deploy/prometheus/alerts.yml it matches"})
-    severity = ma.fields.String()
-    summary = ma.fields.String()
-    value = ma.fields.Float(allow_none=True)
-    threshold = ma.fields.Float(allow_none=True)
+class ErrorsSchema(ma.Schema):
+    redis_calls = ma.fields.Integer(metadata={"description": "cache backend calls to Redis that failed"})
+    cache_writes = ma.fields.Integer(metadata={"description": "cache writes that failed after the database commit"})
+    breaker_opens = ma.fields.Integer(metadata={"description": "times a Redis circuit breaker opened"})
 
 
 class CacheStatsSchema(ma.Schema):
-    requests = ma.fields.Dict(
-        keys=ma.fields.String(),
-        values=ma.fields.Nested(WindowSchema),
-        metadata={"description": "since_start, 1m, 5m, 15m: cached reads by outcome, per kind"},
+    requests = ma.fields.Nested(
+        RequestsSchema, metadata={"description": "cached reads by outcome since the server started, per kind"}
     )
     db_queries_saved = ma.fields.Dict(
         metadata={"description": "estimated, measured, read_commands_per_database_read, database_reads, db_queries"}
     )
-    redis = ma.fields.Dict(allow_none=True, metadata={"description": "up, memory, maxmemory, evictions, clients"})
+    errors = ma.fields.Nested(ErrorsSchema, metadata={"description": "since the server started"})
     breaker = ma.fields.String(metadata={"description": "closed, open, half_open or disabled (this process)"})
+    breaker_open_anywhere = ma.fields.Boolean(
+        metadata={"description": "a breaker of any live process of this server is open or half-open"}
+    )
+    redis = ma.fields.Dict(allow_none=True, metadata={"description": "up, memory, maxmemory, evictions, clients"})
     pending_repairs = ma.fields.Integer(allow_none=True)
     last_audit = ma.fields.Dict(allow_none=True)
     last_warm = ma.fields.Dict(allow_none=True)
     jobs = ma.fields.Dict(metadata={"description": "each job's last run, outcome, success and report"})
-    thresholds_breached = ma.fields.List(ma.fields.Nested(BreachSchema))
 
 
 @stats_blp.route("/cache/stats")
@@ -91,6 +86,6 @@ class CacheStats(MethodView):
     @errors(stats_blp, 401)
     @stats_blp.doc(security=[{"bearerAuth": []}])
     def get(self) -> dict[str, Any]:
-        """Cache hit ratios (since start, 1, 5 and 15 minutes), queries saved, Redis, jobs, thresholds breached."""
+        """Reads by outcome, queries saved and errors since the server started (summed over its workers); state now."""
         stats: dict[str, Any] = _monitoring().cache_stats(current_services())
         return stats

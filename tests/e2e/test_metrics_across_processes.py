@@ -1,7 +1,8 @@
 """Metrics are exact across processes: gunicorn's two workers and the Celery worker's pool.
 
 Every request goes over a fresh connection, so either web process accepts it, and
-every scrape, whichever process answers, must report the whole group's counts.
+every scrape, whichever process answers, must report the whole group's counts; so
+must GET /api/v1/cache/stats, which reads the same registry.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ N = 60
 MAX_SCRAPES = 400  # bound on scraping until both workers have answered
 SCRAPES = 8
 PRODUCT_ROUTE = "/api/v1/products/<product_id:product_id>"
+STATS = "/api/v1/cache/stats"
 BOOTED = re.compile(r"Booting worker with pid: \d+")
 _ACCESS_LINE = re.compile(r'^pid=<(\d+)> "GET (\S+) HTTP/[0-9.]+" (\d{3})$', re.MULTILINE)
 
@@ -64,6 +66,18 @@ def test_every_scrape_reports_exactly_the_requests_all_workers_served(web: Monit
         assert value(samples, "jollyjet_cache_breaker_open") == 0
     assert len(pids_serving(web, "/metrics")) == 2, f"both gunicorn workers should have answered {scrapes} scrapes"
 
+    # The statistics endpoint sums the same files: the two workers' reads add up whichever answers.
+    asked = 0
+    while asked < SCRAPES or (len(pids_serving(web, STATS)) < 2 and asked < MAX_SCRAPES):
+        stats = web.get(STATS, headers=AUTH)
+        asked += 1
+        assert stats.status_code == 200, stats.text
+        product = stats.json()["requests"]["kinds"]["product"]
+        assert (product["hit"], product["miss"], product["bypass"]) == (N, 0, 0)
+        assert stats.json()["db_queries_saved"]["db_queries"]["insert"] == 1
+        assert stats.json()["breaker_open_anywhere"] is False
+    assert len(pids_serving(web, STATS)) == 2, f"both gunicorn workers should have answered {asked} stats requests"
+
     # A worker dies; gunicorn replaces it (child_exit marks it dead). Its counts stay counted.
     victim = int(sorted(pids_serving(web, path))[0])
     os.kill(victim, signal.SIGKILL)
@@ -72,6 +86,7 @@ def test_every_scrape_reports_exactly_the_requests_all_workers_served(web: Monit
         samples = scrape(web.url + "/metrics")
         assert value(samples, "jollyjet_cache_requests_total", kind="product", result="hit") == N
         assert value(samples, "jollyjet_cache_breaker_open") == 0
+        assert web.get(STATS, headers=AUTH).json()["requests"]["kinds"]["product"]["hit"] == N
 
 
 def test_the_celery_worker_exports_the_runs_of_all_its_pool_processes(web: MonitoredStack) -> None:

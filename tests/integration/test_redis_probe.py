@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
 import pytest
 
-from jollyjet.cache.keys import CacheKeys
-from jollyjet.monitoring.history import Totals
 from jollyjet.monitoring.redis_probe import RedisProbe
-from jollyjet.monitoring.web_totals import TTL_S, published_totals, publisher
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.monitoring]
@@ -38,18 +34,3 @@ def test_a_hung_redis_reads_as_down_instead_of_blocking(private_redis: RedisServ
     assert probe.sample().up
     private_redis.stop()
     assert probe.sample().up is False
-
-
-def test_web_servers_publish_totals_the_threshold_job_sums(redis_server: RedisServer) -> None:
-    keys, client = CacheKeys(f"t{os.getpid()}pub"), redis_server.client()
-    assert published_totals(client, keys) is None  # nobody published yet
-    first = Totals(0.0, {("product", "hit"): 90.0, ("product", "miss"): 10.0}, hit_latency={0.005: 80.0})
-    second = Totals(0.0, {("product", "hit"): 5.0, ("list", "miss"): 5.0}, hit_latency={0.005: 5.0})
-    publisher(client, keys)(first)
-    # Another server (another host or metrics directory) publishes under its own key.
-    client.set(keys.web_totals("otherserver1"), json.dumps(second.as_json(0.0)), ex=TTL_S)
-    total = published_totals(client, keys)
-    assert total is not None
-    assert total.requests == {("product", "hit"): 95.0, ("product", "miss"): 10.0, ("list", "miss"): 5.0}
-    assert total.hit_latency == {0.005: 85.0} and total.reads == 110 and total.hits == 95
-    assert 0 < client.ttl(keys.web_totals("otherserver1")) <= TTL_S

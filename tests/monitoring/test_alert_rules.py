@@ -78,12 +78,6 @@ def test_every_alert_links_to_its_runbook_entry_and_is_explained() -> None:
         assert rule["labels"]["severity"] in ("warning", "critical"), name
 
 
-def test_the_apps_own_threshold_checks_name_alerts_of_the_rules() -> None:
-    source = (ROOT / "jollyjet" / "monitoring" / "thresholds.py").read_text()
-    judged = set(re.findall(r'"(JollyJet[A-Za-z]+)"', source))
-    assert judged and judged <= {rule["alert"] for rule in alert_rules()}
-
-
 def test_docker_compose_mounts_the_monitoring_files_that_exist() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     for name in ("prometheus", "alertmanager", "grafana"):

@@ -192,9 +192,7 @@ def test_a_task_failing_transiently_is_retried_up_to_the_limit(monkeypatch: pyte
 
 # --- the beat schedule --------------------------------------------------------------------------------
 def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
-    settings = make_settings(
-        warm_interval_s=11, cleanup_interval_s=12, audit_interval_s=13, repair_interval_s=14, thresholds_interval_s=15
-    )
+    settings = make_settings(warm_interval_s=11, cleanup_interval_s=12, audit_interval_s=13, repair_interval_s=14)
 
     definitions = periodic_job_definitions(settings)
 
@@ -203,11 +201,6 @@ def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
         "cache-cleanup": {"task": names.CLEANUP, "schedule": timedelta(seconds=12), "options": {"expires": 12}},
         "cache-audit": {"task": names.AUDIT, "schedule": timedelta(seconds=13), "options": {"expires": 13}},
         "cache-repair": {"task": names.REPAIR, "schedule": timedelta(seconds=14), "options": {"expires": 14}},
-        "monitoring-thresholds": {
-            "task": names.THRESHOLDS,
-            "schedule": timedelta(seconds=15),
-            "options": {"expires": 15},
-        },
     }
 
 
@@ -218,13 +211,12 @@ def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
         ("cleanup_enabled", "cache-cleanup"),
         ("audit_enabled", "cache-audit"),
         ("repair_enabled", "cache-repair"),
-        ("thresholds_enabled", "monitoring-thresholds"),
     ],
 )
 def test_each_schedule_entry_is_switched_by_its_setting(switch: str, entry: str) -> None:
     definitions = periodic_job_definitions(make_settings(**{switch: False}))
 
-    assert entry not in definitions and len(definitions) == 4
+    assert entry not in definitions and len(definitions) == 3
 
 
 def test_nothing_is_scheduled_with_the_cache_disabled() -> None:
