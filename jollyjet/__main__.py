@@ -19,10 +19,10 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from jollyjet.app_factory import create_app
+from jollyjet.app_factory import configure_logging, create_app
 from jollyjet.db import ensure_indexes
 from jollyjet.embedded import start_embedded_jobs
-from jollyjet.gunicorn_hooks import post_worker_init, pre_request
+from jollyjet.gunicorn_hooks import ServiceLogger, post_worker_init, pre_request
 from jollyjet.job_runner import log_job_runner
 from jollyjet.seed import catalog_products, seed_products
 from jollyjet.services import services_of
@@ -97,7 +97,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "timeout": 30,
         "graceful_timeout": 30,  # as gunicorn.conf.py: a SIGTERM lets requests in flight finish
-        "accesslog": "-",
+        "logger_class": ServiceLogger,  # one handler for every line; the app's access line, not gunicorn's
         "control_socket_disable": True,  # see docs/operations.md (--no-control-socket)
         "pre_request": pre_request,
         "post_worker_init": post_worker_init,
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     problem = mongo_problem(settings)
     if problem:
         raise SystemExit(problem)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)  # the app's own redacting handler; a second (basicConfig's) doubled every line
     log_job_runner(settings, starts_threads=True)
     print(f"JollyJet catalog API on http://{args.host}:{args.port}/api/v1/products", flush=True)
     print(f"API docs:               http://{args.host}:{args.port}/api/docs", flush=True)

@@ -1,4 +1,4 @@
-"""gunicorn server hooks, shared by gunicorn.conf.py (the Procfile's web) and `python -m jollyjet`.
+"""gunicorn server hooks and logger, shared by gunicorn.conf.py (the Procfile's web) and `python -m jollyjet`.
 
 Draining. gunicorn has no hook that runs in a worker when its graceful shutdown starts:
 `worker_int` is for SIGINT/SIGQUIT (a quick exit, nothing to drain) and `worker_exit` runs
@@ -25,6 +25,8 @@ import signal
 import sys
 from types import FrameType
 from typing import Any
+
+from gunicorn.glogging import Logger
 
 from jollyjet.ops.health import begin_draining
 from jollyjet.settings import SettingsError, load_settings
@@ -67,3 +69,32 @@ def post_worker_init(worker: Any) -> None:
             graceful_stop(signum, frame)
 
     signal.signal(signal.SIGTERM, drain)
+
+
+class ServiceLogger(Logger):
+    """gunicorn's own messages written by the service's one redacting handler, in the master too.
+
+    gunicorn gives `gunicorn.error` a handler of its own: lines in a second format
+    (plain text in a JSON stream) that skip the redaction. Here they propagate to the root
+    logger instead, whose handler the master installs from the same settings a worker
+    builds its app with, so every line is written once, redacted. gunicorn's access log
+    stays off unless asked for (`--access-logfile`): the app's `jollyjet.access` line is
+    the one line per request. When asked for, it is redacted too.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        """gunicorn's setup (also run on a reload), then its messages handed to the root handler."""
+        super().setup(cfg)
+        # Imported here: the factory pulls in the whole app, and gunicorn.conf.py imports this module for its hooks.
+        from jollyjet.app_factory import configure_logging
+        from jollyjet.monitoring.logs import redact_also
+
+        try:
+            configure_logging(load_settings())
+        except SettingsError:
+            return  # gunicorn's own handler stays, for on_starting's one line (exit_on_bad_settings)
+        for handler in list(self.error_log.handlers):
+            self.error_log.removeHandler(handler)
+        self.error_log.propagate = True
+        for handler in self.access_log.handlers:
+            redact_also(handler)

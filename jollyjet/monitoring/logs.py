@@ -2,7 +2,9 @@
 
 Every record carries the request id of the request it was logged in (a context
 variable set by the request hooks). A redacting formatter scrubs bearer tokens, the
-configured API tokens and URL passwords from every line, whatever logged them.
+configured API tokens and URL passwords from every line, whatever logged them. One
+handler, on the root logger, writes every line once: gunicorn's own messages reach it
+too (jollyjet/gunicorn_hooks.py), and no entry point adds a second one.
 This module does not import prometheus_client.
 """
 
@@ -86,6 +88,26 @@ class JsonFormatter(logging.Formatter):
         return self.redact(_json_line(body))
 
 
+class _Redacted(logging.Formatter):
+    """Another handler's formatter, its output redacted like the service's own lines."""
+
+    def __init__(self, inner: logging.Formatter | None, redact: Redactor) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's line, redacted."""
+        return self.redact(self.inner.format(record))
+
+
+def redact_also(handler: logging.Handler) -> None:
+    """Redact another handler's lines (gunicorn's access log, when asked for) as the service's handler does."""
+    redact = next((getattr(h, _HANDLER_MARK) for h in logging.getLogger().handlers if hasattr(h, _HANDLER_MARK)), None)
+    if redact is not None and not isinstance(handler.formatter, _Redacted):
+        handler.setFormatter(_Redacted(handler.formatter, redact))
+
+
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger [request id]: message key=value …`, redacted."""
 
@@ -107,12 +129,12 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str, json_lines: bool, secrets: Iterable[str] = ()) -> None:
     """Install (or replace) this service's handler on the root logger; other handlers are left alone."""
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+    for handler in [h for h in root.handlers if hasattr(h, _HANDLER_MARK)]:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     redact = Redactor(secrets)
     handler.setFormatter(JsonFormatter(redact) if json_lines else TextFormatter(redact))
     handler.addFilter(_RequestIdFilter())
-    setattr(handler, _HANDLER_MARK, True)
+    setattr(handler, _HANDLER_MARK, redact)  # the mark is its redactor: redact_also lends it
     root.addHandler(handler)
     root.setLevel(level)

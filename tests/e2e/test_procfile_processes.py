@@ -119,7 +119,8 @@ def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
         CELERY_BEAT_SCHEDULE=str(tmp_path / "beat-schedule"),
         # gunicorn 27's control socket defaults to ~/.gunicorn/gunicorn.ctl, one path for
         # every gunicorn of this user: a test must not take it over.
-        GUNICORN_CMD_ARGS=f"--no-control-socket --access-logformat '{ACCESS_LOG_FORMAT}'",
+        # gunicorn's access log (off in the Procfile) as a test instrument: it names the serving worker.
+        GUNICORN_CMD_ARGS=f"--no-control-socket --access-logfile - --access-logformat '{ACCESS_LOG_FORMAT}'",
     )
     try:
         mongo.start()
@@ -362,3 +363,52 @@ def test_the_runner_expands_each_procfile_line_as_sh_does() -> None:
     assert web[web.index("--bind") + 1] == "127.0.0.1:8123" and "--workers" in web
     with pytest.raises(KeyError, match="PORT"):
         command_argv(lines["web"], {})
+
+
+def test_in_production_a_request_is_logged_once_and_every_line_is_json(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The Procfile's web as deployed (no test flags for gunicorn): one access line per request, the
+    app's; gunicorn's own messages in the same JSON stream, each once; the token nowhere."""
+    mongo = mongo_for_tests()
+    port = free_port()
+    env = procfile_env(
+        PORT=str(port),
+        MONGODB_URI=mongo.uri_for(unique_database_name("jj_logs")),
+        REDIS_URL=private_redis.url,
+        JOLLYJET_ENV="production",
+        JOLLYJET_API_TOKENS=TOKEN,
+        JOLLYJET_CACHE_KEY_PREFIX=f"logs{uuid.uuid4().hex[:10]}",
+        JOLLYJET_LOG_LEVEL="INFO",
+        WEB_CONCURRENCY="2",
+    )
+    request_id = f"one-line-{uuid.uuid4().hex}"
+    path = f"/api/v1/products/count?category=one-line-{uuid.uuid4().hex[:8]}"
+    try:
+        mongo.start()
+        with procfile_processes(["web"], env, tmp_path) as processes:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while not _answers(url + "/health/live"):
+                assert processes["web"].alive() and time.monotonic() < deadline, "web did not start"
+                time.sleep(0.1)
+            response = requests.get(url + path, headers={"X-Request-ID": request_id, **AUTH}, timeout=5)
+            assert response.status_code == 200 and response.headers["X-Request-ID"] == request_id
+        text = processes["web"].log_text()  # after the stop: gunicorn's shutdown lines included
+    finally:
+        mongo.close()
+    # Every line gunicorn and the app wrote is JSON (the first is the harness's "$ command" line).
+    lines = [orjson.loads(line) for line in text.splitlines() if line.strip() and not line.startswith("$ ")]
+    access = [line for line in lines if line["logger"] == "jollyjet.access" and line.get("request_id") == request_id]
+    assert [(line["path"], line["status"]) for line in access] == [("/api/v1/products/count", 200)]
+    assert sum("/api/v1/products/count" in line for line in text.splitlines()) == 1  # no gunicorn access line
+    booted = [line for line in lines if line["logger"] == "gunicorn.error" and "Booting worker" in line["message"]]
+    assert len(booted) == 2  # each of the two workers' boot, once
+    assert TOKEN not in text
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False

@@ -6,9 +6,11 @@ left in the temp directory after it stops; one clear line when MongoDB is not th
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,7 +65,10 @@ def test_serves_with_gunicorn_runs_jobs_and_leaves_no_temp_files(
     serve: tuple[str, subprocess.Popen[bytes], Path, Path],
 ) -> None:
     base, process, tmp, log = serve
-    response = requests.get(f"{base}/api/v1/products/count", timeout=10)
+    request_id = f"serve-once-{uuid.uuid4().hex}"
+    response = requests.get(
+        f"{base}/api/v1/products/count", headers={"X-Request-ID": request_id, **DEV_AUTH}, timeout=10
+    )
     assert response.headers["Server"].startswith("gunicorn")  # was Werkzeug's development server
     assert response.json() == {"count": 48}
     enqueued = requests.post(f"{base}/api/v1/cache/warm", headers=DEV_AUTH, timeout=10)
@@ -78,6 +83,16 @@ def test_serves_with_gunicorn_runs_jobs_and_leaves_no_temp_files(
     stop_process(process)
     assert process.returncode == 0, log.read_text()[-3000:]
     assert sorted(p.name for p in tmp.iterdir()) == []  # was a jollyjet-beat-* folder per run
+
+    # Every line once, through the one redacting handler (was twice: basicConfig's unredacted
+    # handler beside the app's), and one access line per request (was also gunicorn's).
+    text = log.read_text()
+    [access] = [line for line in text.splitlines() if request_id in line and " jollyjet.access " in line]
+    assert " INFO jollyjet.access " in access and "path=/api/v1/products/count status=200" in access
+    assert [line for line in text.splitlines() if "/api/v1/products/count" in line] == [access]
+    assert text.count("seeded 48 demo products") == 1
+    assert len(re.findall(r" INFO gunicorn\.error: Booting worker with pid: \d+", text)) == 1  # in the same format
+    assert "dev-token" not in text and "development token '[REDACTED]'" in text
 
 
 def test_help_names_the_command_and_every_default() -> None:

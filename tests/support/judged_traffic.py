@@ -110,8 +110,8 @@ def web_processes(
         JOLLYJET_CACHE_KEY_PREFIX=f"web{uuid.uuid4().hex[:8]}",
         JOLLYJET_LOG_LEVEL="WARNING",
         WEB_CONCURRENCY=str(workers),
-        # The access log names the worker (%(p)s: its pid) that served each request.
-        GUNICORN_CMD_ARGS="--access-logformat '%(p)s \"%(r)s\" %(s)s'",
+        # gunicorn's access log (off in the Procfile) as a test instrument: %(p)s names the serving worker.
+        GUNICORN_CMD_ARGS="--access-logfile - --access-logformat '%(p)s \"%(r)s\" %(s)s'",
     )
     with procfile_processes(["web"], env, log_dir) as processes:
         url = f"http://127.0.0.1:{port}"

@@ -107,7 +107,8 @@ def monitored_stack(tmp_path: Path, names: list[str], **extra_env: str) -> Itera
             WEB_CONCURRENCY="2",
             CELERY_CONCURRENCY="2",
             CELERY_BEAT_SCHEDULE=str(tmp_path / "beat-schedule"),
-            GUNICORN_CMD_ARGS=f"--no-control-socket --access-logformat '{ACCESS_LOG_FORMAT}'",
+            # gunicorn's access log (off in the Procfile) as a test instrument: it names the serving worker.
+            GUNICORN_CMD_ARGS=f"--no-control-socket --access-logfile - --access-logformat '{ACCESS_LOG_FORMAT}'",
             **extra_env,
         )
         with procfile_processes(names, env, tmp_path) as processes:

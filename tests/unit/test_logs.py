@@ -76,3 +76,26 @@ def test_the_redactor_scrubs_bearer_credentials_known_tokens_and_url_passwords()
     assert redact("token s3cret-token-value!") == f"token {REDACTED}!"
     assert redact("mongodb://user:pa55@h:27017/db") == f"mongodb://user:{REDACTED}@h:27017/db"
     assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_gunicorns_messages_go_through_the_one_redacting_handler(capfd: pytest.CaptureFixture[str]) -> None:
+    from gunicorn.config import Config
+
+    from jollyjet.gunicorn_hooks import ServiceLogger
+
+    cfg = Config()
+    cfg.set("accesslog", "-")  # off in the Procfile; asked for here to see it redacted too
+    logger = ServiceLogger(cfg)
+    try:
+        assert logger.error_log.handlers == [] and logger.error_log.propagate
+        capfd.readouterr()
+        logger.info("Booting worker with pid: %s, Bearer %s", 42, "s3cret-in-a-message")
+        logger.access_log.info('"GET /api/v1/products HTTP/1.1" 200 Authorization: Bearer s3cret-in-an-access-line')
+        out, err = capfd.readouterr()
+    finally:
+        for log in (logger.error_log, logger.access_log):
+            log.handlers.clear()
+            log.propagate = False
+    [line] = [line for line in err.splitlines() if "Booting worker" in line]  # once, by the service's handler
+    assert line.endswith(" INFO gunicorn.error: Booting worker with pid: 42, Bearer [REDACTED]")
+    assert "Bearer [REDACTED]" in out and "s3cret" not in out + err
