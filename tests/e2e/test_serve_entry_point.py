@@ -90,7 +90,7 @@ def test_serves_with_gunicorn_runs_jobs_and_leaves_no_temp_files(
     [access] = [line for line in text.splitlines() if request_id in line and " jollyjet.access " in line]
     assert " INFO jollyjet.access " in access and "path=/api/v1/products/count status=200" in access
     assert [line for line in text.splitlines() if "/api/v1/products/count" in line] == [access]
-    assert text.count("seeded 48 demo products") == 1
+    assert text.count("embedded mode: Celery worker and beat run as threads") == 1
     assert len(re.findall(r" INFO gunicorn\.error: Booting worker with pid: \d+", text)) == 1  # in the same format
     assert "dev-token" not in text and "development token '[REDACTED]'" in text
 
