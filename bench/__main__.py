@@ -42,7 +42,7 @@ def parse(argv: list[str]) -> tuple[Options, Path, bool, Path | None]:
     p.add_argument("--rounds", type=int, default=defaults.rounds, help="interleaved rounds of the read runs")
     p.add_argument("--mixed-seconds", type=float, default=defaults.mixed_s)
     p.add_argument("--writes-seconds", type=float, default=defaults.writes_s)
-    p.add_argument("--no-access-log", action="store_true", help="drop the Procfile's --access-logfile -")
+    p.add_argument("--no-access-log", action="store_true", help="service access lines off (log level WARNING)")
     p.add_argument(
         "--service-env",
         action="append",

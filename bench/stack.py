@@ -41,7 +41,7 @@ class WebSettings:
     access_log: bool = True
 
 
-def web_argv(env: Mapping[str, str], access_log: bool) -> tuple[list[str], str]:
+def web_argv(env: Mapping[str, str]) -> tuple[list[str], str]:
     """The Procfile's web argv with bench.wsgi:app as the target; also returns the original target."""
     argv = bind_to_loopback(command_argv(read_procfile()["web"], env))
     targets = [i for i, arg in enumerate(argv) if ":" in arg and not arg.startswith("-") and "/" not in arg]
@@ -49,9 +49,6 @@ def web_argv(env: Mapping[str, str], access_log: bool) -> tuple[list[str], str]:
     if len(targets) != 1:
         raise RuntimeError(f"cannot find the app target in the Procfile's web line: {shlex.join(argv)}")
     original, argv[targets[0]] = argv[targets[0]], WSGI_TARGET
-    if not access_log and "--access-logfile" in argv:
-        i = argv.index("--access-logfile")
-        del argv[i : i + 2]
     return argv, original
 
 
@@ -159,7 +156,9 @@ class Stack:
             PYTHONPATH=str(REPO_ROOT),
             **dict(extra_env),
         )
-        argv, original = web_argv(env, web.access_log)
+        if not web.access_log:
+            env["JOLLYJET_LOG_LEVEL"] = "WARNING"  # the service's one access line per request is an INFO line
+        argv, original = web_argv(env)
         env["BENCH_TARGET"] = original
         log = self.workdir / name / "gunicorn.log"
         with log.open("wb") as out:

@@ -113,15 +113,6 @@ class CacheKeys:
         """Claim of one periodic-schedule slot, so two beat processes send it once."""
         return f"{self.root}:beat:{_plain(entry)}:{slot}"
 
-    def web_totals(self, group: str) -> str:
-        """Metric totals one web server publishes for the threshold job (outside `<prefix>:v*`:
-        statistics, not cached data, so flushes and cleanup leave them to their TTL)."""
-        return f"{self.prefix}:monitor:web:{_plain(group)}"
-
-    def web_totals_pattern(self) -> str:
-        """SCAN pattern of every web server's published totals."""
-        return f"{self.prefix}:monitor:web:*"
-
     def service_pattern(self) -> str:
         """SCAN pattern matching every key of this service, all schema versions."""
         return f"{self.prefix}:v*"
