@@ -171,7 +171,7 @@ def test_without_repair_drift_is_only_reported(services: Services, backend: Cach
 # --- list invalidation -----------------------------------------------------------------------------
 def test_repaired_product_drift_invalidates_cached_lists(services: Services) -> None:
     product = create(services)
-    repository = services.products.repository
+    repository = services.products
     assert repository.list_page(ProductQuery()).source is CacheStatus.MISS
     assert repository.list_page(ProductQuery()).source is CacheStatus.HIT
     services.mongo.update(product.id, {"name": "Renamed"}, None)  # the cached page still says "Lamp"
