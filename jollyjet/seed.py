@@ -85,11 +85,6 @@ def catalog_products(count: int = DEMO_COUNT, categories: Sequence[str] = DEMO_C
         yield _product(category, position, index)
 
 
-def demo_products() -> list[dict[str, Any]]:
-    """The 48 products of the demo catalog."""
-    return list(catalog_products())
-
-
 def seed_products(
     repository: ProductRepository, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
 ) -> SeedReport:

@@ -63,9 +63,6 @@ class CacheBackend(Protocol):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values of many keys in one round trip."""
 
-    def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
-        """Store many values with one TTL in one round trip (pipelined)."""
-
     def ttl(self, key: str) -> int | None:
         """Remaining TTL in seconds; None if key is missing; -1 if it has no TTL."""
 

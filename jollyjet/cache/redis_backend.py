@@ -115,18 +115,6 @@ class RedisCacheBackend:
 
         return self._guard(run)
 
-    def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
-        if not items:
-            return
-
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for key, value in items.items():
-                pipe.set(key, value, ex=ttl_s)
-            pipe.execute()
-
-        self._guard(run)
-
     def ttl(self, key: str) -> int | None:
         remaining = int(self._guard(lambda: self.client.ttl(key)))
         return None if remaining == -2 else remaining

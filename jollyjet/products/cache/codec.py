@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from jollyjet.cache import serialization
-from jollyjet.cache.backend import VersionedEntry
 from jollyjet.products.domain import CategoryCount, ProductRecord
 from jollyjet.products.representation import product_from_api, product_to_api
 
@@ -45,8 +44,3 @@ CATEGORIES: Codec[list[CategoryCount]] = Codec(
     lambda rows: [[r.category, r.count] for r in rows],
     lambda raw: [CategoryCount(category=c, count=n) for c, n in raw],
 )
-
-
-def decode_entry(entry: VersionedEntry) -> ProductRecord | None:
-    """A versioned entry's product; None for a tombstone (the product was deleted moments ago)."""
-    return None if entry.payload is None else PRODUCT.decode(entry.payload)
