@@ -6,8 +6,8 @@ by a serving process on real servers: a catalog is seeded on purpose, once.
 
 Products are deterministic: the n-th product of a category always has the same sku, so
 a second run inserts only what is still missing (the unique sku index turns each
-duplicate into DuplicateSku, which is skipped). Every product goes through the product
-service, so the cache is written through and lists are invalidated as for any client write.
+duplicate into DuplicateSku, which is skipped). Every product goes through
+services.products, so the cache is written through and lists are invalidated as for any client write.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from jollyjet.products.repository import DuplicateSku
+from jollyjet.products.repository import DuplicateSku, ProductRepository
 from jollyjet.products.representation import cents
-from jollyjet.products.service import ProductService
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +85,14 @@ def catalog_products(count: int = DEMO_COUNT, categories: Sequence[str] = DEMO_C
         yield _product(category, position, index)
 
 
-def demo_products() -> list[dict[str, Any]]:
-    """The 48 products of the demo catalog."""
-    return list(catalog_products())
-
-
 def seed_products(
-    service: ProductService, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
+    repository: ProductRepository, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
 ) -> SeedReport:
     """Create each product whose sku is not taken yet; progress(1) after each. Needs the unique sku index."""
     report = SeedReport()
     for values in products:
         try:
-            service.create(values)
+            repository.create(values)
         except DuplicateSku:
             report.present += 1
         else:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # types only: routes import this module and must not import R
     from jollyjet.products.cache.repository import CachedProductRepository
     from jollyjet.products.cache.writer import ProductCacheWriter
     from jollyjet.products.mongo_repository import MongoProductRepository
-    from jollyjet.products.service import ProductService
+    from jollyjet.products.repository import ProductRepository
     from jollyjet.settings import Settings
 
 EXTENSION = "jollyjet"  # the key in app.extensions
@@ -40,7 +40,7 @@ class CacheServices:
 
     backend: CacheBackend
     keys: CacheKeys
-    repository: CachedProductRepository  # the cached product repository the service reads through
+    repository: CachedProductRepository  # the cached product repository (services.products when the cache is on)
     writer: ProductCacheWriter  # every version-guarded write of a product entry
     breaker: CircuitBreaker
     repairs: RepairLog  # cache writes that failed after their database write
@@ -55,7 +55,8 @@ class Services:
     """Everything a request or a task needs, built once per process."""
 
     settings: Settings
-    products: ProductService
+    # What views, commands and jobs call: the cached repository, or MongoDB's behind the bulkhead.
+    products: ProductRepository
     mongo: MongoProductRepository  # the source of truth, uncached (jobs compare against it)
     cache: CacheServices | None = None  # None: the cache is switched off
 

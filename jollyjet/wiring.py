@@ -19,7 +19,6 @@ from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.repository import ProductRepository
-from jollyjet.products.service import ProductService
 from jollyjet.services import CacheServices, Services
 from jollyjet.settings import RedisTopology, Settings
 
@@ -40,7 +39,7 @@ def cache_policy(settings: Settings) -> CachePolicy:
 def build_services(
     settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
 ) -> Services:
-    """Wire repositories, cache and service. A cache_backend replaces the Redis one (unit tests).
+    """Wire the repositories and the cache. A cache_backend replaces the Redis one (unit tests).
 
     The cache events go to `events` (kept as services.cache.events) and to the metrics;
     the metrics also time every Redis call."""
@@ -50,11 +49,11 @@ def build_services(
     bulkhead = Bulkhead(settings.db_bulkhead_size, settings.db_bulkhead_wait_ms, on_shed=lambda: shed("bulkhead"))
     bounded = BoundedRepository(mongo, bulkhead)
     if not settings.cache_enabled:
-        return Services(settings=settings, products=ProductService(bounded), mongo=mongo)
+        return Services(settings=settings, products=bounded, mongo=mongo)
     events = events or EventCounter()
     sink = TeeEvents([events, *metric_sinks()])
     cache = build_cache(settings, bounded, cache_backend, events, sink, redis_observer())
-    return Services(settings=settings, products=ProductService(cache.repository), mongo=mongo, cache=cache)
+    return Services(settings=settings, products=cache.repository, mongo=mongo, cache=cache)
 
 
 def build_cache(

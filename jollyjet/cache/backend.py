@@ -63,9 +63,6 @@ class CacheBackend(Protocol):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values of many keys in one round trip."""
 
-    def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
-        """Store many values with one TTL in one round trip (pipelined)."""
-
     def ttl(self, key: str) -> int | None:
         """Remaining TTL in seconds; None if key is missing; -1 if it has no TTL."""
 
@@ -88,9 +85,6 @@ class CacheBackend(Protocol):
     def get_versioned_many(self, keys: Sequence[str]) -> list[VersionedEntry | None]:
         """Versioned entries of many keys in one round trip."""
 
-    def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
-        """Write-through: store unless a newer version is cached; always revoke leases."""
-
     def mark_write(
         self, product: ProductKeys | None, writes_key: str, generation_key: str, token: str, ttl_ms: int
     ) -> None:
@@ -101,9 +95,9 @@ class CacheBackend(Protocol):
 
     def swap_versioned(
         self, key: str, lease_key: str, pending_key: str, payload: bytes, version: int, ttl_s: int, token: str
-    ) -> tuple[bool, bytes | None, bool]:
-        """The write-through of a marked write (token '' for a create): landed, the replaced payload if it was
-        exactly version - 1 and settled (the before-image), and whether the mark had lapsed (nothing landed)."""
+    ) -> tuple[bool, bytes | None]:
+        """The write-through of a marked write (token '' for a create): landed, and the replaced payload if it
+        was exactly version - 1 and settled (the before-image). A write whose mark lapsed lands nothing."""
 
     def fill_versioned(
         self,

@@ -44,7 +44,6 @@ class RedisCacheBackend:
         self.client = client
         self.breaker = breaker
         self.observe = observe
-        self._set_versioned = client.register_script(scripts.SET_VERSIONED)
         self._fill_versioned = client.register_script(scripts.FILL_VERSIONED)
         self._tombstone = client.register_script(scripts.TOMBSTONE)
         self._evict_versioned = client.register_script(scripts.EVICT_VERSIONED)
@@ -84,7 +83,7 @@ class RedisCacheBackend:
 
     def _observed(self, started: float, ok: bool) -> None:
         if self.observe is not None:
-            # The public method that called _guard names the operation (get, set_versioned, …):
+            # The public method that called _guard names the operation (get, swap_versioned, …):
             # one label per backend operation, without threading a name through every call.
             operation = sys._getframe(2).f_code.co_name
             self.observe(operation, time.perf_counter() - started, ok)
@@ -115,18 +114,6 @@ class RedisCacheBackend:
             return pipe.execute()
 
         return self._guard(run)
-
-    def set_many(self, items: Mapping[str, bytes], ttl_s: int) -> None:
-        if not items:
-            return
-
-        def run() -> None:
-            pipe = self.client.pipeline(transaction=False)
-            for key, value in items.items():
-                pipe.set(key, value, ex=ttl_s)
-            pipe.execute()
-
-        self._guard(run)
 
     def ttl(self, key: str) -> int | None:
         remaining = int(self._guard(lambda: self.client.ttl(key)))
@@ -197,9 +184,6 @@ class RedisCacheBackend:
 
         return [_entry(fields) for fields in self._guard(run)]
 
-    def set_versioned(self, key: str, lease_key: str, payload: bytes, version: int, ttl_s: int) -> bool:
-        return bool(self._guard(lambda: self._set_versioned(keys=[key, lease_key], args=[version, payload, ttl_s])))
-
     def mark_write(
         self, product: ProductKeys | None, writes_key: str, generation_key: str, token: str, ttl_ms: int
     ) -> None:
@@ -216,11 +200,11 @@ class RedisCacheBackend:
 
     def swap_versioned(
         self, key: str, lease_key: str, pending_key: str, payload: bytes, version: int, ttl_s: int, token: str
-    ) -> tuple[bool, bytes | None, bool]:
-        landed, before, lapsed = self._guard(
+    ) -> tuple[bool, bytes | None]:
+        landed, before = self._guard(
             lambda: self._swap_versioned(keys=[key, lease_key, pending_key], args=[version, payload, ttl_s, token])
         )
-        return bool(landed), before or None, bool(lapsed)
+        return bool(landed), before or None
 
     def mark_settled(self, key: str, version: int) -> bool:
         return bool(self._guard(lambda: self._mark_settled(keys=[key], args=[version])))

@@ -69,14 +69,6 @@ def with_version_guard(body: str) -> str:
     return _WRITE_UNLESS_NEWER + body
 
 
-# KEYS: entry, lease. ARGV: version, payload, ttl_s.
-# Revokes fill leases first, whatever else happens: a fill that read the database
-# before this write must not land afterwards.
-SET_VERSIONED = with_version_guard("""
-redis.call('DEL', KEYS[2])
-return write_unless_newer(ARGV[1], ARGV[2], ARGV[3])
-""")
-
 # KEYS: entry, lease, pending writes. ARGV: token, version, payload, ttl_s.
 # ARGV[5] == '1': the filled version is settled (its write finished long ago, see writer.py).
 # Refused while a write of the product is in flight: what the fill read may be older than it.
@@ -221,17 +213,19 @@ return 0
 
 # KEYS: entry, lease, pending writes. ARGV: version, payload, ttl_s, the write's token
 # ('' for a create, which marks no product: nothing can be cached for an id not yet made).
-# The write-through: SET_VERSIONED that also returns the payload it replaced when that was
-# exactly the previous version (version - 1) *and settled* (field `s`, MARK_SETTLED): the
-# write's before-image, which list invalidation compares field by field. An unsettled
-# previous version is one whose own write has not finished invalidating yet (or a fill of
-# it): comparing against it would skip what that write still has to invalidate, and this
-# write may answer its client first, so the caller must invalidate everything.
+# The write-through. Revokes fill leases first, whatever else happens: a fill that read the
+# database before this write must not land afterwards. Stores unless a newer version is
+# cached, and returns the payload it replaced when that was exactly the previous version
+# (version - 1) *and settled* (field `s`, MARK_SETTLED): the write's before-image, which
+# list invalidation compares field by field. An unsettled previous version is one whose
+# own write has not finished invalidating yet (or a fill of it): comparing against it
+# would skip what that write still has to invalidate, and this write may answer its
+# client first, so the caller must invalidate everything.
 # A write whose mark lapsed (slower than its deadline) lands nothing: a fill may have read
 # MongoDB before its commit and landed since the mark lapsed, so whatever is cached at this
 # version or older is dropped instead. Another write of the product still in flight keeps
 # the new entry in doubt.
-# Returns {landed (0/1), before payload or false, lapsed (0/1)}.
+# Returns {landed (0/1), before payload or false}.
 SWAP_VERSIONED = (
     _NOW_MS
     + _PENDING
@@ -241,12 +235,12 @@ local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 's')
 local newer = cur[1] and tonumber(cur[1]) > tonumber(ARGV[1])
 if ARGV[4] ~= '' and redis.call('ZREM', KEYS[3], ARGV[4]) == 0 then
   if not newer then redis.call('DEL', KEYS[1]) end
-  return {0, false, 1}
+  return {0, false}
 end
 local others = pending(KEYS[3], now_ms)
 if newer then
   if others then redis.call('HSET', KEYS[1], 'p', '1') end
-  return {0, false, 0}
+  return {0, false}
 end
 local before = false
 if cur[1] and cur[2] and cur[3] == '1' and tonumber(cur[1]) == tonumber(ARGV[1]) - 1 then before = cur[2] end
@@ -254,7 +248,7 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 if others then redis.call('HSET', KEYS[1], 'p', '1') end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {1, before, 0}
+return {1, before}
 """
 )
 

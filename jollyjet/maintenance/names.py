@@ -4,5 +4,3 @@ WARM = "jollyjet.cache.warm"
 CLEANUP = "jollyjet.cache.cleanup"
 AUDIT = "jollyjet.cache.audit"
 REPAIR = "jollyjet.cache.repair"
-
-ALL = (WARM, CLEANUP, AUDIT, REPAIR)

@@ -21,7 +21,6 @@ from prometheus_client.registry import Collector
 from jollyjet.monitoring.metrics import CACHE_KINDS, CACHE_RESULTS
 from jollyjet.monitoring.process_dir import multiprocess_dir
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # MongoDB commands one database read of each kind costs (mongo_repository.py): a list
 # page is a find plus a count, the others one command each.
 QUERIES_PER_READ = {"product": 1, "list": 2, "count": 1, "categories": 1}

@@ -7,7 +7,7 @@ Plain data (no Flask, no Mongo, no Redis). Ids are MongoDB ObjectIds in their ca
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -17,7 +17,14 @@ from bson.errors import InvalidId
 
 T = TypeVar("T")
 
-SORT_FIELDS = ("price", "name", "created_at", "updated_at", "stock")
+# Public sort names → the record's (and the document's) fields.
+SORT_FIELDS = {
+    "price": "price_cents",
+    "name": "name",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "stock": "stock",
+}
 _PRODUCT_ID = re.compile(r"[0-9a-f]{24}")
 
 
@@ -56,22 +63,6 @@ class ProductRecord:
     version: int
     created_at: datetime
     updated_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for the cache serializer."""
-        data = asdict(self)
-        data["tags"] = list(self.tags)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProductRecord:
-        """Inverse of to_dict (datetimes may arrive as ISO strings from the cache)."""
-        values = dict(data)
-        values["tags"] = tuple(values["tags"])
-        for name in ("created_at", "updated_at"):
-            if isinstance(values[name], str):
-                values[name] = datetime.fromisoformat(values[name].replace("Z", "+00:00"))
-        return cls(**values)
 
 
 @dataclass(frozen=True)

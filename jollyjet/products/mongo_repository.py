@@ -15,18 +15,17 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionT
 from jollyjet.portable_mongo import array_contains, set_to_server_time
 from jollyjet.products import body
 from jollyjet.products.body import PageOfBodies, ProductBody
-from jollyjet.products.domain import CategoryCount, ProductPage, ProductQuery, ProductRecord, Read, object_id
+from jollyjet.products.domain import (
+    SORT_FIELDS,
+    CategoryCount,
+    ProductPage,
+    ProductQuery,
+    ProductRecord,
+    Read,
+    object_id,
+)
 from jollyjet.products.models import ProductDocument, utcnow_ms
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
-
-# Public sort names → document fields; _id breaks ties so pages are stable.
-_SORT_FIELDS = {
-    "price": "price_cents",
-    "name": "name",
-    "created_at": "created_at",
-    "updated_at": "updated_at",
-    "stock": "stock",
-}
 
 
 @contextmanager
@@ -91,8 +90,9 @@ def build_filter(query: ProductQuery) -> dict[str, Any]:
 
 
 def _sort_keys(sort: str) -> list[str]:
+    """The order_by keys of a public sort; _id breaks ties so pages are stable."""
     descending = sort.startswith("-")
-    field = _SORT_FIELDS[sort.lstrip("-")]
+    field = SORT_FIELDS[sort.lstrip("-")]
     sign = "-" if descending else "+"
     return [f"{sign}{field}", f"{sign}id"]
 

@@ -1,4 +1,4 @@
-"""The repository interface the product service depends on, and its errors."""
+"""The repository interface views, commands and jobs call (services.products), and its errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Product endpoints under /api/v1. Handlers parse, authorize and call the service."""
+"""Product endpoints under /api/v1. Handlers parse, authorize and call the product repository (services.products)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from jollyjet.http_headers import CACHE_CONTROL_KEY
 from jollyjet.openapi_contract import errors
 from jollyjet.products import body
 from jollyjet.products.domain import CacheStatus, ProductRecord
-from jollyjet.products.repository import VersionConflict
+from jollyjet.products.repository import ProductNotFound, ProductRepository, VersionConflict
 from jollyjet.products.representation import (
     content_etag,
     etag,
@@ -35,7 +35,6 @@ from jollyjet.products.schemas import (
     ProductPatchSchema,
     ProductSchema,
 )
-from jollyjet.products.service import ProductService
 from jollyjet.request_parsing import ApiBlueprint
 from jollyjet.services import current_services
 
@@ -74,7 +73,7 @@ _NOT_MODIFIED = "Not modified (If-None-Match names the current ETag, or is *)"
 _WRITE_WHY = {409: "Another product has this sku"}
 
 
-def _service() -> ProductService:
+def _products() -> ProductRepository:
     return current_services().products
 
 
@@ -124,7 +123,7 @@ def _conditional(write: Callable[[int | None], ProductRecord]) -> ProductRecord:
 def _update(product_id: str, data: dict[str, Any]) -> Response:
     """PUT and PATCH: the schemas differ (all fields, some fields), the update does not."""
     values = values_from_input(data)
-    record = _conditional(lambda expected: _service().update(product_id, values, expected))
+    record = _conditional(lambda expected: _products().update(product_id, values, expected))
     return _product_response(record)
 
 
@@ -140,7 +139,7 @@ class Products(MethodView):
 
         Conditional: `If-None-Match` with the page's `ETag` answers `304`."""
         query = query_from_args(args)
-        read = _service().list_bodies(query)
+        read = _products().list_bodies(query)
         page = read.value
         pagination = _pagination(page.total, query.page, query.page_size)
         headers = {"X-Pagination": json.dumps(pagination)}
@@ -157,7 +156,7 @@ class Products(MethodView):
     @blp.doc(security=WRITE_SECURITY, operationId="createProduct", responses={201: {"links": _PRODUCT_LINKS}})
     def post(self, data: dict[str, Any]) -> Response:
         """Create a product."""
-        record = _service().create(values_from_input(data))
+        record = _products().create(values_from_input(data))
         response = _product_response(record, 201)
         response.headers["Location"] = url_for("products.Product", product_id=record.id)
         return response
@@ -174,7 +173,7 @@ class ProductCount(MethodView):
         """Count products matching the filters.
 
         Conditional: `If-None-Match` with the count's `ETag` answers `304`."""
-        read = _service().count(query_from_args(args))
+        read = _products().count(query_from_args(args))
         content = orjson.dumps({"count": read.value})
         return _read_response(content, content_etag(content), read.source)
 
@@ -207,7 +206,9 @@ def _documentation_of(*decorators: Callable[[Any], Any]) -> Callable[[_View], _V
 def get_product(product_id: str) -> Response:
     """Get one product; ETag/If-None-Match supported."""
     # The hot path: the body is served as the cache stored it, never decoded or re-encoded.
-    read = _service().get_body(product_id)
+    read = _products().get_body(product_id)
+    if read.value is None:
+        raise ProductNotFound(product_id)
     return _read_response(read.value.body, etag(read.value.version), read.source)
 
 
@@ -237,7 +238,7 @@ class Product(MethodView):
     @blp.doc(security=WRITE_SECURITY, operationId="deleteProduct")
     def delete(self, product_id: str) -> Response:
         """Delete a product."""
-        _conditional(lambda expected: _service().delete(product_id, expected))
+        _conditional(lambda expected: _products().delete(product_id, expected))
         return Response(status=204)
 
 
@@ -251,7 +252,7 @@ class Categories(MethodView):
         """Categories with their product counts.
 
         Conditional: `If-None-Match` with the list's `ETag` answers `304`."""
-        read = _service().categories()
+        read = _products().categories()
         content = orjson.dumps([{"category": r.category, "count": r.count} for r in read.value])
         return _read_response(content, content_etag(content), read.source)
 

@@ -100,5 +100,5 @@ def test_a_job_racing_a_real_maxmemory_eviction_does_not_land_the_older_version(
     assert evicted and evicted[0] > 0  # the hook ran, and Redis evicted
     entry = entry_of(services, product.id)
     assert entry is None or entry.version == 3  # never the v2 the job read
-    read = services.products.repository.get(product.id).value
+    read = services.products.get(product.id).value
     assert read is not None and (read.version, read.stock) == (3, 8)

@@ -27,7 +27,7 @@ def product_payload(**overrides: Any) -> dict[str, Any]:
 
 
 def product_values(**overrides: Any) -> dict[str, Any]:
-    """Document values for ProductService.create / the repositories, with a unique sku."""
+    """Document values for the repositories' create, with a unique sku."""
     values: dict[str, Any] = {
         "sku": f"DOC-{next(_counter):06d}",
         "name": "Lamp",

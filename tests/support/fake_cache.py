@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import fakeredis
 
+from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.keys import ProductKeys
 from jollyjet.cache.redis_backend import RedisCacheBackend
 
 # fakeredis does not fail by itself: a test that wants cache errors raises them (OutageBackend,
@@ -22,6 +24,13 @@ class FakeCacheBackend(RedisCacheBackend):
     def __init__(self) -> None:
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         super().__init__(client, CircuitBreaker(failure_threshold=_NEVER_OPENS, cooldown_s=1))
+
+
+def write_entry(backend: CacheBackend, product: ProductKeys, payload: bytes, version: int, ttl_s: int) -> bool:
+    """Cache payload at version as a create's write-through does (SWAP_VERSIONED, no write mark): fill
+    leases revoked, refused when a newer version is cached. True when it landed."""
+    landed, _before = backend.swap_versioned(product.entry, product.lease, product.pending, payload, version, ttl_s, "")
+    return landed
 
 
 def cache_contents(backend: RedisCacheBackend, pattern: str = "*") -> dict[str, object]:

@@ -19,7 +19,7 @@ from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services
 from tests.conftest import make_app, make_settings
 from tests.support.factories import product_values as product_values  # re-exported for the job tests
-from tests.support.fake_cache import FakeCacheBackend
+from tests.support.fake_cache import FakeCacheBackend, write_entry
 
 
 def job_app(backend: CacheBackend, **overrides: Any) -> Flask:
@@ -31,9 +31,7 @@ def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) ->
     """Cache record's bytes at record.version, as if some writer had put them there."""
     assert services.cache is not None
     keys = services.cache.keys.product(record.id)
-    assert services.cache.backend.set_versioned(
-        keys.entry, keys.lease, codec.PRODUCT.encode(record), record.version, ttl_s
-    )
+    assert write_entry(services.cache.backend, keys, codec.PRODUCT.encode(record), record.version, ttl_s)
 
 
 def drop_ttl(backend: CacheBackend, key: str) -> None:

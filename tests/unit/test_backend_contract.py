@@ -16,7 +16,7 @@ from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys, query_hash
 from jollyjet.cache.redis_backend import RedisCacheBackend
-from tests.support.fake_cache import FakeCacheBackend
+from tests.support.fake_cache import FakeCacheBackend, write_entry
 from tests.support.redis_server import RedisServer
 
 PID = "0123456789abcdef01234567"
@@ -48,9 +48,10 @@ def test_plain_get_set_delete_exists(backend: CacheBackend, keys: CacheKeys) -> 
     assert backend.get(key) is None and backend.ttl(key) is None
 
 
-def test_get_many_and_set_many(backend: CacheBackend, keys: CacheKeys) -> None:
+def test_get_many(backend: CacheBackend, keys: CacheKeys) -> None:
     items = {f"{keys.root}:m{i}": f"v{i}".encode() for i in range(5)}
-    backend.set_many(items, ttl_s=60)
+    for key, value in items.items():
+        backend.set(key, value, ttl_s=60)
     names = [*items, f"{keys.root}:missing"]
     assert backend.get_many(names) == [*items.values(), None]
     assert backend.get_many([]) == []
@@ -66,12 +67,12 @@ def test_scan_finds_only_matching_keys_in_batches(backend: CacheBackend, keys: C
 
 def test_version_guard_refuses_older_versions(backend: CacheBackend, keys: CacheKeys) -> None:
     pk = keys.product(PID)
-    assert backend.set_versioned(pk.entry, pk.lease, b"v3", 3, 60)
-    assert not backend.set_versioned(pk.entry, pk.lease, b"v2", 2, 60)
+    assert write_entry(backend, pk, b"v3", 3, 60)
+    assert not write_entry(backend, pk, b"v2", 2, 60)
     assert backend.get_versioned(pk.entry) == VersionedEntry(3, b"v3")
     # The same version may be rewritten (a repair of content drift), a newer one always.
-    assert backend.set_versioned(pk.entry, pk.lease, b"v3-fixed", 3, 60)
-    assert backend.set_versioned(pk.entry, pk.lease, b"v4", 4, 60)
+    assert write_entry(backend, pk, b"v3-fixed", 3, 60)
+    assert write_entry(backend, pk, b"v4", 4, 60)
     assert backend.get_versioned(pk.entry) == VersionedEntry(4, b"v4")
 
 
@@ -91,7 +92,7 @@ def test_write_revokes_outstanding_leases(backend: CacheBackend, keys: CacheKeys
     pk = keys.product(PID)
     token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
-    backend.set_versioned(pk.entry, pk.lease, b"v2", 2, 60)
+    write_entry(backend, pk, b"v2", 2, 60)
     backend.delete(pk.entry)  # the newer value is evicted or expires
     # The slow reader that read version 1 before the write must not resurrect it.
     assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v1", 1, 60)
@@ -100,7 +101,7 @@ def test_write_revokes_outstanding_leases(backend: CacheBackend, keys: CacheKeys
 
 def test_fill_never_replaces_a_newer_entry(backend: CacheBackend, keys: CacheKeys) -> None:
     pk = keys.product(PID)
-    backend.set_versioned(pk.entry, pk.lease, b"v5", 5, 60)
+    write_entry(backend, pk, b"v5", 5, 60)
     token = backend.acquire_lock(pk.lease, 5000)
     assert token is not None
     assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v4", 4, 60)
@@ -115,14 +116,14 @@ def test_tombstone_blocks_late_fills_and_expires(backend: CacheBackend, keys: Ca
     entry = backend.get_versioned(pk.entry)
     assert entry is not None and entry.is_tombstone and entry.version == 4
     assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v3", 3, 60)
-    assert not backend.set_versioned(pk.entry, pk.lease, b"v3", 3, 60)
+    assert not write_entry(backend, pk, b"v3", 3, 60)
     ttl = backend.ttl(pk.entry)
     assert ttl is not None and 0 < ttl <= 30
 
 
 def test_get_versioned_many(backend: CacheBackend, keys: CacheKeys) -> None:
     a, b = keys.product("a" * 24), keys.product("b" * 24)
-    backend.set_versioned(a.entry, a.lease, b"A", 1, 60)
+    write_entry(backend, a, b"A", 1, 60)
     backend.tombstone(b.entry, b.lease, b.pending, 2, 60)
     got = backend.get_versioned_many([a.entry, b.entry, keys.product("c" * 24).entry])
     assert got == [VersionedEntry(1, b"A"), VersionedEntry(2, None), None]
@@ -170,22 +171,13 @@ def test_a_filtered_result_is_read_with_its_generations_in_one_call(backend: Cac
 
 def test_a_before_image_is_returned_only_once_its_write_settled(backend: CacheBackend, keys: CacheKeys) -> None:
     product = keys.product("6b0000000000000000000001")
-    assert backend.swap_versioned(product.entry, product.lease, product.pending, b"one", 1, 60, "") == (
-        True,
-        None,
-        False,
-    )
+    assert backend.swap_versioned(product.entry, product.lease, product.pending, b"one", 1, 60, "") == (True, None)
     assert backend.swap_versioned(product.entry, product.lease, product.pending, b"two", 2, 60, "") == (
         True,
         None,
-        False,
     )  # 1 never settled
     assert backend.mark_settled(product.entry, 2)
-    assert backend.swap_versioned(product.entry, product.lease, product.pending, b"three", 3, 60, "") == (
-        True,
-        b"two",
-        False,
-    )
+    assert backend.swap_versioned(product.entry, product.lease, product.pending, b"three", 3, 60, "") == (True, b"two")
     assert not backend.mark_settled(product.entry, 2)  # version 3 is cached now
     assert backend.get_versioned(product.entry) == VersionedEntry(3, b"three")
     # A fill says whether its version is settled (written long ago: products/cache/writer.py).
@@ -196,11 +188,7 @@ def test_a_before_image_is_returned_only_once_its_write_settled(backend: CacheBa
         assert token is not None and backend.fill_versioned(
             other.entry, other.lease, other.pending, token, b"one", 1, 60, settled
         )
-        assert backend.swap_versioned(other.entry, other.lease, other.pending, b"two", 2, 60, "") == (
-            True,
-            expected,
-            False,
-        )
+        assert backend.swap_versioned(other.entry, other.lease, other.pending, b"two", 2, 60, "") == (True, expected)
 
 
 def test_locks_are_exclusive_and_released_only_by_their_owner(backend: CacheBackend, keys: CacheKeys) -> None:

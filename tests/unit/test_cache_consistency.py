@@ -26,7 +26,7 @@ from jollyjet.products.domain import CacheStatus, ProductQuery
 from jollyjet.products.mongo_repository import MongoProductRepository
 from tests.conftest import make_settings
 from tests.support.factories import product_values
-from tests.support.fake_cache import FakeCacheBackend
+from tests.support.fake_cache import FakeCacheBackend, write_entry
 from tests.support.interleaving import Pause, SlowReadRepository, run_in_thread
 
 
@@ -104,7 +104,7 @@ class PausingBackend(FakeCacheBackend):
 
     def swap_versioned(
         self, key: str, lease_key: str, pending_key: str, payload: bytes, version: int, ttl_s: int, token: str
-    ) -> tuple[bool, bytes | None, bool]:
+    ) -> tuple[bool, bytes | None]:
         pause, self.hold_next_set = self.hold_next_set, None
         if pause is not None:
             pause.wait_here()
@@ -322,7 +322,7 @@ def test_cache_failures_never_fail_reads_or_writes_and_are_recorded() -> None:
 def test_undecodable_cache_entry_is_treated_as_a_miss(stack: Stack) -> None:
     created = stack.repo.create(values())
     pk = stack.keys.product(created.id)
-    stack.cache.set_versioned(pk.entry, pk.lease, b"{not json", 1, 60)
+    write_entry(stack.cache, pk, b"{not json", 1, 60)
     read = stack.repo.get(created.id)
     assert read.value == created and read.source is CacheStatus.MISS
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet.errors import describe_errors
-from jollyjet.products.service import ProductService
+from jollyjet.services import services_of
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
 from tests.unit.conftest import CreateProduct
@@ -22,6 +23,7 @@ def _explode(*_: object, **__: object) -> None:
 
 @pytest.mark.parametrize("operation", ["get_body", "list_bodies", "count", "create", "update", "categories"])
 def test_unexpected_exception_is_a_logged_json_500_without_details(
+    api_app: Flask,
     api: FlaskClient,
     auth: dict[str, str],
     create_product: CreateProduct,
@@ -30,7 +32,7 @@ def test_unexpected_exception_is_a_logged_json_500_without_details(
     operation: str,
 ) -> None:
     product_id = create_product()["id"]
-    monkeypatch.setattr(ProductService, operation, _explode)
+    monkeypatch.setattr(services_of(api_app).products, operation, _explode)
     request = {
         "get_body": lambda: api.get(f"{PRODUCTS}/{product_id}"),
         "list_bodies": lambda: api.get(PRODUCTS),

@@ -16,7 +16,7 @@ from flask import Flask
 
 from jollyjet.services import services_of
 from tests.support.factories import product_payload
-from tests.support.fake_cache import FakeCacheBackend
+from tests.support.fake_cache import FakeCacheBackend, write_entry
 
 PRODUCTS = "/api/v1/products"
 
@@ -35,7 +35,7 @@ def test_a_page_read_after_a_write_whose_entry_lags_is_recomputed(
     # update has not landed yet.
     entry = services_of(app).require_cache().keys.product(product["id"])
     fake_cache.delete(entry.entry)
-    assert fake_cache.set_versioned(entry.entry, entry.lease, old_body, 1, 60)
+    assert write_entry(fake_cache, entry, old_body, 1, 60)
 
     response = client.get(listing)
     assert response.headers["X-Cache"] == "MISS"
@@ -46,9 +46,9 @@ def test_a_write_uses_the_previous_version_as_before_image_only_once_it_is_settl
     fake_cache: FakeCacheBackend,
 ) -> None:
     key, lease = "t:v2:product:{6b0000000000000000000001}", "t:v2:product:{6b0000000000000000000001}:lease"
-    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"one", 1, 60, "") == (True, None, False)
+    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"one", 1, 60, "") == (True, None)
     # Version 1's write has not finished invalidating: no before-image for version 2.
-    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"two", 2, 60, "") == (True, None, False)
+    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"two", 2, 60, "") == (True, None)
     assert fake_cache.mark_settled(key, 2)
-    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"three", 3, 60, "") == (True, b"two", False)
+    assert fake_cache.swap_versioned(key, lease, key + ":pending", b"three", 3, 60, "") == (True, b"two")
     assert not fake_cache.mark_settled(key, 2)  # version 3 is cached now

@@ -93,7 +93,7 @@ def test_the_bulkhead_waits_its_bounded_while_before_shedding() -> None:
 
 def test_the_bulkhead_without_cache_bounds_the_service_reads() -> None:
     app = make_app(make_settings(cache_enabled=False, db_bulkhead=1, db_bulkhead_wait_ms=0))
-    bounded = services_of(app).products.repository
+    bounded = services_of(app).products
     assert isinstance(bounded, BoundedRepository)
     with bounded.bulkhead.slot():
         assert_json_error(app.test_client().get(PRODUCTS), 503, "overloaded")

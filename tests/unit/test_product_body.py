@@ -13,7 +13,7 @@ from jollyjet.services import services_of
 from tests.conftest import TOKEN
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload
-from tests.support.fake_cache import FakeCacheBackend
+from tests.support.fake_cache import FakeCacheBackend, write_entry
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -42,13 +42,13 @@ def test_a_hit_serves_the_stored_bytes_as_they_are(
     app: Flask, client: FlaskClient, fake_cache: FakeCacheBackend
 ) -> None:
     product_id = str(_create(client)["id"])
-    entry_key = services_of(app).cache.keys.product(product_id).entry  # type: ignore[union-attr]
-    entry = fake_cache.get_versioned(entry_key)
+    product = services_of(app).require_cache().keys.product(product_id)
+    entry = fake_cache.get_versioned(product.entry)
     assert entry is not None and entry.payload is not None
     # Rewrite the stored body (same version) with bytes the route would never render itself:
     # a hit must send them untouched, which proves there is no decode/re-encode on the way.
     marked = entry.payload[:-1] + b',"x":1}'
-    assert fake_cache.set_versioned(entry_key, entry_key + ":lease", marked, entry.version, 60)
+    assert write_entry(fake_cache, product, marked, entry.version, 60)
     response = client.get(f"{PRODUCTS}/{product_id}")
     assert response.headers["X-Cache"] == "HIT" and response.get_data() == marked
     assert response.headers["ETag"] == f'"v{entry.version}"' and response.mimetype == "application/json"
@@ -62,10 +62,10 @@ def test_an_entry_that_does_not_hold_this_products_body_is_a_miss(
     keys = services_of(app).cache.keys  # type: ignore[union-attr]
     other = fake_cache.get_versioned(keys.product(other_id).entry)
     assert other is not None and other.payload is not None
-    entry_key = keys.product(product_id).entry
+    product = keys.product(product_id)
     for foreign in (other.payload, b"garbage", b'{"id":'):
-        fake_cache.delete(entry_key)
-        assert fake_cache.set_versioned(entry_key, entry_key + ":lease", foreign, 1, 60)
+        fake_cache.delete(product.entry)
+        assert write_entry(fake_cache, product, foreign, 1, 60)
         response = client.get(f"{PRODUCTS}/{product_id}")
         assert response.status_code == 200 and response.headers["X-Cache"] == "MISS"
         assert response.get_json()["id"] == product_id

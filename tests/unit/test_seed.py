@@ -6,14 +6,14 @@ from decimal import Decimal
 
 from jollyjet.products.domain import ProductQuery
 from jollyjet.products.schemas import ProductInputSchema
-from jollyjet.seed import DEMO_COUNT, catalog_products, demo_products, seed_products
+from jollyjet.seed import DEMO_COUNT, catalog_products, seed_products
 from jollyjet.services import services_of
 from tests.conftest import make_app, make_settings
 from tests.support.fake_cache import FakeCacheBackend
 
 
 def test_the_demo_catalog_is_four_categories_of_twelve() -> None:
-    demo = demo_products()
+    demo = list(catalog_products())
     assert len(demo) == DEMO_COUNT == 48
     assert {c: sum(p["category"] == c for p in demo) for c in ("audio", "books", "kitchen", "outdoor")} == {
         "audio": 12,

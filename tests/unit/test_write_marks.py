@@ -74,10 +74,8 @@ def test_a_marked_entry_is_in_doubt_and_no_fill_lands_until_the_write_finishes(
     # The earlier fill's lease was revoked; a new one is refused while the write is in flight.
     assert not backend.fill_versioned(product.entry, product.lease, product.pending, lease, b"v1", 1, TTL_S)
     assert not _fill(backend, product, b"v1", 1)
-    landed, _before, lapsed = backend.swap_versioned(
-        product.entry, product.lease, product.pending, b"v2", 2, TTL_S, "w1"
-    )
-    assert landed and not lapsed
+    landed, _before = backend.swap_versioned(product.entry, product.lease, product.pending, b"v2", 2, TTL_S, "w1")
+    assert landed
     entry = backend.get_versioned(product.entry)
     assert entry is not None and not entry.pending and entry.payload == b"v2"
 
@@ -106,10 +104,8 @@ def test_a_write_whose_mark_lapsed_lands_nothing_and_drops_the_entry(
     # After the lapse a fill lands again (it reads MongoDB after the write's deadline)...
     assert _fill(backend, product, b"v2", 2)
     # ...and the slow write's cache update, arriving after it, must not be trusted: dropped.
-    landed, before, lapsed = backend.swap_versioned(
-        product.entry, product.lease, product.pending, b"v2", 2, TTL_S, "slow"
-    )
-    assert (landed, before, lapsed) == (False, None, True)
+    landed, before = backend.swap_versioned(product.entry, product.lease, product.pending, b"v2", 2, TTL_S, "slow")
+    assert (landed, before) == (False, None)
     assert backend.get_versioned(product.entry) is None
 
 
@@ -120,10 +116,8 @@ def test_a_late_write_through_cannot_resurrect_a_deleted_product(backend: RedisC
     backend.mark_write(product, keys.writes_in_flight, keys.generation, "delete", ttl_ms=10_000)
     assert backend.tombstone(product.entry, product.lease, product.pending, 4, 1, "delete")
     time.sleep(1.1)  # the tombstone expired
-    landed, _before, lapsed = backend.swap_versioned(
-        product.entry, product.lease, product.pending, b"v3", 3, TTL_S, "update"
-    )
-    assert not landed and lapsed
+    landed, _before = backend.swap_versioned(product.entry, product.lease, product.pending, b"v3", 3, TTL_S, "update")
+    assert not landed
     assert backend.get_versioned(product.entry) is None
 
 
@@ -166,9 +160,7 @@ def test_unknown_ids_are_cached_as_absent_and_a_create_replaces_that(
     assert backend.fill_absent(product.entry, product.lease, product.pending, token, TTL_S)
     entry = backend.get_versioned(product.entry)
     assert entry is not None and entry.is_tombstone and entry.version == 0
-    landed, _before, _lapsed = backend.swap_versioned(
-        product.entry, product.lease, product.pending, b"v1", 1, TTL_S, ""
-    )
+    landed, _before = backend.swap_versioned(product.entry, product.lease, product.pending, b"v1", 1, TTL_S, "")
     assert landed
     entry = backend.get_versioned(product.entry)
     assert entry is not None and entry.payload == b"v1"

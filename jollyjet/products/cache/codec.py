@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from jollyjet.cache import serialization
-from jollyjet.cache.backend import VersionedEntry
-from jollyjet.products.domain import CategoryCount, ProductPage, ProductRecord
+from jollyjet.products.domain import CategoryCount, ProductRecord
 from jollyjet.products.representation import product_from_api, product_to_api
 
 T = TypeVar("T")
@@ -40,17 +39,8 @@ class Codec(Generic[T]):
 
 # Byte for byte products/body.render: the entry is the API body.
 PRODUCT: Codec[ProductRecord] = Codec(product_to_api, product_from_api)
-PAGE: Codec[ProductPage] = Codec(
-    lambda page: {"items": [r.to_dict() for r in page.items], "total": page.total},
-    lambda raw: ProductPage(items=[ProductRecord.from_dict(r) for r in raw["items"]], total=raw["total"]),
-)
 COUNT: Codec[int] = Codec(lambda count: count, int)
 CATEGORIES: Codec[list[CategoryCount]] = Codec(
     lambda rows: [[r.category, r.count] for r in rows],
     lambda raw: [CategoryCount(category=c, count=n) for c, n in raw],
 )
-
-
-def decode_entry(entry: VersionedEntry) -> ProductRecord | None:
-    """A versioned entry's product; None for a tombstone (the product was deleted moments ago)."""
-    return None if entry.payload is None else PRODUCT.decode(entry.payload)

@@ -30,23 +30,15 @@ from typing import Any
 
 import orjson
 
-from jollyjet.products.domain import ProductQuery, ProductRecord
+from jollyjet.products.domain import SORT_FIELDS, ProductQuery, ProductRecord
 
 MEMBERS = "members"
 # The category list groups by this field: a product that stays in a set but changes category moves a count.
 GROUP_CATEGORY = "group.category"
-# Public sort names → record fields (the order aspect is named after the field).
-SORT_FIELDS = {
-    "price": "price_cents",
-    "name": "name",
-    "created_at": "created_at",
-    "updated_at": "updated_at",
-    "stock": "stock",
-}
 
 
 def order_aspect(sort: str) -> str:
-    """The aspect a page sorted by `sort` (e.g. "-price") depends on besides its members."""
+    """The aspect a page sorted by `sort` (e.g. "-price") depends on besides its members (named after the field)."""
     return f"order.{SORT_FIELDS[sort.lstrip('-')]}"
 
 

@@ -81,7 +81,7 @@ class ProductCacheWriter:
         drops what is cached of the product instead (scripts.SWAP_VERSIONED).
         """
         keys = self.keys.product(record.id)
-        landed, before, _lapsed = self.cache.swap_versioned(
+        landed, before = self.cache.swap_versioned(
             keys.entry, keys.lease, keys.pending, body.render(record), record.version, self.product_ttl(), token
         )
         if before is None:

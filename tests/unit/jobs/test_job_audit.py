@@ -22,6 +22,7 @@ from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.repository import ProductRepository
 from jollyjet.services import Services
+from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     RepositoryWithHook,
     drop_ttl,
@@ -90,7 +91,7 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
     ProductDocument.objects(id=deleted.id).delete()
     # undecodable bytes.
     keys = services.cache.keys.product(garbled.id)
-    backend.set_versioned(keys.entry, keys.lease, b"{not json", garbled.version, 600)
+    write_entry(backend, keys, b"{not json", garbled.version, 600)
     # wrong_ttl: none at all, longer than the policy allows, and a tombstone that never expires.
     drop_ttl(backend, services.cache.keys.product(no_ttl.id).entry)
     backend.expire(services.cache.keys.product(long_ttl.id).entry, 10 * services.settings.cache_product_ttl_s)
@@ -171,7 +172,7 @@ def test_without_repair_drift_is_only_reported(services: Services, backend: Cach
 # --- list invalidation -----------------------------------------------------------------------------
 def test_repaired_product_drift_invalidates_cached_lists(services: Services) -> None:
     product = create(services)
-    repository = services.products.repository
+    repository = services.products
     assert repository.list_page(ProductQuery()).source is CacheStatus.MISS
     assert repository.list_page(ProductQuery()).source is CacheStatus.HIT
     services.mongo.update(product.id, {"name": "Renamed"}, None)  # the cached page still says "Lamp"

@@ -14,6 +14,7 @@ from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
 from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services
+from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     all_keys,
     drop_ttl,
@@ -49,7 +50,7 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
     # Older schemas: unreadable since the deploy that bumped SCHEMA_VERSION, TTL or not.
     v0, v2 = CacheKeys(keys.prefix, schema=0), CacheKeys(keys.prefix, schema=keys.schema + 1)
     v0_entry = v0.product(permanent.id)
-    backend.set_versioned(v0_entry.entry, v0_entry.lease, b"old bytes", 1, 600)
+    write_entry(backend, v0_entry, b"old bytes", 1, 600)
     plant_without_ttl(backend, v2.generation, b"5")
     backend.set(f"{v2.root}:products:{{products}}:list:5:abc123", b"page", 60)
     old_schema = {v0_entry.entry, v2.generation, f"{v2.root}:products:{{products}}:list:5:abc123"}

@@ -85,7 +85,7 @@ def test_repair_racing_an_eviction_does_not_land_the_older_version(services: Ser
 
     assert entry_of(services, product.id) is None  # not the v2 the repair read
     assert (report.rewritten, report.unchanged, report.remaining) == (0, 1, 0)  # nothing stale is cached: done
-    read = services.products.repository.get(product.id).value
+    read = services.products.get(product.id).value
     assert read is not None and (read.version, read.stock) == (3, 8)
 
 
@@ -102,7 +102,7 @@ def test_repair_racing_a_delete_whose_tombstone_expired_does_not_recreate_it(ser
     report = repair(services, database=racing)
 
     assert entry_of(services, product.id) is None
-    assert services.products.repository.get(product.id).value is None
+    assert services.products.get(product.id).value is None
     assert (report.rewritten, report.remaining) == (0, 0)
 
 
@@ -157,7 +157,7 @@ def test_audit_racing_a_delete_whose_tombstone_expired_does_not_recreate_it(serv
 
     assert repaired["stale_version"] == 0
     assert entry_of(services, product.id) is None
-    assert services.products.repository.get(product.id).value is None
+    assert services.products.get(product.id).value is None
 
 
 def test_audit_racing_an_eviction_does_not_land_the_older_version(services: Services) -> None:
@@ -175,7 +175,7 @@ def test_audit_racing_an_eviction_does_not_land_the_older_version(services: Serv
 
     entry = entry_of(services, product.id)
     assert entry is None or entry.version == 3
-    read = services.products.repository.get(product.id).value
+    read = services.products.get(product.id).value
     assert read is not None and (read.version, read.stock) == (3, 8)
 
 
