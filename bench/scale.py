@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mongoengine
 import orjson
 from pymongo import monitoring
 
@@ -256,6 +257,9 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
         }
     finally:
         r.close()
+        # While this size's MongoDB still answers: closing the client later (the next size's
+        # connect_mongo) would wait out server selection on a stopped server to end its sessions.
+        mongoengine.disconnect()
         stack.close()
         shutil.rmtree(stack.workdir, ignore_errors=True)
 

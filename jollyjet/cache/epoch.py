@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mongoengine import DateTimeField, DictField, Document, IntField, StringField
+from mongoengine.connection import ConnectionFailure as MongoEngineConnectionFailure
 from pymongo.errors import PyMongoError
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -70,6 +71,8 @@ _SCAN_BATCH = 1000
 VERIFY_WAIT_S = 1.0
 # The shard name of a standalone or Sentinel-managed server: there is only one.
 WHOLE_SERVER = "all"
+# MongoDB failing, or no connection configured at all (mongoengine's own error).
+_MONGO_ERRORS = (PyMongoError, MongoEngineConnectionFailure)
 # The attribute of a redis-py connection that holds the ServerTag it was verified with.
 _TAG = "jollyjet_server"
 
@@ -248,7 +251,7 @@ class CacheEpochGuard:
         started = self._clock()
         try:
             servers = self.store.read()
-        except PyMongoError as error:
+        except Exception as error:  # any driver error: a poll never dies; the old view ages out by itself
             log.warning("cache epoch: could not read the current Redis servers: %s", error)
             return
         self._install_view(_View(started, servers))
@@ -303,7 +306,7 @@ class CacheEpochGuard:
             raise CacheServerSettling("a new Redis server is waiting for every process to stop using the old one")
         try:
             self.store.settle(tag)
-        except PyMongoError as error:
+        except _MONGO_ERRORS as error:
             raise CacheServerSettling(f"cannot mark the new Redis server settled in MongoDB: {error}") from error
         self.refresh()
 
@@ -332,7 +335,7 @@ class CacheEpochGuard:
             started = self._clock()
             try:
                 servers = self.store.read()
-            except PyMongoError as error:
+            except _MONGO_ERRORS as error:
                 raise UnverifiedCacheServer(f"cannot read the current Redis servers from MongoDB: {error}") from error
             self._install_view(_View(started, servers))
         current = self._view.servers.get(tag.shard) if self._view is not None else None
@@ -346,7 +349,7 @@ class CacheEpochGuard:
         try:
             # Where no server was current, nobody can be using another one: settled from the start.
             self.store.replace(tag, settled=replaced is None)
-        except PyMongoError as error:
+        except _MONGO_ERRORS as error:
             raise UnverifiedCacheServer(f"cannot record the new Redis server in MongoDB: {error}") from error
         if replaced is not None:
             self._settles_at[tag] = self._clock() + self.max_age_s
