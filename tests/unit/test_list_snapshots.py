@@ -12,6 +12,9 @@ Both guard the invalidation by filter and aspect (docs/cache.md, "Lists and coun
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from flask import Flask
 
 from jollyjet.services import services_of
@@ -22,7 +25,7 @@ PRODUCTS = "/api/v1/products"
 
 
 def test_a_page_read_after_a_write_whose_entry_lags_is_recomputed(
-    app: Flask, fake_cache: FakeCacheBackend, auth: dict[str, str]
+    app: Flask, fake_cache: FakeCacheBackend, auth: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     client = app.test_client()
     product = client.post(PRODUCTS, json=product_payload(category="snap"), headers=auth).get_json()
@@ -37,9 +40,14 @@ def test_a_page_read_after_a_write_whose_entry_lags_is_recomputed(
     fake_cache.delete(entry.entry)
     assert write_entry(fake_cache, entry, old_body, 1, 60)
 
-    response = client.get(listing)
+    with caplog.at_level(logging.DEBUG, logger="jollyjet.products.cache.read_through"):
+        response = client.get(listing)
     assert response.headers["X-Cache"] == "MISS"
     assert [(p["id"], p["version"], p["description"]) for p in response.get_json()] == [(product["id"], 2, "v2")]
+    # Routine under writes, so a debug line, not a warning about a damaged entry.
+    moved = [r for r in caplog.records if "moved on" in r.getMessage()]
+    assert moved and all(r.levelno == logging.DEBUG for r in moved)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "undecodable" in r.getMessage()]
 
 
 def test_a_write_uses_the_previous_version_as_before_image_only_once_it_is_settled(

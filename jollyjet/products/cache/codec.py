@@ -16,6 +16,11 @@ from jollyjet.products.representation import product_from_api, product_to_api
 
 T = TypeVar("T")
 
+
+class PageMovedOn(ValueError):
+    """A stored page one of whose items changed since it was stored: a miss, not damage."""
+
+
 # What a corrupt or foreign entry can raise while decoding; such an entry is a miss.
 # (ArithmeticError: decimal.InvalidOperation from a price that is not a number.)
 DECODE_ERRORS = (serialization.SerializationError, KeyError, TypeError, ValueError, AttributeError, ArithmeticError)

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.events import CacheEvents
-from jollyjet.products.cache.codec import DECODE_ERRORS
+from jollyjet.products.cache.codec import DECODE_ERRORS, PageMovedOn
 from jollyjet.products.domain import CacheStatus, Read
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,11 @@ class CachedValue(Generic[R, T]):
             return _ABSENT
         try:
             return self.decode(raw)
+        except PageMovedOn as moved:  # writes move pages on all the time: routine, not worth a warning
+            log.debug("cached %s moved on (%s); treating it as a miss", self.kind, moved)
         except DECODE_ERRORS:
             log.warning("undecodable %s cache entry; treating it as a miss", self.kind)
-            return _ABSENT
+        return _ABSENT
 
 
 class ReadThrough:

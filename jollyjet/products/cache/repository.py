@@ -203,7 +203,7 @@ class CachedProductRepository:
         return self.queries.read("count", query, compute, codec.COUNT)
 
     def _page_from_ids(self, raw: Any) -> PageOfBodies:
-        """A stored page (ids, total) with its items' bodies from their entries; ValueError if one is gone."""
+        """A stored page (ids, total) with its items' bodies from their entries; PageMovedOn if one changed."""
         ids, total, versions = raw["ids"], raw["total"], raw.get("versions")
         if not isinstance(ids, list) or not isinstance(total, int):
             raise TypeError("not a stored page")
@@ -220,14 +220,14 @@ class CachedProductRepository:
         for pid, entry, version in zip(ids, entries, versions, strict=True):
             if entry is None or entry.pending or entry.payload is None or not body.names(pid, entry.payload):
                 # Deleted, in doubt (or unreadable) since the page was stored: recompute the page.
-                raise ValueError("a page item is gone")
+                raise codec.PageMovedOn("a page item is gone")
             if entry.version < version or (entry.version > version and not entry.settled):
                 # The page's ids, order and total are one state of MongoDB; an item entry of
                 # another version belongs to another state. Older: the page was read after a
                 # write whose cache update has not landed yet. Newer and unsettled: a write
                 # landed its entry and may not have invalidated this page yet. Either mix shows
                 # a state that never was: recompute.
-                raise ValueError("a page item's entry is not the page's version")
+                raise codec.PageMovedOn("a page item's entry is not the page's version")
             # Newer and settled: that write finished invalidating, before this page was read or
             # after; storing the page again under the generations it was read with tells which.
             moved_on = moved_on or entry.version > version
