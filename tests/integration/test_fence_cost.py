@@ -6,19 +6,17 @@ server; mongomock sends no commands), on a real redis-server.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from pymongo import monitoring
 
 from jollyjet import create_app
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
+from tests.support.mongo_commands import COUNTER
 from tests.support.mongo_server import MongoForTests, mongo_for_tests
 from tests.support.redis_server import RedisServer
 
@@ -26,31 +24,6 @@ pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 POLL_S = 0.5
 WINDOW_S = 3.0
-
-
-class CommandCounter(monitoring.CommandListener):
-    """Counts (command, collection) pairs while switched on; registered once per process."""
-
-    def __init__(self) -> None:
-        self.on = False
-        self.counts: Counter[tuple[str, str]] = Counter()
-        self.lock = threading.Lock()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.on:
-            collection = event.command.get(event.command_name)
-            with self.lock:
-                self.counts[(event.command_name, str(collection))] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Not needed: started events are what is counted."""
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Not needed: started events are what is counted."""
-
-
-COUNTER = CommandCounter()
-monitoring.register(COUNTER)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from jollyjet.monitoring.metrics import DB_QUERIES
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.fault_proxy import FaultProxy, fault_proxy
+from tests.support.mongo_commands import COUNTER
 from tests.support.mongo_server import MongoForTests, unique_database_name
 from tests.support.redis_server import RedisServer
 
@@ -128,12 +129,21 @@ def test_repeated_reads_of_an_unknown_id_cost_a_few_queries(redis_server: RedisS
     client = app.test_client()
     unknown = str(ObjectId())
     assert client.get(f"{PRODUCTS}/{unknown}").status_code == 404
+    # jollyjet_db_queries_total is process-wide and also counts the background polls
+    # (pending repairs, the current Redis server) of this and earlier apps: the listener,
+    # which sees the same commands with their collections, says which ones those were.
     before = _db_queries()
-    statuses = {client.get(f"{PRODUCTS}/{unknown}").status_code for _ in range(300)}
+    COUNTER.counts.clear()
+    COUNTER.on = True
+    try:
+        statuses = {client.get(f"{PRODUCTS}/{unknown}").status_code for _ in range(300)}
+    finally:
+        COUNTER.on = False
     spent = _db_queries() - before
-    print(f"300 reads of an unknown id: {spent:.0f} MongoDB queries")
+    polls = sum(n for (_, collection), n in COUNTER.counts.items() if collection != "products")
+    print(f"300 reads of an unknown id: {spent:.0f} MongoDB queries, {polls} of them polls ({dict(COUNTER.counts)})")
     assert statuses == {404}
-    assert spent <= 3
+    assert spent - polls <= 3
     # A create of that id is never hidden by the cached absence (ids are made by the server,
     # so this is the version guard's business: a create writes version 1 over absence's 0).
     created = client.post(PRODUCTS, json=product_payload(), headers=AUTH).get_json()
