@@ -14,15 +14,12 @@ but sending the body, so its gain grows with the body (a list page more than one
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.test import EnvironBuilder
 
-from bench.hit_cpu import WsgiApp, cpu_per_request, service_app
-from tests.support.redis_server import RedisServer
+from bench.hit_cpu import WsgiApp, cpu_per_request, quiet_service
 
 
 def response_bytes(app: WsgiApp, path: str, headers: dict[str, str] | None = None) -> tuple[str, int, str]:
@@ -55,12 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--log-level", default="INFO", help="the service's JOLLYJET_LOG_LEVEL")
     options = parser.parse_args(argv)
-    server = RedisServer()
-    server.start()
-    real_stderr = sys.stderr
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the service's log handler keeps writing to it
-    try:
-        service, product_paths = service_app(server.url, options.log_level)
+    with quiet_service(options.log_level) as (service, product_paths, _):
         kinds = {
             "product by id": product_paths,
             "list page of 20": [f"/api/v1/products?page={n}&page_size=20" for n in (1, 2)],
@@ -81,10 +73,6 @@ def main(argv: list[str] | None = None) -> None:
             for row in rows.values():
                 row.cpu_200 = min(row.cpu_200, cpu_per_request(service, row.paths, options.requests))
                 row.cpu_304 = min(row.cpu_304, cpu_per_request(service, row.paths, options.requests, row.tags))
-    finally:
-        sys.stderr.close()
-        sys.stderr = real_stderr
-        server.close()
     print(
         f"Cached reads, 200 against 304 (If-None-Match: the current ETag), in process; CPU: minimum of "
         f"{options.rounds} rounds of {options.requests} requests (service log level {options.log_level})"

@@ -19,7 +19,8 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from werkzeug.test import EnvironBuilder
@@ -75,6 +76,22 @@ def service_app(redis_url: str, log_level: str) -> tuple[WsgiApp, list[str]]:
     return app, paths
 
 
+@contextmanager
+def quiet_service(log_level: str) -> Iterator[tuple[WsgiApp, list[str], str]]:
+    """service_app on a redis-server of its own, its log lines sent nowhere; yields (app, product paths, Redis URL)."""
+    server = RedisServer()
+    server.start()
+    real_stderr = sys.stderr
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the service's log handler keeps writing to it
+    try:
+        service, product_paths = service_app(server.url, log_level)
+        yield service, product_paths, server.url
+    finally:
+        sys.stderr.close()
+        sys.stderr = real_stderr
+        server.close()
+
+
 def floor_app(redis_url: str, bodies: dict[str, bytes]) -> tuple[WsgiApp, list[str]]:
     """bench/floor_app.py with the same product bodies stored as it expects them."""
     import redis
@@ -104,17 +121,12 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level", default="INFO", help="the service's JOLLYJET_LOG_LEVEL (INFO: one access line per request)"
     )
     options = parser.parse_args(argv)
-    server = RedisServer()
-    server.start()
-    real_stderr = sys.stderr
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the service's log handler keeps writing to it
-    try:
-        service, product_paths = service_app(server.url, options.log_level)
+    with quiet_service(options.log_level) as (service, product_paths, redis_url):
         bodies = {
             p.rsplit("/", 1)[1]: b"".join(service(EnvironBuilder(path=p).get_environ(), _start_response))
             for p in product_paths
         }
-        floor, floor_paths = floor_app(server.url, bodies)
+        floor, floor_paths = floor_app(redis_url, bodies)
         cases: dict[str, tuple[WsgiApp, list[str]]] = {
             "service GET /api/v1/products/<id> (hit)": (service, product_paths),
             "service GET /health/live": (service, ["/health/live"]),
@@ -125,10 +137,6 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(options.rounds):  # interleaved: a busy moment falls on every case alike
             for name, (app, paths) in cases.items():
                 best[name] = min(best[name], cpu_per_request(app, paths, options.requests))
-    finally:
-        sys.stderr.close()
-        sys.stderr = real_stderr
-        server.close()
     print(
         f"CPU per request in process, minimum of {options.rounds} rounds of {options.requests} requests "
         f"(service log level {options.log_level}):"
