@@ -216,6 +216,12 @@ class _View:
     servers: Mapping[str, CurrentServer]
 
 
+def _current_as(tag: ServerTag | None, view: _View) -> CurrentServer | None:
+    """The current server of tag's shard in view, if it is the one tag names."""
+    current = view.servers.get(tag.shard) if tag is not None else None
+    return current if current is not None and tag is not None and current.identity == tag.identity else None
+
+
 class CacheEpochGuard:
     """Verifies each new connection's server (the on_connect hook) and fences every use of a connection (check)."""
 
@@ -248,13 +254,15 @@ class CacheEpochGuard:
     # --- the view of MongoDB's record -------------------------------------------------------------
     def refresh(self) -> None:
         """One query: the current servers. Errors are logged; the old view ages out by itself."""
-        started = self._clock()
         try:
-            servers = self.store.read()
+            self._read_view()
         except Exception as error:  # any driver error: a poll never dies; the old view ages out by itself
             log.warning("cache epoch: could not read the current Redis servers: %s", error)
-            return
-        self._install_view(_View(started, servers))
+
+    def _read_view(self) -> None:
+        """One query: the current servers, installed as this process's view; raises what the driver raises."""
+        started = self._clock()
+        self._install_view(_View(started, self.store.read()))
 
     def _install_view(self, view: _View) -> None:
         if self._view is not None and view.started_at < self._view.started_at:
@@ -285,16 +293,14 @@ class CacheEpochGuard:
     # --- each use of a connection -----------------------------------------------------------------
     def check(self, connection: AbstractConnection) -> None:
         """May this connection carry a command now? Reconnects (and verifies) one to a server no longer current."""
-        view = self._fresh_view()
         tag: ServerTag | None = getattr(connection, _TAG, None)
-        current = view.servers.get(tag.shard) if tag is not None else None
-        if tag is None or current is None or current.identity != tag.identity:
+        current = _current_as(tag, self._fresh_view())
+        if tag is None or current is None:
             connection.disconnect()
             connection.connect()  # runs __call__: finds the server the pool now points at, verifies it
             tag = getattr(connection, _TAG, None)
-            view = self._fresh_view()
-            current = view.servers.get(tag.shard) if tag is not None else None
-            if tag is None or current is None or current.identity != tag.identity:
+            current = _current_as(tag, self._fresh_view())
+            if tag is None or current is None:
                 raise UnverifiedCacheServer("the Redis server is not the current one of its shard")
         if current.settled:
             return
@@ -332,14 +338,11 @@ class CacheEpochGuard:
 
     def _is_current(self, tag: ServerTag, refresh: bool) -> bool:
         if refresh:
-            started = self._clock()
             try:
-                servers = self.store.read()
+                self._read_view()
             except _MONGO_ERRORS as error:
                 raise UnverifiedCacheServer(f"cannot read the current Redis servers from MongoDB: {error}") from error
-            self._install_view(_View(started, servers))
-        current = self._view.servers.get(tag.shard) if self._view is not None else None
-        return current is not None and current.identity == tag.identity
+        return self._view is not None and _current_as(tag, self._view) is not None
 
     def _start_epoch(self, connection: AbstractConnection, tag: ServerTag) -> None:
         deleted = delete_cached_data(connection, self.pattern)
