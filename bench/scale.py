@@ -149,9 +149,9 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
     """Seed, warm, fill, probe the hit path and run the jobs at one catalog size."""
     from jollyjet.app_factory import create_app
     from jollyjet.cache.popularity import query_member
-    from jollyjet.maintenance.audit import run_audit
-    from jollyjet.maintenance.cleanup import run_cleanup
-    from jollyjet.maintenance.warming import run_warm
+    from jollyjet.jobs.audit import run_audit
+    from jollyjet.jobs.cleanup import run_cleanup
+    from jollyjet.jobs.warm import run_warm
     from jollyjet.products.domain import ProductQuery
     from jollyjet.settings import load_settings
     from jollyjet.wiring import build_services

@@ -20,11 +20,11 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from jollyjet.app_factory import configure_logging, create_app
+from jollyjet.commands import catalog_products, seed_products
 from jollyjet.db import ensure_indexes
 from jollyjet.embedded import start_embedded_jobs
 from jollyjet.gunicorn_hooks import ServiceLogger, post_worker_init, pre_request
-from jollyjet.job_runner import log_job_runner
-from jollyjet.seed import catalog_products, seed_products
+from jollyjet.jobs import log_job_runner
 from jollyjet.services import services_of
 from jollyjet.settings import Settings, SettingsError, load_settings
 from jollyjet.startup_checks import mongo_problem

@@ -18,13 +18,13 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
+from jollyjet import jobs
 from jollyjet.api_docs import register_docs_page
-from jollyjet.celery_app import celery_init_app
 from jollyjet.commands import register_commands
 from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.http_headers import register_http_headers
-from jollyjet.maintenance import names
+from jollyjet.jobs import celery_init_app
 from jollyjet.monitoring.logs import configure_logging as configure_log_output
 from jollyjet.monitoring.setup import attach_monitoring, mongo_listeners
 from jollyjet.monitoring_settings import LogFormat
@@ -133,7 +133,7 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
 
     def enqueue_repair() -> None:
         try:
-            celery.send_task(names.REPAIR)
+            celery.send_task(jobs.REPAIR)
         except Exception:  # the broker may be down too; beat runs the repair anyway
             log.warning("could not enqueue the cache repair after Redis recovered", exc_info=True)
 

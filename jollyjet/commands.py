@@ -1,4 +1,4 @@
-"""The Flask CLI (`flask --app app <command>`): what an operator or a release phase runs, once.
+"""The Flask CLI (`flask --app app <command>`): what an operator or a release phase runs, once; and the seed catalog.
 
 seed, ensure-indexes, warm, audit, repair, drop-cache. Each first checks the servers it
 needs (one line naming the setting and the address, never a traceback), then runs the
@@ -6,13 +6,26 @@ very function the Celery job, the admin endpoint or the embedded mode runs, and 
 one summary line on stdout. Exit status: 0 done; 1 failed (a server unreachable, or the
 run failed: the line on stderr says why); 2 bad usage (click's); 3 another run of the
 job holds its lock, so nothing was done. docs/operations.md ("Commands") lists them.
+
+Seeding makes the 48-product demo catalog, or as many generated products as asked. It is run
+by `seed`, and once by the embedded development mode (`python -m jollyjet` on mongomock,
+whose store starts empty); never by a serving process on real servers. Products are
+deterministic: the n-th product of a category always has the same sku, so a second run
+inserts only what is still missing (the unique sku index turns each duplicate into
+DuplicateSku, which is skipped). Every product goes through services.products, so the cache
+is written through and lists are invalidated as for any client write.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import click
 from flask import Flask
@@ -25,25 +38,103 @@ from redis.exceptions import RedisError
 from jollyjet.cache.backend import CacheError
 from jollyjet.db import ensure_indexes
 from jollyjet.job_settings import AuditMode
-from jollyjet.maintenance.audit import DRIFT_CLASSES, run_audit
+from jollyjet.jobs import JobEntry, JobReport, run_job_once
+from jollyjet.jobs.audit import DRIFT_CLASSES, run_audit
+from jollyjet.jobs.repair import run_repair
+from jollyjet.jobs.warm import run_warm
 from jollyjet.maintenance.flush import drop_service_keys
-from jollyjet.maintenance.repair import run_repair
-from jollyjet.maintenance.report import JobEntry, JobReport
-from jollyjet.maintenance.run_lock import run_job_once
-from jollyjet.maintenance.warming import run_warm
-from jollyjet.products.repository import DatabaseUnavailable
+from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductRepository
+from jollyjet.products.representation import cents
 from jollyjet.products.schemas import ProductInputSchema
-from jollyjet.seed import DEMO_CATEGORIES, DEMO_COUNT, catalog_products, seed_products
 from jollyjet.services import CacheServices, Services, current_services
 from jollyjet.settings import Settings
 from jollyjet.startup_checks import mongo_problem
 
+log = logging.getLogger(__name__)
 EXIT_BUSY = 3
 MAX_SEED = 1_000_000
 # A bar only where one helps: below this, seeding takes about a second.
 PROGRESS_FROM = 500
 # What a run can fail with once the servers answered: a server lost midway, a timeout.
 _RUN_ERRORS = (CacheError, RedisError, DatabaseUnavailable, PyMongoError)
+
+_CATEGORIES = {
+    "audio": ["Headphones", "Speaker", "Earbuds", "Soundbar"],
+    "books": ["Field Guide", "Cookbook", "Atlas", "Novel"],
+    "kitchen": ["Kettle", "Chef Knife", "Skillet", "Coffee Grinder"],
+    "outdoor": ["Tent", "Sleeping Bag", "Headlamp", "Backpack"],
+}
+DEMO_CATEGORIES = tuple(_CATEGORIES)
+_OTHER_NAMES = ["Gadget", "Kit", "Set", "Bundle"]  # for a category the demo catalog does not have
+_VARIANTS = ("Lite", "Classic", "Pro")
+_PER_SERIES = len(_OTHER_NAMES) * len(_VARIANTS)  # products of one category in one series: 12
+DEMO_COUNT = len(DEMO_CATEGORIES) * _PER_SERIES  # 48
+
+
+@dataclass
+class SeedReport:
+    """What one seeding run did."""
+
+    added: int = 0
+    present: int = 0  # its sku was taken already (an earlier run, or another seeder)
+
+
+def _sku_prefix(category: str) -> str:
+    # The demo categories keep their readable prefixes; any other category (free text, up to
+    # 100 characters of anything) gets a hash of its name: a valid sku, and one per category.
+    if category in _CATEGORIES:
+        return category[:3].upper()
+    return "C" + hashlib.blake2b(category.encode(), digest_size=4).hexdigest().upper()
+
+
+def _product(category: str, position: int, index: int) -> dict[str, Any]:
+    """The index-th product of a category (position: its place in DEMO_CATEGORIES, or 0)."""
+    series, within = divmod(index, _PER_SERIES)
+    n_index, variant = divmod(within, len(_VARIANTS))
+    name = _CATEGORIES.get(category, _OTHER_NAMES)[n_index]
+    # Series 0 of the demo categories is the demo catalog, exactly as it always was.
+    price = Decimal(9 + 7 * n_index + 13 * position + variant * 5 + series % 50) + Decimal("0.99")
+    suffix = f"-{series}" if series else ""
+    return {
+        "sku": f"{_sku_prefix(category)}-{n_index:02d}{variant}{suffix}",
+        "name": f"{name} {_VARIANTS[variant]}" + (f" {series + 1}" if series else ""),
+        "description": f"A {name.lower()} for the JollyJet demo catalog.",
+        "price_cents": cents(price),
+        "currency": "USD",
+        "category": category,
+        "tags": [category.strip()[:50], ("budget", "popular", "premium")[variant]],
+        "stock": (n_index * 7 + variant * 3 + series) % 25,
+        "is_active": True,
+    }
+
+
+def catalog_products(count: int = DEMO_COUNT, categories: Sequence[str] = DEMO_CATEGORIES) -> Iterator[dict[str, Any]]:
+    """The first `count` products, deterministic, taking the categories in turn.
+
+    With the defaults: the demo catalog (4 categories x 4 names x 3 variants)."""
+    for i in range(count):
+        index, c_index = divmod(i, len(categories))
+        category = categories[c_index]
+        position = DEMO_CATEGORIES.index(category) if category in _CATEGORIES else 0
+        yield _product(category, position, index)
+
+
+def seed_products(
+    repository: ProductRepository, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
+) -> SeedReport:
+    """Create each product whose sku is not taken yet; progress(1) after each. Needs the unique sku index."""
+    report = SeedReport()
+    for values in products:
+        try:
+            repository.create(values)
+        except DuplicateSku:
+            report.present += 1
+        else:
+            report.added += 1
+        if progress is not None:
+            progress(1)
+    log.info("seeded %d products (%d already present)", report.added, report.present)
+    return report
 
 
 class JobBusy(click.ClickException):
@@ -205,7 +296,7 @@ def _with_settings(entry: JobEntry, settings: Settings) -> JobEntry:
 @with_appcontext
 def repair() -> None:
     """Replay cache writes that failed after their database write (the repair job, once)."""
-    # Without the job lock, as the Celery task (tasks/jobs.py says why).
+    # Without the job lock, as the Celery task (jollyjet/jobs says why).
     report = _run_job(current_services(), "repair", run_repair, exclusive=False).as_dict()
     click.echo(
         f"repair: {report['records']} records replayed for {report['products']} products "

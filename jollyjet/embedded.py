@@ -3,8 +3,7 @@
 Embedded stores (mongomock, fakeredis) and the in-memory broker live in one process,
 so a separate `celery worker` could never see them. Here the same jobs run on the
 same schedule in daemon threads; with real servers, run the Procfile's processes.
-The worker thread loads the task module by name (celery_app.TASK_MODULES), as
-`celery -A tasks worker` does: this package never imports tasks/.
+The tasks are jollyjet/jobs' shared tasks, registered with every Celery app.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ import threading
 from celery.beat import EmbeddedService, Scheduler
 from flask import Flask
 
-from jollyjet.celery_app import FlaskCelery
-from jollyjet.maintenance import names
+from jollyjet import jobs
+from jollyjet.jobs import FlaskCelery
 from jollyjet.services import services_of
 
 log = logging.getLogger(__name__)
@@ -47,5 +46,5 @@ def start_embedded_jobs(app: Flask) -> None:
     settings = services_of(app).settings
     if settings.cache_enabled and settings.warm_enabled and settings.warm_on_worker_start:
         # Only the `celery worker` command sends worker_ready; do here what its handler does.
-        celery.send_task(names.WARM)
+        celery.send_task(jobs.WARM)
     log.info("embedded mode: Celery worker and beat run as threads of this process")

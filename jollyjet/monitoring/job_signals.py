@@ -10,17 +10,17 @@ from typing import Any
 
 from celery import signals
 
-from jollyjet.maintenance import names
-from jollyjet.maintenance.audit import DRIFT_CLASSES
+from jollyjet import jobs
+from jollyjet.jobs.audit import DRIFT_CLASSES
 from jollyjet.monitoring.job_status import record_run
 from jollyjet.monitoring.metrics import AUDIT_DRIFT_FOUND, AUDIT_DRIFT_REPAIRED, JOB_DURATION, JOB_RUNS
 
 # Celery task name → the short name used in labels, the admin API and the docs.
 TASKS = {
-    names.WARM: "warm",
-    names.CLEANUP: "cleanup",
-    names.AUDIT: "audit",
-    names.REPAIR: "repair",
+    jobs.WARM: "warm",
+    jobs.CLEANUP: "cleanup",
+    jobs.AUDIT: "audit",
+    jobs.REPAIR: "repair",
 }
 OUTCOMES = ("success", "skipped", "retry", "failure")
 

@@ -18,7 +18,7 @@ from pymongo.monitoring import CommandListener
 
 from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.redis_backend import CallObserver
-from jollyjet.maintenance.audit_store import latest_audit
+from jollyjet.jobs.audit import latest_audit
 from jollyjet.monitoring.job_status import all_statuses
 from jollyjet.monitoring.redis_probe import RedisProbe
 from jollyjet.settings import Settings

@@ -11,10 +11,10 @@ from flask import Response, current_app, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 
+from jollyjet import jobs
 from jollyjet.auth import require_token
 from jollyjet.cache.backend import CacheError
-from jollyjet.maintenance import names
-from jollyjet.maintenance.audit_store import latest_audit
+from jollyjet.jobs.audit import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.openapi_contract import errors
 from jollyjet.ops.job_queue import QUEUE_ERRORS, JobPublisher, QueueUnavailable
@@ -24,7 +24,7 @@ from jollyjet.services import CacheServices, current_services
 
 blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-JOBS = {"warm": names.WARM, "audit": names.AUDIT, "cleanup": names.CLEANUP, "repair": names.REPAIR}
+JOBS = {"warm": jobs.WARM, "audit": jobs.AUDIT, "cleanup": jobs.CLEANUP, "repair": jobs.REPAIR}
 _PUBLISHER_LOCK = threading.Lock()
 
 

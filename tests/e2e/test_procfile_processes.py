@@ -27,9 +27,9 @@ import requests
 from bson import ObjectId
 from pymongo.collection import Collection
 
+from jollyjet import jobs
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.scripts import RELEASE_LOCK
-from jollyjet.maintenance import names
 from tests.support.factories import product_payload
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import (
@@ -207,7 +207,7 @@ def wait_started(stack: Stack) -> None:
 
     def warm_done() -> list[dict[str, Any]]:
         # Finished, not merely STARTED (task_track_started stores that state first).
-        return [w for w in task_results(stack, names.WARM) if w.get("status") in ("SUCCESS", "FAILURE")]
+        return [w for w in task_results(stack, jobs.WARM) if w.get("status") in ("SUCCESS", "FAILURE")]
 
     wait_for(stack, warm_done, "warm-on-start task result", STARTUP_TIMEOUT_S)
     wait_for(stack, lambda: "Sending due task" in stack.processes["beat"].log_text(), "beat send", STARTUP_TIMEOUT_S)
@@ -246,7 +246,7 @@ def task_results(stack: Stack, task_name: str) -> list[dict[str, Any]]:
 def audit_with_drift(stack: Stack) -> dict[str, Any] | None:
     """The report of a finished audit task that found drift. Read from the result backend,
     not /audit/latest: with a 1 s interval the next run replaces "latest" within a second."""
-    for meta in task_results(stack, names.AUDIT):
+    for meta in task_results(stack, jobs.AUDIT):
         result = meta.get("result") or {}
         if meta.get("status") == "SUCCESS" and result.get("drift_total", 0) > 0:
             return result  # type: ignore[no-any-return]
@@ -261,7 +261,7 @@ def test_beat_scheduled_audit_repairs_drift_planted_behind_the_services_back(sta
     assert f"Listening at: {stack.url} " in web_log  # the Procfile's 0.0.0.0, moved to loopback for tests
     assert len(re.findall(r"Booting worker with pid: \d+", web_log)) == 2, web_log
     # Warm-on-start: the worker's own start-up enqueued one warm run, and it succeeded.
-    warms = task_results(stack, names.WARM)
+    warms = task_results(stack, jobs.WARM)
     assert [(w["status"], w["queue"]) for w in warms] == [("SUCCESS", stack.queue)], warms
     assert warms[0]["result"]["products_considered"] == 0 and warms[0]["result"]["queries_considered"] == 0
     assert "worker ready: cache warming enqueued" in stack.processes["worker"].log_text()
@@ -332,7 +332,7 @@ def test_beat_scheduled_audit_repairs_drift_planted_behind_the_services_back(sta
 
     # The repairing run was a task the worker ran, and every audit task was one beat sent
     # (beat logs each send before making it, so its count can only be ahead).
-    audits = task_results(stack, names.AUDIT)
+    audits = task_results(stack, jobs.AUDIT)
     assert [a["status"] for a in audits if a["result"].get("id") == run["id"]] == ["SUCCESS"], audits
     assert all(a["queue"] == stack.queue for a in audits)
     sent = stack.processes["beat"].log_text().count("Sending due task cache-audit (jollyjet.cache.audit)")

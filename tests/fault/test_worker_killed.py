@@ -20,8 +20,8 @@ import orjson
 import pytest
 import requests
 
+from jollyjet import jobs
 from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys
-from jollyjet.maintenance import names
 from tests.fault.conftest import TOKEN, FaultStack, running_stack
 from tests.support.factories import product_payload
 from tests.support.processes import children_of
@@ -125,13 +125,13 @@ def create_products(stack: FaultStack) -> list[dict[str, Any]]:
 def test_a_repair_killed_midway_is_run_again_and_loses_no_record(worker_stack: FaultStack) -> None:
     stack = worker_stack
     products = create_products(stack)
-    before = set(task_metas(stack, names.REPAIR))
+    before = set(task_metas(stack, jobs.REPAIR))
     stack.proxy.delay(ROUND_TRIP_DELAY_S)
     stack.repairs.insert_many(
         [{"product_id": p["id"], "reason": "planted", "created_at": datetime.now(UTC), "attempts": 0} for p in products]
     )
     # Killed after its first rewrite and before it marked any record done (one update, its last step).
-    killed = kill_the_run_midway(stack, names.REPAIR, before, products, lambda: stack.pending_repairs() == PRODUCTS)
+    killed = kill_the_run_midway(stack, jobs.REPAIR, before, products, lambda: stack.pending_repairs() == PRODUCTS)
     stack.proxy.heal()
 
     wait_for(lambda: stack.pending_repairs() == 0, "replay of every record")
@@ -139,7 +139,7 @@ def test_a_repair_killed_midway_is_run_again_and_loses_no_record(worker_stack: F
 
     def replayed_later() -> list[dict[str, Any]]:
         # The run that marked the records done stores its result a moment after: wait for it.
-        metas = task_metas(stack, names.REPAIR)
+        metas = task_metas(stack, jobs.REPAIR)
         return [
             m
             for tid, m in metas.items()
@@ -148,7 +148,7 @@ def test_a_repair_killed_midway_is_run_again_and_loses_no_record(worker_stack: F
 
     later = wait_for(replayed_later, "the stored result of the run that replayed the records")
     assert sum(m["result"]["records"] for m in later) == PRODUCTS, later  # every record replayed once, after
-    metas = task_metas(stack, names.REPAIR)
+    metas = task_metas(stack, jobs.REPAIR)
     assert metas[killed]["status"] == "FAILURE" and "WorkerLostError" in str(metas[killed]["result"]), metas[killed]
     stack.assert_alive()
 
@@ -157,12 +157,12 @@ def test_an_audit_killed_midway_is_run_again_and_repairs_the_drift(worker_stack:
     stack = worker_stack
     products = create_products(stack)
     raw, keys = stack.raw(), cache_keys(stack)
-    before = set(task_metas(stack, names.AUDIT))
+    before = set(task_metas(stack, jobs.AUDIT))
     stack.proxy.delay(ROUND_TRIP_DELAY_S)
     for product in products:  # drift behind the service's back: every entry claims an older version
         raw.hset(keys.product(product["id"]).entry, "v", 0)
     # Killed after it repaired one entry and before it stored its result.
-    killed = kill_the_run_midway(stack, names.AUDIT, before, products)
+    killed = kill_the_run_midway(stack, jobs.AUDIT, before, products)
     stack.proxy.heal()
 
     def repaired() -> bool:
@@ -172,7 +172,7 @@ def test_an_audit_killed_midway_is_run_again_and_repairs_the_drift(worker_stack:
 
     def repaired_later() -> list[dict[str, Any]]:
         # The run that repaired the last entry stores its result a moment after: wait for it.
-        metas = task_metas(stack, names.AUDIT)
+        metas = task_metas(stack, jobs.AUDIT)
         return [
             m
             for tid, m in metas.items()
@@ -180,6 +180,6 @@ def test_an_audit_killed_midway_is_run_again_and_repairs_the_drift(worker_stack:
         ]
 
     wait_for(repaired_later, "the stored result of a later audit run that found the drift")
-    metas = task_metas(stack, names.AUDIT)
+    metas = task_metas(stack, jobs.AUDIT)
     assert metas[killed]["status"] == "FAILURE" and "WorkerLostError" in str(metas[killed]["result"]), metas[killed]
     stack.assert_alive()

@@ -22,8 +22,8 @@ import pytest
 import redis
 from redis.client import PubSub
 
+from jollyjet import jobs
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.maintenance import names
 from tests.support.jobs import celery_env, celery_process
 from tests.support.redis_server import RedisServer
 
@@ -120,7 +120,7 @@ def test_two_beat_processes_send_each_audit_slot_once(
     output = [log.read_text() for log in logs]
     sent = queued_tasks(raw, queue)
     assert len(slots) >= SLOTS_WANTED, output
-    assert {h["task"] for h in sent} == {names.AUDIT}
+    assert {h["task"] for h in sent} == {jobs.AUDIT}
     assert len({h["id"] for h in sent}) == len(sent)
     # One message per claimed slot, though both beats were due at every slot.
     assert len(sent) == len(slots), output

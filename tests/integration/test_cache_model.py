@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from jollyjet import create_app
 from jollyjet.cache.backend import CacheError
-from jollyjet.maintenance.repair import repair_failed_writes
+from jollyjet.jobs.repair import repair_failed_writes
 from jollyjet.products.domain import ProductQuery, ProductRecord
 from jollyjet.products.representation import product_to_api
 from jollyjet.services import CacheServices, Services, services_of

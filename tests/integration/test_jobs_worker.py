@@ -19,12 +19,11 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from flask.testing import FlaskClient
 
+from jollyjet import create_app, jobs
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
-from jollyjet.maintenance import names
 from jollyjet.products.models import ProductDocument
 from jollyjet.services import services_of
-from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, celery_env, celery_process, run_job
@@ -43,7 +42,7 @@ def jobs_app(redis_server: RedisServer) -> Iterator[Flask]:
         audit_mode="full",
         warm_on_worker_start=False,  # tested on its own below, with a real `celery worker`
     )
-    celery = create_celery(settings)
+    celery = create_app(settings).extensions["celery"]
     with start_worker(celery, pool="solo", perform_ping_check=False):
         yield celery.flask_app
 
@@ -185,7 +184,7 @@ def test_a_starting_worker_enqueues_a_warm_run(
     args = ["worker", "--pool=solo", "--without-heartbeat", "--without-mingle", "--without-gossip"]
     args += [f"--hostname=ready-{queue}@127.0.0.1", "--loglevel=INFO"]
     with celery_process(args, env, tmp_path / "worker.log") as worker:
-        results = wait_for_results(raw, names.WARM, timeout_s=20, alive=worker.poll)
+        results = wait_for_results(raw, jobs.WARM, timeout_s=20, alive=worker.poll)
     log = (tmp_path / "worker.log").read_text()
     assert len(results) == 1, log
     assert results[0]["status"] == "SUCCESS", results[0]

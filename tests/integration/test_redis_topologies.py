@@ -17,13 +17,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis.connection import AbstractConnection
 
+from jollyjet import create_app
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.client import REDIS_ERRORS, build_redis_client
 from jollyjet.cache.redis_backend import RedisCacheBackend
-from jollyjet.maintenance.repair import run_repair
+from jollyjet.jobs.repair import run_repair
 from jollyjet.services import services_of
 from jollyjet.settings import Settings
-from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, run_job
@@ -126,7 +126,7 @@ def test_on_connect_runs_after_the_handshake_of_every_new_connection(
 
 
 def test_the_product_api_on_the_topology(topology_settings: Settings) -> None:
-    celery = create_celery(topology_settings)
+    celery = create_app(topology_settings).extensions["celery"]
     app: Flask = celery.flask_app
     client = app.test_client()
     ids = [create(client, category="topo", stock=i)["id"] for i in range(12)]
@@ -186,7 +186,7 @@ def test_celery_on_a_sentinel_broker_with_kombu_urls(sentinel_topology: Sentinel
         celery_queue=f"topo-{uuid.uuid4().hex[:12]}",
         warm_on_worker_start=False,
     )
-    celery = create_celery(settings)
+    celery = create_app(settings).extensions["celery"]
     client = celery.flask_app.test_client()
     create(client, category="broker")
     with start_worker(celery, pool="solo", perform_ping_check=False):
@@ -210,8 +210,8 @@ def test_sentinel_over_tls() -> None:
         client.set("probe", b"1")
         assert client.get("probe") == b"1" and connections == ["SentinelManagedSSLConnection"]
 
-        app = create_celery(make_settings(**values, redis_tls=True, redis_tls_ca_file=str(topology.tls.ca_cert)))
-        api = app.flask_app.test_client()
+        app = create_app(make_settings(**values, redis_tls=True, redis_tls_ca_file=str(topology.tls.ca_cert)))
+        api = app.test_client()
         product = create(api, category="tls")
         assert api.get(f"/api/v1/products/{product['id']}").headers["X-Cache"] == "HIT"
 
@@ -227,7 +227,7 @@ def test_a_cluster_down_at_start_up_does_not_stop_the_service() -> None:
     """RedisCluster connects in its constructor; the service starts anyway, reads MongoDB, then uses the cluster."""
     topology = ClusterTopology()  # ports chosen, nothing started yet
     try:
-        app = create_celery(make_settings(**cluster_settings(topology), breaker_cooldown_s=0.2)).flask_app
+        app = create_app(make_settings(**cluster_settings(topology), breaker_cooldown_s=0.2))
         client = app.test_client()
         product = create(client, category="late-cluster")
         bypass = client.get(f"/api/v1/products/{product['id']}")

@@ -18,11 +18,11 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 
+from jollyjet import create_app
 from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
-from jollyjet.celery_app import FlaskCelery
+from jollyjet.jobs import FlaskCelery
 from jollyjet.services import services_of
-from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, run_job
@@ -52,7 +52,7 @@ def outage_celery(persistent_redis: RedisServer) -> FlaskCelery:
         breaker_cooldown_s=0.3,
         warm_on_worker_start=False,
     )
-    return create_celery(settings)
+    return create_app(settings).extensions["celery"]
 
 
 def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def served(app: Flask) -> Iterator[str]:
 
 
 if __name__ == "__main__":
-    from jollyjet.seed import catalog_products, seed_products
+    from jollyjet.commands import catalog_products, seed_products
     from jollyjet.services import services_of
     from tests.conftest import make_app, make_settings
 

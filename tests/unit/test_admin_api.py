@@ -12,12 +12,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from jollyjet import jobs
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.job_settings import AuditMode
-from jollyjet.maintenance import names
-from jollyjet.maintenance.audit import AuditOptions, CacheAudit
+from jollyjet.jobs.audit import AuditOptions, CacheAudit
 from jollyjet.services import services_of
-from tasks import jobs  # noqa: F401  (registers the shared tasks, as the worker does)
 from tests.support.api import assert_json_error
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import OutageBackend, all_keys, job_app, product_values
@@ -80,7 +79,7 @@ def test_a_finished_task_shows_its_job_and_report(app: Flask, client: FlaskClien
     celery = app.extensions["celery"]
     celery.conf.task_store_eager_result = True  # let apply() store its result, as a worker would
     task_id = str(uuid.uuid4())
-    celery.tasks[names.AUDIT].apply(task_id=task_id)
+    celery.tasks[jobs.AUDIT].apply(task_id=task_id)
 
     body = client.get(f"/api/v1/tasks/{task_id}", headers=auth).get_json()
 

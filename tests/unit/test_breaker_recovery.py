@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from jollyjet import create_app
+from jollyjet import create_app, jobs
 from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.maintenance import names
 from jollyjet.services import services_of
 from tests.conftest import make_settings
 
@@ -85,7 +84,7 @@ def test_the_app_enqueues_the_repair_job_on_recovery(monkeypatch: pytest.MonkeyP
     breaker.record_success()
     if repair_enabled:
         assert sent.wait(timeout=5)  # sent from a thread, so the closing request never waits on the broker
-        assert names_sent == [names.REPAIR]
+        assert names_sent == [jobs.REPAIR]
     else:
         # Other recovery listeners (the metrics') may run; none enqueues anything.
         assert not sent.wait(timeout=0.5) and names_sent == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices
 
-from jollyjet.maintenance.warming import WarmReport
+from jollyjet.jobs.warm import WarmReport
 from jollyjet.settings import Settings
 from tests.support.procfile import read_procfile
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from jollyjet.job_runner import describe_job_runner, log_job_runner, separate_worker_problem
+from jollyjet.jobs import describe_job_runner, log_job_runner, separate_worker_problem
 from tests.conftest import make_settings
 
 

@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-from jollyjet.maintenance.audit_store import AuditRun
+from jollyjet.jobs.audit import AuditRun
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.representation import product_to_api
 from jollyjet.products.schemas import _NOT_BLANK, MONEY_PATTERN, Money, ProductInputSchema

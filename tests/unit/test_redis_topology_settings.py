@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import AliasChoices
 
-from jollyjet.celery_app import celery_config
+from jollyjet.jobs import celery_config
 from jollyjet.redis_topology_settings import parse_sentinels
 from jollyjet.settings import RedisTopology, Settings, SettingsError, load_settings
 

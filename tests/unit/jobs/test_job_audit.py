@@ -15,8 +15,7 @@ from flask import Flask
 
 from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
-from jollyjet.maintenance.audit import DRIFT_CLASSES, AuditOptions, CacheAudit
-from jollyjet.maintenance.audit_store import AuditRun, latest_audit, prune_audits
+from jollyjet.jobs.audit import DRIFT_CLASSES, AuditOptions, AuditRun, CacheAudit, latest_audit, prune_audits
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.models import ProductDocument

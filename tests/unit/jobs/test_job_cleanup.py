@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
-from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
+from jollyjet.jobs.cleanup import CacheCleanup, CleanupOptions, CleanupReport
 from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services
 from tests.support.fake_cache import write_entry

@@ -15,8 +15,8 @@ import pytest
 
 from jollyjet.cache.backend import VersionedEntry
 from jollyjet.job_settings import AuditMode
-from jollyjet.maintenance.audit import AuditOptions, CacheAudit
-from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
+from jollyjet.jobs.audit import AuditOptions, CacheAudit
+from jollyjet.jobs.repair import RepairReport, repair_failed_writes
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
 from jollyjet.services import Services

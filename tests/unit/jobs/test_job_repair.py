@@ -11,7 +11,7 @@ from flask import Flask
 
 from jollyjet.cache.backend import CacheError, VersionedEntry
 from jollyjet.cache.repair_log import CacheRepairRecord
-from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
+from jollyjet.jobs.repair import RepairReport, repair_failed_writes
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.repository import ProductRepository

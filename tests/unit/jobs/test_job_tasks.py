@@ -17,16 +17,13 @@ from celery.schedules import crontab, schedule
 from flask import Flask
 from pymongo.errors import AutoReconnect
 
+from jollyjet import jobs
 from jollyjet.cache.backend import CacheError
-from jollyjet.celery_app import periodic_job_definitions
-from jollyjet.maintenance import names
-from jollyjet.maintenance.audit_store import latest_audit
+from jollyjet.jobs import SingleBeatScheduler, periodic_job_definitions, run_job, slot_of
+from jollyjet.jobs.audit import latest_audit
 from jollyjet.products.repository import DatabaseUnavailable
 from jollyjet.services import Services, services_of
 from jollyjet.settings import Settings
-from tasks import beat, jobs
-from tasks.beat import SingleBeatScheduler, slot_of
-from tasks.jobs import run_job
 from tests.conftest import make_settings
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import OutageBackend, job_app
@@ -146,7 +143,7 @@ def test_other_errors_are_not_retried(app: Flask) -> None:
 # --- the registered tasks, run in-process --------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "report_key"),
-    [(names.WARM, "keys_warmed"), (names.CLEANUP, "keys_scanned"), (names.AUDIT, "drift"), (names.REPAIR, "records")],
+    [(jobs.WARM, "keys_warmed"), (jobs.CLEANUP, "keys_scanned"), (jobs.AUDIT, "drift"), (jobs.REPAIR, "records")],
 )
 def test_each_registered_task_runs_its_job_in_the_app_context(app: Flask, name: str, report_key: str) -> None:
     result = app.extensions["celery"].tasks[name].apply()
@@ -161,14 +158,14 @@ def test_the_repair_task_runs_even_while_an_orphaned_repair_lock_is_held(app: Fl
     cache = services_of(app).require_cache()
     assert cache.backend.acquire_lock(cache.keys.job_lock("repair"), 600_000) is not None
 
-    result = app.extensions["celery"].tasks[names.REPAIR].apply()
+    result = app.extensions["celery"].tasks[jobs.REPAIR].apply()
 
     assert result.successful(), result.traceback
     assert "records" in result.result and "skipped" not in result.result
 
 
 def test_the_audit_task_stores_its_run(app: Flask) -> None:
-    result = app.extensions["celery"].tasks[names.AUDIT].apply()
+    result = app.extensions["celery"].tasks[jobs.AUDIT].apply()
 
     stored = latest_audit()
     assert stored is not None and result.result["id"] == str(stored.id)
@@ -184,7 +181,7 @@ def test_a_task_failing_transiently_is_retried_up_to_the_limit(monkeypatch: pyte
 
     monkeypatch.setattr(jobs, "run_audit", flaky)
     # Eager apply() runs each retry at once (no countdown wait), as a worker would run it later.
-    result = app.extensions["celery"].tasks[names.AUDIT].apply()
+    result = app.extensions["celery"].tasks[jobs.AUDIT].apply()
 
     assert len(attempts) == 1 + 2
     assert result.failed() and isinstance(result.result, CacheError)
@@ -197,10 +194,10 @@ def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
     definitions = periodic_job_definitions(settings)
 
     assert definitions == {
-        "cache-warm": {"task": names.WARM, "schedule": timedelta(seconds=11), "options": {"expires": 11}},
-        "cache-cleanup": {"task": names.CLEANUP, "schedule": timedelta(seconds=12), "options": {"expires": 12}},
-        "cache-audit": {"task": names.AUDIT, "schedule": timedelta(seconds=13), "options": {"expires": 13}},
-        "cache-repair": {"task": names.REPAIR, "schedule": timedelta(seconds=14), "options": {"expires": 14}},
+        "cache-warm": {"task": jobs.WARM, "schedule": timedelta(seconds=11), "options": {"expires": 11}},
+        "cache-cleanup": {"task": jobs.CLEANUP, "schedule": timedelta(seconds=12), "options": {"expires": 12}},
+        "cache-audit": {"task": jobs.AUDIT, "schedule": timedelta(seconds=13), "options": {"expires": 13}},
+        "cache-repair": {"task": jobs.REPAIR, "schedule": timedelta(seconds=14), "options": {"expires": 14}},
     }
 
 
@@ -234,7 +231,7 @@ def scheduler_for(app: Flask) -> SingleBeatScheduler:
 def entry_for(app: Flask, name: str = "cache-audit", every_s: int = 5) -> ScheduleEntry:
     celery = app.extensions["celery"]
     return ScheduleEntry(
-        name=name, task=names.AUDIT, schedule=schedule(timedelta(seconds=every_s), app=celery), app=celery
+        name=name, task=jobs.AUDIT, schedule=schedule(timedelta(seconds=every_s), app=celery), app=celery
     )
 
 
@@ -275,7 +272,7 @@ def test_a_claim_that_cannot_reach_redis_sends_nothing() -> None:
 def test_schedules_without_an_interval_and_a_disabled_cache_are_not_claimed() -> None:
     app = job_app(FakeCacheBackend())
     celery = app.extensions["celery"]
-    nightly = ScheduleEntry(name="nightly", task=names.AUDIT, schedule=crontab(hour=3, minute=0), app=celery)
+    nightly = ScheduleEntry(name="nightly", task=jobs.AUDIT, schedule=crontab(hour=3, minute=0), app=celery)
     assert scheduler_for(app).claim(nightly, 1000.0) and scheduler_for(app).claim(nightly, 1000.0)
 
     uncached = job_app(FakeCacheBackend(), cache_enabled=False)
@@ -286,7 +283,7 @@ def test_schedules_without_an_interval_and_a_disabled_cache_are_not_claimed() ->
 def test_apply_entry_sends_only_what_this_beat_claimed(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[str] = []
     monkeypatch.setattr(Scheduler, "apply_entry", lambda self, entry, producer=None: sent.append(entry.name))
-    monkeypatch.setattr(beat, "time", SimpleNamespace(time=lambda: 1000.0))  # only beat's clock
+    monkeypatch.setattr(jobs, "time", SimpleNamespace(time=lambda: 1000.0))  # only beat's clock
     entry = entry_for(app)
 
     scheduler_for(app).apply_entry(entry)

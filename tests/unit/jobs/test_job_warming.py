@@ -18,8 +18,8 @@ from jollyjet.cache.popularity import PopularityTracker, query_member
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import connect_mongo
-from jollyjet.maintenance import warming
-from jollyjet.maintenance.warming import query_from_member, warm_cache
+from jollyjet.jobs import warm as warming
+from jollyjet.jobs.warm import query_from_member, warm_cache
 from jollyjet.products.cache import codec
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.domain import ProductQuery, ProductRecord
