@@ -62,12 +62,9 @@ JobEntry = Callable[[Services, Settings], JobReport]
 
 
 def run_job_once(services: Services, job: str, entry: JobEntry, *, exclusive: bool = True) -> JobReport | None:
-    """One run of a job's entry point, under the job's Redis lock when exclusive; None when another run holds it.
-
-    The one way the Celery tasks and the CLI (jollyjet/commands.py) start a job. Celery with a
-    Redis broker may deliver a task twice, and beat or an operator may enqueue a job while the
-    previous run is still going: the lock keeps two runs from doing the same work at once.
-    """
+    """One run of a job's entry point (the tasks' and the CLI's), under the job's lock when exclusive; None if held."""
+    # Celery with a Redis broker may deliver a task twice, and beat or an operator may enqueue a
+    # job while its previous run is still going: the lock keeps two runs from doing the same work.
     settings = services.settings
     cache = services.require_cache()
     if not exclusive:
@@ -287,12 +284,9 @@ class SingleBeatScheduler(PersistentScheduler):
 
 
 def describe_job_runner(settings: Settings, *, starts_threads: bool) -> str:
-    """One line for the start-up log: who runs jobs, and how to start them when it is not this process.
-
-    Jobs run in threads of the serving process when there is no broker another process could
-    reach (`python -m jollyjet` starts them, `gunicorn app:app` does not), or in separate
-    `celery -A tasks worker` and `beat` processes, which nothing starts for this one.
-    """
+    """One line for the start-up log: who runs jobs, and how to start them when it is not this process."""
+    # Threads of the serving process when no other process could reach the broker (`python -m
+    # jollyjet` starts them, `gunicorn app:app` does not), or separate `celery -A tasks` processes.
     if settings.embedded_broker:
         if starts_threads:
             return "jobs: Celery worker and beat run as threads of this process (no broker configured)"

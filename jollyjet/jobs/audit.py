@@ -121,9 +121,7 @@ def prune_audits(keep: int) -> int:
     # would all be kept. _id breaks ties (ObjectIds grow with insertion).
     older = AuditRun.objects.order_by("-finished_at", "-id").skip(keep).scalar("id")
     ids = list(older)
-    if not ids:
-        return 0
-    return int(AuditRun.objects(id__in=ids).delete())
+    return int(AuditRun.objects(id__in=ids).delete()) if ids else 0
 
 
 def run_audit(services: Services, settings: Settings) -> AuditRun:
@@ -167,24 +165,16 @@ def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | Non
     return found
 
 
+@dataclass
 class CacheAudit:
     """One audit run over the product entries of the current schema."""
 
-    def __init__(
-        self,
-        cache: CacheBackend,
-        keys: CacheKeys,
-        writer: ProductCacheWriter,
-        database: ProductRepository,
-        options: AuditOptions,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.cache = cache
-        self.keys = keys
-        self.writer = writer
-        self.database = database
-        self.options = options
-        self._rng = rng or random.Random()
+    cache: CacheBackend
+    keys: CacheKeys
+    writer: ProductCacheWriter
+    database: ProductRepository
+    options: AuditOptions
+    rng: random.Random | None = None
 
     def run(self) -> AuditRun:
         """Scan, compare, repair, and store the result (MongoDB, newest `history` runs kept)."""
@@ -232,7 +222,7 @@ class CacheAudit:
             product_id = product_id_from_entry_key(key)  # skips lease keys
             if product_id is None or len(chosen) >= room:
                 continue
-            if self.options.mode is AuditMode.FULL or self._rng.random() < self.options.sample_rate:
+            if self.options.mode is AuditMode.FULL or (self.rng or random).random() < self.options.sample_rate:
                 chosen[product_id] = key
         return chosen
 

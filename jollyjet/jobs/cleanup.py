@@ -79,24 +79,16 @@ def run_cleanup(services: Services, settings: Settings) -> CleanupReport:
     return CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs, options).run()
 
 
+@dataclass
 class CacheCleanup:
     """One cleanup run."""
 
-    def __init__(
-        self,
-        cache: CacheBackend,
-        keys: CacheKeys,
-        writer: ProductCacheWriter,
-        database: ProductRepository,
-        repairs: RepairLog,
-        options: CleanupOptions,
-    ) -> None:
-        self.cache = cache
-        self.keys = keys
-        self.writer = writer
-        self.database = database
-        self.repairs = repairs
-        self.options = options
+    cache: CacheBackend
+    keys: CacheKeys
+    writer: ProductCacheWriter
+    database: ProductRepository
+    repairs: RepairLog
+    options: CleanupOptions
 
     def run(self) -> CleanupReport:
         """Sweep the service's keys, trim popularity, purge old repair records."""

@@ -58,14 +58,7 @@ class RepairReport:
 def run_repair(services: Services, settings: Settings) -> RepairReport:
     """The repair job: up to repair_batch records (the generation bump covers lists, counts and categories)."""
     cache = services.require_cache()
-    return repair_failed_writes(
-        cache.repairs,
-        cache.backend,
-        cache.writer,
-        services.mongo,
-        settings.repair_batch,
-        lease_ttl_ms=BATCH_LEASE_TTL_MS,
-    )
+    return repair_failed_writes(cache.repairs, cache.backend, cache.writer, services.mongo, settings.repair_batch)
 
 
 def repair_failed_writes(
@@ -75,7 +68,7 @@ def repair_failed_writes(
     database: ProductRepository,
     batch: int,
     *,
-    lease_ttl_ms: int,
+    lease_ttl_ms: int = BATCH_LEASE_TTL_MS,
 ) -> RepairReport:
     """Replay up to `batch` pending records; raises CacheError (records stay pending) if Redis fails."""
     started = time.monotonic()
