@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -177,8 +178,18 @@ def test_importing_the_service_does_not_import_prometheus_client() -> None:
     # prometheus-client picks in-memory or multiprocess values when it is first imported;
     # gunicorn.conf.py and tasks.app choose the directory first (jollyjet/monitoring/__init__.py).
     code = (
-        "import sys; import jollyjet, jollyjet.app_factory, jollyjet.wiring, jollyjet.db, tasks; "
+        "import sys; import jollyjet, jollyjet.app_factory, jollyjet.wiring, jollyjet.db, jollyjet.jobs; "
         "sys.exit(1 if 'prometheus_client' in sys.modules else 0)"
     )  # fmt: skip
     root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+    # `import tasks` builds the worker's app (it is the `celery -A tasks` entry): the directory first.
+    code = (
+        "import sys; import tasks; from jollyjet.monitoring.process_dir import multiprocess_dir; "
+        "sys.exit(0 if multiprocess_dir() is not None and 'prometheus_client' in sys.modules else 1)"
+    )  # fmt: skip
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("JOLLYJET_", "CELERY_", "REDIS_URL", "MONGODB_URI"))
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=False).returncode == 0
