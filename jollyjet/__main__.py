@@ -22,8 +22,9 @@ from gunicorn.app.base import BaseApplication
 from jollyjet.app_factory import configure_logging, create_app
 from jollyjet.db import ensure_indexes
 from jollyjet.embedded import start_embedded_jobs
-from jollyjet.gunicorn_hooks import ServiceLogger, post_worker_init, pre_request
 from jollyjet.job_runner import log_job_runner
+from jollyjet.ops.health import post_worker_init, pre_request
+from jollyjet.ops.logs import ServiceLogger
 from jollyjet.seed import catalog_products, seed_products
 from jollyjet.services import services_of
 from jollyjet.settings import Settings, SettingsError, load_settings

@@ -18,8 +18,7 @@ from jollyjet.celery_app import FlaskCelery
 from jollyjet.db import connect_mongo
 from jollyjet.job_runner import separate_worker_problem
 from jollyjet.maintenance import names
-from jollyjet.monitoring.process_dir import prepare_private_dir
-from jollyjet.monitoring.setup import mongo_listeners
+from jollyjet.ops.metrics import QueryCounter, connect_celery_exporters, prepare_private_dir
 from jollyjet.settings import Settings, SettingsError, load_settings
 from tasks import jobs as jobs  # registers the shared tasks with every Celery app
 
@@ -58,8 +57,6 @@ def create_celery(settings: Settings | None = None) -> FlaskCelery:
     flask_app = create_app(settings)
     celery: FlaskCelery = flask_app.extensions["celery"]
     connect_worker_signals(celery, settings)
-    from jollyjet.monitoring.celery_export import connect_celery_exporters  # imports prometheus_client
-
     connect_celery_exporters(settings)
     return celery
 
@@ -74,7 +71,7 @@ def connect_worker_signals(celery: FlaskCelery, settings: Settings) -> None:
         # pool sends this signal too, in this very process: keep the connection there
         # (reconnecting would also empty an in-process mongomock store).
         if os.getpid() != parent_pid:
-            connect_mongo(settings, mongo_listeners())
+            connect_mongo(settings, [QueryCounter()])
 
     def warm_on_start(sender: Any = None, **_: Any) -> None:
         if sender is not None and sender.app is not celery:
