@@ -21,7 +21,15 @@ from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.openapi_contract import errors
 from jollyjet.ops.health import LiveCollector
-from jollyjet.ops.jobs import JOBS, QUEUE_ERRORS, JobPublisher, QueueUnavailable, all_statuses, connect_job_signals
+from jollyjet.ops.jobs import (
+    JOB_OF_TASK,
+    JOBS,
+    QUEUE_ERRORS,
+    JobPublisher,
+    QueueUnavailable,
+    all_statuses,
+    connect_job_signals,
+)
 from jollyjet.ops.metrics import CACHE_KINDS, CACHE_RESULTS, exposition, recorded, register_request_hooks, watch_breaker
 from jollyjet.products.mongo_repository import translate_db_errors
 from jollyjet.request_parsing import ApiBlueprint
@@ -143,7 +151,7 @@ class TaskState(MethodView):
             _queue_down(error)
         body: dict[str, Any] = {"id": str(task_id), "state": state}
         if job:
-            body["job"] = next((short for short, full in JOBS.items() if full == job), job)
+            body["job"] = JOB_OF_TASK.get(job, job)
         if state == "SUCCESS" and isinstance(value, dict):
             body["result"] = value
         elif state in ("FAILURE", "RETRY") and isinstance(value, BaseException):

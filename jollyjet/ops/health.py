@@ -218,19 +218,18 @@ class RedisProbe:
 
 
 class Throttled(Generic[T]):
-    """The last value of read(), refreshed at most every max_age_s; None while the source fails."""
+    """The last value of read(), refreshed at most every FIGURES_MAX_AGE_S; None while the source fails."""
 
-    def __init__(self, read: Callable[[], T], max_age_s: float = FIGURES_MAX_AGE_S) -> None:
+    def __init__(self, read: Callable[[], T]) -> None:
         self.read = read
-        self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._value: T | None = None
         self._at = float("-inf")
 
     def get(self) -> T | None:
-        """The cached value, re-read when older than max_age_s."""
+        """The cached value, re-read when older than FIGURES_MAX_AGE_S."""
         with self._lock:
-            if time.monotonic() - self._at >= self.max_age_s:
+            if time.monotonic() - self._at >= FIGURES_MAX_AGE_S:
                 try:
                     self._value = self.read()
                 except PyMongoError as error:

@@ -33,7 +33,7 @@ from jollyjet.products.representation import api_timestamp
 log = logging.getLogger(__name__)
 # Short job name (labels, the admin API, the docs) → Celery task name.
 JOBS = {"warm": names.WARM, "cleanup": names.CLEANUP, "audit": names.AUDIT, "repair": names.REPAIR}
-_SHORT = {task: job for job, task in JOBS.items()}
+JOB_OF_TASK = {task: job for job, task in JOBS.items()}
 # Broker or result-backend failures: the job system is unreachable, not the request wrong.
 QUEUE_ERRORS = (KombuError, RedisError, OSError)
 MAX_IN_FLIGHT = 2
@@ -152,7 +152,7 @@ def job_finished(task: str, outcome: str, report: dict[str, Any] | None) -> None
 
 def _on_task(outcome: str) -> Callable[..., None]:
     def handler(sender: Any = None, result: Any = None, **_: Any) -> None:
-        task = _SHORT.get(getattr(sender, "name", None) or "")
+        task = JOB_OF_TASK.get(getattr(sender, "name", None) or "")
         if task is not None:
             report = result if outcome == "success" and isinstance(result, dict) else None
             job_finished(task, "skipped" if report and "skipped" in report else outcome, report)
