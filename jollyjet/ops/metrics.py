@@ -27,9 +27,7 @@ from celery import signals
 from flask import Flask, Response, g, request
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
-from jollyjet.cache.redis_backend import CallObserver
 from jollyjet.ops.logs import REQUEST_ID, access_line, request_id_from
-from jollyjet.settings import Settings
 
 if TYPE_CHECKING:
     from prometheus_client.metrics import MetricWrapperBase
@@ -37,6 +35,8 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
     from jollyjet.cache.breaker import CircuitBreaker
+    from jollyjet.cache.redis_backend import CallObserver
+    from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
 ENV = "PROMETHEUS_MULTIPROC_DIR"
