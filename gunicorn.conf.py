@@ -1,13 +1,13 @@
 """gunicorn settings the command line does not carry; gunicorn reads ./gunicorn.conf.py by itself.
 
-- pre_request: closes the connection after a 413 (jollyjet/gunicorn_hooks.py).
+- pre_request: closes the connection after a 413 (jollyjet/ops/health.py).
 - Bad settings stop the master at start with one line (on_starting), before any worker boots.
 - Draining: a worker's SIGTERM makes /health/ready answer 503 until it exits (post_worker_init).
 - graceful_timeout: how long a stopping worker may finish its requests before it is killed;
   docker-compose.yml's stop_grace_period for the web is longer, so the platform never
   kills the master while its workers are still finishing (docs/operations.md).
 - logger_class: gunicorn's messages go through the service's one redacting log handler,
-  so each line is written once (jollyjet/gunicorn_hooks.py). No access log: the app writes
+  so each line is written once (jollyjet/ops/logs.py). No access log: the app writes
   one JSON access line per request.
 - Exact metrics across workers: prometheus-client's multiprocess mode needs
   PROMETHEUS_MULTIPROC_DIR set before a worker imports it, emptied at every start, and
@@ -17,8 +17,8 @@
 
 import os
 
-from jollyjet.gunicorn_hooks import exit_on_bad_settings, post_worker_init, pre_request
-from jollyjet.monitoring.process_dir import ENV, empty_directory, multiprocess_dir, prepare_private_dir
+from jollyjet.ops.health import exit_on_bad_settings, post_worker_init, pre_request
+from jollyjet.ops.metrics import ENV, empty_directory, multiprocess_dir, prepare_private_dir
 
 __all__ = ["child_exit", "graceful_timeout", "logger_class", "on_starting", "post_worker_init", "pre_request"]
 
@@ -26,7 +26,7 @@ __all__ = ["child_exit", "graceful_timeout", "logger_class", "on_starting", "pos
 # the same as --timeout, the longest a request may keep a worker busy.
 graceful_timeout = 30
 
-logger_class = "jollyjet.gunicorn_hooks.ServiceLogger"
+logger_class = "jollyjet.ops.logs.ServiceLogger"
 
 # At import, in the master, before any worker is forked and loads the app. Kept when the
 # deployment set it (and on a reload, which re-reads this file).

@@ -75,10 +75,13 @@ SETTINGS_SHOWN = (
 
 def db_queries() -> dict[str, float]:
     """jollyjet_db_queries_total by operation, as this process's /metrics would show it."""
-    from jollyjet.monitoring.metrics import DB_QUERIES
+    from jollyjet.ops.metrics import metrics
 
     return {
-        s.labels["operation"]: s.value for m in DB_QUERIES.collect() for s in m.samples if s.name.endswith("_total")
+        s.labels["operation"]: s.value
+        for m in metrics().db_queries.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
     }
 
 

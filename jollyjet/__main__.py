@@ -23,8 +23,9 @@ from jollyjet.app_factory import configure_logging, create_app
 from jollyjet.commands import catalog_products, seed_products
 from jollyjet.db import ensure_indexes
 from jollyjet.embedded import start_embedded_jobs
-from jollyjet.gunicorn_hooks import ServiceLogger, post_worker_init, pre_request
 from jollyjet.jobs import log_job_runner
+from jollyjet.ops.health import post_worker_init, pre_request
+from jollyjet.ops.logs import ServiceLogger
 from jollyjet.services import services_of
 from jollyjet.settings import Settings, SettingsError, load_settings
 from jollyjet.startup_checks import mongo_problem

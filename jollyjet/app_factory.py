@@ -25,13 +25,13 @@ from jollyjet.db import connect_mongo
 from jollyjet.errors import JsonErrorApi, register_error_handlers
 from jollyjet.http_headers import register_http_headers
 from jollyjet.jobs import celery_init_app
-from jollyjet.monitoring.logs import configure_logging as configure_log_output
-from jollyjet.monitoring.setup import attach_monitoring, mongo_listeners
 from jollyjet.monitoring_settings import LogFormat
 from jollyjet.openapi_contract import register_contract
 from jollyjet.ops.admin import blp as admin_blp
+from jollyjet.ops.admin import init_ops, metrics_blp, stats_blp
 from jollyjet.ops.health import blp as health_blp
-from jollyjet.ops.monitoring import metrics_blp, stats_blp
+from jollyjet.ops.logs import configure_logging as configure_log_output
+from jollyjet.ops.metrics import QueryCounter
 from jollyjet.products.routes import blp as products_blp
 from jollyjet.rate_limits import register_rate_limits
 from jollyjet.services import EXTENSION, Services
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     configure_logging(settings)
     app = _Flask("jollyjet")
     configure_app(app, settings)
-    connect_mongo(settings, mongo_listeners())
+    connect_mongo(settings, [QueryCounter()])
     services = register_services(app, settings, services)
     register_jobs(app, settings, services)
     register_docs_page(app)
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_blueprints(api)
     register_error_handlers(app)
     register_http_headers(app, settings)
-    attach_monitoring(app, settings, services)
+    init_ops(app, settings, services)
     # After monitoring: its before_request hook must run first, or a 429 would go unmeasured.
     register_rate_limits(app, settings)
     register_commands(app)

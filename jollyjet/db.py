@@ -13,7 +13,7 @@ from pymongo.monitoring import CommandListener
 from jollyjet.cache.epoch import CacheEpochRecord
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.jobs.audit import AuditRun
-from jollyjet.monitoring.job_status import JobStatus
+from jollyjet.ops.jobs import JobStatus
 from jollyjet.products.models import ProductDocument
 from jollyjet.settings import Settings
 

@@ -30,7 +30,7 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jollyjet.errors import error_response
-from jollyjet.monitoring.setup import shed_counter
+from jollyjet.ops.metrics import shed_counter
 from jollyjet.products.schemas import default_page_size
 from jollyjet.settings import RedisTopology, Settings
 

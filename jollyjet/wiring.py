@@ -14,7 +14,7 @@ from jollyjet.cache.redis_backend import CallObserver, RedisCacheBackend
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import socket_timeout_ms
-from jollyjet.monitoring.setup import metric_sinks, redis_observer, shed_counter
+from jollyjet.ops.metrics import PrometheusEvents, redis_observer, shed_counter
 from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.mongo_repository import MongoProductRepository
@@ -51,7 +51,7 @@ def build_services(
     if not settings.cache_enabled:
         return Services(settings=settings, products=bounded, mongo=mongo)
     events = events or EventCounter()
-    sink = TeeEvents([events, *metric_sinks()])
+    sink = TeeEvents([events, PrometheusEvents()])
     cache = build_cache(settings, bounded, cache_backend, events, sink, redis_observer())
     return Services(settings=settings, products=cache.repository, mongo=mongo, cache=cache)
 

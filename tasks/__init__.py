@@ -17,8 +17,7 @@ from celery import signals
 from jollyjet import create_app
 from jollyjet.db import connect_mongo
 from jollyjet.jobs import WARM, FlaskCelery, separate_worker_problem
-from jollyjet.monitoring.process_dir import prepare_private_dir
-from jollyjet.monitoring.setup import mongo_listeners
+from jollyjet.ops.metrics import QueryCounter, connect_celery_exporters, prepare_private_dir
 from jollyjet.settings import SettingsError, load_settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ def reconnect_mongo(**_: Any) -> None:
     """pymongo's client is not fork-safe: each prefork child opens its own."""
     # The solo pool sends this signal too, in this very process: keep the connection there.
     if os.getpid() != _parent_pid:
-        connect_mongo(settings, mongo_listeners())
+        connect_mongo(settings, [QueryCounter()])
 
 
 @signals.worker_ready.connect
@@ -51,7 +50,5 @@ def warm_on_start(**_: Any) -> None:
         app.send_task(WARM)
         log.info("worker ready: cache warming enqueued")
 
-
-from jollyjet.monitoring.celery_export import connect_celery_exporters  # noqa: E402  (imports prometheus_client)
 
 connect_celery_exporters(settings)

@@ -1,31 +1,64 @@
-"""Admin endpoints (bearer token): enqueue cache jobs, read task states and the latest audit, drop the cache."""
+"""The ops endpoints: admin (bearer token: enqueue cache jobs, task states, the latest audit, drop the cache),
+GET /metrics (Prometheus text) and GET /api/v1/cache/stats (the same registry's since-start figures and the
+state now, for people); and init_ops, which gives an app its monitoring and job publisher.
+"""
 
 from __future__ import annotations
 
-import threading
-from typing import Any, NoReturn
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import marshmallow as ma
 from celery.result import AsyncResult
-from flask import Response, current_app, jsonify, url_for
+from flask import Flask, Response, current_app, jsonify, url_for
 from flask.views import MethodView
-from flask_smorest import abort
+from flask_smorest import Blueprint, abort
+from pymongo.errors import PyMongoError
 
-from jollyjet import jobs
 from jollyjet.auth import require_token
 from jollyjet.cache.backend import CacheError
 from jollyjet.jobs.audit import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.openapi_contract import errors
-from jollyjet.ops.job_queue import QUEUE_ERRORS, JobPublisher, QueueUnavailable
+from jollyjet.ops.health import LiveCollector
+from jollyjet.ops.jobs import (
+    JOB_OF_TASK,
+    JOBS,
+    QUEUE_ERRORS,
+    JobPublisher,
+    QueueUnavailable,
+    all_statuses,
+    connect_job_signals,
+)
+from jollyjet.ops.metrics import CACHE_KINDS, CACHE_RESULTS, exposition, recorded, register_request_hooks, watch_breaker
 from jollyjet.products.mongo_repository import translate_db_errors
 from jollyjet.request_parsing import ApiBlueprint
 from jollyjet.services import CacheServices, current_services
 
+if TYPE_CHECKING:
+    from jollyjet.services import Services
+    from jollyjet.settings import Settings
+
 blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
+metrics_blp = Blueprint("metrics", __name__, description="Prometheus metrics")
+stats_blp = ApiBlueprint("cache_stats", __name__, url_prefix="/api/v1", description="Cache statistics (bearer token)")
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-JOBS = {"warm": jobs.WARM, "audit": jobs.AUDIT, "cleanup": jobs.CLEANUP, "repair": jobs.REPAIR}
-_PUBLISHER_LOCK = threading.Lock()
+PUBLISHER = "jollyjet_jobs"  # the key of the app's JobPublisher in app.extensions
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+# MongoDB commands one database read of each kind costs (mongo_repository.py): a list
+# page is a find plus a count, the others one command each.
+QUERIES_PER_READ = {"product": 1, "list": 2, "count": 1, "categories": 1}
+READ_COMMANDS = ("find", "count", "aggregate", "getMore", "distinct")
+
+
+def init_ops(app: Flask, settings: Settings, services: Services) -> None:
+    """Request hooks, breaker listeners, scrape-time figures, job signals and the job publisher of this app."""
+    register_request_hooks(app)
+    if services.cache is not None:
+        watch_breaker(services.cache.breaker)
+    app.extensions[LiveCollector.EXTENSION] = LiveCollector(settings, services)
+    app.extensions[PUBLISHER] = JobPublisher(app.extensions["celery"], settings.job_publish_timeout_s)
+    connect_job_signals()
 
 
 class TaskSchema(ma.Schema):
@@ -76,17 +109,6 @@ def _cache() -> CacheServices:
     return cache
 
 
-def _publisher() -> JobPublisher:
-    """This app's JobPublisher, made on first use."""
-    extensions = current_app.extensions
-    with _PUBLISHER_LOCK:
-        if "jollyjet_jobs" not in extensions:
-            timeout_s = current_services().settings.job_publish_timeout_s
-            extensions["jollyjet_jobs"] = JobPublisher(extensions["celery"], timeout_s)
-    publisher: JobPublisher = extensions["jollyjet_jobs"]
-    return publisher
-
-
 def _queue_down(error: Exception) -> NoReturn:
     current_app.logger.error(
         "job queue unavailable: %s", error if isinstance(error, QueueUnavailable) else type(error).__name__
@@ -103,8 +125,9 @@ class EnqueueJob(MethodView):
     def post(self, job: str) -> Response:
         """Enqueue a cache job (warm, audit, cleanup, repair); poll the returned task."""
         _cache()
+        publisher: JobPublisher = current_app.extensions[PUBLISHER]
         try:
-            task_id = _publisher().publish(JOBS[job])
+            task_id = publisher.publish(JOBS[job])
         except QueueUnavailable as error:
             _queue_down(error)
         response = jsonify({"id": task_id, "job": job, "state": "PENDING"})
@@ -128,7 +151,7 @@ class TaskState(MethodView):
             _queue_down(error)
         body: dict[str, Any] = {"id": str(task_id), "state": state}
         if job:
-            body["job"] = next((short for short, full in JOBS.items() if full == job), job)
+            body["job"] = JOB_OF_TASK.get(job, job)
         if state == "SUCCESS" and isinstance(value, dict):
             body["result"] = value
         elif state in ("FAILURE", "RETRY") and isinstance(value, BaseException):
@@ -166,3 +189,172 @@ class Cache(MethodView):
         except CacheError:
             _fail(503, "Redis is unavailable; nothing was dropped", retry_after=5)
         return {"deleted": deleted}
+
+
+@metrics_blp.route("/metrics")
+class Metrics(MethodView):
+    @metrics_blp.doc(
+        responses={
+            "200": {
+                "description": "Prometheus text format 0.0.4 (docs/monitoring.md lists every metric)",
+                "content": {_PROMETHEUS_TEXT: {"schema": {"type": "string"}}},
+            }
+        }
+    )
+    def get(self) -> Response:
+        """Every metric of this server's processes (summed over gunicorn workers), for Prometheus."""
+        live = current_app.extensions[LiveCollector.EXTENSION]
+        return Response(exposition(live), mimetype=None, content_type=_PROMETHEUS_TEXT)
+
+
+class OutcomeSchema(ma.Schema):
+    hit = ma.fields.Integer()
+    miss = ma.fields.Integer()
+    bypass = ma.fields.Integer()
+    reads = ma.fields.Integer()
+    hit_ratio = ma.fields.Float(allow_none=True, metadata={"description": "hits / reads; null without reads"})
+
+
+class RequestsSchema(ma.Schema):
+    all = ma.fields.Nested(OutcomeSchema)
+    kinds = ma.fields.Dict(
+        keys=ma.fields.String(), values=ma.fields.Nested(OutcomeSchema), metadata={"description": "per kind"}
+    )
+
+
+class ErrorsSchema(ma.Schema):
+    redis_calls = ma.fields.Integer(metadata={"description": "cache backend calls to Redis that failed"})
+    cache_writes = ma.fields.Integer(metadata={"description": "cache writes that failed after the database commit"})
+    breaker_opens = ma.fields.Integer(metadata={"description": "times a Redis circuit breaker opened"})
+
+
+class CacheStatsSchema(ma.Schema):
+    requests = ma.fields.Nested(
+        RequestsSchema, metadata={"description": "cached reads by outcome since the server started, per kind"}
+    )
+    db_queries_saved = ma.fields.Dict(
+        metadata={"description": "estimated, measured, read_commands_per_database_read, database_reads, db_queries"}
+    )
+    errors = ma.fields.Nested(ErrorsSchema, metadata={"description": "since the server started"})
+    breaker = ma.fields.String(metadata={"description": "closed, open, half_open or disabled (this process)"})
+    breaker_open_anywhere = ma.fields.Boolean(
+        metadata={"description": "a breaker of any live process of this server is open or half-open"}
+    )
+    redis = ma.fields.Dict(allow_none=True, metadata={"description": "up, memory, maxmemory, evictions, clients"})
+    pending_repairs = ma.fields.Integer(allow_none=True)
+    last_audit = ma.fields.Dict(allow_none=True)
+    last_warm = ma.fields.Dict(allow_none=True)
+    jobs = ma.fields.Dict(metadata={"description": "each job's last run, outcome, success and report"})
+
+
+@stats_blp.route("/cache/stats")
+class CacheStats(MethodView):
+    @require_token
+    @stats_blp.response(200, CacheStatsSchema)
+    @errors(stats_blp, 401)
+    @stats_blp.doc(security=ADMIN_SECURITY)
+    def get(self) -> dict[str, Any]:
+        """Reads by outcome, queries saved and errors since the server started (summed over its workers); state now."""
+        services = current_services()
+        probe = current_app.extensions[LiveCollector.EXTENSION].probe
+        figures = Recorded.now()
+        jobs, audit = _jobs()
+        return {
+            **since_start(figures),
+            "breaker": services.cache.breaker.state.value if services.cache is not None else "disabled",
+            # The gauge is the max over the server's live processes: any worker's breaker, not only this one's.
+            "breaker_open_anywhere": figures.total("jollyjet_cache_breaker_open") > 0,
+            "redis": probe.sample().as_dict() if probe is not None else None,
+            "pending_repairs": _pending_repairs(services.cache),
+            "last_audit": audit or None,
+            "last_warm": (jobs.get("warm") or {}).get("last_report") or None,
+            "jobs": jobs,
+        }
+
+
+def _jobs() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each job's status and the last audit, from MongoDB (empty while it is down: the figures still answer)."""
+    try:
+        statuses = all_statuses()
+        audit = latest_audit()
+    except PyMongoError as error:
+        current_app.logger.warning("cache stats: MongoDB unavailable for job status: %s", type(error).__name__)
+        return {}, {}
+    jobs = {task: status.as_dict() for task, status in sorted(statuses.items())}
+    return jobs, (audit.as_dict() if audit is not None else {})
+
+
+def _pending_repairs(cache: CacheServices | None) -> int | None:
+    if cache is None:
+        return None
+    try:
+        return cache.repairs.pending_count()
+    except PyMongoError:
+        return None
+
+
+class Recorded:
+    """Recorded samples (name, labels, value), summed the way a scrape sums them."""
+
+    def __init__(self, samples: Iterable[tuple[str, dict[str, str], float]]) -> None:
+        self.samples = list(samples)
+
+    @classmethod
+    def now(cls) -> Recorded:
+        """What this server's processes have recorded since it started."""
+        return cls((s.name, s.labels, s.value) for family in recorded().collect() for s in family.samples)
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` carrying these label values."""
+        return sum(v for n, have, v in self.samples if n == name and all(have.get(k) == x for k, x in labels.items()))
+
+    def by(self, name: str, label: str) -> dict[str, float]:
+        """The samples of `name` summed per value of one label."""
+        found: dict[str, float] = {}
+        for n, have, v in self.samples:
+            if n == name and label in have:
+                found[have[label]] = found.get(have[label], 0.0) + v
+        return found
+
+
+def since_start(recorded: Recorded) -> dict[str, Any]:
+    """The statistics endpoint's counts: cached reads by outcome, MongoDB queries saved, errors."""
+    counts = {
+        (kind, result): recorded.total("jollyjet_cache_requests_total", kind=kind, result=result)
+        for kind in CACHE_KINDS
+        for result in CACHE_RESULTS
+    }
+    overall = {result: sum(counts[kind, result] for kind in CACHE_KINDS) for result in CACHE_RESULTS}
+    return {
+        "requests": {
+            "all": _outcomes(overall),
+            "kinds": {kind: _outcomes({r: counts[kind, r] for r in CACHE_RESULTS}) for kind in CACHE_KINDS},
+        },
+        "db_queries_saved": _queries_saved(recorded, {kind: counts[kind, "hit"] for kind in CACHE_KINDS}),
+        "errors": {
+            "redis_calls": int(recorded.total("jollyjet_redis_command_duration_seconds_count", result="error")),
+            "cache_writes": int(recorded.total("jollyjet_cache_write_failures_total")),
+            "breaker_opens": int(recorded.total("jollyjet_cache_breaker_opens_total")),
+        },
+    }
+
+
+def _outcomes(counts: dict[str, float]) -> dict[str, Any]:
+    reads = sum(counts.values())
+    return {**{r: int(n) for r, n in counts.items()}, "reads": int(reads),
+            "hit_ratio": round(counts["hit"] / reads, 4) if reads else None}  # fmt: skip
+
+
+def _queries_saved(recorded: Recorded, hits: dict[str, float]) -> dict[str, Any]:
+    """Estimated (hits times a read's query cost) and measured (hits times read commands per database read)."""
+    db_reads = sum(recorded.by("jollyjet_cache_db_reads_total", "kind").values())
+    db_queries = recorded.by("jollyjet_db_queries_total", "operation")
+    read_commands = sum(db_queries.get(c, 0.0) for c in READ_COMMANDS)
+    per_read = read_commands / db_reads if db_reads else None
+    return {
+        "estimated": int(sum(hits[k] * QUERIES_PER_READ[k] for k in CACHE_KINDS)),
+        "measured": None if per_read is None else round(sum(hits.values()) * per_read),
+        "read_commands_per_database_read": None if per_read is None else round(per_read, 3),
+        "database_reads": int(db_reads),
+        "db_queries": {op: int(n) for op, n in sorted(db_queries.items())},
+    }

@@ -1,34 +1,93 @@
-"""Liveness and readiness endpoints for load balancers and orchestrators.
+"""Health: liveness, readiness and draining for load balancers, and the figures a scrape samples now.
 
-Readiness also fails while the process drains: from the SIGTERM that starts a graceful
-shutdown (jollyjet/gunicorn_hooks.py sets the flag) until the process exits, a probe still
-answered on a kept-alive or already accepted connection says 503 "draining", so a load
-balancer takes the instance out instead of routing new requests to a process that is leaving.
+Draining. Readiness also fails while the process drains: from the SIGTERM that starts a
+graceful shutdown until the process exits, a probe still answered on a kept-alive or
+already accepted connection says 503 "draining", so a load balancer takes the instance
+out instead of routing new requests to a process that is leaving. gunicorn has no hook
+that runs in a worker when its graceful shutdown starts (`worker_int` is for
+SIGINT/SIGQUIT, `worker_exit` runs once the requests are finished, too late), so
+`post_worker_init` wraps the worker's SIGTERM handler: the flag is set first, then
+gunicorn's own handler stops the accept loop.
+
+Scrape-time figures (Redis INFO, the repair backlog, job status and schedule) are read by
+the process answering the scrape, not recorded by every process, so they are never
+double counted across gunicorn workers.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
+import sys
 import threading
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import mongoengine
+import redis
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from pymongo.errors import PyMongoError
 
 from jollyjet.cache.backend import CacheError
+from jollyjet.ops.jobs import JobStatus, all_statuses
 from jollyjet.services import current_services
+from jollyjet.settings import Settings, SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from jollyjet.services import Services
+
+log = logging.getLogger(__name__)
 blp = Blueprint("health", __name__, url_prefix="/health", description="Health checks")
-
 # Process-wide, like the signal that sets it: every app instance of a draining process drains.
 _draining = threading.Event()
+PROBE_TIMEOUT_S = 0.25
+# MongoDB-backed figures are read at most this often per process: scraping adds at most
+# one `count` and one `find` per process per period to jollyjet_db_queries_total.
+FIGURES_MAX_AGE_S = 10.0
+T = TypeVar("T")
 
 
-def begin_draining() -> None:
-    """This process has started a graceful shutdown: readiness answers 503 until it exits."""
-    _draining.set()
+def post_worker_init(worker: Any) -> None:
+    """gunicorn hook: wrap the worker's SIGTERM handler to mark the process draining before gunicorn stops accepting."""
+    graceful_stop = signal.getsignal(signal.SIGTERM)
+
+    def drain(signum: int, frame: FrameType | None) -> None:
+        _draining.set()
+        worker.log.info("worker %s draining: /health/ready answers 503 until it exits", worker.pid)
+        if callable(graceful_stop):
+            graceful_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, drain)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """gunicorn hook: a request whose declared body exceeds MAX_CONTENT_LENGTH closes its connection.
+
+    The app answers it 413 without reading the body, whose rest is still on the connection:
+    it must not be reused. Flask's own `Connection` header is hop-by-hop and gunicorn drops
+    it, so the decision is taken here, before the app runs."""
+    worker.log.debug("%s %s", req.method, req.path)
+    limit = getattr(worker.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
+    length = next((v for name, v in req.headers if name == "CONTENT-LENGTH"), None)
+    # Not a number: gunicorn refuses those itself.
+    if limit is not None and length is not None and length.isdigit() and int(length) > limit:
+        req.must_close = True  # gunicorn then answers "Connection: close" and closes after the response
+
+
+def exit_on_bad_settings(server: Any) -> None:
+    """gunicorn hook (master, before workers boot): exit with the settings' one-line problem, not tracebacks."""
+    try:
+        load_settings()
+    except SettingsError as error:
+        server.log.error("%s", error)
+        sys.exit(1)
 
 
 class LiveSchema(Schema):
@@ -89,3 +148,170 @@ class Ready(MethodView):
             "breaker": breaker,
         }
         return body, 200 if mongo and not draining else 503
+
+
+@dataclass(frozen=True)
+class RedisFigures:
+    """What INFO said (up=False: Redis did not answer in time)."""
+
+    up: bool
+    used_memory: int = 0
+    maxmemory: int = 0
+    evicted_keys: int = 0
+    connected_clients: int = 0
+
+    @property
+    def memory_ratio(self) -> float | None:
+        """used_memory / maxmemory, or None without a memory limit."""
+        return self.used_memory / self.maxmemory if self.maxmemory else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {
+            "up": self.up,
+            "used_memory_bytes": self.used_memory,
+            "maxmemory_bytes": self.maxmemory,
+            "memory_ratio": None if self.memory_ratio is None else round(self.memory_ratio, 4),
+            "evicted_keys": self.evicted_keys,
+            "connected_clients": self.connected_clients,
+        }
+
+
+class RedisProbe:
+    """INFO memory, stats and clients in one round trip, on a client of its own.
+
+    Not the request path's pool: no retries, a 250 ms budget, and no effect on the circuit
+    breaker. A dead Redis makes a scrape report `jollyjet_redis_up 0` within that budget
+    instead of holding the scrape."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    @classmethod
+    def for_url(cls, url: str) -> RedisProbe:
+        """A probe with its own small, fast-failing connection pool."""
+        return cls(
+            redis.Redis.from_url(
+                url,
+                socket_timeout=PROBE_TIMEOUT_S,
+                socket_connect_timeout=PROBE_TIMEOUT_S,
+                retry_on_timeout=False,
+                retry=None,
+                max_connections=4,
+            )
+        )
+
+    def sample(self) -> RedisFigures:
+        """Current figures, or RedisFigures(up=False) when Redis does not answer in time."""
+        try:
+            info: dict[str, Any] = self.client.info()
+        except (redis.RedisError, OSError) as error:
+            log.debug("redis probe failed: %s", type(error).__name__)
+            return RedisFigures(up=False)
+        return RedisFigures(
+            up=True,
+            used_memory=int(info.get("used_memory", 0)),
+            maxmemory=int(info.get("maxmemory", 0)),
+            evicted_keys=int(info.get("evicted_keys", 0)),
+            connected_clients=int(info.get("connected_clients", 0)),
+        )
+
+
+class Throttled(Generic[T]):
+    """The last value of read(), refreshed at most every FIGURES_MAX_AGE_S; None while the source fails."""
+
+    def __init__(self, read: Callable[[], T]) -> None:
+        self.read = read
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._at = float("-inf")
+
+    def get(self) -> T | None:
+        """The cached value, re-read when older than FIGURES_MAX_AGE_S."""
+        with self._lock:
+            if time.monotonic() - self._at >= FIGURES_MAX_AGE_S:
+                try:
+                    self._value = self.read()
+                except PyMongoError as error:
+                    log.warning("monitoring: could not read %s: %s", self.read.__name__, type(error).__name__)
+                    self._value = None
+                self._at = time.monotonic()
+            return self._value
+
+
+def scheduled_intervals(settings: Settings) -> dict[str, int]:
+    """Each scheduled job's interval in seconds (what the beat schedule gives beat)."""
+    if not settings.cache_enabled:
+        return {}
+    jobs = {
+        "warm": (settings.warm_enabled, settings.warm_interval_s),
+        "cleanup": (settings.cleanup_enabled, settings.cleanup_interval_s),
+        "audit": (settings.audit_enabled, settings.audit_interval_s),
+        "repair": (settings.repair_enabled, settings.repair_interval_s),
+    }
+    return {task: interval for task, (enabled, interval) in jobs.items() if enabled}
+
+
+class LiveCollector:
+    """The scrape-time figures of one app (a prometheus_client collector): app.extensions[EXTENSION]."""
+
+    EXTENSION = "jollyjet_live_figures"
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        self.settings = settings
+        cache = services.cache
+        # INFO only of a real standalone Redis: embedded fakeredis has none, and Sentinel or
+        # Cluster INFO is per node (not sampled yet).
+        url = settings.redis_url if settings.redis_topology.value == "standalone" else None
+        self.probe = RedisProbe.for_url(url) if cache is not None and url is not None else None
+        # Without the cache nothing is ever recorded for repair: no backlog to report.
+        self.backlog = Throttled(cache.repairs.pending_count) if cache is not None else None
+        self.jobs: Throttled[dict[str, JobStatus]] = Throttled(all_statuses)
+
+    def collect(self) -> Iterator[Metric]:
+        """Every live family (a family whose source is unreachable is left out, except redis_up)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield from self._redis()
+        backlog = self.backlog.get() if self.backlog is not None else None
+        if backlog is not None:
+            yield GaugeMetricFamily(
+                "jollyjet_cache_repair_backlog", "Failed cache writes waiting for the repair job", value=backlog
+            )
+        intervals = GaugeMetricFamily(
+            "jollyjet_job_schedule_interval_seconds", "How often beat schedules each job", labels=["task"]
+        )
+        for task, seconds in scheduled_intervals(self.settings).items():
+            intervals.add_metric([task], seconds)
+        yield intervals
+        statuses = self.jobs.get()
+        if statuses is not None:
+            success = GaugeMetricFamily(
+                "jollyjet_job_last_success_timestamp_seconds",
+                "Unix time of each job's last successful run (absent: never succeeded)",
+                labels=["task"],
+            )
+            for task, status in sorted(statuses.items()):
+                if status.last_success_at is not None:
+                    success.add_metric([task], status.last_success_at.timestamp())
+            yield success
+
+    def _redis(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if self.probe is None:
+            return
+        figures = self.probe.sample()
+        yield GaugeMetricFamily("jollyjet_redis_up", "1 when Redis answered INFO within 250 ms", value=int(figures.up))
+        if not figures.up:
+            return
+        yield GaugeMetricFamily("jollyjet_redis_memory_used_bytes", "Redis used_memory", value=figures.used_memory)
+        yield GaugeMetricFamily(
+            "jollyjet_redis_memory_max_bytes", "Redis maxmemory (0: no limit)", value=figures.maxmemory
+        )
+        yield CounterMetricFamily(
+            "jollyjet_redis_evicted_keys", "Keys Redis evicted for maxmemory", value=figures.evicted_keys
+        )
+        yield GaugeMetricFamily(
+            "jollyjet_redis_connected_clients", "Redis connected_clients", value=figures.connected_clients
+        )

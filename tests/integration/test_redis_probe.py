@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from jollyjet.monitoring.redis_probe import RedisProbe
+from jollyjet.ops.health import RedisProbe
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.monitoring]

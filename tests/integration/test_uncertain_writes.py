@@ -20,7 +20,7 @@ import pytest
 from bson import ObjectId
 from flask.testing import FlaskClient
 
-from jollyjet.monitoring.metrics import DB_QUERIES
+from jollyjet.ops.metrics import metrics
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.fault_proxy import FaultProxy, fault_proxy
@@ -121,7 +121,9 @@ def test_writes_whose_mongodb_reply_is_lost_never_leave_an_older_state_served(
 
 
 def _db_queries() -> float:
-    return sum(s.value for metric in DB_QUERIES.collect() for s in metric.samples if s.name.endswith("_total"))
+    return sum(
+        s.value for metric in metrics().db_queries.collect() for s in metric.samples if s.name.endswith("_total")
+    )
 
 
 def test_repeated_reads_of_an_unknown_id_cost_a_few_queries(redis_server: RedisServer, shared_mongodb_uri: str) -> None:

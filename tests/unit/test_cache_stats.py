@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from jollyjet.monitoring.exposition import Recorded, since_start
-from jollyjet.monitoring.job_status import record_run
+from jollyjet.ops.admin import Recorded, since_start
+from jollyjet.ops.jobs import record_run
 from tests.conftest import TOKEN
 from tests.support.factories import product_payload
 

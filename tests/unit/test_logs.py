@@ -10,7 +10,7 @@ import pytest
 
 from jollyjet import create_app
 from jollyjet.cache.events import EventCounter
-from jollyjet.monitoring.logs import REDACTED, Redactor
+from jollyjet.ops.logs import REDACTED, Redactor
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.fake_cache import FakeCacheBackend
@@ -81,7 +81,7 @@ def test_the_redactor_scrubs_bearer_credentials_known_tokens_and_url_passwords()
 def test_gunicorns_messages_go_through_the_one_redacting_handler(capfd: pytest.CaptureFixture[str]) -> None:
     from gunicorn.config import Config
 
-    from jollyjet.gunicorn_hooks import ServiceLogger
+    from jollyjet.ops.logs import ServiceLogger
 
     cfg = Config()
     cfg.set("accesslog", "-")  # off in the Procfile; asked for here to see it redacted too

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jollyjet import create_app
 from jollyjet.cache.events import EventCounter
-from jollyjet.monitoring.cache_sink import PrometheusEvents
-from jollyjet.monitoring.requests import request_id_from
+from jollyjet.ops.logs import request_id_from
+from jollyjet.ops.metrics import PrometheusEvents
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
 
@@ -176,7 +176,7 @@ def test_a_request_id_is_kept_when_well_formed_and_generated_otherwise(
 
 def test_importing_the_service_does_not_import_prometheus_client() -> None:
     # prometheus-client picks in-memory or multiprocess values when it is first imported;
-    # gunicorn.conf.py and tasks.app choose the directory first (jollyjet/monitoring/__init__.py).
+    # gunicorn.conf.py and tasks.app choose the directory first (jollyjet/ops/metrics.py).
     code = (
         "import sys; import jollyjet, jollyjet.app_factory, jollyjet.wiring, jollyjet.db, jollyjet.jobs; "
         "sys.exit(1 if 'prometheus_client' in sys.modules else 0)"
@@ -185,7 +185,7 @@ def test_importing_the_service_does_not_import_prometheus_client() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
     # `import tasks` builds the worker's app (it is the `celery -A tasks` entry): the directory first.
     code = (
-        "import sys; import tasks; from jollyjet.monitoring.process_dir import multiprocess_dir; "
+        "import sys; import tasks; from jollyjet.ops.metrics import multiprocess_dir; "
         "sys.exit(0 if multiprocess_dir() is not None and 'prometheus_client' in sys.modules else 1)"
     )  # fmt: skip
     env = {

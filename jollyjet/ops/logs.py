@@ -1,11 +1,9 @@
 """Structured logs: JSON lines in production, readable lines in development; secrets never written.
 
-Every record carries the request id of the request it was logged in (a context
-variable set by the request hooks). A redacting formatter scrubs bearer tokens, the
-configured API tokens and URL passwords from every line, whatever logged them. One
-handler, on the root logger, writes every line once: gunicorn's own messages reach it
-too (jollyjet/gunicorn_hooks.py), and no entry point adds a second one.
-This module does not import prometheus_client.
+Every record carries the id of the request it was logged in. A redacting formatter
+scrubs bearer tokens, the configured API tokens and URL passwords from every line,
+whatever logged them. One handler, on the root logger, writes every line once:
+gunicorn's own messages reach it too (ServiceLogger), and no entry point adds a second.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -20,14 +19,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from gunicorn.glogging import Logger
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("jollyjet_request_id", default=None)
 REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+")
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+# Accepted from clients and proxies as is; anything else (too long, spaces, control or
+# quote characters that could forge log lines) is replaced by a fresh id.
+_WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 # Attributes every LogRecord has; anything else was passed in `extra=` and is a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
 _HANDLER_MARK = "_jollyjet_handler"
+access_log = logging.getLogger("jollyjet.access")
 
 
 class Redactor:
@@ -44,6 +48,27 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's X-Request-ID when well-formed, else a new one (32 hex digits)."""
+    if header and _WELL_FORMED_ID.match(header):
+        return header
+    return os.urandom(16).hex()  # what uuid4().hex is, without building a UUID
+
+
+def access_line(method: str, route: str, path: str, status: int, cache: str, seconds: float) -> None:
+    """The one access line of a request (jollyjet.access, INFO)."""
+    if access_log.isEnabledFor(logging.INFO):
+        fields = {"method": method, "route": route, "path": path, "status": status, "cache": cache,
+                  "duration_ms": round(seconds * 1000, 3)}  # fmt: skip
+        # log.info() would first walk the stack for the caller's file and line, which no
+        # formatter here prints; one line per request makes that walk worth skipping.
+        access_log.handle(
+            access_log.makeRecord(
+                access_log.name, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None, extra=fields
+            )
+        )
 
 
 class _RequestIdFilter(logging.Filter):
@@ -88,26 +113,6 @@ class JsonFormatter(logging.Formatter):
         return self.redact(_json_line(body))
 
 
-class _Redacted(logging.Formatter):
-    """Another handler's formatter, its output redacted like the service's own lines."""
-
-    def __init__(self, inner: logging.Formatter | None, redact: Redactor) -> None:
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-        self.redact = redact
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The inner formatter's line, redacted."""
-        return self.redact(self.inner.format(record))
-
-
-def redact_also(handler: logging.Handler) -> None:
-    """Redact another handler's lines (gunicorn's access log, when asked for) as the service's handler does."""
-    redact = next((getattr(h, _HANDLER_MARK) for h in logging.getLogger().handlers if hasattr(h, _HANDLER_MARK)), None)
-    if redact is not None and not isinstance(handler.formatter, _Redacted):
-        handler.setFormatter(_Redacted(handler.formatter, redact))
-
-
 class TextFormatter(logging.Formatter):
     """`time LEVEL logger [request id]: message key=value …`, redacted."""
 
@@ -126,6 +131,19 @@ class TextFormatter(logging.Formatter):
         return self.redact(super().format(record))
 
 
+class _Redacted(logging.Formatter):
+    """Another handler's formatter, its output redacted like the service's own lines."""
+
+    def __init__(self, inner: logging.Formatter | None, redact: Redactor) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's line, redacted."""
+        return self.redact(self.inner.format(record))
+
+
 def configure_logging(level: str, json_lines: bool, secrets: Iterable[str] = ()) -> None:
     """Install (or replace) this service's handler on the root logger; other handlers are left alone."""
     root = logging.getLogger()
@@ -135,6 +153,37 @@ def configure_logging(level: str, json_lines: bool, secrets: Iterable[str] = ())
     redact = Redactor(secrets)
     handler.setFormatter(JsonFormatter(redact) if json_lines else TextFormatter(redact))
     handler.addFilter(_RequestIdFilter())
-    setattr(handler, _HANDLER_MARK, redact)  # the mark is its redactor: redact_also lends it
+    setattr(handler, _HANDLER_MARK, redact)  # the mark is its redactor: ServiceLogger lends it
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class ServiceLogger(Logger):
+    """gunicorn's own messages written by the service's one redacting handler, in the master too.
+
+    gunicorn gives `gunicorn.error` a handler of its own: lines in a second format
+    (plain text in a JSON stream) that skip the redaction. Here they propagate to the root
+    logger instead, whose handler the master installs from the same settings a worker
+    builds its app with, so every line is written once, redacted. gunicorn's access log
+    stays off unless asked for (`--access-logfile`): the app's `jollyjet.access` line is
+    the one line per request. When asked for, it is redacted too.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        """gunicorn's setup (also run on a reload), then its messages handed to the root handler."""
+        super().setup(cfg)
+        # Imported here: the factory pulls in the whole app, and gunicorn.conf.py imports this module for its hooks.
+        from jollyjet.app_factory import configure_logging as configure_service_logging
+        from jollyjet.settings import SettingsError, load_settings
+
+        try:
+            configure_service_logging(load_settings())
+        except SettingsError:
+            return  # gunicorn's own handler stays, for on_starting's one line (exit_on_bad_settings)
+        for handler in list(self.error_log.handlers):
+            self.error_log.removeHandler(handler)
+        self.error_log.propagate = True
+        redact = next(getattr(h, _HANDLER_MARK) for h in logging.getLogger().handlers if hasattr(h, _HANDLER_MARK))
+        for handler in self.access_log.handlers:
+            if not isinstance(handler.formatter, _Redacted):
+                handler.setFormatter(_Redacted(handler.formatter, redact))
