@@ -15,7 +15,7 @@ from typing import Any
 
 from celery.beat import PersistentScheduler, ScheduleEntry
 
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.celery_app import FlaskCelery
 from jollyjet.services import services_of
 

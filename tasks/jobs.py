@@ -13,7 +13,7 @@ from typing import Any
 from celery import Task, shared_task
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit import run_audit
 from jollyjet.maintenance.cleanup import run_cleanup

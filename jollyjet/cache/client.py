@@ -10,8 +10,11 @@ the retry budget and a bounded, blocking pool come from settings, in each topolo
   sentinels for the master's address on each new connection, and drops its idle
   connections when the answer changes (a failover);
 - cluster: redis-py's own `RedisCluster`, started from the node in REDIS_URL; one
-  bounded pool per node; built on first use (DeferredCluster), so a cluster that is
-  down while a process starts does not stop it.
+  bounded pool per node. RedisCluster connects in its constructor (it needs the slot
+  map), so it is built on first use and again on the next use while that fails
+  (DeferredCluster): a cluster that is down while a process starts does not stop it, and
+  the failure surfaces as the cluster client's own error from the call that needed it
+  (the breaker counts it), as a standalone or Sentinel client's would.
 
 `on_connect` is called with each new connection right after its handshake (AUTH,
 HELLO, SELECT), before the connection carries its first command, in every topology
@@ -25,18 +28,19 @@ goes back to the pool. Together they are the cache epoch's fence (epoch.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
 from redis.connection import AbstractConnection
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from jollyjet.cache.deferred_cluster import DeferredCluster
 from jollyjet.settings import RedisTopology, Settings
 
 log = logging.getLogger(__name__)
@@ -44,8 +48,6 @@ log = logging.getLogger(__name__)
 OnConnect = Callable[[AbstractConnection], None]
 # Called with each connection a pool hands out; raises to refuse it.
 ConnectionCheck = Callable[[AbstractConnection], None]
-# What the service calls a Redis client: every topology's client has the same command API.
-RedisClient = redis.Redis | RedisCluster | DeferredCluster
 # Every error a call on a RedisClient raises for a Redis-side failure. The cluster client
 # raises some (an uncovered slot, say) outside RedisError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
@@ -165,8 +167,6 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: Co
 
 
 def _cluster_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> DeferredCluster:
-    # RedisCluster connects in its constructor: build it on first use, so a process starts
-    # (and serves from MongoDB) while the cluster is unreachable.
     return DeferredCluster(lambda: _connect_cluster(settings, on_connect, check))
 
 
@@ -185,6 +185,50 @@ def _connect_cluster(settings: Settings, on_connect: OnConnect | None, check: Co
         require_full_coverage=False,
         **_connection_options(settings, on_connect, cluster=True),
     )
+
+
+class DeferredCluster:
+    """Stands in for a RedisCluster built on first use: every attribute is the built cluster client's."""
+
+    def __init__(self, build: Callable[[], RedisCluster]) -> None:
+        self._build = build
+        self._cluster: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def cluster(self) -> RedisCluster:
+        """The cluster client, built now if it was not yet (raises what building raises)."""
+        cluster = self._cluster
+        if cluster is None:
+            with self._lock:
+                if self._cluster is None:
+                    self._cluster = self._build()
+                cluster = self._cluster
+        return cluster
+
+    def register_script(self, script: str) -> DeferredScript:
+        """A callable Lua script that registers with the cluster client on its first call."""
+        return DeferredScript(self, script)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster(), name)
+
+
+class DeferredScript:
+    """redis-py's Script, made once the cluster client exists; called like one."""
+
+    def __init__(self, client: DeferredCluster, text: str) -> None:
+        self._client = client
+        self._text = text
+        self._script: Script | None = None
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        if self._script is None:
+            self._script = self._client.cluster().register_script(self._text)
+        return self._script(keys=list(keys), args=list(args))
+
+
+# What the service calls a Redis client: every topology's client has the same command API.
+RedisClient = redis.Redis | RedisCluster | DeferredCluster
 
 
 class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.store import CacheBackend, CacheError
 
 log = logging.getLogger(__name__)
 

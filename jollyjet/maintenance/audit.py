@@ -27,8 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
+from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.maintenance.audit_store import AuditRun, prune_audits
 from jollyjet.products.cache import codec

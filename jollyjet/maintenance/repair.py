@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
-from jollyjet.cache.repair_log import RepairLog
+from jollyjet.cache.fence import RepairLog
+from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository

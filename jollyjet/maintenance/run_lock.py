@@ -12,8 +12,8 @@ import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.store import CacheBackend, CacheError
 from jollyjet.maintenance.report import JobEntry, JobReport
 from jollyjet.services import Services
 

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from pymongo.errors import PyMongoError
 
-from jollyjet.cache.repair_log import RepairLog
+from jollyjet.cache.fence import RepairLog
 from jollyjet.monitoring.job_status import JobStatus, all_statuses
 from jollyjet.monitoring.redis_probe import RedisProbe
 from jollyjet.settings import Settings

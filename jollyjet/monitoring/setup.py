@@ -16,8 +16,7 @@ from flask import Flask
 from pymongo.errors import PyMongoError
 from pymongo.monitoring import CommandListener
 
-from jollyjet.cache.events import CacheEvents
-from jollyjet.cache.redis_backend import CallObserver
+from jollyjet.cache.store import CacheEvents, CallObserver
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.monitoring.job_status import all_statuses
 from jollyjet.monitoring.redis_probe import RedisProbe

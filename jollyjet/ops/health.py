@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from pymongo.errors import PyMongoError
 
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.services import current_services
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Health checks")

@@ -19,8 +19,8 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from flask.testing import FlaskClient
 
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance import names
 from jollyjet.products.models import ProductDocument
 from jollyjet.services import services_of

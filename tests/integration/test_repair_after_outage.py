@@ -19,7 +19,7 @@ from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 
 from jollyjet.cache.breaker import BreakerState
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.celery_app import FlaskCelery
 from jollyjet.services import services_of
 from tasks import create_celery

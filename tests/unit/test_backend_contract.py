@@ -1,4 +1,4 @@
-"""One contract, two servers: RedisCacheBackend on fakeredis (the unit tests' cache) and on a real redis-server.
+"""One contract, two servers: CacheBackend on fakeredis (the unit tests' cache) and on a real redis-server.
 
 The cached repository relies on these semantics (version guard, leases,
 tombstones, generations, locks); the unit tests run on fakeredis, so it must give
@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys, query_hash
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.store import CacheBackend, VersionedEntry
 from tests.support.fake_cache import FakeCacheBackend, write_entry
 from tests.support.redis_server import RedisServer
 
@@ -29,7 +28,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         client = server.client()
-        yield RedisCacheBackend(client, CircuitBreaker(failure_threshold=3, cooldown_s=1))
+        yield CacheBackend(client, CircuitBreaker(failure_threshold=3, cooldown_s=1))
 
 
 @pytest.fixture

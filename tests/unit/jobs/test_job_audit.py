@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
-from jollyjet.cache.backend import CacheBackend, VersionedEntry
+from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.maintenance.audit import DRIFT_CLASSES, AuditOptions, CacheAudit
 from jollyjet.maintenance.audit_store import AuditRun, latest_audit, prune_audits

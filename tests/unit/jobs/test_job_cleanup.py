@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.store import CacheBackend
 from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
 from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services

@@ -17,7 +17,7 @@ from celery.schedules import crontab, schedule
 from flask import Flask
 from pymongo.errors import AutoReconnect
 
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.celery_app import periodic_job_definitions
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit_store import latest_audit

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from jollyjet.cache.events import EventCounter
-from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.fence import RepairLog
+from jollyjet.cache.keys import CacheKeys, TtlPolicy
 from jollyjet.cache.popularity import PopularityTracker, query_member
-from jollyjet.cache.repair_log import RepairLog
-from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.cache.store import EventCounter
 from jollyjet.db import connect_mongo
 from jollyjet.maintenance import warming
 from jollyjet.maintenance.warming import query_from_member, warm_cache
