@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 if TYPE_CHECKING:  # types only: routes import this module and must not import Redis
-    from jollyjet.cache.breaker import CircuitBreaker
-    from jollyjet.cache.client import RedisClient
+    from jollyjet.cache.client import CircuitBreaker, RedisClient
     from jollyjet.cache.epoch import CacheEpochGuard
     from jollyjet.cache.fence import RepairLog
     from jollyjet.cache.keys import CacheKeys

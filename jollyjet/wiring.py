@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.cache.client import RedisClient, build_redis_client
+from jollyjet.cache.client import CircuitBreaker, RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy

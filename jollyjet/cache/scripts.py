@@ -338,22 +338,3 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now_ms)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 )
-
-# Every script the store registers (by name: store.CacheBackend._run).
-ALL = (
-    "FILL_VERSIONED",
-    "TOMBSTONE",
-    "FILL_ABSENT",
-    "MARK_PRODUCT_WRITE",
-    "MARK_CATALOG_WRITE",
-    "FINISH_CATALOG_WRITE",
-    "DROP_PRODUCT_MARK",
-    "EVICT_VERSIONED",
-    "GET_GENERATION",
-    "RELEASE_LOCK",
-    "SWAP_VERSIONED",
-    "MARK_SETTLED",
-    "READ_FILTERED",
-    "FILL_FILTERED",
-    "LIVE_FILTERS",
-)

@@ -31,8 +31,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from jollyjet.cache import scripts
-from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.cache.client import REDIS_ERRORS, DeferredCluster, RedisClient
+from jollyjet.cache.client import REDIS_ERRORS, CircuitBreaker, DeferredCluster, RedisClient
 from jollyjet.cache.keys import ProductKeys
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,9 @@ class CacheBackend:
         self.client = client
         self.breaker = breaker
         self.observe = observe
-        self._scripts = {name: client.register_script(getattr(scripts, name)) for name in scripts.ALL}
+        # Every public upper-case name of scripts.py is a script (the _NAMES are fragments of them).
+        public = {name: text for name, text in vars(scripts).items() if name.isupper() and not name.startswith("_")}
+        self._scripts = {name: client.register_script(text) for name, text in public.items()}
 
     def _run(self, script: str, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
         return self._scripts[script](keys=list(keys), args=list(args))
@@ -234,34 +235,13 @@ class CacheBackend:
         return self.client.get(key)  # type: ignore[return-value]  # decode_responses=False
 
     @_guarded
-    def set(self, key: str, value: bytes, ttl_s: int) -> None:
-        """Store value with a TTL in seconds."""
-        self.client.set(key, value, ex=ttl_s)
-
-    @_guarded
     def delete(self, *keys: str) -> int:
         """Remove keys (non-blocking UNLINK); returns how many existed."""
         return int(self.client.unlink(*keys)) if keys else 0
 
     @_guarded
-    def exists(self, key: str) -> bool:
-        """Does key exist?"""
-        return bool(self.client.exists(key))
-
-    @_guarded
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Values of many keys in one round trip."""
-        return self._pipelined(keys, lambda pipe, key: pipe.get(key))
-
-    @_guarded
-    def ttl(self, key: str) -> int | None:
-        """Remaining TTL in seconds; None if key is missing; -1 if it has no TTL."""
-        remaining = int(self.client.ttl(key))
-        return None if remaining == -2 else remaining
-
-    @_guarded
     def ttl_many(self, keys: Sequence[str]) -> list[int | None]:
-        """ttl() of many keys in one round trip."""
+        """Remaining TTLs in seconds, in one round trip: None where a key is missing, -1 where it has none."""
         found = self._pipelined(keys, lambda pipe, key: pipe.ttl(key))
         return [None if int(t) == -2 else int(t) for t in found]
 

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
-from jollyjet.cache.breaker import BreakerState
+from jollyjet.cache.client import BreakerState
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.store import CacheBackend, CacheUnavailable
 from jollyjet.maintenance.repair import repair_failed_writes

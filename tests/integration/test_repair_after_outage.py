@@ -18,7 +18,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 
-from jollyjet.cache.breaker import BreakerState
+from jollyjet.cache.client import BreakerState
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.celery_app import FlaskCelery
 from jollyjet.services import services_of

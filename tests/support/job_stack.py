@@ -38,7 +38,7 @@ def drop_ttl(backend: CacheBackend, key: str) -> None:
     if not isinstance(backend, CacheBackend):
         raise TypeError(type(backend).__name__)
     assert backend.client.persist(key)  # no CacheBackend method does this: the service never should
-    assert backend.ttl(key) == -1
+    assert backend.client.ttl(key) == -1
 
 
 def plant_without_ttl(backend: CacheBackend, key: str, value: bytes = b"x") -> None:
@@ -46,7 +46,7 @@ def plant_without_ttl(backend: CacheBackend, key: str, value: bytes = b"x") -> N
     if not isinstance(backend, CacheBackend):
         raise TypeError(type(backend).__name__)
     backend.client.set(key, value)  # a plain SET: no TTL
-    assert backend.ttl(key) == -1
+    assert backend.client.ttl(key) == -1
 
 
 def all_keys(backend: CacheBackend, pattern: str = "*") -> set[str]:

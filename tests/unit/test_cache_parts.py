@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from jollyjet.cache import store
-from jollyjet.cache.breaker import BreakerState, CircuitBreaker
+from jollyjet.cache.client import BreakerState, CircuitBreaker
 from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys, TtlPolicy, product_id_from_entry_key, query_hash
 
 

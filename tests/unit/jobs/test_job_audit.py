@@ -61,7 +61,7 @@ def entry_of(services: Services, product_id: str) -> VersionedEntry | None:
 
 def ttl_of(services: Services, product_id: str) -> int | None:
     assert services.cache is not None
-    return services.cache.backend.ttl(services.cache.keys.product(product_id).entry)
+    return services.cache.backend.client.ttl(services.cache.keys.product(product_id).entry)
 
 
 def in_db(services: Services, product_id: str) -> ProductRecord:
