@@ -148,7 +148,7 @@ def memory_usage(redis_client: Any, keys: list[bytes]) -> int:
 def measure_size(products: int, rounds: int, requests: int, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Seed, warm, fill, probe the hit path and run the jobs at one catalog size."""
     from jollyjet.app_factory import create_app
-    from jollyjet.cache.popularity import query_member
+    from jollyjet.cache.events import query_member
     from jollyjet.maintenance.audit import run_audit
     from jollyjet.maintenance.cleanup import run_cleanup
     from jollyjet.maintenance.warming import run_warm

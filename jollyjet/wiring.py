@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from jollyjet.cache.client import CircuitBreaker, RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
+from jollyjet.cache.events import CacheEvents, EventCounter, PopularityTracker, TeeEvents
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.popularity import PopularityTracker
-from jollyjet.cache.store import CacheBackend, CacheEvents, CallObserver, EventCounter, TeeEvents
+from jollyjet.cache.store import CacheBackend, CallObserver
 from jollyjet.db import socket_timeout_ms
 from jollyjet.monitoring.setup import metric_sinks, redis_observer, shed_counter
 from jollyjet.products.bulkhead import BoundedRepository, Bulkhead

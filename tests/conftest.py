@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
-from jollyjet.cache.store import CacheBackend, EventCounter
+from jollyjet.cache.events import EventCounter
+from jollyjet.cache.store import CacheBackend
 from jollyjet.db import ensure_indexes
 from jollyjet.settings import Settings, load_settings
 from jollyjet.wiring import build_services

@@ -1,28 +1,17 @@
-"""Redis calls that fail fast: the redis-py client built with every safety knob set explicitly, and the breaker.
+"""Redis calls that fail fast: the redis-py client with every safety knob set explicitly, and the breaker.
 
-redis-py's defaults are unsafe for a cache in the request path: before 8.1 socket
-timeouts are None (a dead Redis hangs a request forever) and 8.1's defaults
-(5 s timeouts, retries) can block one call for up to a minute. Here every timeout,
-the retry budget and a bounded, blocking pool come from settings, in each topology:
+redis-py's defaults are unsafe in the request path: before 8.1 socket timeouts are None
+(a dead Redis hangs a request forever) and 8.1's (5 s, retries) can block one call for a
+minute. Here every timeout, the retry budget and a bounded, blocking pool come from
+settings, in each topology (docs/redis-topologies.md): standalone; Sentinel through
+redis-py's `master_for` (the pool asks the sentinels for the master on each new
+connection); Cluster through `RedisCluster`, built on first use (DeferredCluster: it
+connects in its constructor, and a cluster down while a process starts must not stop it).
 
-- standalone: one server from REDIS_URL;
-- sentinel: redis-py's own `Sentinel(...).master_for(...)`: the pool asks the
-  sentinels for the master's address on each new connection, and drops its idle
-  connections when the answer changes (a failover);
-- cluster: redis-py's own `RedisCluster`, started from the node in REDIS_URL; one
-  bounded pool per node. RedisCluster connects in its constructor (it needs the slot
-  map), so it is built on first use and again on the next use while that fails
-  (DeferredCluster): a cluster that is down while a process starts does not stop it, and
-  the failure surfaces as the cluster client's own error from the call that needed it
-  (the breaker counts it), as a standalone or Sentinel client's would.
-
-`on_connect` is called with each new connection right after its handshake (AUTH,
-HELLO, SELECT), before the connection carries its first command, in every topology
-and on every node. It runs inside redis-py's `redis_connect_func`, so an exception it
-raises fails that connection attempt (redis-py disconnects it) and the command that
-needed it. `check` is called each time a pool hands a connection out (every command,
-pipeline and script call); an exception it raises fails that call and the connection
-goes back to the pool. Together they are the cache epoch's fence (epoch.py).
+`on_connect` runs with each new connection right after its handshake, before its first
+command, on every node; an exception it raises fails that connection and the command
+that needed it. `check` runs each time a pool hands a connection out; an exception it
+raises fails that call. Together they are the cache epoch's fence (epoch.py).
 """
 
 from __future__ import annotations

@@ -33,8 +33,9 @@ from pymongo.errors import PyMongoError
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.keys import CacheKeys, schema_of, survives_new_epoch
-from jollyjet.cache.store import CacheEvents, CacheServerSettling
+from jollyjet.cache.store import CacheServerSettling
 
 log = logging.getLogger(__name__)
 _SCAN_BATCH = 1000

@@ -1,17 +1,15 @@
-"""The cache's store: the operations the service calls on Redis, their errors, the value codec and the event seam.
+"""The cache's store: the operations the service calls on Redis, and their errors.
 
-One implementation of a small contract, on redis-py: on Redis in production and in the
-integration tests, on fakeredis in the unit tests (tests/support/fake_cache.py: the same
-Lua scripts); the contract tests (tests/unit/test_backend_contract.py) run on both. Its
-public methods are the contract: test doubles subclass it.
+A small contract with one implementation, on redis-py: Redis in production and in the
+integration tests, fakeredis in the unit tests (tests/support/fake_cache.py: the same Lua
+scripts); the contract tests (tests/unit/test_backend_contract.py) run on both, and test
+doubles subclass it. Each public operation is wrapped once (`_guarded`): the breaker, the
+mapping of Redis errors to CacheError, and its timing (the metrics' observer).
 
-Versioned entries hold a product's serialized representation with the version it was
-read at. Writes and fills carry that version; the store refuses to replace a newer one.
-A tombstone is a versioned entry without data.
-
-Works unchanged on a standalone/Sentinel client and on RedisCluster: each Lua script's
-keys share a hash tag (one slot); pipelines are non-transactional, which redis-py's
-cluster pipeline splits per node; SCAN visits every primary (see scan()).
+Versioned entries hold a product's serialized body with the version it was read at;
+writes and fills carry that version and never replace a newer one (a tombstone is an
+entry without data). Works unchanged on RedisCluster: each script's keys share a hash
+tag; pipelines are non-transactional (split per node); SCAN visits every primary.
 """
 
 from __future__ import annotations
@@ -19,14 +17,11 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-import orjson
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -54,87 +49,6 @@ class CacheServerSettling(RedisError):
 
     Not a ConnectionError: nothing is wrong with the connection, so redis-py does not retry
     or rediscover on it, and the store does not count it as a Redis failure."""
-
-
-# --- the value codec ------------------------------------------------------------------------------
-# orjson was measured against msgpack (`bench/serialization.py`, numbers in docs/cache.md): orjson
-# round-trips a product ~1.8x and a 20-item page ~2.2x faster; msgpack is ~12% smaller. Speed on the
-# hot path and bytes an operator can read in `redis-cli` win. The format's version is in the key
-# (keys.SCHEMA_VERSION), not in the bytes.
-
-
-class SerializationError(ValueError):
-    """Cached bytes could not be decoded; the entry is treated as a miss."""
-
-
-def dumps(value: Any) -> bytes:
-    """Serialize plain data (dicts, lists, str, int, bool, None, datetimes as ISO)."""
-    return orjson.dumps(value, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
-
-
-def loads(data: bytes) -> Any:
-    """Deserialize bytes written by dumps()."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise SerializationError(str(error)) from None
-
-
-# --- cache events: the seam where metrics attach ------------------------------------------------
-
-
-class CacheEvents(Protocol):
-    """Receives one event at a time; must be cheap and never raise."""
-
-    def emit(self, event: str, kind: str) -> None:
-        """Record one event.
-
-        Outcomes, exactly one per cached read: hit, wait_hit (served by another request's
-        fill), miss (served from the database after a miss), bypass (Redis failed or the
-        breaker is open). Others: db_read, fill, fill_rejected, write_through,
-        write_refused (the version guard kept a newer entry), write_failure, fenced (a read
-        sent to the database by the recovery fence), epoch_started (a Redis server's cached
-        data deleted before first use).
-        kind: product, list, count, categories; server for epoch_started.
-        """
-
-
-class EventCounter:
-    """Thread-safe in-process counts of (event, kind) pairs (tests and the benchmark read them)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[tuple[str, str]] = Counter()
-
-    def emit(self, event: str, kind: str) -> None:
-        with self._lock:
-            self._counts[(event, kind)] += 1
-
-    def count(self, event: str, kind: str | None = None) -> int:
-        """Count of one event, for one kind or summed over kinds."""
-        with self._lock:
-            return sum(n for (e, k), n in self._counts.items() if e == event and (kind is None or k == kind))
-
-    def snapshot(self) -> dict[str, int]:
-        """All counts as {"event:kind": n}."""
-        with self._lock:
-            return {f"{e}:{k}": n for (e, k), n in sorted(self._counts.items())}
-
-    def reset(self) -> None:
-        """Forget all counts."""
-        with self._lock:
-            self._counts.clear()
-
-
-class TeeEvents:
-    """Hands every event to each sink in turn (e.g. an EventCounter and the Prometheus sink)."""
-
-    def __init__(self, sinks: Sequence[CacheEvents]) -> None:
-        self.sinks = tuple(sinks)
-
-    def emit(self, event: str, kind: str) -> None:
-        for sink in self.sinks:
-            sink.emit(event, kind)
 
 
 # --- the store ------------------------------------------------------------------------------------

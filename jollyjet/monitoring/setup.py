@@ -16,7 +16,8 @@ from flask import Flask
 from pymongo.errors import PyMongoError
 from pymongo.monitoring import CommandListener
 
-from jollyjet.cache.store import CacheEvents, CallObserver
+from jollyjet.cache.events import CacheEvents
+from jollyjet.cache.store import CallObserver
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.monitoring.job_status import all_statuses
 from jollyjet.monitoring.redis_probe import RedisProbe

@@ -24,7 +24,7 @@ from jollyjet.cache.epoch import (
     UnverifiedCacheServer,
     probe_server,
 )
-from jollyjet.cache.store import EventCounter
+from jollyjet.cache.events import EventCounter
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload

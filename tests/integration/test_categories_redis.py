@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jollyjet.cache.store import EventCounter
+from jollyjet.cache.events import EventCounter
 from jollyjet.products.domain import CategoryCount, Read
 from jollyjet.services import Services, services_of
 from tests.conftest import TOKEN, make_app, make_settings

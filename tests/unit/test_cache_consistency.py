@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from jollyjet.cache.events import EventCounter
 from jollyjet.cache.fence import CacheRepairRecord, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.store import CacheBackend, CacheError, EventCounter, VersionedEntry
+from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.db import connect_mongo
 from jollyjet.products.cache import codec
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from jollyjet import create_app
-from jollyjet.cache.store import EventCounter
+from jollyjet.cache.events import EventCounter
 from jollyjet.monitoring.cache_sink import PrometheusEvents
 from jollyjet.monitoring.requests import request_id_from
 from tests.conftest import TOKEN, make_settings

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from jollyjet.cache.events import CacheEvents, PopularityTracker
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.popularity import PopularityTracker
-from jollyjet.cache.store import CacheBackend, CacheError, CacheEvents, VersionedEntry
+from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.products import body
 from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.cache import codec

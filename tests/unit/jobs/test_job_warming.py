@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
+from jollyjet.cache.events import EventCounter, PopularityTracker, query_member
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.popularity import PopularityTracker, query_member
-from jollyjet.cache.store import EventCounter
 from jollyjet.db import connect_mongo
 from jollyjet.maintenance import warming
 from jollyjet.maintenance.warming import query_from_member, warm_cache
