@@ -1,15 +1,14 @@
 """What the cache counts: its events (the seam where metrics attach) and read popularity (what warming fills).
 
-Events: the cached repository reports what happened (hit, miss, bypass, database read,
-failed cache write, …) to a CacheEvents sink; EventCounter keeps in-process counts
-(tests, the benchmark); jollyjet/monitoring/cache_sink.py is the Prometheus sink.
+Events: the cached repository reports each outcome (hit, miss, bypass, failed cache
+write, …) to a CacheEvents sink: EventCounter in process (tests, the benchmark), the
+Prometheus sink in jollyjet/monitoring/cache_sink.py.
 
-Read popularity: which products and list queries clients read most. Nothing here is on a
-request's round-trip budget: a read is counted in process memory (with probability
-`sample_rate`, weighted by 1/sample_rate), and a daemon thread of each process sends the
-batch to Redis every `flush_interval_s` seconds in one pipeline per sorted set. Counts
-not yet flushed when a process dies are lost: popularity is a hint for warming, never
-needed to serve. `flush_interval_s` 0 sends every count at once (a single-process test).
+Popularity: reads are counted in process memory (sampled with `sample_rate`, weighted by
+1/sample_rate) and a daemon thread of each process sends them to Redis every
+`flush_interval_s` in one pipeline per sorted set, off every request's round-trip budget
+(0: at once). Counts lost with a dying process are harmless: popularity is a hint for
+warming, never needed to serve.
 """
 
 from __future__ import annotations

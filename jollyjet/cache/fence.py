@@ -1,23 +1,16 @@
-"""Failed cache writes: their durable log in MongoDB, and the recovery fence that serves no hit until they are replayed.
+"""Failed cache writes: their log in MongoDB, and the recovery fence that serves no hit until they are replayed.
 
 A cache write that fails after the MongoDB commit leaves the old entry wherever Redis
-still holds it (a timeout on a live Redis, a hang, a partition). The write is recorded
-in MongoDB (RepairLog: not in Redis, which is what failed) and replayed by the repair
-job. Until then that entry, every list and count (any may include the product) and the
-category memo are older than MongoDB, so while a record is pending:
-
-- no process serves a hit for that product, nor any list, count or category result;
-- the process that recorded the failure knows at once; every other process learns it
-  from a background poll (one query per `poll_s`, off the request path: a hit costs no
-  query), and refuses hits while its last poll is older than `max_age_s`;
-- the write that failed answers its client only after `max_age_s` (`commit_wait`), so
-  any read that begins after that answer, in any process, is judged against a poll that
-  began after the record existed (Spanner's commit wait, with a poll instead of a
-  clock bound).
-
-The fence lifts for a product when the repair job has rewritten its entry, bumped the
-list generation and marked its records done, and a poll has seen that. The same poll
-refreshes the cache epoch's view of the current Redis servers (epoch.py).
+still holds it. The write is recorded in MongoDB (RepairLog: not in Redis, which is what
+failed) and replayed by the repair job. Until then no process serves a hit for that
+product, nor any list, count or category result (any may include it). The process that
+recorded the failure knows at once; the others learn it from a background poll (one
+query per `poll_s`, off the request path) and refuse hits while their last poll is older
+than `max_age_s`; the failed write answers its client only after `max_age_s`
+(`commit_wait`), so any read that begins after that answer, in any process, is judged
+against a poll that began after the record existed (Spanner's commit wait, with a poll
+instead of a clock bound). The same poll refreshes the cache epoch's view (epoch.py).
+Details and measured cost: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -30,6 +23,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bson import ObjectId
 from mongoengine import DateTimeField, Document, IntField, StringField
@@ -75,20 +69,20 @@ class RepairLog:
             return False
         return True
 
+    def _not_done(self) -> Any:
+        return CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()})
+
     def pending(self, limit: int) -> list[CacheRepairRecord]:
         """Oldest records not yet repaired."""
-        return list(
-            CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()}).order_by("created_at").limit(limit)
-        )
+        return list(self._not_done().order_by("created_at").limit(limit))
 
     def pending_product_ids(self, limit: int) -> list[str]:
         """Product ids of records not yet repaired (at most limit; one query, the fence's poll)."""
-        pending = CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()}).limit(limit)
-        return [str(pid) for pid in pending.scalar("product_id")]
+        return [str(pid) for pid in self._not_done().limit(limit).scalar("product_id")]
 
     def pending_count(self) -> int:
         """How many records wait for repair."""
-        return CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()}).count()
+        return int(self._not_done().count())
 
     def mark_done(self, record_ids: Sequence[ObjectId]) -> int:
         """Mark records repaired (the repair job calls this after rewriting their keys)."""
@@ -193,8 +187,8 @@ class RepairFence:
         self._last_used = self._clock()
         if self._background:
             self._ensure_poller()
-        snapshot = self._snapshot
-        if snapshot is not None and self._clock() - snapshot.started_at <= self.max_age_s:
+        snapshot = self._fresh()
+        if snapshot is not None:
             return snapshot
         # First use in this process, or the poll is late: refresh here, one request at a time;
         # the others read MongoDB meanwhile.
@@ -203,10 +197,11 @@ class RepairFence:
                 self.refresh()
             finally:
                 self._refreshing.release()
+        return self._fresh()
+
+    def _fresh(self) -> _Snapshot | None:
         snapshot = self._snapshot
-        if snapshot is not None and self._clock() - snapshot.started_at <= self.max_age_s:
-            return snapshot
-        return None
+        return snapshot if snapshot is not None and self._clock() - snapshot.started_at <= self.max_age_s else None
 
     def _ensure_poller(self) -> None:
         # Per process: a forked worker (gunicorn, Celery prefork) starts its own thread.
