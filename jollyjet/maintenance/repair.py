@@ -1,6 +1,6 @@
 """Replay cache writes that failed after their database write (Redis was down or timing out).
 
-The records are in MongoDB (cache/repair_log.py). Each product named is rewritten
+The records are in MongoDB (cache/fence.py). Each product named is rewritten
 from the database under its fill lease, exactly like a read miss
 (ProductCacheWriter.fill_leased): the lease is taken before the database read, so a
 client write or delete after that read revokes it and the older state never lands,

@@ -1,4 +1,4 @@
-"""Product records, pages, counts and category lists ↔ cache bytes, through the one serializer (cache/serialization.py).
+"""Product records, pages, counts and category lists ↔ cache bytes, through the one serializer (cache/keys.py).
 
 A product entry stores the product's API body (products/body.py), so a hit is served
 as stored; PRODUCT decodes it back into a record for the jobs that compare records.
