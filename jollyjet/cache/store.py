@@ -3,8 +3,9 @@
 A small contract with one implementation, on redis-py: Redis in production and in the
 integration tests, fakeredis in the unit tests (tests/support/fake_cache.py: the same Lua
 scripts); the contract tests (tests/unit/test_backend_contract.py) run on both, and test
-doubles subclass it. Each public operation is wrapped once (`_guarded`): the breaker, the
-mapping of Redis errors to CacheError, and its timing (the metrics' observer).
+doubles subclass it. Each Redis call of an operation runs in one guard (`_guard`, applied
+by `_guarded` or by the pipeline and SCAN helpers), under the operation's name: the
+breaker, the mapping of Redis errors to CacheError, its timing (the metrics' observer).
 
 Versioned entries hold a product's serialized body with the version it was read at;
 writes and fills carry that version and never replace a newer one (a tombstone is an
@@ -133,14 +134,18 @@ class CacheBackend:
         if self.observe is not None:
             self.observe(operation, time.perf_counter() - started, ok)
 
-    def _pipelined(self, items: Sequence[T], command: Callable[[Any, T], object]) -> list[Any]:
-        """command(pipe, item) for each item, in one round trip (none for no items)."""
+    def _pipelined(self, operation: str, items: Sequence[T], command: Callable[[Any, T], object]) -> list[Any]:
+        """command(pipe, item) for each item, in one guarded round trip; no items: none, and no breaker trial."""
         if not items:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for item in items:
-            command(pipe, item)
-        return list(pipe.execute())
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for item in items:
+                command(pipe, item)
+            return list(pipe.execute())
+
+        return self._guard(operation, run)
 
     # --- plain keys -----------------------------------------------------------------------------
     @_guarded
@@ -148,15 +153,13 @@ class CacheBackend:
         """Value of key, or None."""
         return self.client.get(key)  # type: ignore[return-value]  # decode_responses=False
 
-    @_guarded
     def delete(self, *keys: str) -> int:
         """Remove keys (non-blocking UNLINK); returns how many existed."""
-        return int(self.client.unlink(*keys)) if keys else 0
+        return int(self._guard("delete", lambda: self.client.unlink(*keys))) if keys else 0
 
-    @_guarded
     def ttl_many(self, keys: Sequence[str]) -> list[int | None]:
         """Remaining TTLs in seconds, in one round trip: None where a key is missing, -1 where it has none."""
-        found = self._pipelined(keys, lambda pipe, key: pipe.ttl(key))
+        found = self._pipelined("ttl_many", keys, lambda pipe, key: pipe.ttl(key))
         return [None if int(t) == -2 else int(t) for t in found]
 
     @_guarded
@@ -202,10 +205,9 @@ class CacheBackend:
         """The versioned entry at key, or None."""
         return _entry(self.client.hmget(key, "v", "d", "p", "s"))
 
-    @_guarded
     def get_versioned_many(self, keys: Sequence[str]) -> list[VersionedEntry | None]:
         """Versioned entries of many keys in one round trip."""
-        found = self._pipelined(keys, lambda pipe, key: pipe.hmget(key, "v", "d", "p", "s"))
+        found = self._pipelined("get_versioned_many", keys, lambda pipe, key: pipe.hmget(key, "v", "d", "p", "s"))
         return [_entry(fields) for fields in found]
 
     @_guarded
@@ -330,10 +332,9 @@ class CacheBackend:
         return int(self._run("FINISH_CATALOG_WRITE", keys, [token, "1" if bump_global else "0"]))
 
     # --- ranked sets (read popularity) ----------------------------------------------------------
-    @_guarded
     def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:
         """Add to members' scores in one round trip (ZINCRBY)."""
-        self._pipelined(list(increments.items()), lambda pipe, item: pipe.zincrby(key, item[1], item[0]))
+        self._pipelined("incr_scores", list(increments.items()), lambda pipe, item: pipe.zincrby(key, item[1], item[0]))
 
     @_guarded
     def top_members(self, key: str, start: int, stop: int) -> list[str]:
@@ -347,10 +348,9 @@ class CacheBackend:
         # Ranks count from the lowest score: drop ranks 0 .. -(keep + 1).
         return int(self.client.zremrangebyrank(key, 0, -(keep + 1)))
 
-    @_guarded
     def remove_members(self, key: str, members: Sequence[str]) -> int:
         """Remove members; returns how many existed."""
-        return int(self.client.zrem(key, *members)) if members else 0
+        return int(self._guard("remove_members", lambda: self.client.zrem(key, *members))) if members else 0
 
     # --- single-flight locks --------------------------------------------------------------------
     @_guarded
@@ -359,12 +359,11 @@ class CacheBackend:
         token = secrets.token_hex(8)
         return token if self.client.set(key, token, nx=True, px=ttl_ms) else None
 
-    @_guarded
     def acquire_locks(self, keys: Sequence[str], ttl_ms: int) -> list[str | None]:
         """acquire_lock of many keys in one round trip (pipelined): each token, or None where held."""
         tokens = [secrets.token_hex(8) for _ in keys]
         pairs = list(zip(keys, tokens, strict=True))
-        acquired = self._pipelined(pairs, lambda pipe, pair: pipe.set(pair[0], pair[1], nx=True, px=ttl_ms))
+        acquired = self._pipelined("acquire_locks", pairs, lambda pipe, pair: pipe.set(*pair, nx=True, px=ttl_ms))
         return [token if ok else None for token, ok in zip(tokens, acquired, strict=True)]
 
     @_guarded
