@@ -151,7 +151,7 @@ def memory_usage(redis_client: Any, keys: list[bytes]) -> int:
 def measure_size(products: int, rounds: int, requests: int, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Seed, warm, fill, probe the hit path and run the jobs at one catalog size."""
     from jollyjet.app_factory import create_app
-    from jollyjet.cache.popularity import query_member
+    from jollyjet.cache.events import query_member
     from jollyjet.jobs.audit import run_audit
     from jollyjet.jobs.cleanup import run_cleanup
     from jollyjet.jobs.warm import run_warm

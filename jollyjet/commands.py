@@ -35,14 +35,14 @@ from marshmallow import ValidationError
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.epoch import delete_cached_data
+from jollyjet.cache.store import CacheError
 from jollyjet.db import ensure_indexes
 from jollyjet.job_settings import AuditMode
 from jollyjet.jobs import JobEntry, JobReport, run_job_once
 from jollyjet.jobs.audit import DRIFT_CLASSES, run_audit
 from jollyjet.jobs.repair import run_repair
 from jollyjet.jobs.warm import run_warm
-from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductRepository
 from jollyjet.products.representation import cents
 from jollyjet.products.schemas import ProductInputSchema
@@ -312,7 +312,8 @@ def drop_cache() -> None:
     services = current_services()
     cache = _cache(services)
     with _one_line_errors("drop-cache"):
-        deleted = drop_service_keys(cache.backend, cache.keys, services.settings.cleanup_scan_batch)
+        batches = cache.backend.scan(cache.keys.service_pattern(), services.settings.cleanup_scan_batch)
+        deleted = delete_cached_data(batches, cache.backend.delete)
     click.echo(f"drop-cache: {deleted} keys deleted under {cache.keys.service_pattern()}")
 
 

@@ -11,7 +11,7 @@ from mongoengine import Document
 from pymongo.monitoring import CommandListener
 
 from jollyjet.cache.epoch import CacheEpochRecord
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.jobs.audit import AuditRun
 from jollyjet.ops.jobs import JobStatus
 from jollyjet.products.models import ProductDocument

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 if TYPE_CHECKING:  # types only: routes import this module and must not import Redis
-    from jollyjet.cache.backend import CacheBackend
-    from jollyjet.cache.breaker import CircuitBreaker
-    from jollyjet.cache.client import RedisClient
+    from jollyjet.cache.client import CircuitBreaker, RedisClient
     from jollyjet.cache.epoch import CacheEpochGuard
-    from jollyjet.cache.events import CacheEvents
+    from jollyjet.cache.events import CacheEvents, PopularityTracker
+    from jollyjet.cache.fence import RepairLog
     from jollyjet.cache.keys import CacheKeys
-    from jollyjet.cache.popularity import PopularityTracker
-    from jollyjet.cache.repair_log import RepairLog
+    from jollyjet.cache.store import CacheBackend
     from jollyjet.products.cache.repository import CachedProductRepository
     from jollyjet.products.cache.writer import ProductCacheWriter
     from jollyjet.products.mongo_repository import MongoProductRepository

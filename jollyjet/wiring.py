@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from jollyjet.cache.backend import CacheBackend
-from jollyjet.cache.breaker import CircuitBreaker
-from jollyjet.cache.client import RedisClient, build_redis_client
+from jollyjet.cache.client import CircuitBreaker, RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
-from jollyjet.cache.events import CacheEvents, EventCounter, TeeEvents
-from jollyjet.cache.fence import RepairFence
-from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.popularity import PopularityTracker
-from jollyjet.cache.redis_backend import CallObserver, RedisCacheBackend
-from jollyjet.cache.repair_log import RepairLog
-from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.cache.events import CacheEvents, EventCounter, PopularityTracker, TeeEvents
+from jollyjet.cache.fence import RepairFence, RepairLog
+from jollyjet.cache.keys import CacheKeys, TtlPolicy
+from jollyjet.cache.store import CacheBackend, CallObserver
 from jollyjet.db import socket_timeout_ms
 from jollyjet.ops.metrics import PrometheusEvents, redis_observer, shed_counter
 from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
@@ -87,7 +82,7 @@ def build_cache(
             on_connect=epoch_guard,
             check=epoch_guard.check if epoch_guard is not None else None,
         )
-        backend = RedisCacheBackend(client, breaker, observer)
+        backend = CacheBackend(client, breaker, observer)
     else:
         backend = cache_backend
     repairs = RepairLog()
@@ -104,9 +99,7 @@ def build_cache(
         sink,
         popularity=popularity,
         # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
-        fence=RepairFence(repairs, settings.cache_fence_poll_s, also_refresh=epoch_guard)
-        if cache_backend is None
-        else None,
+        fence=RepairFence(repairs, settings.cache_fence_poll_s, epoch=epoch_guard) if cache_backend is None else None,
     )
     return CacheServices(
         backend=backend,

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
-from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.events import EventCounter
+from jollyjet.cache.store import CacheBackend
 from jollyjet.db import ensure_indexes
 from jollyjet.settings import Settings, load_settings
 from jollyjet.wiring import build_services
@@ -57,7 +57,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def fake_cache() -> FakeCacheBackend:
-    """RedisCacheBackend on a private fakeredis server (the real Lua scripts)."""
+    """CacheBackend on a private fakeredis server (the real Lua scripts)."""
     return FakeCacheBackend()
 
 

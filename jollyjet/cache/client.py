@@ -1,42 +1,37 @@
-"""Builds the redis-py client from settings, with every safety knob set explicitly.
+"""Redis calls that fail fast: the redis-py client with every safety knob set explicitly, and the breaker.
 
-redis-py's defaults are unsafe for a cache in the request path: before 8.1 socket
-timeouts are None (a dead Redis hangs a request forever) and 8.1's defaults
-(5 s timeouts, retries) can block one call for up to a minute. Here every timeout,
-the retry budget and a bounded, blocking pool come from settings, in each topology:
+redis-py's defaults are unsafe in the request path: before 8.1 socket timeouts are None
+(a dead Redis hangs a request forever) and 8.1's (5 s, retries) can block one call for a
+minute. Here every timeout, the retry budget and a bounded, blocking pool come from
+settings, in each topology (docs/redis-topologies.md): standalone; Sentinel through
+redis-py's `master_for` (the pool asks the sentinels for the master on each new
+connection); Cluster through `RedisCluster`, built on first use (DeferredCluster: it
+connects in its constructor, and a cluster down while a process starts must not stop it).
 
-- standalone: one server from REDIS_URL;
-- sentinel: redis-py's own `Sentinel(...).master_for(...)`: the pool asks the
-  sentinels for the master's address on each new connection, and drops its idle
-  connections when the answer changes (a failover);
-- cluster: redis-py's own `RedisCluster`, started from the node in REDIS_URL; one
-  bounded pool per node; built on first use (DeferredCluster), so a cluster that is
-  down while a process starts does not stop it.
-
-`on_connect` is called with each new connection right after its handshake (AUTH,
-HELLO, SELECT), before the connection carries its first command, in every topology
-and on every node. It runs inside redis-py's `redis_connect_func`, so an exception it
-raises fails that connection attempt (redis-py disconnects it) and the command that
-needed it. `check` is called each time a pool hands a connection out (every command,
-pipeline and script call); an exception it raises fails that call and the connection
-goes back to the pool. Together they are the cache epoch's fence (epoch.py).
+`on_connect` runs with each new connection right after its handshake, before its first
+command, on every node; an exception it raises fails that connection and the command
+that needed it. `check` runs each time a pool hands a connection out; an exception it
+raises fails that call. Together they are the cache epoch's fence (epoch.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
+from redis.commands.core import Script
 from redis.connection import AbstractConnection
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from jollyjet.cache.deferred_cluster import DeferredCluster
 from jollyjet.settings import RedisTopology, Settings
 
 log = logging.getLogger(__name__)
@@ -44,8 +39,6 @@ log = logging.getLogger(__name__)
 OnConnect = Callable[[AbstractConnection], None]
 # Called with each connection a pool hands out; raises to refuse it.
 ConnectionCheck = Callable[[AbstractConnection], None]
-# What the service calls a Redis client: every topology's client has the same command API.
-RedisClient = redis.Redis | RedisCluster | DeferredCluster
 # Every error a call on a RedisClient raises for a Redis-side failure. The cluster client
 # raises some (an uncovered slot, say) outside RedisError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
@@ -165,8 +158,6 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: Co
 
 
 def _cluster_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> DeferredCluster:
-    # RedisCluster connects in its constructor: build it on first use, so a process starts
-    # (and serves from MongoDB) while the cluster is unreachable.
     return DeferredCluster(lambda: _connect_cluster(settings, on_connect, check))
 
 
@@ -187,6 +178,50 @@ def _connect_cluster(settings: Settings, on_connect: OnConnect | None, check: Co
     )
 
 
+class DeferredCluster:
+    """Stands in for a RedisCluster built on first use: every attribute is the built cluster client's."""
+
+    def __init__(self, build: Callable[[], RedisCluster]) -> None:
+        self._build = build
+        self._cluster: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def cluster(self) -> RedisCluster:
+        """The cluster client, built now if it was not yet (raises what building raises)."""
+        cluster = self._cluster
+        if cluster is None:
+            with self._lock:
+                if self._cluster is None:
+                    self._cluster = self._build()
+                cluster = self._cluster
+        return cluster
+
+    def register_script(self, script: str) -> DeferredScript:
+        """A callable Lua script that registers with the cluster client on its first call."""
+        return DeferredScript(self, script)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster(), name)
+
+
+class DeferredScript:
+    """redis-py's Script, made once the cluster client exists; called like one."""
+
+    def __init__(self, client: DeferredCluster, text: str) -> None:
+        self._client = client
+        self._text = text
+        self._script: Script | None = None
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        if self._script is None:
+            self._script = self._client.cluster().register_script(self._text)
+        return self._script(keys=list(keys), args=list(args))
+
+
+# What the service calls a Redis client: every topology's client has the same command API.
+RedisClient = redis.Redis | RedisCluster | DeferredCluster
+
+
 class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
     """SentinelConnectionPool with BlockingConnectionPool's bound: wait `timeout`, then fail."""
 
@@ -204,3 +239,103 @@ def _embedded_client() -> redis.Redis:
         log.warning("REDIS_URL is not set: using an embedded in-process fakeredis server (development only)")
         _EMBEDDED = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     return _EMBEDDED
+
+
+# --- the circuit breaker ----------------------------------------------------------------------
+# After repeated Redis failures, stop trying for a cool-down: without it every request would
+# wait for a socket timeout while Redis is down. Closed → (threshold consecutive failures) →
+# open → (cool-down elapsed) → half-open: one trial call; success closes, failure re-opens.
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Thread-safe consecutive-failure breaker."""
+
+    def __init__(
+        self,
+        failure_threshold: int,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+        self.times_opened = 0
+        # Called (outside the lock, errors logged) when a trial call closes an open breaker:
+        # Redis is back, and writes that failed meanwhile want repairing now, not at the next tick.
+        self.on_recover: list[Callable[[], None]] = []
+        # Called (outside the lock, errors logged) each time the breaker opens (metrics).
+        self.on_open: list[Callable[[], None]] = []
+
+    @property
+    def state(self) -> BreakerState:
+        """Current state (open turns half-open once the cool-down has elapsed)."""
+        with self._lock:
+            return self._state_locked()
+
+    def _state_locked(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at >= self.cooldown_s:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        """May a call go to Redis now? In half-open, only one trial at a time."""
+        if self._opened_at is None:  # closed: no lock on the hot path (one attribute read is atomic)
+            return True
+        with self._lock:
+            state = self._state_locked()
+            if state is BreakerState.CLOSED:
+                return True
+            if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
+                self._trial_in_flight = True
+                return True
+            return False
+
+    def record_success(self) -> None:
+        """A call succeeded: close the breaker (and tell on_recover listeners if it was open)."""
+        if self._opened_at is None and self._failures == 0:
+            return  # nothing to reset (the hot path); a racing failure is simply ordered after this call
+        with self._lock:
+            recovered = self._opened_at is not None
+            self._failures = 0
+            self._opened_at = None
+            self._trial_in_flight = False
+        if recovered:
+            _notify(self.on_recover)
+
+    def record_neither(self) -> None:
+        """A call told nothing of Redis's health (it was refused before reaching Redis): a trial may run again."""
+        with self._lock:
+            self._trial_in_flight = False
+
+    def record_failure(self) -> None:
+        """A call failed: count it, and open (or re-open) when over the threshold."""
+        with self._lock:
+            self._failures += 1
+            reopen = self._trial_in_flight
+            self._trial_in_flight = False
+            opened = reopen or (self._opened_at is None and self._failures >= self.failure_threshold)
+            if opened:
+                self._opened_at = self._clock()
+                self.times_opened += 1
+        if opened:
+            _notify(self.on_open)
+
+
+def _notify(listeners: list[Callable[[], None]]) -> None:
+    for listener in listeners:
+        try:
+            listener()
+        except Exception:
+            log.exception("breaker listener failed")

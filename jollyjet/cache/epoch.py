@@ -1,55 +1,28 @@
 """Serve nothing from a Redis that may not hold what we wrote: restarts, snapshot restores, failovers.
 
-A Redis server's *identity* is its `run_id` (new at every start) and its replication
-id `master_replid` (new when a replica is promoted, and taken from the new master when
-a server starts replicating). While the identity stays the same, the server's data
-only moves forward: every write it acknowledged is still there, unless deleted
-(FLUSHALL, eviction, TTL), and a missing key is only a miss. When the identity
-changes, the server may hold anything: an old RDB snapshot, a lagging replica's data,
-an empty dataset whose list generation restarted.
-
-**One current server per shard, a fencing token in MongoDB.** MongoDB (the source of
-truth, shared by every web and worker process, outliving Redis) holds, per cache key
-prefix, the one *current* identity of each shard (the whole server, or on a Cluster
-each master's slot range). A process uses a connection, for hits and write-throughs
-alike, only while the connection's identity is the current one of its shard according
-to a view of that record read less than `max_age_s` ago (`check`, run each time a pool
-hands a connection out; the view is polled in the background, `refresh`). So two
-processes never use two masters of one shard for longer than `max_age_s`, whatever the
-sentinels, DNS or a partition say.
-
-A new connection (`__call__`, the `on_connect` hook, run right after the handshake and
-before the connection carries a command) reads the identity with one `INFO server
-replication` (and `CLUSTER NODES` on a Cluster) and refuses a server that is not a
-master. A server that is not current starts a new *cache epoch*: this service's cached
-data on it (`<prefix>:*`, every schema; job locks, beat claims and read counts stay) is
-deleted through that very connection (SCAN + UNLINK), and only then is its identity made
-current, *replacing* the old one (an identity that was current once is purged again if
-it ever comes back: it may hold late writes from processes that still used it).
-
-**The wait-out.** When the current identity of a shard is replaced, other processes may
-go on using the old server until their view ages out (`max_age_s`): their writes go to
-the old server, which the new one never sees. So the new server is used by nobody until
-`max_age_s` after the process saw it replace another one: before that every cache call
-fails with CacheServerSettling (reads go to MongoDB, writes are recorded for repair, as
-for any Redis failure, but without tripping the breaker). The first process whose wait
-is over marks the identity *settled* in MongoDB; a process that first sees an identity
-already settled uses it at once. An identity installed where none was current is settled
-from the start. No clock is compared across processes.
-
-Deleting is always safe here (the guards never rely on a key being present: a missing
-lease refuses a fill, a missing generation restarts from the server clock), so several
-processes verifying the same new server at once may each delete. A connection whose check
-cannot finish (MongoDB unreachable with an unknown identity, Redis failing mid-delete, no
-fresh view) fails with a redis error: the request reads MongoDB instead.
+A Redis server's *identity* is its `run_id` and `master_replid`: while it stays the same
+the server's data only moves forward; when it changes the server may hold anything (an
+old snapshot, a lagging replica's data, an empty dataset). MongoDB (the source of truth,
+outliving Redis) holds per cache key prefix the one *current* identity of each shard.
+Each new connection (`__call__`, the `on_connect` hook) reads its server's identity; a
+server that is not current starts a new *cache epoch*: this service's cached data on it
+is deleted through that very connection, and only then is its identity made current,
+replacing the old one. Each use of a connection (`check`) requires its identity to be
+current in a view of that record read less than `max_age_s` ago, so two processes never
+use two masters of one shard for longer than that. A server that replaced another one is
+used by nobody until `max_age_s` after that (the wait-out, CacheServerSettling): other
+processes may still be writing to the old one. No clock is compared across processes.
+Deleting is always safe: no guard relies on a key being present. The whole argument,
+and the tests that prove it: docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,10 +32,10 @@ from mongoengine.connection import ConnectionFailure as MongoEngineConnectionFai
 from pymongo.errors import PyMongoError
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from jollyjet.cache.events import CacheEvents
-from jollyjet.cache.keys import survives_new_epoch
+from jollyjet.cache.keys import CacheKeys, schema_of, survives_new_epoch
+from jollyjet.cache.store import CacheServerSettling
 
 log = logging.getLogger(__name__)
 _SCAN_BATCH = 1000
@@ -79,13 +52,6 @@ _TAG = "jollyjet_server"
 
 class UnverifiedCacheServer(RedisConnectionError):
     """The Redis server on this connection could not be verified; the connection is not used."""
-
-
-class CacheServerSettling(RedisError):
-    """The connection's server is current but other processes may still use the one it replaced.
-
-    Not a ConnectionError: nothing is wrong with the connection, so redis-py does not
-    retry or rediscover on it, and the backend does not count it as a Redis failure."""
 
 
 class CacheEpochRecord(Document):
@@ -189,25 +155,41 @@ def cluster_shard(nodes: str) -> str:
     raise UnverifiedCacheServer("CLUSTER NODES did not report this node")
 
 
-def delete_cached_data(connection: AbstractConnection, pattern: str) -> int:
-    """SCAN + UNLINK the cached data matching pattern on this one server; returns how many keys were deleted.
+def delete_cached_data(batches: Iterable[Sequence[str]], unlink: Callable[..., int]) -> int:
+    """Unlink (`unlink(*keys)`) the cached data in SCAN batches of `CacheKeys.service_pattern()`; returns how many.
 
-    Job locks, beat claims and read counts stay (keys.survives_new_epoch): nothing in
-    them is served, and deleting a lock or claim would let a job or a beat slot run
-    twice. One UNLINK
-    per key (pipelined), never a multi-key one: on a cluster node the keys of one
-    SCAN batch belong to different slots.
+    The one way this service's cache is emptied: a new epoch (over the new connection)
+    and the drop-cache command and endpoint (over the store). Every schema goes. Job
+    locks, beat claims and read counts stay (keys.survives_new_epoch): nothing in them
+    is served, deleting a lock or claim would let a job or a beat slot run twice, and
+    warming needs the read counts to refill what was just dropped. Safe while serving: a
+    fill that read the database before holds a lease that is gone, so it cannot land; a
+    generation restarts from the server clock, above every old one.
     """
     deleted = 0
+    for batch in batches:
+        # The glob `<prefix>:v*` also matches e.g. `<prefix>:visits`, which has no schema
+        # (schema_of is None) and is not ours: only `<prefix>:v<N>:` keys are.
+        keys = [key for key in batch if schema_of(key) is not None and not survives_new_epoch(key)]
+        if keys:
+            deleted += unlink(*keys)
+    return deleted
+
+
+def _scan(connection: AbstractConnection, pattern: str) -> Iterator[list[str]]:
     cursor: bytes | str | int = 0
     while True:
         cursor, found = _command(connection, "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH)
-        keys = [key for key in found if not survives_new_epoch(_text(key))]
-        if keys:
-            connection.send_packed_command(connection.pack_commands([("UNLINK", key) for key in keys]))
-            deleted += sum(int(connection.read_response()) for _ in keys)
+        yield [_text(key) for key in found]
         if int(cursor) == 0:
-            return deleted
+            return
+
+
+def _unlink_each(connection: AbstractConnection, *keys: str) -> int:
+    # One UNLINK per key (pipelined), never a multi-key one: on a cluster node the keys
+    # of one SCAN batch belong to different slots.
+    connection.send_packed_command(connection.pack_commands([("UNLINK", key) for key in keys]))
+    return sum(int(connection.read_response()) for _ in keys)
 
 
 @dataclass(frozen=True)
@@ -235,7 +217,7 @@ class CacheEpochGuard:
         store: CurrentServers | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.pattern = f"{prefix}:*"
+        self.pattern = CacheKeys(prefix).service_pattern()
         self.store = store or CurrentServers(prefix)
         self.events = events
         self.cluster = cluster
@@ -345,7 +327,7 @@ class CacheEpochGuard:
         return self._view is not None and _current_as(tag, self._view) is not None
 
     def _start_epoch(self, connection: AbstractConnection, tag: ServerTag) -> None:
-        deleted = delete_cached_data(connection, self.pattern)
+        deleted = delete_cached_data(_scan(connection, self.pattern), functools.partial(_unlink_each, connection))
         assert self._view is not None  # _is_current(refresh=True) installed one
         replaced = self._view.servers.get(tag.shard)
         started = self._clock()

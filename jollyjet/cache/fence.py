@@ -1,23 +1,16 @@
-"""The recovery fence: no hit for a product whose failed cache write is not yet replayed.
+"""Failed cache writes: their log in MongoDB, and the recovery fence that serves no hit until they are replayed.
 
-A cache write that fails after the MongoDB commit leaves the old entry in Redis
-whenever Redis still holds it (a timeout on a live Redis, a hang, a partition). The
-write is recorded in MongoDB (repair_log.py) and replayed by the repair job; until the
-replay, that entry, every list and count (any may include the product) and the category
-memo are older than what MongoDB holds. So, while a record is pending:
-
-- no process serves a hit for that product, nor any list, count or category result;
-  reads go to MongoDB instead;
-- the process that recorded the failure knows at once; every other process learns it
-  from MongoDB, by a background poll (one query per `poll_s`, off the request path: a
-  hit costs no query), and refuses hits while its last poll is older than `max_age_s`;
-- the write that failed answers its client only after `max_age_s` (`commit_wait`), so
-  any read that begins after that answer, in any process, is judged against a poll that
-  began after the record existed (Spanner's commit wait, with a poll instead of a
-  clock bound).
-
-The fence lifts for a product when the repair job has rewritten its entry and bumped
-the list generation, and marked its records done, and a poll has seen that.
+A cache write that fails after the MongoDB commit leaves the old entry wherever Redis
+still holds it. The write is recorded in MongoDB (RepairLog: not in Redis, which is what
+failed) and replayed by the repair job. Until then no process serves a hit for that
+product, nor any list, count or category result (any may include it). The process that
+recorded the failure knows at once; the others learn it from a background poll (one
+query per `poll_s`, off the request path) and refuse hits while their last poll is older
+than `max_age_s`; the failed write answers its client only after `max_age_s`
+(`commit_wait`), so any read that begins after that answer, in any process, is judged
+against a poll that began after the record existed (Spanner's commit wait, with a poll
+instead of a clock bound). The same poll refreshes the cache epoch's view (epoch.py).
+Details and measured cost: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -27,11 +20,17 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from jollyjet.cache.repair_log import RepairLog
+from bson import ObjectId
+from mongoengine import DateTimeField, Document, IntField, StringField
+from pymongo.errors import PyMongoError
+
+from jollyjet.cache.epoch import CacheEpochGuard
+from jollyjet.portable_mongo import null_or_missing, set_to_server_time
 
 log = logging.getLogger(__name__)
 # More pending records than this: every product is fenced (the poll reads no more ids).
@@ -41,8 +40,66 @@ PENDING_CAP = 10_000
 IDLE_POLLS = 10
 
 
-class Refreshable(Protocol):
-    def refresh(self) -> None: ...
+class CacheRepairRecord(Document):
+    """One product whose cached state (and the list generation) may be stale."""
+
+    meta = {
+        "collection": "cache_repairs",
+        "auto_create_index": False,
+        "indexes": [{"fields": ["done_at", "created_at"]}],
+    }
+
+    product_id = StringField(required=True)
+    reason = StringField(required=True)
+    created_at = DateTimeField(required=True)
+    attempts = IntField(default=0)
+    done_at = DateTimeField(null=True)
+
+
+class RepairLog:
+    """Records failed cache writes; a failure to record is logged, never raised."""
+
+    def record(self, product_id: str, reason: str) -> bool:
+        """Remember that product_id's cache entry and the list generation need repair; False if that failed."""
+        try:
+            CacheRepairRecord(product_id=product_id, reason=reason[:200], created_at=datetime.now(UTC)).save()
+        except PyMongoError:
+            # The product write itself succeeded; TTLs still bound the staleness.
+            log.exception("could not record cache repair for product %s", product_id)
+            return False
+        return True
+
+    def _not_done(self) -> Any:
+        return CacheRepairRecord.objects(__raw__={"done_at": null_or_missing()})
+
+    def pending(self, limit: int) -> list[CacheRepairRecord]:
+        """Oldest records not yet repaired."""
+        return list(self._not_done().order_by("created_at").limit(limit))
+
+    def pending_product_ids(self, limit: int) -> list[str]:
+        """Product ids of records not yet repaired (at most limit; one query, the fence's poll)."""
+        return [str(pid) for pid in self._not_done().limit(limit).scalar("product_id")]
+
+    def pending_count(self) -> int:
+        """How many records wait for repair."""
+        return int(self._not_done().count())
+
+    def mark_done(self, record_ids: Sequence[ObjectId]) -> int:
+        """Mark records repaired (the repair job calls this after rewriting their keys)."""
+        if not record_ids:
+            return 0
+        query = CacheRepairRecord.objects(id__in=list(record_ids))
+        return int(query.update(__raw__=set_to_server_time("done_at")))
+
+    def mark_attempted(self, record_ids: Sequence[ObjectId]) -> None:
+        """Count a failed repair attempt (Redis still unreachable)."""
+        if record_ids:
+            CacheRepairRecord.objects(id__in=list(record_ids)).update(inc__attempts=1)
+
+    def purge_done(self, older_than: timedelta) -> int:
+        """Delete repaired records older than the retention; returns how many."""
+        cutoff = datetime.now(UTC) - older_than
+        return int(CacheRepairRecord.objects(done_at__ne=None, done_at__lt=cutoff).delete())
 
 
 @dataclass(frozen=True)
@@ -61,11 +118,10 @@ class RepairFence:
         poll_s: float,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
-        also_refresh: Refreshable | None = None,
+        epoch: CacheEpochGuard | None = None,
     ) -> None:
         self.repairs = repairs
-        # Another view of MongoDB polled with this one (the cache epoch's current servers).
-        self.also_refresh = also_refresh
+        self.epoch = epoch  # its view of the current Redis servers is polled with this one
         self.poll_s = poll_s
         # A poll may be late by one interval (a slow query, a busy CPU) before hits stop.
         self.max_age_s = 2 * poll_s
@@ -109,8 +165,8 @@ class RepairFence:
     # --- polling --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """One query: the product ids of pending records. Errors are logged; the old view ages out."""
-        if self.also_refresh is not None:
-            self.also_refresh.refresh()
+        if self.epoch is not None:
+            self.epoch.refresh()
         started = self._clock()
         try:
             ids = self.repairs.pending_product_ids(PENDING_CAP + 1)
@@ -131,8 +187,8 @@ class RepairFence:
         self._last_used = self._clock()
         if self._background:
             self._ensure_poller()
-        snapshot = self._snapshot
-        if snapshot is not None and self._clock() - snapshot.started_at <= self.max_age_s:
+        snapshot = self._fresh()
+        if snapshot is not None:
             return snapshot
         # First use in this process, or the poll is late: refresh here, one request at a time;
         # the others read MongoDB meanwhile.
@@ -141,10 +197,11 @@ class RepairFence:
                 self.refresh()
             finally:
                 self._refreshing.release()
+        return self._fresh()
+
+    def _fresh(self) -> _Snapshot | None:
         snapshot = self._snapshot
-        if snapshot is not None and self._clock() - snapshot.started_at <= self.max_age_s:
-            return snapshot
-        return None
+        return snapshot if snapshot is not None and self._clock() - snapshot.started_at <= self.max_age_s else None
 
     def _ensure_poller(self) -> None:
         # Per process: a forked worker (gunicorn, Celery prefork) starts its own thread.

@@ -28,7 +28,7 @@ from flask import Flask
 from kombu.utils.url import maybe_sanitize_url
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.jobs.audit import run_audit
 from jollyjet.jobs.cleanup import run_cleanup
 from jollyjet.jobs.repair import run_repair

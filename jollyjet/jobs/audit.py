@@ -30,8 +30,8 @@ from typing import Any
 
 from mongoengine import BooleanField, DateTimeField, DictField, Document, FloatField, IntField, StringField
 
-from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
+from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.products.cache import codec
 from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.keys import CacheKeys, KeyKind, generation_of, kind_of, schema_of
-from jollyjet.cache.repair_log import RepairLog
+from jollyjet.cache.store import CacheBackend
 from jollyjet.products.cache.writer import ProductCacheWriter
 from jollyjet.products.repository import ProductRepository
 from jollyjet.services import Services

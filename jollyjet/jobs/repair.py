@@ -1,6 +1,6 @@
 """Replay cache writes that failed after their database write (Redis was down or timing out).
 
-The records are in MongoDB (cache/repair_log.py). Each product named is rewritten
+The records are in MongoDB (cache/fence.py). Each product named is rewritten
 from the database under its fill lease, exactly like a read miss
 (ProductCacheWriter.fill_leased): the lease is taken before the database read, so a
 client write or delete after that read revokes it and the older state never lands,
@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
-from jollyjet.cache.repair_log import RepairLog
+from jollyjet.cache.fence import RepairLog
+from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository

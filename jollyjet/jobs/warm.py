@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jollyjet.cache.popularity import PopularityTracker
+from jollyjet.cache.events import PopularityTracker
 from jollyjet.products.cache.repository import CachedProductRepository
 from jollyjet.products.domain import SORT_FIELDS, CacheStatus, ProductQuery, object_id
 from jollyjet.services import Services

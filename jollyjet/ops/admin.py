@@ -16,9 +16,9 @@ from flask_smorest import Blueprint, abort
 from pymongo.errors import PyMongoError
 
 from jollyjet.auth import require_token
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.epoch import delete_cached_data
+from jollyjet.cache.store import CacheError
 from jollyjet.jobs.audit import latest_audit
-from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.openapi_contract import errors
 from jollyjet.ops.health import LiveCollector
 from jollyjet.ops.jobs import (
@@ -185,7 +185,8 @@ class Cache(MethodView):
         """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB); read counts are kept."""
         cache = _cache()
         try:
-            deleted = drop_service_keys(cache.backend, cache.keys, current_services().settings.cleanup_scan_batch)
+            batches = cache.backend.scan(cache.keys.service_pattern(), current_services().settings.cleanup_scan_batch)
+            deleted = delete_cached_data(batches, cache.backend.delete)
         except CacheError:
             _fail(503, "Redis is unavailable; nothing was dropped", retry_after=5)
         return {"deleted": deleted}

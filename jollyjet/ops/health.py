@@ -33,7 +33,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from pymongo.errors import PyMongoError
 
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.ops.jobs import JobStatus, all_statuses
 from jollyjet.services import current_services
 from jollyjet.settings import Settings, SettingsError, load_settings

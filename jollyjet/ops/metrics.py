@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
 
-    from jollyjet.cache.breaker import CircuitBreaker
-    from jollyjet.cache.redis_backend import CallObserver
+    from jollyjet.cache.client import CircuitBreaker
+    from jollyjet.cache.store import CallObserver
     from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)

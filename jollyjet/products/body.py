@@ -29,7 +29,7 @@ class ProductBody:
 
 def render(record: ProductRecord) -> bytes:
     """The API body of one product (the bytes a cache entry stores)."""
-    # Plain str/int/bool data: byte for byte what cache/serialization.dumps gives (codec.PRODUCT).
+    # Plain str/int/bool data: byte for byte what cache/keys.dumps gives (codec.PRODUCT).
     return orjson.dumps(product_to_api(record))
 
 

@@ -22,9 +22,9 @@ from schemathesis.config import SchemathesisConfig
 from werkzeug.serving import make_server
 
 from jollyjet import create_app
+from jollyjet.cache.epoch import delete_cached_data
 from jollyjet.commands import catalog_products, seed_products
 from jollyjet.db import ensure_indexes
-from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.path_ids import RESERVED
 from jollyjet.services import services_of
@@ -77,7 +77,7 @@ class ServedApp:
             ProductDocument.drop_collection()
             ensure_indexes()  # dropped with the collection
         if cache is not None:
-            drop_service_keys(cache.backend, cache.keys, 1000)
+            delete_cached_data(cache.backend.scan(cache.keys.service_pattern(), 1000), cache.backend.delete)
 
     def __enter__(self) -> ServedApp:
         self.thread.start()

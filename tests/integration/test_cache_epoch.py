@@ -18,13 +18,13 @@ from flask.testing import FlaskClient
 
 from jollyjet.cache.epoch import (
     CacheEpochGuard,
-    CacheServerSettling,
     CurrentServer,
     CurrentServers,
     UnverifiedCacheServer,
     probe_server,
 )
 from jollyjet.cache.events import EventCounter
+from jollyjet.cache.store import CacheServerSettling
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload

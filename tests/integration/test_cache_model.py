@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from jollyjet import create_app
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.jobs.repair import repair_failed_writes
 from jollyjet.products.domain import ProductQuery, ProductRecord
 from jollyjet.products.representation import product_to_api

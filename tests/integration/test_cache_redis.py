@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
-from jollyjet.cache.backend import CacheBackend, CacheUnavailable
-from jollyjet.cache.breaker import BreakerState
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.client import BreakerState
+from jollyjet.cache.fence import CacheRepairRecord
+from jollyjet.cache.store import CacheBackend, CacheUnavailable
 from jollyjet.jobs.repair import repair_failed_writes
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings

@@ -16,7 +16,7 @@ from bson import ObjectId
 from click.testing import Result
 from flask import Flask
 
-from jollyjet.cache.repair_log import RepairLog
+from jollyjet.cache.fence import RepairLog
 from jollyjet.commands import EXIT_BUSY
 from jollyjet.db import ensure_indexes
 from jollyjet.products.models import ProductDocument

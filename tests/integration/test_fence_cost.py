@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from jollyjet import create_app
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload

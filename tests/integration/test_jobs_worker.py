@@ -20,8 +20,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app, jobs
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.products.models import ProductDocument
 from jollyjet.services import services_of
 from tests.conftest import make_settings

@@ -23,7 +23,7 @@ from typing import Any
 import mongoengine
 import pytest
 
-from jollyjet.cache.repair_log import CacheRepairRecord, RepairLog
+from jollyjet.cache.fence import CacheRepairRecord, RepairLog
 from jollyjet.db import connect_mongo, ensure_indexes
 from jollyjet.products.domain import SORT_FIELDS, CategoryCount, ProductQuery, ProductRecord
 from jollyjet.products.mongo_repository import MongoProductRepository

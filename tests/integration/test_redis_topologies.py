@@ -18,9 +18,8 @@ from flask.testing import FlaskClient
 from redis.connection import AbstractConnection
 
 from jollyjet import create_app
-from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.client import REDIS_ERRORS, build_redis_client
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.store import CacheBackend, CacheError
 from jollyjet.jobs.repair import run_repair
 from jollyjet.services import services_of
 from jollyjet.settings import Settings
@@ -155,7 +154,7 @@ def test_the_product_api_on_the_topology(topology_settings: Settings) -> None:
 
     cache = services_of(app).require_cache()
     backend, keys = cache.backend, cache.keys
-    assert isinstance(backend, RedisCacheBackend)
+    assert isinstance(backend, CacheBackend)
     # Batched reads span every node of a cluster: one pipeline, split per node by redis-py.
     entries = backend.get_versioned_many([keys.product(i).entry for i in ids])
     assert [e is not None and not e.is_tombstone for e in entries] == [True, False, *[True] * 10]

@@ -19,8 +19,8 @@ from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
-from jollyjet.cache.breaker import BreakerState
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.client import BreakerState
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.jobs import FlaskCelery
 from jollyjet.services import services_of
 from tests.conftest import make_settings

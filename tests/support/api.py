@@ -9,7 +9,7 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.store import CacheBackend
 from jollyjet.products.models import ProductDocument
 from jollyjet.services import services_of
 from tests.support.fake_cache import cache_contents
@@ -30,7 +30,7 @@ def cache_keys(app: Flask) -> CacheKeys:
     return CacheKeys(services_of(app).settings.cache_key_prefix)
 
 
-def store_state(app: Flask, cache: RedisCacheBackend) -> StoreState:
+def store_state(app: Flask, cache: CacheBackend) -> StoreState:
     """Read MongoDB and the cache directly (not through the API, whose reads fill the cache)."""
     with app.app_context():
         rows = ProductDocument.objects.only("version", "updated_at")

@@ -1,4 +1,4 @@
-"""The unit tests' cache: RedisCacheBackend on fakeredis, running the real Lua scripts of jollyjet/cache/scripts.py.
+"""The unit tests' cache: CacheBackend on fakeredis, running the real Lua scripts of jollyjet/cache/scripts.py.
 
 fakeredis runs each script through lupa, so a script is written once and the unit tests
 exercise it; every backend gets a private FakeServer, so tests never share keys.
@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import fakeredis
 
-from jollyjet.cache.backend import CacheBackend
-from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.client import CircuitBreaker
 from jollyjet.cache.keys import ProductKeys
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.store import CacheBackend
 
 # fakeredis does not fail by itself: a test that wants cache errors raises them (OutageBackend,
 # FailingBackend) before the breaker is asked. This breaker never opens during a unit test.
 _NEVER_OPENS = 1_000_000
 
 
-class FakeCacheBackend(RedisCacheBackend):
-    """RedisCacheBackend on its own, empty fakeredis server; `client` is the raw fakeredis client."""
+class FakeCacheBackend(CacheBackend):
+    """CacheBackend on its own, empty fakeredis server; `client` is the raw fakeredis client."""
 
     def __init__(self) -> None:
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
@@ -33,7 +32,7 @@ def write_entry(backend: CacheBackend, product: ProductKeys, payload: bytes, ver
     return landed
 
 
-def cache_contents(backend: RedisCacheBackend, pattern: str = "*") -> dict[str, object]:
+def cache_contents(backend: CacheBackend, pattern: str = "*") -> dict[str, object]:
     """Every key matching pattern with its whole value, whatever its type, read with raw commands.
 
     Hashes (versioned entries: version, payload and the settled mark) come back as dicts of

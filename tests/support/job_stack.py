@@ -2,7 +2,7 @@
 
 The planting helpers write what the service itself never writes (keys without a TTL,
 raw entries), so they reach past the CacheBackend interface to the raw redis client
-under a RedisCacheBackend (fakeredis in the unit tests).
+under a CacheBackend (fakeredis in the unit tests).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from jollyjet.cache.backend import CacheBackend, CacheError
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.store import CacheBackend, CacheError
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services
@@ -36,18 +35,18 @@ def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) ->
 
 def drop_ttl(backend: CacheBackend, key: str) -> None:
     """Make an existing key permanent (what PERSIST does), whatever it holds."""
-    if not isinstance(backend, RedisCacheBackend):
+    if not isinstance(backend, CacheBackend):
         raise TypeError(type(backend).__name__)
     assert backend.client.persist(key)  # no CacheBackend method does this: the service never should
-    assert backend.ttl(key) == -1
+    assert backend.client.ttl(key) == -1
 
 
 def plant_without_ttl(backend: CacheBackend, key: str, value: bytes = b"x") -> None:
     """A plain key with no TTL."""
-    if not isinstance(backend, RedisCacheBackend):
+    if not isinstance(backend, CacheBackend):
         raise TypeError(type(backend).__name__)
     backend.client.set(key, value)  # a plain SET: no TTL
-    assert backend.ttl(key) == -1
+    assert backend.client.ttl(key) == -1
 
 
 def all_keys(backend: CacheBackend, pattern: str = "*") -> set[str]:

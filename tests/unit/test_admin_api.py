@@ -52,14 +52,14 @@ def test_enqueueing_a_job_returns_202_and_where_to_poll(client: FlaskClient, aut
 def test_every_admin_endpoint_needs_the_bearer_token(
     client: FlaskClient, fake_cache: FakeCacheBackend, method: str, path: str, header: str | None
 ) -> None:
-    fake_cache.set("t:v1:keep", b"x", 60)
+    fake_cache.client.set("t:v1:keep", b"x", ex=60)
     headers = {"Authorization": header} if header else {}
 
     response = getattr(client, method)(path, headers=headers)
 
     assert_json_error(response, 401, "Bearer")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert fake_cache.exists("t:v1:keep")
+    assert fake_cache.client.exists("t:v1:keep")
 
 
 def test_unknown_jobs_and_malformed_task_ids_are_404(client: FlaskClient, auth: dict[str, str]) -> None:
@@ -118,11 +118,11 @@ def test_dropping_the_cache_deletes_only_this_services_keys(
         # Two product entries and the set of writes in flight (no list was read: nothing else).
         services.products.create(product_values())
     keys = services.cache.keys
-    fake_cache.set(f"{CacheKeys(keys.prefix, schema=0).root}:old", b"x", 60)
+    fake_cache.client.set(f"{CacheKeys(keys.prefix, schema=0).root}:old", b"x", ex=60)
     ours = all_keys(fake_cache, keys.service_pattern())
     foreign = {f"other:v1:product:{{{'a' * 24}}}", f"{keys.prefix}:visits", f"{keys.prefix}x:v1:lookalike"}
     for key in foreign:
-        fake_cache.set(key, b"not ours", 60)
+        fake_cache.client.set(key, b"not ours", ex=60)
 
     response = client.delete("/api/v1/cache", headers=auth)
 

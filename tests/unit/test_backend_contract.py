@@ -1,4 +1,4 @@
-"""One contract, two servers: RedisCacheBackend on fakeredis (the unit tests' cache) and on a real redis-server.
+"""One contract, two servers: CacheBackend on fakeredis (the unit tests' cache) and on a real redis-server.
 
 The cached repository relies on these semantics (version guard, leases,
 tombstones, generations, locks); the unit tests run on fakeredis, so it must give
@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from jollyjet.cache.backend import CacheBackend, VersionedEntry
-from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.client import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys, query_hash
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.store import CacheBackend, VersionedEntry
 from tests.support.fake_cache import FakeCacheBackend, write_entry
 from tests.support.redis_server import RedisServer
 
@@ -29,7 +28,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         client = server.client()
-        yield RedisCacheBackend(client, CircuitBreaker(failure_threshold=3, cooldown_s=1))
+        yield CacheBackend(client, CircuitBreaker(failure_threshold=3, cooldown_s=1))
 
 
 @pytest.fixture
@@ -37,30 +36,21 @@ def keys() -> CacheKeys:
     return CacheKeys(f"c{uuid.uuid4().hex[:10]}")
 
 
-def test_plain_get_set_delete_exists(backend: CacheBackend, keys: CacheKeys) -> None:
+def test_plain_get_and_delete(backend: CacheBackend, keys: CacheKeys) -> None:
     key = f"{keys.root}:plain"
-    assert backend.get(key) is None and not backend.exists(key)
-    backend.set(key, b"value", ttl_s=60)
-    assert backend.get(key) == b"value" and backend.exists(key)
-    ttl = backend.ttl(key)
+    assert backend.get(key) is None and not backend.client.exists(key)
+    backend.client.set(key, b"value", ex=60)
+    assert backend.get(key) == b"value" and backend.client.exists(key)
+    ttl = backend.client.ttl(key)
     assert ttl is not None and 0 < ttl <= 60
     assert backend.delete(key, f"{keys.root}:absent") == 1
-    assert backend.get(key) is None and backend.ttl(key) is None
-
-
-def test_get_many(backend: CacheBackend, keys: CacheKeys) -> None:
-    items = {f"{keys.root}:m{i}": f"v{i}".encode() for i in range(5)}
-    for key, value in items.items():
-        backend.set(key, value, ttl_s=60)
-    names = [*items, f"{keys.root}:missing"]
-    assert backend.get_many(names) == [*items.values(), None]
-    assert backend.get_many([]) == []
+    assert backend.get(key) is None and backend.client.ttl(key) == -2
 
 
 def test_scan_finds_only_matching_keys_in_batches(backend: CacheBackend, keys: CacheKeys) -> None:
     for i in range(25):
-        backend.set(f"{keys.root}:scan:{i}", b"x", ttl_s=60)
-    backend.set(f"{keys.root}:other", b"x", ttl_s=60)
+        backend.client.set(f"{keys.root}:scan:{i}", b"x", ex=60)
+    backend.client.set(f"{keys.root}:other", b"x", ex=60)
     found = [k for batch in backend.scan(f"{keys.root}:scan:*", batch_size=10) for k in batch]
     assert sorted(found) == sorted(f"{keys.root}:scan:{i}" for i in range(25))
 
@@ -117,7 +107,7 @@ def test_tombstone_blocks_late_fills_and_expires(backend: CacheBackend, keys: Ca
     assert entry is not None and entry.is_tombstone and entry.version == 4
     assert not backend.fill_versioned(pk.entry, pk.lease, pk.pending, token, b"v3", 3, 60)
     assert not write_entry(backend, pk, b"v3", 3, 60)
-    ttl = backend.ttl(pk.entry)
+    ttl = backend.client.ttl(pk.entry)
     assert ttl is not None and 0 < ttl <= 30
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jollyjet import create_app, jobs
-from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.client import CircuitBreaker
 from jollyjet.services import services_of
 from tests.conftest import make_settings
 

@@ -2,7 +2,7 @@
 
 Setup: the real Mongo repository on mongomock, wrapped by SlowReadRepository (to
 pause a reader after its database read), wrapped by the cached repository on
-RedisCacheBackend over fakeredis (the real Lua scripts; see the contract tests).
+CacheBackend over fakeredis (the real Lua scripts; see the contract tests).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
 from jollyjet.cache.events import EventCounter
-from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.repair_log import CacheRepairRecord, RepairLog
-from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.cache.fence import CacheRepairRecord, RepairLog
+from jollyjet.cache.keys import CacheKeys, TtlPolicy
+from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.db import connect_mongo
 from jollyjet.products.cache import codec
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy

@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jollyjet.cache import serialization
-from jollyjet.cache.breaker import BreakerState, CircuitBreaker
-from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys, product_id_from_entry_key, query_hash
-from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.cache import keys
+from jollyjet.cache.client import BreakerState, CircuitBreaker
+from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys, TtlPolicy, product_id_from_entry_key, query_hash
 
 
 def test_product_keys_share_a_cluster_hash_tag() -> None:
@@ -53,10 +52,10 @@ def test_schema_version_is_part_of_every_key() -> None:
 
 def test_serialization_round_trip_and_errors() -> None:
     value = {"name": "Lamp", "price_cents": 1999, "tags": ["a"], "at": datetime(2026, 1, 2, tzinfo=UTC)}
-    data = serialization.dumps(value)
-    assert serialization.loads(data) == {**value, "at": "2026-01-02T00:00:00Z"}
-    with pytest.raises(serialization.SerializationError):
-        serialization.loads(b"\xff not json")
+    data = keys.dumps(value)
+    assert keys.loads(data) == {**value, "at": "2026-01-02T00:00:00Z"}
+    with pytest.raises(keys.SerializationError):
+        keys.loads(b"\xff not json")
 
 
 def test_ttl_jitter_spreads_within_bounds() -> None:

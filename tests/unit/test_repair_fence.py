@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from jollyjet.cache.fence import IDLE_POLLS, PENDING_CAP, RepairFence
-from jollyjet.cache.repair_log import RepairLog
+from jollyjet.cache.fence import IDLE_POLLS, PENDING_CAP, RepairFence, RepairLog
 
 A, B = "0123456789abcdef01234567", "89abcdef0123456789abcdef"
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.client import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys, ProductKeys
-from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.cache.store import CacheBackend
 from tests.support.redis_server import RedisServer
 
 PID = "0123456789abcdef01234567"
@@ -27,13 +27,13 @@ TTL_S = 60
 
 
 @pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
-def backend(request: pytest.FixtureRequest) -> Iterator[RedisCacheBackend]:
+def backend(request: pytest.FixtureRequest) -> Iterator[CacheBackend]:
     breaker = CircuitBreaker(failure_threshold=3, cooldown_s=1)
     if request.param == "fakeredis":
-        yield RedisCacheBackend(fakeredis.FakeRedis(server=fakeredis.FakeServer()), breaker)
+        yield CacheBackend(fakeredis.FakeRedis(server=fakeredis.FakeServer()), breaker)
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
-        yield RedisCacheBackend(server.client(), breaker)
+        yield CacheBackend(server.client(), breaker)
 
 
 @pytest.fixture
@@ -41,13 +41,13 @@ def keys() -> CacheKeys:
     return CacheKeys(f"m{uuid.uuid4().hex[:10]}")
 
 
-def _fill(backend: RedisCacheBackend, product: ProductKeys, payload: bytes, version: int) -> bool:
+def _fill(backend: CacheBackend, product: ProductKeys, payload: bytes, version: int) -> bool:
     token = backend.acquire_lock(product.lease, 2000)
     assert token is not None
     return backend.fill_versioned(product.entry, product.lease, product.pending, token, payload, version, TTL_S)
 
 
-def _read_generations(backend: RedisCacheBackend, keys: CacheKeys) -> list[int]:
+def _read_generations(backend: CacheBackend, keys: CacheKeys) -> list[int]:
     generations, _ = backend.read_filtered(
         keys.generation,
         keys.filter_registry,
@@ -62,7 +62,7 @@ def _read_generations(backend: RedisCacheBackend, keys: CacheKeys) -> list[int]:
 
 
 def test_a_marked_entry_is_in_doubt_and_no_fill_lands_until_the_write_finishes(
-    backend: RedisCacheBackend, keys: CacheKeys
+    backend: CacheBackend, keys: CacheKeys
 ) -> None:
     product = keys.product(PID)
     assert _fill(backend, product, b"v1", 1)
@@ -80,9 +80,7 @@ def test_a_marked_entry_is_in_doubt_and_no_fill_lands_until_the_write_finishes(
     assert entry is not None and not entry.pending and entry.payload == b"v2"
 
 
-def test_a_second_write_in_flight_keeps_the_first_writes_entry_in_doubt(
-    backend: RedisCacheBackend, keys: CacheKeys
-) -> None:
+def test_a_second_write_in_flight_keeps_the_first_writes_entry_in_doubt(backend: CacheBackend, keys: CacheKeys) -> None:
     product = keys.product(PID)
     backend.mark_write(product, keys.writes_in_flight, keys.generation, "w1", ttl_ms=10_000)
     backend.mark_write(product, keys.writes_in_flight, keys.generation, "w2", ttl_ms=10_000)
@@ -94,9 +92,7 @@ def test_a_second_write_in_flight_keeps_the_first_writes_entry_in_doubt(
     assert entry is not None and entry.version == 3 and not entry.pending
 
 
-def test_a_write_whose_mark_lapsed_lands_nothing_and_drops_the_entry(
-    backend: RedisCacheBackend, keys: CacheKeys
-) -> None:
+def test_a_write_whose_mark_lapsed_lands_nothing_and_drops_the_entry(backend: CacheBackend, keys: CacheKeys) -> None:
     product = keys.product(PID)
     assert _fill(backend, product, b"v1", 1)
     backend.mark_write(product, keys.writes_in_flight, keys.generation, "slow", ttl_ms=50)
@@ -109,7 +105,7 @@ def test_a_write_whose_mark_lapsed_lands_nothing_and_drops_the_entry(
     assert backend.get_versioned(product.entry) is None
 
 
-def test_a_late_write_through_cannot_resurrect_a_deleted_product(backend: RedisCacheBackend, keys: CacheKeys) -> None:
+def test_a_late_write_through_cannot_resurrect_a_deleted_product(backend: CacheBackend, keys: CacheKeys) -> None:
     product = keys.product(PID)
     backend.mark_write(product, keys.writes_in_flight, keys.generation, "update", ttl_ms=50)
     time.sleep(0.1)  # the update's script reaches Redis late; meanwhile the product was deleted
@@ -121,9 +117,7 @@ def test_a_late_write_through_cannot_resurrect_a_deleted_product(backend: RedisC
     assert backend.get_versioned(product.entry) is None
 
 
-def test_a_catalog_mark_that_lapses_moves_the_global_generation_forward(
-    backend: RedisCacheBackend, keys: CacheKeys
-) -> None:
+def test_a_catalog_mark_that_lapses_moves_the_global_generation_forward(backend: CacheBackend, keys: CacheKeys) -> None:
     first = _read_generations(backend, keys)
     assert _read_generations(backend, keys) == first
     backend.mark_write(None, keys.writes_in_flight, keys.generation, "died", ttl_ms=50)
@@ -134,7 +128,7 @@ def test_a_catalog_mark_that_lapses_moves_the_global_generation_forward(
     assert _read_generations(backend, keys) == after_lapse  # once
 
 
-def test_a_finished_catalog_mark_moves_nothing_but_what_it_bumps(backend: RedisCacheBackend, keys: CacheKeys) -> None:
+def test_a_finished_catalog_mark_moves_nothing_but_what_it_bumps(backend: CacheBackend, keys: CacheKeys) -> None:
     first = _read_generations(backend, keys)
     backend.mark_write(None, keys.writes_in_flight, keys.generation, "w", ttl_ms=50)
     assert backend.finish_catalog_write(keys.writes_in_flight, keys.generation, [], "w", bump_global=False) == 0
@@ -143,7 +137,7 @@ def test_a_finished_catalog_mark_moves_nothing_but_what_it_bumps(backend: RedisC
 
 
 def test_the_writes_in_flight_vanishing_moves_the_global_generation_forward(
-    backend: RedisCacheBackend, keys: CacheKeys
+    backend: CacheBackend, keys: CacheKeys
 ) -> None:
     first = _read_generations(backend, keys)
     backend.mark_write(None, keys.writes_in_flight, keys.generation, "w", ttl_ms=10_000)
@@ -151,9 +145,7 @@ def test_the_writes_in_flight_vanishing_moves_the_global_generation_forward(
     assert _read_generations(backend, keys)[0] > first[0]
 
 
-def test_unknown_ids_are_cached_as_absent_and_a_create_replaces_that(
-    backend: RedisCacheBackend, keys: CacheKeys
-) -> None:
+def test_unknown_ids_are_cached_as_absent_and_a_create_replaces_that(backend: CacheBackend, keys: CacheKeys) -> None:
     product = keys.product(PID)
     token = backend.acquire_lock(product.lease, 2000)
     assert token is not None
@@ -166,7 +158,7 @@ def test_unknown_ids_are_cached_as_absent_and_a_create_replaces_that(
     assert entry is not None and entry.payload == b"v1"
 
 
-def test_absence_over_an_entry_in_doubt_is_a_tombstone_past_it(backend: RedisCacheBackend, keys: CacheKeys) -> None:
+def test_absence_over_an_entry_in_doubt_is_a_tombstone_past_it(backend: CacheBackend, keys: CacheKeys) -> None:
     product = keys.product(PID)
     assert _fill(backend, product, b"v5", 5)
     # A delete whose MongoDB reply was lost: its mark lapses, MongoDB no longer has the product.

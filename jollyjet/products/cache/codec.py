@@ -1,4 +1,4 @@
-"""Product records, pages, counts and category lists ↔ cache bytes, through the one serializer (cache/serialization.py).
+"""Product records, pages, counts and category lists ↔ cache bytes, through the one serializer (cache/keys.py).
 
 A product entry stores the product's API body (products/body.py), so a hit is served
 as stored; PRODUCT decodes it back into a record for the jobs that compare records.
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from jollyjet.cache import serialization
+from jollyjet.cache import keys
 from jollyjet.products.domain import CategoryCount, ProductRecord
 from jollyjet.products.representation import product_from_api, product_to_api
 
@@ -23,7 +23,7 @@ class PageMovedOn(ValueError):
 
 # What a corrupt or foreign entry can raise while decoding; such an entry is a miss.
 # (ArithmeticError: decimal.InvalidOperation from a price that is not a number.)
-DECODE_ERRORS = (serialization.SerializationError, KeyError, TypeError, ValueError, AttributeError, ArithmeticError)
+DECODE_ERRORS = (keys.SerializationError, KeyError, TypeError, ValueError, AttributeError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,11 @@ class Codec(Generic[T]):
 
     def encode(self, value: T) -> bytes:
         """Value → cache bytes."""
-        return serialization.dumps(self.to_plain(value))
+        return keys.dumps(self.to_plain(value))
 
     def decode(self, data: bytes) -> T:
         """Cache bytes → value; raises one of DECODE_ERRORS for bytes it cannot read."""
-        return self.from_plain(serialization.loads(data))
+        return self.from_plain(keys.loads(data))
 
 
 # Byte for byte products/body.render: the entry is the API body.

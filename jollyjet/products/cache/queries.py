@@ -15,9 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from jollyjet.cache.backend import CacheBackend, CacheError
-from jollyjet.cache.keys import CacheKeys, query_hash
-from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.cache.keys import CacheKeys, TtlPolicy, query_hash
+from jollyjet.cache.store import CacheBackend, CacheError
 from jollyjet.products.cache import invalidation
 from jollyjet.products.cache.codec import Codec
 from jollyjet.products.cache.read_through import CachedValue, ReadThrough

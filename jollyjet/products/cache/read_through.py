@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.events import CacheEvents
+from jollyjet.cache.store import CacheBackend, CacheError
 from jollyjet.products.cache.codec import DECODE_ERRORS, PageMovedOn
 from jollyjet.products.domain import CacheStatus, Read
 

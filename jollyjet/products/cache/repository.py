@@ -19,13 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from jollyjet.cache.backend import CacheBackend, CacheError, VersionedEntry
-from jollyjet.cache.events import CacheEvents
-from jollyjet.cache.fence import RepairFence
-from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.popularity import PopularityTracker
-from jollyjet.cache.repair_log import RepairLog
-from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.cache.events import CacheEvents, PopularityTracker
+from jollyjet.cache.fence import RepairFence, RepairLog
+from jollyjet.cache.keys import CacheKeys, TtlPolicy
+from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.products import body
 from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.cache import codec

@@ -12,9 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from jollyjet.cache.backend import CacheBackend, CacheError
-from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.ttl import TtlPolicy
+from jollyjet.cache.keys import CacheKeys, TtlPolicy
+from jollyjet.cache.store import CacheBackend, CacheError
 from jollyjet.products import body
 from jollyjet.products.body import ProductBody
 from jollyjet.products.cache import codec

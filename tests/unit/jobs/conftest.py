@@ -1,6 +1,6 @@
 """Fixtures of the job tests: an app on its own database and key prefix, over a chosen cache backend.
 
-`backend` is RedisCacheBackend on a private fakeredis server (the real Lua scripts); a module
+`backend` is CacheBackend on a private fakeredis server (the real Lua scripts); a module
 overrides it for another (e.g. the OutageBackend of the repair tests).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.store import CacheBackend
 from jollyjet.services import Services, services_of
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import job_app

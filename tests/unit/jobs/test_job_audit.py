@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
-from jollyjet.cache.backend import CacheBackend, VersionedEntry
+from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.jobs.audit import DRIFT_CLASSES, AuditOptions, AuditRun, CacheAudit, latest_audit, prune_audits
 from jollyjet.products.cache import codec
@@ -60,7 +60,7 @@ def entry_of(services: Services, product_id: str) -> VersionedEntry | None:
 
 def ttl_of(services: Services, product_id: str) -> int | None:
     assert services.cache is not None
-    return services.cache.backend.ttl(services.cache.keys.product(product_id).entry)
+    return services.cache.backend.client.ttl(services.cache.keys.product(product_id).entry)
 
 
 def in_db(services: Services, product_id: str) -> ProductRecord:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.store import CacheBackend
 from jollyjet.jobs.cleanup import CacheCleanup, CleanupOptions, CleanupReport
 from jollyjet.products.domain import ProductRecord
 from jollyjet.services import Services
@@ -52,15 +52,15 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
     v0_entry = v0.product(permanent.id)
     write_entry(backend, v0_entry, b"old bytes", 1, 600)
     plant_without_ttl(backend, v2.generation, b"5")
-    backend.set(f"{v2.root}:products:{{products}}:list:5:abc123", b"page", 60)
+    backend.client.set(f"{v2.root}:products:{{products}}:list:5:abc123", b"page", ex=60)
     old_schema = {v0_entry.entry, v2.generation, f"{v2.root}:products:{{products}}:list:5:abc123"}
     # List/count results (and a fill lock) of older generations: unreachable already.
     old_list = keys.query_result("list", generation - 1, {"page": 1})
     old_generation = {old_list, keys.query_result("count", generation - 5, {}), keys.fill_lock(old_list)}
     for key in old_generation:
-        backend.set(key, b"stale", 60)
+        backend.client.set(key, b"stale", ex=60)
     current_list = keys.query_result("list", generation, {"page": 1})
-    backend.set(current_list, b"page", 60)
+    backend.client.set(current_list, b"page", ex=60)
     # Product entries and tombstones without a TTL get their policy TTL.
     drop_ttl(backend, keys.product(permanent.id).entry)
     drop_ttl(backend, keys.product(deleted.id).entry)
@@ -102,11 +102,11 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
     assert report.by_kind["product"] == 4 and report.by_kind["generation"] == 1 and report.by_kind["unknown"] == 1
     assert all_keys(backend) == before - old_schema - old_generation - no_ttl_deleted
     for key in untouched:
-        assert backend.ttl(key) == -1
-    assert backend.ttl(keys.generation) == -1  # deliberately permanent
-    permanent_ttl = backend.ttl(keys.product(permanent.id).entry)
+        assert backend.client.ttl(key) == -1
+    assert backend.client.ttl(keys.generation) == -1  # deliberately permanent
+    permanent_ttl = backend.client.ttl(keys.product(permanent.id).entry)
     assert permanent_ttl is not None and 0 < permanent_ttl <= services.cache.writer.max_product_ttl()  # type: ignore[union-attr]
-    tombstone_ttl = backend.ttl(keys.product(deleted.id).entry)
+    tombstone_ttl = backend.client.ttl(keys.product(deleted.id).entry)
     assert tombstone_ttl is not None and 0 < tombstone_ttl <= services.settings.cache_tombstone_ttl_s
     assert backend.get_versioned(keys.product(deleted.id).entry).is_tombstone  # type: ignore[union-attr]
     # Entries that had a TTL keep theirs; a current-generation result stays readable.
@@ -138,7 +138,7 @@ def test_popularity_is_trimmed_and_loses_deleted_and_malformed_members(
     assert report.popularity_deleted_products == 2
     assert backend.top_members(keys.popular_products, 0, -1) == [p0, p1, p2, p3]
     assert len(backend.top_members(keys.popular_queries, 0, -1)) == 6
-    assert backend.ttl(keys.popular_products) == -1  # no TTL by design: not swept as "missing a TTL"
+    assert backend.client.ttl(keys.popular_products) == -1  # no TTL by design: not swept as "missing a TTL"
     assert run_cleanup(services, popularity_max=6, scan_batch=2).popularity_deleted_products == 0
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from jollyjet.cache.backend import VersionedEntry
+from jollyjet.cache.store import VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.jobs.audit import AuditOptions, CacheAudit
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes

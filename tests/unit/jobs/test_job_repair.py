@@ -1,6 +1,6 @@
 """Replaying cache writes that failed after their database write (Redis was down).
 
-The app runs on an OutageBackend: RedisCacheBackend on fakeredis with a switch that
+The app runs on an OutageBackend: CacheBackend on fakeredis with a switch that
 makes its calls raise CacheError, as they do when Redis is unreachable.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from jollyjet.cache.backend import CacheError, VersionedEntry
-from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.cache.fence import CacheRepairRecord
+from jollyjet.cache.store import CacheError, VersionedEntry
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord

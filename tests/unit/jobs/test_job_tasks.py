@@ -18,7 +18,7 @@ from flask import Flask
 from pymongo.errors import AutoReconnect
 
 from jollyjet import jobs
-from jollyjet.cache.backend import CacheError
+from jollyjet.cache.store import CacheError
 from jollyjet.jobs import SingleBeatScheduler, periodic_job_definitions, run_job, slot_of
 from jollyjet.jobs.audit import latest_audit
 from jollyjet.products.repository import DatabaseUnavailable
@@ -70,7 +70,7 @@ def test_a_second_run_of_a_job_is_skipped_while_the_first_holds_its_lock(app: Fl
         inner.append(run_job(FakeTask(), "audit", lambda *_: Ran("second")))
         inner.append(run_job(FakeTask(), "warm", lambda *_: Ran("other job")))
         assert services.cache is not None
-        ttl = services.cache.backend.ttl(services.cache.keys.job_lock("audit"))
+        ttl = services.cache.backend.client.ttl(services.cache.keys.job_lock("audit"))
         # A killed run's lock expires with the task's hard time limit.
         assert ttl is not None and 0 < ttl <= services.settings.celery_time_limit_s
         return Ran("first")
@@ -79,7 +79,9 @@ def test_a_second_run_of_a_job_is_skipped_while_the_first_holds_its_lock(app: Fl
         assert run_job(FakeTask(), "audit", first_run) == {"ran": "first"}
         assert inner == [SKIPPED_BUSY, {"ran": "other job"}]  # the lock is per job
         assert run_job(FakeTask(), "audit", lambda *_: Ran("third")) == {"ran": "third"}
-    assert services.cache is not None and not services.cache.backend.exists(services.cache.keys.job_lock("audit"))
+    assert services.cache is not None and not services.cache.backend.client.exists(
+        services.cache.keys.job_lock("audit")
+    )
 
 
 def test_with_the_cache_disabled_a_job_is_skipped_without_running() -> None:
@@ -114,7 +116,9 @@ def test_transient_failures_become_retries_with_bounded_jittered_backoff(
     delay = min(settings.celery_retry_backoff_max_s, 2 ** (retries + 1))
     assert call["exc"] is error and call["max_retries"] == settings.celery_max_retries
     assert delay / 2 <= call["countdown"] <= delay <= settings.celery_retry_backoff_max_s
-    assert services.cache is not None and not services.cache.backend.exists(services.cache.keys.job_lock("cleanup"))
+    assert services.cache is not None and not services.cache.backend.client.exists(
+        services.cache.keys.job_lock("cleanup")
+    )
 
 
 def test_a_lock_that_cannot_be_taken_because_redis_is_down_is_retried_too() -> None:
@@ -257,7 +261,7 @@ def test_a_claim_lasts_two_intervals(app: Flask, services: Services) -> None:
     scheduler_for(app).claim(entry_for(app, every_s=30), 3000.0)
 
     assert services.cache is not None
-    ttl = services.cache.backend.ttl(services.cache.keys.beat_claim("cache-audit", 100))
+    ttl = services.cache.backend.client.ttl(services.cache.keys.beat_claim("cache-audit", 100))
     assert ttl is not None and 30 < ttl <= 60
 
 

@@ -1,1 +1,0 @@
-"""The cache flush (flush.py); the jobs are in jollyjet/jobs."""
