@@ -152,7 +152,7 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
     from jollyjet.maintenance.audit import run_audit
     from jollyjet.maintenance.cleanup import run_cleanup
     from jollyjet.maintenance.warming import run_warm
-    from jollyjet.products.domain import ProductQuery
+    from jollyjet.products.record import ProductQuery
     from jollyjet.settings import load_settings
     from jollyjet.wiring import build_services
 

@@ -32,7 +32,7 @@ from jollyjet.openapi_contract import register_contract
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.ops.monitoring import metrics_blp, stats_blp
-from jollyjet.products.routes import blp as products_blp
+from jollyjet.products.views import blp as products_blp
 from jollyjet.rate_limits import register_rate_limits
 from jollyjet.services import EXTENSION, Services
 from jollyjet.settings import Environment, Settings, load_settings

@@ -14,7 +14,7 @@ from jollyjet.cache.epoch import CacheEpochRecord
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance.audit_store import AuditRun
 from jollyjet.monitoring.job_status import JobStatus
-from jollyjet.products.models import ProductDocument
+from jollyjet.products.record import ProductDocument
 from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from jollyjet.products.repository import DuplicateSku, ProductRepository
-from jollyjet.products.representation import cents
+from jollyjet.products.catalog import Catalog
+from jollyjet.products.record import cents
+from jollyjet.products.repository import DuplicateSku
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def catalog_products(count: int = DEMO_COUNT, categories: Sequence[str] = DEMO_C
 
 
 def seed_products(
-    repository: ProductRepository, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
+    repository: Catalog, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
 ) -> SeedReport:
     """Create each product whose sku is not taken yet; progress(1) after each. Needs the unique sku index."""
     report = SeedReport()

@@ -31,10 +31,9 @@ from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
 from jollyjet.job_settings import AuditMode
 from jollyjet.maintenance.audit_store import AuditRun, prune_audits
-from jollyjet.products.cache import codec
-from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter
-from jollyjet.products.domain import ProductRecord
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.catalog_writes import BATCH_LEASE_TTL_MS, ProductCacheWriter
+from jollyjet.products.record import DECODE_ERRORS, ProductRecord, parse
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import Services
 from jollyjet.settings import Settings
 
@@ -94,8 +93,8 @@ def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | Non
             found.append("version_ahead" if entry.version > record.version else "stale_version")
         return found
     try:
-        cached = codec.PRODUCT.decode(entry.payload)
-    except codec.DECODE_ERRORS:
+        cached = parse(entry.payload)
+    except DECODE_ERRORS:
         return [*found, "undecodable"]
     if record is None:
         found.append("deleted_in_db")
@@ -116,7 +115,7 @@ class CacheAudit:
         cache: CacheBackend,
         keys: CacheKeys,
         writer: ProductCacheWriter,
-        database: ProductRepository,
+        database: MongoProductRepository,
         options: AuditOptions,
         rng: random.Random | None = None,
     ) -> None:

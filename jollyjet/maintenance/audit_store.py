@@ -6,7 +6,7 @@ from typing import Any
 
 from mongoengine import BooleanField, DateTimeField, DictField, Document, FloatField, IntField, StringField
 
-from jollyjet.products.representation import api_timestamp
+from jollyjet.products.record import api_timestamp
 
 
 class AuditRun(Document):

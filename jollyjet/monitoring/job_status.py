@@ -14,7 +14,7 @@ from mongoengine import DateTimeField, DictField, Document, StringField
 from pymongo.errors import PyMongoError
 
 from jollyjet.portable_mongo import set_to_server_time
-from jollyjet.products.representation import api_timestamp
+from jollyjet.products.record import api_timestamp
 
 log = logging.getLogger(__name__)
 

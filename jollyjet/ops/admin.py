@@ -18,7 +18,7 @@ from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.openapi_contract import errors
 from jollyjet.ops.job_queue import QUEUE_ERRORS, JobPublisher, QueueUnavailable
-from jollyjet.products.mongo_repository import translate_db_errors
+from jollyjet.products.repository import translate_db_errors
 from jollyjet.request_parsing import ApiBlueprint
 from jollyjet.services import CacheServices, current_services
 

@@ -24,8 +24,8 @@ from werkzeug.serving import make_server
 from jollyjet import create_app
 from jollyjet.db import ensure_indexes
 from jollyjet.maintenance.flush import drop_service_keys
-from jollyjet.products.models import ProductDocument
-from jollyjet.products.path_ids import RESERVED
+from jollyjet.products.record import ProductDocument
+from jollyjet.products.schemas import RESERVED
 from jollyjet.seed import catalog_products, seed_products
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings

@@ -25,7 +25,7 @@ import pytest
 from flask import Flask
 
 from jollyjet.cache.events import EventCounter
-from jollyjet.products.domain import CategoryCount, Read
+from jollyjet.products.record import CategoryCount, Read
 from jollyjet.services import Services, services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_values

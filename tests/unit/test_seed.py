@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from jollyjet.products.domain import ProductQuery
+from jollyjet.products.record import ProductQuery
 from jollyjet.products.schemas import ProductInputSchema
 from jollyjet.seed import DEMO_COUNT, catalog_products, seed_products
 from jollyjet.services import services_of

@@ -12,7 +12,7 @@ from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
-from jollyjet.products.domain import ProductRecord
+from jollyjet.products.record import ProductRecord
 from jollyjet.services import Services
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
