@@ -129,7 +129,7 @@ class CacheBackend(Protocol):
     def get_generation(self, key: str) -> int:
         """Current generation (initialized from the server clock when missing)."""
 
-    # --- filter generations (lists, counts: products/cache/invalidation.py) -----
+    # --- filter generations (lists, counts: products/catalog_writes.py) -----
     def read_filtered(
         self,
         generation_key: str,

@@ -1,17 +1,12 @@
 """The catalog cache: every cached read of products, list pages, counts and the category list.
 
-One read-through entry point (get_or_create, dogpile's shape): a hit is served as stored; on
-a miss one caller takes the key's lock (for products, the fill lease), reads MongoDB and
-fills, while concurrent callers wait briefly for its result instead of each querying the
-database. Redis errors anywhere turn the read into a database read (X-Cache: BYPASS); they
-never reach the caller. Writes go through catalog_writes.ProductCacheWriter.commit.
-
-Lists, counts and the category list live under their filters' generations (catalog_writes.py
-has the rules): a read registers its filters and reads, in one script, the global generation,
-the generations of the aspects it depends on and the result stored under all of them (a hit is
-that one round trip); a fill lands only while none of them moved and the registration held
-(scripts.FILL_FILTERED). A write that changes an aspect bumps it, so every result computed
-before it becomes unreachable and every fill computed before it is refused.
+One read-through entry point (get_or_create, dogpile's shape): a hit is served as stored; on a
+miss one caller takes the key's lock (for products, the fill lease), reads MongoDB and fills,
+while concurrent callers wait briefly for its fill. Redis errors turn a read into a database
+read (X-Cache: BYPASS), never an error. Lists, counts and categories live under their filters'
+generations (rules: catalog_writes.py): one script registers the filters and reads the
+generations and the result stored under them (a hit is that round trip); a fill lands only
+while none moved (scripts.FILL_FILTERED). Writes: catalog_writes.ProductCacheWriter.commit.
 """
 
 from __future__ import annotations
@@ -107,10 +102,9 @@ class CachedProductRepository:
         compute: Callable[[], T],
         fill: Callable[[str, T], bool],
     ) -> Read[T]:
-        """Cache-aside read with single flight: a hit, one caller's fill, a wait for another's, or MongoDB.
+        """A hit, one caller's fill under lock_key, a wait for another's, or MongoDB.
 
-        lookup() gives the stored form (None: nothing stored); decode() raises for a stored form that
-        must not be served (a miss); fill(token, value) stores a computed value under the lock's token."""
+        lookup(): the stored form or None; decode() raises for one not to serve; fill(token, value) stores."""
         try:
             found = self._decoded(kind, decode, lookup())
         except CacheError:
@@ -296,12 +290,7 @@ class CachedProductRepository:
         encode: Callable[[T], bytes],
         decode: Callable[[bytes], T],
     ) -> Read[T]:
-        """A list page, count or category list (kind "categories": query is the unfiltered one):
-        hit, single-flight fill, or database read (BYPASS on Redis errors or behind the fence).
-
-        A decoded page whose items are newer than when it was stored (moved_on: rewritten by writes
-        that finished) is served only after it is stored again under the generations it was read
-        with, which proves no write changed what it depends on since: otherwise it is a miss."""
+        """A list page, count or category list (for "categories" the unfiltered query) through get_or_create."""
         if self.fence is not None and not self.fence.allows_results():
             # No list or count hit while any failed cache write awaits its replay.
             return self.bypass(kind, compute, fenced=True)
@@ -339,6 +328,8 @@ class CachedProductRepository:
             )
 
         def checked(raw: bytes) -> T:
+            # A page whose items moved on (rewritten by writes that finished) is served only once stored
+            # again under the generations it was read with: proof no write changed it since.
             value = decode(raw)
             if isinstance(value, PageOfBodies) and value.moved_on and not fill("", value):
                 raise ValueError(f"a {kind} result's generations moved while its parts were read")

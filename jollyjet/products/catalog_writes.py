@@ -1,31 +1,21 @@
-"""Every write of the catalog cache: product entries (version-guarded), a client write's protocol, invalidation.
+"""Every write of the catalog cache: product entries, the protocol of a client write, invalidation.
 
-Each entry write goes through a version-guarded Lua script (cache/scripts.py), so no caller
-(request path, warming, audit or repair) can move an entry backwards. Errors are CacheError.
+Entry writes are version-guarded Lua scripts (cache/scripts.py): no caller (request, warming,
+audit, repair) can move an entry backwards. A client write (commit) marks itself in Redis
+before MongoDB sees it: until its cache update lands, or the mark lapses after the longest a
+MongoDB call can take, the product is read from MongoDB and a lapse invalidates every list,
+so a write whose outcome nobody heard of never leaves an older state served. A cache failure
+never fails the write: it is recorded for the repair job.
 
-A client write (commit) marks itself in Redis before MongoDB sees it: until its cache update
-lands, or its mark lapses after the longest a MongoDB call can take, the product is read from
-MongoDB and a lapse invalidates every list. So a write whose outcome nobody heard of (a lost
-reply, a process killed between the commit and the cache write) never leaves an older state
-served. A cache failure never fails the write: it is recorded for the repair job.
-
-Invalidation is django-cacheops' idea (each cached query registers the conditions it depends
-on; a write invalidates only the queries whose conditions match the object before or after
-it), made exact for this API's fixed filters and extended with the sort order:
-- Every list/count/categories read registers its filters (catalog.py) and is stored under the
-  generations of the *aspects* it depends on: a count on the filters' `members`, a page on
-  `members` and on the order by its sort field (`order.<field>`), the category list (a count
-  per category of the unfiltered set) on `members` and `group.category`. A page is stored as
-  its ordered ids and total; the items' bodies come from the product entries.
-- A write compares the product before and after it against every registered filter set and
-  bumps only the aspects it changed: entering or leaving the matching set changes `members`;
-  staying in it changes `order.<f>` for each sort field whose value changed, and
-  `group.category` if its category changed. A stock change that keeps `in_stock`, a new
-  description, a price change under a filter sorted by name: nothing to invalidate.
-- The name search `q` is MongoDB's case-insensitive regex, not re-implemented here: a filter
-  with `q` is assumed to match (a superset is safe), and a name change changes its members.
-- When the before-image is unknown (the previous version was not cached), the write bumps
-  the global generation instead: every list, count and category list.
+Invalidation is django-cacheops' (a cached query registers its conditions; a write invalidates
+the queries its object matched before or after it), made exact for the API's fixed filters
+and the sort order. A result lives under the generations of the *aspects* it depends on: a
+count on its filters' `members`, a page also on `order.<sort field>`, the category list on
+`members` and `group.category`. A write bumps only the aspects it changed for each
+registered filter set: entering or leaving it changes `members`; staying in it, each sort
+field and the category that changed. `q` (MongoDB's regex, not re-implemented) is assumed to
+match, and a name change changes its members. With no before-image (the previous version was
+not cached) the write bumps the global generation: every list, count and category list.
 """
 
 from __future__ import annotations
@@ -151,12 +141,9 @@ def changed_aspects(filters: dict[str, Any], before: ProductRecord | None, after
 
 
 def written_long_ago(record: ProductRecord) -> bool:
-    """May a fill of this record serve the next write as its before-image (scripts.SWAP_VERSIONED)?
-
-    A fill reads a committed version, but its write may still be invalidating lists: a
-    fill of a version written moments ago is left unsettled (the next write then
-    invalidates every list and count), one written long ago is settled.
-    """
+    """May a fill of this record serve the next write as its before-image (scripts.SWAP_VERSIONED)?"""
+    # A fill reads a committed version whose write may still be invalidating lists: one written
+    # moments ago is left unsettled (the next write then invalidates every list and count).
     written = record.updated_at if record.updated_at.tzinfo else record.updated_at.replace(tzinfo=UTC)
     return datetime.now(UTC) - written > SETTLED_AFTER
 
@@ -203,13 +190,10 @@ class ProductCacheWriter:
 
     # --- entries ------------------------------------------------------------------------
     def write_through(self, record: ProductRecord, token: str) -> tuple[bool, ProductRecord | None]:
-        """Store a committed write unless a newer version is cached (revoking fill leases): whether it
-        landed, and the state it replaced when that was the previous version (the write's
-        before-image, for list invalidation), else None.
+        """Store a committed write unless a newer version is cached: whether it landed, and the
+        before-image (the state it replaced, if that was the previous version) for invalidation.
 
-        token: the write's mark ('' for a create). A write whose mark lapsed lands nothing and
-        drops what is cached of the product instead (scripts.SWAP_VERSIONED).
-        """
+        token: the write's mark ('' for a create); a lapsed mark lands nothing (scripts.SWAP_VERSIONED)."""
         keys = self.keys.product(record.id)
         landed, before = self.cache.swap_versioned(
             keys.entry, keys.lease, keys.pending, render(record), record.version, self.product_ttl(), token
@@ -222,9 +206,7 @@ class ProductCacheWriter:
             return landed, None
 
     def tombstone(self, product_id: str, deleted_version: int, token: str = "") -> bool:
-        """Mark a deleted product: the tombstone is one version past the deleted one, so a
-        fill that read the product before the delete carries an older version and is refused.
-        token: the delete's mark, which this finishes for the product."""
+        """Mark a deleted product one version past it (an earlier read's fill is refused); finishes the mark."""
         keys = self.keys.product(product_id)
         return self.cache.tombstone(
             keys.entry, keys.lease, keys.pending, deleted_version + 1, self.tombstone_ttl_s, token
@@ -244,14 +226,12 @@ class ProductCacheWriter:
         )
 
     def fill_absent(self, product_id: str, token: str) -> bool:
-        """Fill after a miss that found no such product: cached as absent for the tombstone TTL, so
-        unknown ids do not each cost a database query; a create always replaces it."""
+        """Cache a product MongoDB does not hold as absent (tombstone TTL; a create replaces it)."""
         keys = self.keys.product(product_id)
         return self.cache.fill_absent(keys.entry, keys.lease, keys.pending, token, self.tombstone_ttl_s)
 
     def fill_missing(self, product_ids: Sequence[str], load: Callable[[list[str]], dict[str, ProductRecord]]) -> int:
-        """Fill the entries of these ids that are not cached (or in doubt), with leases exactly like read misses
-        (so a concurrent write always wins); one database query for the batch. Returns how many landed."""
+        """Fill the entries of these ids not cached (or in doubt) with leases, like read misses; how many landed."""
         entries = self.cache.get_versioned_many([self.keys.product(pid).entry for pid in product_ids])
         uncached = [pid for pid, entry in zip(product_ids, entries, strict=True) if entry is None or entry.pending]
         return len(self.fill_leased(uncached, load, self.policy.lease_ttl_ms).landed) if uncached else 0
@@ -259,9 +239,8 @@ class ProductCacheWriter:
     def fill_leased(
         self, product_ids: Sequence[str], load: Callable[[list[str]], dict[str, ProductRecord]], lease_ttl_ms: int
     ) -> LeasedFills:
-        """Rewrite these entries from the database whether cached or not, with leases like read misses:
-        each lease is taken before the (one) database query, so a write or tombstone after the query
-        revokes it and nothing older than that write lands. Jobs that rewrite entries use this."""
+        """Rewrite these entries from one database query; each lease is taken before it, so a write
+        after the query revokes the lease and nothing older than that write lands."""
         fills = LeasedFills()
         held: dict[str, str] = {}
         try:
@@ -295,14 +274,11 @@ class ProductCacheWriter:
 
     # --- invalidation -------------------------------------------------------------------
     def invalidate_lists(self, token: str = "") -> int:
-        """Bump the global generation: every cached list and count becomes unreachable at once
-        (repairs, audits and writes whose before-image is unknown; client writes are finer,
-        invalidate). token: the write's mark, which this finishes for the catalog."""
+        """Bump the global generation (every list and count at once); finishes the write's catalog mark."""
         return self.cache.finish_catalog_write(self.keys.writes_in_flight, self.keys.generation, (), token, True)
 
     def invalidate(self, before: ProductRecord | None, after: ProductRecord | None, token: str = "") -> int:
-        """After a write with a known before-image (None: created/deleted): bump what it changed and
-        finish the write's catalog mark (token); how many generations moved."""
+        """Bump what a write from before to after changed (None: absent); finishes its catalog mark."""
         stale: set[str] = set()
         everything = False
         for member in self.cache.live_filters(self.keys.filter_registry):
@@ -366,9 +342,9 @@ class ProductCacheWriter:
             raise
 
     def _in_doubt(self, product_id: str | None, token: str) -> None:
-        """The write's outcome is unknown (a timeout after the command was sent): the product stays in
-        doubt until its mark lapses; lists and counts are invalidated now, not at the lapse. Unmarked
-        (Redis failing) or unable to invalidate: recorded for repair, as a failed cache update is."""
+        """An unknown outcome: the product stays in doubt until its mark lapses, lists go now.
+
+        Unmarked (Redis failing) or unable to invalidate: recorded for repair, as a failed cache update is."""
         try:
             if not token:
                 raise CacheError("the write was not marked")

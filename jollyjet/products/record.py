@@ -116,22 +116,20 @@ def _aware(value: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+# The fields a document, a record and a body hold alike (the others are converted on the way).
+_SAME_FIELDS = ("sku", "name", "currency", "category", "stock", "is_active", "version")
+
+
 def to_record(doc: ProductDocument) -> ProductRecord:
     """Document → plain record."""
     return ProductRecord(
         id=str(doc.id),
-        sku=doc.sku,
-        name=doc.name,
         description=doc.description or "",
         price_cents=doc.price_cents,
-        currency=doc.currency,
-        category=doc.category,
         tags=tuple(doc.tags or ()),
-        stock=doc.stock,
-        is_active=doc.is_active,
-        version=doc.version,
         created_at=_aware(doc.created_at),
         updated_at=_aware(doc.updated_at),
+        **{name: getattr(doc, name) for name in _SAME_FIELDS},
     )
 
 
@@ -240,18 +238,12 @@ def parse(body: bytes) -> ProductRecord:
         raise TypeError("a product body is a JSON object")
     return ProductRecord(
         id=data["id"],
-        sku=data["sku"],
-        name=data["name"],
         description=data["description"],
         price_cents=cents(Decimal(data["price"])),
-        currency=data["currency"],
-        category=data["category"],
         tags=tuple(data["tags"]),
-        stock=data["stock"],
-        is_active=data["is_active"],
-        version=data["version"],
         created_at=datetime.fromisoformat(data["created_at"].replace("Z", "+00:00")),
         updated_at=datetime.fromisoformat(data["updated_at"].replace("Z", "+00:00")),
+        **{name: data[name] for name in _SAME_FIELDS},
     )
 
 
