@@ -108,7 +108,7 @@ class CachedProductRepository:
         try:
             found = self._decoded(kind, decode, lookup())
         except CacheError:
-            return self.bypass(kind, compute)
+            return self._bypass(kind, compute)
         if found is not _ABSENT:
             self.events.emit("hit", kind)
             return Read(found, CacheStatus.HIT)
@@ -117,7 +117,7 @@ class CachedProductRepository:
         try:
             token = self.cache.acquire_lock(lock_key, self.policy.lease_ttl_ms)
         except CacheError:
-            return self.bypass(kind, compute)
+            return self._bypass(kind, compute)
         if token is None:
             # Another request is reading the database for this key: wait briefly for its fill.
             found = _ABSENT
@@ -127,7 +127,7 @@ class CachedProductRepository:
                 self.events.emit("wait_hit", kind)
                 return Read(found, CacheStatus.HIT)
             self.events.emit("miss", kind)
-            return Read(self.from_db(kind, compute), CacheStatus.MISS)
+            return Read(self._from_db(kind, compute), CacheStatus.MISS)
         try:
             # A filler may have finished between our miss and our lock: look once more.
             with contextlib.suppress(CacheError):
@@ -136,7 +136,7 @@ class CachedProductRepository:
                 self.events.emit("wait_hit", kind)
                 return Read(found, CacheStatus.HIT)
             self.events.emit("miss", kind)
-            value = self.from_db(kind, compute)
+            value = self._from_db(kind, compute)
             with contextlib.suppress(CacheError):  # the read is served; a later read fills
                 self.events.emit("fill" if fill(token, value) else "fill_rejected", kind)
             return Read(value, CacheStatus.MISS)
@@ -173,17 +173,17 @@ class CachedProductRepository:
                 return value
         return None
 
-    def from_db(self, kind: str, compute: Callable[[], T]) -> T:
+    def _from_db(self, kind: str, compute: Callable[[], T]) -> T:
         """Read the database, counting it (the metric behind "DB queries saved")."""
         self.events.emit("db_read", kind)
         return compute()
 
-    def bypass(self, kind: str, compute: Callable[[], T], fenced: bool = False) -> Read[T]:
+    def _bypass(self, kind: str, compute: Callable[[], T], fenced: bool = False) -> Read[T]:
         """Serve from MongoDB without the cache: Redis failed, the breaker is open, or (fenced) a replay is pending."""
         if fenced:
             self.events.emit("fenced", kind)
         self.events.emit("bypass", kind)
-        return Read(self.from_db(kind, compute), CacheStatus.BYPASS)
+        return Read(self._from_db(kind, compute), CacheStatus.BYPASS)
 
     # --- products -----------------------------------------------------------------------
     def get(self, product_id: str) -> Read[ProductRecord | None]:
@@ -197,7 +197,7 @@ class CachedProductRepository:
             return Read(parse(read.value.body), read.source)
         except DECODE_ERRORS:  # names() passed but the rest is damaged: ask the source of truth
             log.warning("undecodable product cache entry; reading the database")
-            return self.bypass("product", lambda: self.inner.get(product_id).value)
+            return self._bypass("product", lambda: self.inner.get(product_id).value)
 
     def get_body(self, product_id: str) -> Read[ProductBody | None]:
         """The product's API body; a hit is the stored bytes as they are, after one HMGET."""
@@ -228,7 +228,7 @@ class CachedProductRepository:
             return None if entry is None or entry.pending else entry
 
         if self.fence is not None and not self.fence.allows_product(product_id):
-            read = self.bypass("product", compute, fenced=True)
+            read = self._bypass("product", compute, fenced=True)
         else:
             # The fill lease doubles as the single-flight lock.
             read = self.get_or_create("product", keys.lease, lookup, decode, compute, fill)
@@ -293,7 +293,7 @@ class CachedProductRepository:
         """A list page, count or category list (for "categories" the unfiltered query) through get_or_create."""
         if self.fence is not None and not self.fence.allows_results():
             # No list or count hit while any failed cache write awaits its replay.
-            return self.bypass(kind, compute, fenced=True)
+            return self._bypass(kind, compute, fenced=True)
         filters = query.filters()
         member = filters_member(filters)
         filter_keys = [self.keys.filter_generation(filters, a) for a in aspects(kind, query)]
@@ -312,7 +312,7 @@ class CachedProductRepository:
                 query_hash(normalized),
             )
         except CacheError:
-            return self.bypass(kind, compute)
+            return self._bypass(kind, compute)
         key = self.keys.query_result(kind, generations[0], normalized, generations[1:])
         first_lookup = [cached]
 
@@ -350,7 +350,7 @@ class CachedProductRepository:
         missing = [pid for pid, entry in zip(ids, entries, strict=True) if entry is None or entry.pending]
         if missing:
             # Items expired or evicted before the page: filled like read misses (leases, one query).
-            self.writer.fill_missing(missing, lambda pids: self.from_db("product", lambda: self.inner.get_many(pids)))
+            self.writer.fill_missing(missing, lambda pids: self._from_db("product", lambda: self.inner.get_many(pids)))
             entries = self.cache.get_versioned_many(entry_keys)
         bodies, moved_on = [], False
         for pid, entry, version in zip(ids, entries, versions, strict=True):

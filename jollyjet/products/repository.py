@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from bson import ObjectId
@@ -155,11 +155,7 @@ class MongoProductRepository:
     @contextmanager
     def _db(self) -> Iterator[None]:
         """One call to MongoDB: a bulkhead slot (when bounded) and driver errors as DatabaseUnavailable."""
-        if self.bulkhead is None:
-            with translate_db_errors():
-                yield
-            return
-        with self.bulkhead.slot(), translate_db_errors():
+        with self.bulkhead.slot() if self.bulkhead else nullcontext(), translate_db_errors():
             yield
 
     def get(self, product_id: str) -> Read[ProductRecord | None]:
