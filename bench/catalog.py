@@ -97,7 +97,7 @@ def documents(plan: SeedPlan, seed: int = 1) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     # Written a day before the run, as a production catalog was written before the cache
     # warmed: a fill of a version written in the last two minutes may not serve the next
-    # write as its before-image (products/cache/writer.py), which would make a freshly
+    # write as its before-image (products/catalog_writes.py), which would make a freshly
     # seeded catalog look like one written during the run.
     now = datetime.now(UTC) - timedelta(days=1)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)

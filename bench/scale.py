@@ -155,7 +155,7 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
     from jollyjet.jobs.audit import run_audit
     from jollyjet.jobs.cleanup import run_cleanup
     from jollyjet.jobs.warm import run_warm
-    from jollyjet.products.domain import ProductQuery
+    from jollyjet.products.record import ProductQuery
     from jollyjet.settings import load_settings
     from jollyjet.wiring import build_services
 

@@ -32,7 +32,7 @@ from jollyjet.ops.admin import init_ops, metrics_blp, stats_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.ops.logs import configure_logging as configure_log_output
 from jollyjet.ops.metrics import QueryCounter
-from jollyjet.products.routes import blp as products_blp
+from jollyjet.products.views import blp as products_blp
 from jollyjet.rate_limits import register_rate_limits
 from jollyjet.services import EXTENSION, Services
 from jollyjet.settings import Environment, Settings, load_settings

@@ -43,8 +43,9 @@ from jollyjet.jobs import JobEntry, JobReport, run_job_once
 from jollyjet.jobs.audit import DRIFT_CLASSES, run_audit
 from jollyjet.jobs.repair import run_repair
 from jollyjet.jobs.warm import run_warm
-from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductRepository
-from jollyjet.products.representation import cents
+from jollyjet.products.catalog import Catalog
+from jollyjet.products.record import cents
+from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku
 from jollyjet.products.schemas import ProductInputSchema
 from jollyjet.services import CacheServices, Services, current_services
 from jollyjet.settings import Settings
@@ -120,7 +121,7 @@ def catalog_products(count: int = DEMO_COUNT, categories: Sequence[str] = DEMO_C
 
 
 def seed_products(
-    repository: ProductRepository, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
+    repository: Catalog, products: Iterator[dict[str, Any]], progress: Callable[[int], None] | None = None
 ) -> SeedReport:
     """Create each product whose sku is not taken yet; progress(1) after each. Needs the unique sku index."""
     report = SeedReport()

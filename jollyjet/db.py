@@ -14,7 +14,7 @@ from jollyjet.cache.epoch import CacheEpochRecord
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.jobs.audit import AuditRun
 from jollyjet.ops.jobs import JobStatus
-from jollyjet.products.models import ProductDocument
+from jollyjet.products.record import ProductDocument
 from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,8 @@ from flask import Flask, Response, jsonify, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from jollyjet.products.bulkhead import Overloaded
-from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
-from jollyjet.products.representation import etag
+from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Overloaded, ProductNotFound, VersionConflict
+from jollyjet.products.views import etag
 
 log = logging.getLogger(__name__)
 _LISTED_PROBLEMS = 5

@@ -16,8 +16,14 @@ from flask import Flask
 from flask_smorest import Api, Blueprint
 from marshmallow import fields
 
-from jollyjet.products.path_ids import ProductIdConverter, product_id_schema
-from jollyjet.products.schemas import CAP_SETTING, MAX_PAGE_SIZE_KEY, Money, default_page_size
+from jollyjet.products.schemas import (
+    CAP_SETTING,
+    MAX_PAGE_SIZE_KEY,
+    Money,
+    ProductIdConverter,
+    default_page_size,
+    product_id_schema,
+)
 
 # Why each status is answered; shared by every operation that lists it.
 _WHY = {

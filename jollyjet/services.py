@@ -19,10 +19,9 @@ if TYPE_CHECKING:  # types only: routes import this module and must not import R
     from jollyjet.cache.fence import RepairLog
     from jollyjet.cache.keys import CacheKeys
     from jollyjet.cache.store import CacheBackend
-    from jollyjet.products.cache.repository import CachedProductRepository
-    from jollyjet.products.cache.writer import ProductCacheWriter
-    from jollyjet.products.mongo_repository import MongoProductRepository
-    from jollyjet.products.repository import ProductRepository
+    from jollyjet.products.catalog import CachedProductRepository, Catalog
+    from jollyjet.products.catalog_writes import ProductCacheWriter
+    from jollyjet.products.repository import MongoProductRepository
     from jollyjet.settings import Settings
 
 EXTENSION = "jollyjet"  # the key in app.extensions
@@ -54,7 +53,7 @@ class Services:
 
     settings: Settings
     # What views, commands and jobs call: the cached repository, or MongoDB's behind the bulkhead.
-    products: ProductRepository
+    products: Catalog
     mongo: MongoProductRepository  # the source of truth, uncached (jobs compare against it)
     cache: CacheServices | None = None  # None: the cache is switched off
 

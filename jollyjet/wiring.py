@@ -10,10 +10,9 @@ from jollyjet.cache.keys import CacheKeys, TtlPolicy
 from jollyjet.cache.store import CacheBackend, CallObserver
 from jollyjet.db import socket_timeout_ms
 from jollyjet.ops.metrics import PrometheusEvents, redis_observer, shed_counter
-from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
-from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
-from jollyjet.products.mongo_repository import MongoProductRepository
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.catalog import CachedProductRepository
+from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.services import CacheServices, Services
 from jollyjet.settings import RedisTopology, Settings
 
@@ -42,7 +41,7 @@ def build_services(
     # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
     shed = shed_counter()
     bulkhead = Bulkhead(settings.db_bulkhead_size, settings.db_bulkhead_wait_ms, on_shed=lambda: shed("bulkhead"))
-    bounded = BoundedRepository(mongo, bulkhead)
+    bounded = MongoProductRepository(bulkhead)
     if not settings.cache_enabled:
         return Services(settings=settings, products=bounded, mongo=mongo)
     events = events or EventCounter()
@@ -53,7 +52,7 @@ def build_services(
 
 def build_cache(
     settings: Settings,
-    mongo: ProductRepository,
+    mongo: MongoProductRepository,
     cache_backend: CacheBackend | None,
     events: CacheEvents,
     sink: CacheEvents | None = None,

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 # Bump when the cached representation changes shape, so a deploy never reads old bytes.
-SCHEMA_VERSION = 2  # 2: a product entry's `d` is its API body (products/body.py)
+SCHEMA_VERSION = 2  # 2: a product entry's `d` is its API body (products/record.py)
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")

@@ -33,11 +33,9 @@ from mongoengine import BooleanField, DateTimeField, DictField, Document, FloatF
 from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
 from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
-from jollyjet.products.cache import codec
-from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter
-from jollyjet.products.domain import ProductRecord
-from jollyjet.products.repository import ProductRepository
-from jollyjet.products.representation import api_timestamp
+from jollyjet.products.catalog_writes import BATCH_LEASE_TTL_MS, ProductCacheWriter
+from jollyjet.products.record import DECODE_ERRORS, ProductRecord, api_timestamp, parse
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import Services
 from jollyjet.settings import Settings
 
@@ -151,8 +149,8 @@ def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | Non
             found.append("version_ahead" if entry.version > record.version else "stale_version")
         return found
     try:
-        cached = codec.PRODUCT.decode(entry.payload)
-    except codec.DECODE_ERRORS:
+        cached = parse(entry.payload)
+    except DECODE_ERRORS:
         return [*found, "undecodable"]
     if record is None:
         found.append("deleted_in_db")
@@ -172,7 +170,7 @@ class CacheAudit:
     cache: CacheBackend
     keys: CacheKeys
     writer: ProductCacheWriter
-    database: ProductRepository
+    database: MongoProductRepository
     options: AuditOptions
     rng: random.Random | None = None
 

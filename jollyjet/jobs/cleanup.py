@@ -24,8 +24,8 @@ from typing import Any
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.keys import CacheKeys, KeyKind, generation_of, kind_of, schema_of
 from jollyjet.cache.store import CacheBackend
-from jollyjet.products.cache.writer import ProductCacheWriter
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.catalog_writes import ProductCacheWriter
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import Services
 from jollyjet.settings import Settings
 
@@ -86,7 +86,7 @@ class CacheCleanup:
     cache: CacheBackend
     keys: CacheKeys
     writer: ProductCacheWriter
-    database: ProductRepository
+    database: MongoProductRepository
     repairs: RepairLog
     options: CleanupOptions
 

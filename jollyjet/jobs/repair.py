@@ -25,9 +25,9 @@ from typing import Any
 
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
-from jollyjet.products.cache.writer import BATCH_LEASE_TTL_MS, ProductCacheWriter
-from jollyjet.products.domain import ProductRecord
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.catalog_writes import BATCH_LEASE_TTL_MS, ProductCacheWriter
+from jollyjet.products.record import ProductRecord
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import Services
 from jollyjet.settings import Settings
 
@@ -65,7 +65,7 @@ def repair_failed_writes(
     repairs: RepairLog,
     cache: CacheBackend,
     writer: ProductCacheWriter,
-    database: ProductRepository,
+    database: MongoProductRepository,
     batch: int,
     *,
     lease_ttl_ms: int = BATCH_LEASE_TTL_MS,
@@ -102,7 +102,7 @@ def _rewrite(
     product_ids: list[str],
     cache: CacheBackend,
     writer: ProductCacheWriter,
-    database: ProductRepository,
+    database: MongoProductRepository,
     lease_ttl_ms: int,
     report: RepairReport,
 ) -> set[str]:

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from jollyjet.cache.events import PopularityTracker
-from jollyjet.products.cache.repository import CachedProductRepository
-from jollyjet.products.domain import SORT_FIELDS, CacheStatus, ProductQuery, object_id
+from jollyjet.products.catalog import CachedProductRepository
+from jollyjet.products.record import SORT_FIELDS, CacheStatus, ProductQuery, object_id
 from jollyjet.services import Services
 from jollyjet.settings import Settings
 

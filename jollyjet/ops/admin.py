@@ -31,7 +31,7 @@ from jollyjet.ops.jobs import (
     connect_job_signals,
 )
 from jollyjet.ops.metrics import CACHE_KINDS, CACHE_RESULTS, exposition, recorded, register_request_hooks, watch_breaker
-from jollyjet.products.mongo_repository import translate_db_errors
+from jollyjet.products.repository import translate_db_errors
 from jollyjet.request_parsing import ApiBlueprint
 from jollyjet.services import CacheServices, current_services
 

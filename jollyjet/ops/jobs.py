@@ -28,7 +28,7 @@ from jollyjet import jobs
 from jollyjet.jobs.audit import DRIFT_CLASSES
 from jollyjet.ops.metrics import metrics
 from jollyjet.portable_mongo import set_to_server_time
-from jollyjet.products.representation import api_timestamp
+from jollyjet.products.record import api_timestamp
 
 log = logging.getLogger(__name__)
 # Short job name (labels, the admin API, the docs) → Celery task name.

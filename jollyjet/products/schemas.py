@@ -1,4 +1,7 @@
-"""Request and response schemas (marshmallow). Input is strict: unknown fields and wrong types are 422."""
+"""What the product API accepts and returns: marshmallow schemas and the id path converter.
+
+Input is strict: unknown fields and wrong types are 422.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from typing import Any
 
 from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from werkzeug.routing import BaseConverter
 
-from jollyjet.products.domain import SORT_FIELDS
+from jollyjet.products.record import SORT_FIELDS
 
 MAX_PRICE = Decimal("1000000000.00")
 MAX_STOCK = 1_000_000_000
@@ -218,3 +222,23 @@ class CountSchema(Schema):
 class CategorySchema(Schema):
     category = fields.String(required=True)
     count = fields.Integer(required=True)
+
+
+# The product id path segment is anything but a sibling route's name: `/products/count` is its
+# own route, and with a plain string converter Werkzeug would also match it as a product id,
+# so OPTIONS (and the Allow header of a 405) would advertise PUT, PATCH and DELETE on it.
+# Malformed ids still reach the handler, which answers 404.
+RESERVED = ("count",)
+
+
+class ProductIdConverter(BaseConverter):
+    """One path segment that is not a reserved sibling route name."""
+
+    regex = "(?!(?:" + "|".join(RESERVED) + r")(?:/|$))[^/]+"
+
+
+def product_id_schema(_: ProductIdConverter) -> dict[str, Any]:
+    """How the OpenAPI document describes the segment."""
+    # In words, not as {"not": {"enum": [...]}}: a generator that tries schema-violating
+    # values would send exactly /products/count, which is a valid URL of another operation.
+    return {"type": "string", "description": "Product id (any segment but " + ", ".join(RESERVED) + ")"}

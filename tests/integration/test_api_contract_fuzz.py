@@ -25,8 +25,8 @@ from jollyjet import create_app
 from jollyjet.cache.epoch import delete_cached_data
 from jollyjet.commands import catalog_products, seed_products
 from jollyjet.db import ensure_indexes
-from jollyjet.products.models import ProductDocument
-from jollyjet.products.path_ids import RESERVED
+from jollyjet.products.record import ProductDocument
+from jollyjet.products.schemas import RESERVED
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.redis_server import RedisServer

@@ -25,8 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from jollyjet import create_app
 from jollyjet.cache.store import CacheError
 from jollyjet.jobs.repair import repair_failed_writes
-from jollyjet.products.domain import ProductQuery, ProductRecord
-from jollyjet.products.representation import product_to_api
+from jollyjet.products.record import ProductQuery, ProductRecord, product_to_api
 from jollyjet.services import CacheServices, Services, services_of
 from tests.conftest import make_settings
 from tests.support.factories import product_values

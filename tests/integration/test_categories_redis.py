@@ -1,7 +1,7 @@
 """The category list against a real redis-server: cached like a count, never left older than a write.
 
 The category list is a cached result of the unfiltered set under its `members` and
-`group.category` generations (products/cache/queries.py). A write that lands while a
+`group.category` generations (products/catalog.py). A write that lands while a
 read is between its MongoDB aggregate and its fill bumps a generation the fill was
 computed under, so the older aggregate is refused (scripts.FILL_FILTERED); the next
 read is a miss and sees the write.
@@ -25,7 +25,7 @@ import pytest
 from flask import Flask
 
 from jollyjet.cache.events import EventCounter
-from jollyjet.products.domain import CategoryCount, Read
+from jollyjet.products.record import CategoryCount, Read
 from jollyjet.services import Services, services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_values

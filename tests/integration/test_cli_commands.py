@@ -19,7 +19,7 @@ from flask import Flask
 from jollyjet.cache.fence import RepairLog
 from jollyjet.commands import EXIT_BUSY
 from jollyjet.db import ensure_indexes
-from jollyjet.products.models import ProductDocument
+from jollyjet.products.record import ProductDocument
 from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload

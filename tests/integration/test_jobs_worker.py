@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from jollyjet import create_app, jobs
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.products.models import ProductDocument
+from jollyjet.products.record import ProductDocument
 from jollyjet.services import services_of
 from tests.conftest import make_settings
 from tests.support.factories import product_payload

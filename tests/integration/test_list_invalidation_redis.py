@@ -67,8 +67,9 @@ def _truth(app: Flask, path: str) -> Any:
     with app.test_request_context(path):
         from flask import request
 
-        from jollyjet.products.representation import product_to_api, query_from_args
+        from jollyjet.products.record import product_to_api
         from jollyjet.products.schemas import ProductFilterSchema, ProductListQuerySchema
+        from jollyjet.products.views import query_from_args
 
         if path.startswith(f"{PRODUCTS}/count"):
             query = query_from_args(ProductFilterSchema().load(request.args))

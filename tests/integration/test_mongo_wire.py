@@ -25,9 +25,14 @@ import pytest
 
 from jollyjet.cache.fence import CacheRepairRecord, RepairLog
 from jollyjet.db import connect_mongo, ensure_indexes
-from jollyjet.products.domain import SORT_FIELDS, CategoryCount, ProductQuery, ProductRecord
-from jollyjet.products.mongo_repository import MongoProductRepository
-from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
+from jollyjet.products.record import SORT_FIELDS, CategoryCount, ProductQuery, ProductRecord
+from jollyjet.products.repository import (
+    DatabaseUnavailable,
+    DuplicateSku,
+    MongoProductRepository,
+    ProductNotFound,
+    VersionConflict,
+)
 from jollyjet.settings import load_settings
 from tests.support.mongo_server import (
     MongoForTests,

@@ -10,7 +10,7 @@ from werkzeug.test import TestResponse
 
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.store import CacheBackend
-from jollyjet.products.models import ProductDocument
+from jollyjet.products.record import ProductDocument
 from jollyjet.services import services_of
 from tests.support.fake_cache import cache_contents
 

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from jollyjet.products.domain import ProductRecord, Read
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.record import ProductRecord, Read
+from jollyjet.products.repository import MongoProductRepository
 
 
 class Pause:
@@ -28,7 +28,7 @@ class Pause:
 class SlowReadRepository:
     """Wraps a repository: counts reads, and can pause a get() after it read the database."""
 
-    def __init__(self, inner: ProductRepository, delay_s: float = 0.0) -> None:
+    def __init__(self, inner: MongoProductRepository, delay_s: float = 0.0) -> None:
         self.inner = inner
         self.delay_s = delay_s
         self.pause_after_get: Pause | None = None

@@ -13,8 +13,7 @@ from typing import Any
 from flask import Flask
 
 from jollyjet.cache.store import CacheBackend, CacheError
-from jollyjet.products.cache import codec
-from jollyjet.products.domain import ProductRecord
+from jollyjet.products.record import ProductRecord, render
 from jollyjet.services import Services
 from tests.conftest import make_app, make_settings
 from tests.support.factories import product_values as product_values  # re-exported for the job tests
@@ -30,7 +29,7 @@ def plant_record(services: Services, record: ProductRecord, ttl_s: int = 600) ->
     """Cache record's bytes at record.version, as if some writer had put them there."""
     assert services.cache is not None
     keys = services.cache.keys.product(record.id)
-    assert write_entry(services.cache.backend, keys, codec.PRODUCT.encode(record), record.version, ttl_s)
+    assert write_entry(services.cache.backend, keys, render(record), record.version, ttl_s)
 
 
 def drop_ttl(backend: CacheBackend, key: str) -> None:

@@ -8,7 +8,7 @@ any subset of the writes that began before t1 and had not completed before t0, c
 under happens-before (w1 completed before w2 began, or one product's version v before
 v+1, or every write of a product before its delete). CatalogJudge computes the answer
 each such state gives, exactly as the service computes it from MongoDB
-(jollyjet/products/mongo_repository.py: build_filter, _sort_keys, categories), and the
+(jollyjet/products/repository.py: build_filter, _sort_keys, categories), and the
 answer must equal one of them as a whole: a product body, a list page (ids, order,
 versions, bodies, total), a count, the categories. So a page mixing two moments (ids
 from before a write, an item's body from after it) is caught even when each item on

@@ -12,7 +12,7 @@ from flask import Flask
 
 from jollyjet import create_app
 from jollyjet.app_factory import DEV_TOKEN
-from jollyjet.products.models import ProductDocument
+from jollyjet.products.record import ProductDocument
 from jollyjet.services import services_of
 from jollyjet.wiring import build_services
 from tests.conftest import TOKEN, make_app, make_settings

@@ -170,7 +170,7 @@ def test_a_before_image_is_returned_only_once_its_write_settled(backend: CacheBa
     assert backend.swap_versioned(product.entry, product.lease, product.pending, b"three", 3, 60, "") == (True, b"two")
     assert not backend.mark_settled(product.entry, 2)  # version 3 is cached now
     assert backend.get_versioned(product.entry) == VersionedEntry(3, b"three")
-    # A fill says whether its version is settled (written long ago: products/cache/writer.py).
+    # A fill says whether its version is settled (written long ago: products/catalog_writes.py).
     other = keys.product("6b0000000000000000000002")
     for settled, expected in ((False, None), (True, b"one")):
         backend.delete(other.entry)

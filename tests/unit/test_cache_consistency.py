@@ -19,10 +19,10 @@ from jollyjet.cache.fence import CacheRepairRecord, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
 from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.db import connect_mongo
-from jollyjet.products.cache import codec
-from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
-from jollyjet.products.domain import CacheStatus, ProductQuery
-from jollyjet.products.mongo_repository import MongoProductRepository
+from jollyjet.products.catalog import CachedProductRepository
+from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.record import CacheStatus, ProductQuery, parse
+from jollyjet.products.repository import MongoProductRepository
 from tests.conftest import make_settings
 from tests.support.factories import product_values
 from tests.support.fake_cache import FakeCacheBackend, write_entry
@@ -72,11 +72,11 @@ def cached_version(stack: Stack, product_id: str) -> VersionedEntry | None:
 def test_every_write_kind_goes_through_to_the_cache(stack: Stack) -> None:
     created = stack.repo.create(values())
     entry = cached_version(stack, created.id)
-    assert entry is not None and entry.version == 1 and codec.PRODUCT.decode(entry.payload or b"") == created
+    assert entry is not None and entry.version == 1 and parse(entry.payload or b"") == created
 
     updated = stack.repo.update(created.id, {"stock": 7}, expected_version=1)
     entry = cached_version(stack, created.id)
-    assert entry is not None and entry.version == 2 and codec.PRODUCT.decode(entry.payload or b"").stock == 7
+    assert entry is not None and entry.version == 2 and parse(entry.payload or b"").stock == 7
 
     stack.repo.delete(created.id, expected_version=updated.version)
     entry = cached_version(stack, created.id)
@@ -125,7 +125,7 @@ def test_out_of_order_write_through_never_moves_the_cache_backwards() -> None:
 
     entry = cached_version(stack, created.id)
     assert entry is not None and entry.version == 3
-    assert codec.PRODUCT.decode(entry.payload or b"").stock == 2
+    assert parse(entry.payload or b"").stock == 2
     assert stack.mongo.get(created.id).value.stock == 2  # type: ignore[union-attr]
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jollyjet.products.cache.invalidation import (
+from jollyjet.products.catalog_writes import (
     GROUP_CATEGORY,
     MEMBERS,
     aspects,
@@ -15,7 +15,7 @@ from jollyjet.products.cache.invalidation import (
     matches,
     order_aspect,
 )
-from jollyjet.products.domain import ProductQuery, ProductRecord
+from jollyjet.products.record import ProductQuery, ProductRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=1)

@@ -40,7 +40,7 @@ def test_a_page_read_after_a_write_whose_entry_lags_is_recomputed(
     fake_cache.delete(entry.entry)
     assert write_entry(fake_cache, entry, old_body, 1, 60)
 
-    with caplog.at_level(logging.DEBUG, logger="jollyjet.products.cache.read_through"):
+    with caplog.at_level(logging.DEBUG, logger="jollyjet.products.catalog"):
         response = client.get(listing)
     assert response.headers["X-Cache"] == "MISS"
     assert [(p["id"], p["version"], p["description"]) for p in response.get_json()] == [(product["id"], 2, "v2")]

@@ -16,8 +16,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
 from jollyjet.jobs.audit import AuditRun
-from jollyjet.products.domain import ProductRecord
-from jollyjet.products.representation import product_to_api
+from jollyjet.products.record import ProductRecord, product_to_api
 from jollyjet.products.schemas import _NOT_BLANK, MONEY_PATTERN, Money, ProductInputSchema
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
+from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.services import services_of
 from jollyjet.settings import SettingsError
 from tests.conftest import TOKEN, make_app, make_settings
@@ -35,7 +35,7 @@ def bulkhead_of(app: Flask) -> Bulkhead:
     """The bulkhead between the cached repository and MongoDB."""
     cache = services_of(app).require_cache()
     bounded = cache.repository.inner
-    assert isinstance(bounded, BoundedRepository)
+    assert isinstance(bounded, MongoProductRepository) and bounded.bulkhead is not None
     return bounded.bulkhead
 
 
@@ -94,7 +94,7 @@ def test_the_bulkhead_waits_its_bounded_while_before_shedding() -> None:
 def test_the_bulkhead_without_cache_bounds_the_service_reads() -> None:
     app = make_app(make_settings(cache_enabled=False, db_bulkhead=1, db_bulkhead_wait_ms=0))
     bounded = services_of(app).products
-    assert isinstance(bounded, BoundedRepository)
+    assert isinstance(bounded, MongoProductRepository) and bounded.bulkhead is not None
     with bounded.bulkhead.slot():
         assert_json_error(app.test_client().get(PRODUCTS), 503, "overloaded")
 

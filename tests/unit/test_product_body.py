@@ -6,9 +6,7 @@ import orjson
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.products import body
-from jollyjet.products.cache import codec
-from jollyjet.products.representation import product_to_api
+from jollyjet.products.record import json_array, names, parse, product_to_api, render
 from jollyjet.services import services_of
 from tests.conftest import TOKEN
 from tests.support.api import PRODUCTS
@@ -29,13 +27,13 @@ def test_the_stored_bytes_are_the_api_body_and_decode_back_to_the_record(app: Fl
     created = _create(client, price="0.05", tags=["a", "b"], description='ünïcode \u2028 "quoted"')
     record = services_of(app).mongo.get(str(created["id"])).value
     assert record is not None
-    rendered = body.render(record)
-    assert rendered == orjson.dumps(product_to_api(record)) == codec.PRODUCT.encode(record)
-    assert body.parse(rendered) == record == codec.PRODUCT.decode(rendered)
+    rendered = render(record)
+    assert rendered == orjson.dumps(product_to_api(record))
+    assert parse(rendered) == record
     assert orjson.loads(rendered) == created
-    assert body.names(record.id, rendered) and not body.names("0" * 24, rendered)
-    assert body.json_array([rendered, rendered]) == orjson.dumps([product_to_api(record)] * 2)
-    assert body.json_array([]) == b"[]"
+    assert names(record.id, rendered) and not names("0" * 24, rendered)
+    assert json_array([rendered, rendered]) == orjson.dumps([product_to_api(record)] * 2)
+    assert json_array([]) == b"[]"
 
 
 def test_a_hit_serves_the_stored_bytes_as_they_are(

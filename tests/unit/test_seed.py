@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from jollyjet.commands import DEMO_COUNT, catalog_products, seed_products
-from jollyjet.products.domain import ProductQuery
+from jollyjet.products.record import ProductQuery
 from jollyjet.products.schemas import ProductInputSchema
 from jollyjet.services import services_of
 from tests.conftest import make_app, make_settings

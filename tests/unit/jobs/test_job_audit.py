@@ -16,10 +16,8 @@ from flask import Flask
 from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.jobs.audit import DRIFT_CLASSES, AuditOptions, AuditRun, CacheAudit, latest_audit, prune_audits
-from jollyjet.products.cache import codec
-from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
-from jollyjet.products.models import ProductDocument
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.record import CacheStatus, ProductDocument, ProductQuery, ProductRecord, parse
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import Services
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
@@ -32,7 +30,7 @@ from tests.support.job_stack import (
 
 def run_audit(
     services: Services,
-    database: ProductRepository | None = None,
+    database: MongoProductRepository | None = None,
     rng: random.Random | None = None,
     **options: object,
 ) -> AuditRun:
@@ -111,7 +109,7 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
     for product in (stale, mismatch, no_ttl, long_ttl, fine):
         entry = entry_of(services, product.id)
         assert entry is not None and entry.payload is not None
-        assert codec.PRODUCT.decode(entry.payload) == in_db(services, product.id)
+        assert parse(entry.payload) == in_db(services, product.id)
         ttl = ttl_of(services, product.id)
         assert ttl is not None and 0 < ttl <= services.cache.writer.max_product_ttl()  # type: ignore[union-attr]
     assert entry_of(services, ahead.id) is None and entry_of(services, garbled.id) is None
@@ -148,7 +146,7 @@ def test_an_entry_can_show_two_classes_and_each_is_counted(services: Services, b
     assert run.drift == {**no_drift(), "stale_version": 1, "wrong_ttl": 1}
     assert run.repaired == run.drift
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 2 and codec.PRODUCT.decode(entry.payload or b"").name == "Renamed"
+    assert entry is not None and entry.version == 2 and parse(entry.payload or b"").name == "Renamed"
     assert (ttl_of(services, product.id) or 0) > 0
 
 
@@ -293,7 +291,7 @@ def test_audit_repair_does_not_overwrite_a_newer_write_that_landed_meanwhile(app
     assert run.drift["content_mismatch"] == 1
     assert run.repaired["content_mismatch"] == 0  # its v1 write was refused: the write took the lease
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 2 and codec.PRODUCT.decode(entry.payload or b"").name == "Newer"
+    assert entry is not None and entry.version == 2 and parse(entry.payload or b"").name == "Newer"
     body = app.test_client().get(f"/api/v1/products/{product.id}").get_json()
     assert (body["version"], body["name"]) == (2, "Newer")
 
@@ -308,13 +306,13 @@ def test_audit_repair_of_a_stale_entry_loses_to_a_concurrent_newer_write(service
 
     assert run.drift["stale_version"] == 1 and run.repaired["stale_version"] == 0
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 3 and codec.PRODUCT.decode(entry.payload or b"").stock == 30
+    assert entry is not None and entry.version == 3 and parse(entry.payload or b"").stock == 30
 
 
 class LaggingRepository:
     """A database read that returns each product one version behind (a lagging replica)."""
 
-    def __init__(self, inner: ProductRepository) -> None:
+    def __init__(self, inner: MongoProductRepository) -> None:
         self.inner = inner
 
     def get_many(self, product_ids: list[str]) -> dict[str, ProductRecord]:
@@ -359,4 +357,4 @@ def test_a_tombstone_hiding_an_existing_product_is_repaired(services: Services) 
     assert entry_of(services, restored.id) is None  # evicted: the next read fills it
     assert services.products.get(restored.id).value == restored
     fixed = entry_of(services, behind.id)
-    assert fixed is not None and fixed.payload is not None and codec.PRODUCT.decode(fixed.payload) == behind
+    assert fixed is not None and fixed.payload is not None and parse(fixed.payload) == behind

@@ -12,7 +12,7 @@ from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.store import CacheBackend
 from jollyjet.jobs.cleanup import CacheCleanup, CleanupOptions, CleanupReport
-from jollyjet.products.domain import ProductRecord
+from jollyjet.products.record import ProductRecord
 from jollyjet.services import Services
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (

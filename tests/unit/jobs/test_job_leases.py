@@ -17,13 +17,13 @@ from jollyjet.cache.store import VersionedEntry
 from jollyjet.job_settings import AuditMode
 from jollyjet.jobs.audit import AuditOptions, CacheAudit
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes
-from jollyjet.products.domain import ProductRecord
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.record import ProductRecord
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import Services
 from tests.support.job_stack import RepositoryWithHook, product_values
 
 
-def repair(services: Services, database: ProductRepository | None = None) -> RepairReport:
+def repair(services: Services, database: MongoProductRepository | None = None) -> RepairReport:
     assert services.cache is not None
     return repair_failed_writes(
         services.cache.repairs,
@@ -35,7 +35,7 @@ def repair(services: Services, database: ProductRepository | None = None) -> Rep
     )
 
 
-def audit(services: Services, database: ProductRepository) -> dict[str, int]:
+def audit(services: Services, database: MongoProductRepository) -> dict[str, int]:
     assert services.cache is not None
     cache = services.cache
     options = AuditOptions(mode=AuditMode.FULL, lease_ttl_ms=services.settings.cache_lease_ttl_ms)

@@ -12,9 +12,8 @@ from flask import Flask
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.store import CacheError, VersionedEntry
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes
-from jollyjet.products.cache import codec
-from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
-from jollyjet.products.repository import ProductRepository
+from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord, parse
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import Services
 from tests.support.job_stack import OutageBackend, RepositoryWithHook, product_values
 
@@ -26,7 +25,7 @@ def backend() -> OutageBackend:
 
 def repair(
     services: Services,
-    database: ProductRepository | None = None,
+    database: MongoProductRepository | None = None,
     batch: int = 500,
 ) -> RepairReport:
     assert services.cache is not None
@@ -81,7 +80,7 @@ def test_writes_that_failed_during_an_outage_are_replayed(
     }
     for product in (updated, created):
         entry = entry_of(services, product.id)
-        assert entry is not None and codec.PRODUCT.decode(entry.payload or b"") == services.mongo.get(product.id).value
+        assert entry is not None and parse(entry.payload or b"") == services.mongo.get(product.id).value
     assert entry_of(services, deleted.id) == VersionedEntry(deleted.version + 1, None)
     page = services.products.list_page(ProductQuery())
     assert page.source is CacheStatus.MISS and {r.id for r in page.value.items} == {updated.id, created.id}
@@ -152,7 +151,7 @@ def test_a_write_newer_than_the_repairs_database_read_wins(services: Services, b
 
     assert (report.rewritten, report.unchanged, report.remaining) == (0, 1, 0)
     entry = entry_of(services, product.id)
-    assert entry is not None and entry.version == 3 and codec.PRODUCT.decode(entry.payload or b"").stock == 6
+    assert entry is not None and entry.version == 3 and parse(entry.payload or b"").stock == 6
 
 
 def test_records_stay_pending_when_the_list_and_category_invalidation_fails(

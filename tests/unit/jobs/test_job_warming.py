@@ -18,10 +18,10 @@ from jollyjet.cache.keys import CacheKeys, TtlPolicy
 from jollyjet.db import connect_mongo
 from jollyjet.jobs import warm as warming
 from jollyjet.jobs.warm import query_from_member, warm_cache
-from jollyjet.products.cache import codec
-from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
-from jollyjet.products.domain import ProductQuery, ProductRecord
-from jollyjet.products.mongo_repository import MongoProductRepository
+from jollyjet.products.catalog import CachedProductRepository
+from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.record import ProductQuery, ProductRecord, parse
+from jollyjet.products.repository import MongoProductRepository
 from jollyjet.services import services_of
 from tests.conftest import make_settings
 from tests.support.fake_cache import FakeCacheBackend
@@ -47,7 +47,7 @@ class Stack:
 
     def cached(self, product_id: str) -> ProductRecord | None:
         entry = self.cache.get_versioned(self.keys.product(product_id).entry)
-        return None if entry is None or entry.payload is None else codec.PRODUCT.decode(entry.payload)
+        return None if entry is None or entry.payload is None else parse(entry.payload)
 
     def warm(self, top_products: int = 100, top_queries: int = 0) -> warming.WarmReport:
         return warm_cache(self.repo, self.popularity, top_products, top_queries)
