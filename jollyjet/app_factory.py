@@ -1,10 +1,11 @@
-"""The application factory: a short list of named steps.
+"""The application factory: a short list of named steps, and the Services it builds from settings.
 
 Building an app connects to no server and writes nothing: the MongoDB and Redis
 clients connect on first use, and what a serving process does once at start-up
 (embedded worker threads, the embedded demo catalog) is its entry point's business
 (app.py, `python -m jollyjet`). What an operator runs once (seeding, indexes) is a
-command of `flask --app app` (jollyjet/commands.py).
+command of `flask --app app` (jollyjet/commands.py). The web, the worker and beat
+all build their app here, so they all run on the same Services.
 """
 
 from __future__ import annotations
@@ -18,25 +19,35 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from jollyjet.api_docs import register_docs_page
+from jollyjet.api import JsonErrorApi, register_contract, register_docs_page
+from jollyjet.cache.backend import CacheBackend
+from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.cache.client import RedisClient, build_redis_client
+from jollyjet.cache.epoch import CacheEpochGuard
+from jollyjet.cache.events import CacheEvents, EventCounter, TeeEvents
+from jollyjet.cache.fence import RepairFence
+from jollyjet.cache.keys import CacheKeys
+from jollyjet.cache.popularity import PopularityTracker
+from jollyjet.cache.redis_backend import CallObserver, RedisCacheBackend
+from jollyjet.cache.repair_log import RepairLog
+from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.celery_app import celery_init_app
 from jollyjet.commands import register_commands
-from jollyjet.db import connect_mongo
-from jollyjet.errors import JsonErrorApi, register_error_handlers
-from jollyjet.http_headers import register_http_headers
+from jollyjet.db import connect_mongo, socket_timeout_ms
+from jollyjet.extensions import EXTENSION, CacheServices, Services
+from jollyjet.http import register_error_handlers, register_http_headers, register_rate_limits
 from jollyjet.maintenance import names
 from jollyjet.monitoring.logs import configure_logging as configure_log_output
-from jollyjet.monitoring.setup import attach_monitoring, mongo_listeners
-from jollyjet.monitoring_settings import LogFormat
-from jollyjet.openapi_contract import register_contract
+from jollyjet.monitoring.setup import attach_monitoring, metric_sinks, mongo_listeners, redis_observer, shed_counter
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.ops.monitoring import metrics_blp, stats_blp
+from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
+from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
+from jollyjet.products.mongo_repository import MongoProductRepository
+from jollyjet.products.repository import ProductRepository
 from jollyjet.products.routes import blp as products_blp
-from jollyjet.rate_limits import register_rate_limits
-from jollyjet.services import EXTENSION, Services
-from jollyjet.settings import Environment, Settings, load_settings
-from jollyjet.wiring import build_services
+from jollyjet.settings import Environment, LogFormat, RedisTopology, Settings, load_settings
 
 log = logging.getLogger(__name__)
 DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
@@ -157,3 +168,102 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(health_blp)
     api.register_blueprint(stats_blp)
     api.register_blueprint(metrics_blp)
+
+
+def cache_policy(settings: Settings) -> CachePolicy:
+    """The cached repository's TTLs and timings."""
+    return CachePolicy(
+        product_ttl_s=settings.cache_product_ttl_s,
+        list_ttl_s=settings.cache_list_ttl_s,
+        tombstone_ttl_s=settings.cache_tombstone_ttl_s,
+        lease_ttl_ms=settings.cache_lease_ttl_ms,
+        fill_wait_ms=settings.cache_fill_wait_ms,
+        # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
+        write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
+    )
+
+
+def build_services(
+    settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
+) -> Services:
+    """Wire the repositories and the cache. A cache_backend replaces the Redis one (unit tests).
+
+    The cache events go to `events` (kept as services.cache.events) and to the metrics;
+    the metrics also time every Redis call."""
+    mongo = MongoProductRepository()
+    # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
+    shed = shed_counter()
+    bulkhead = Bulkhead(settings.db_bulkhead_size, settings.db_bulkhead_wait_ms, on_shed=lambda: shed("bulkhead"))
+    bounded = BoundedRepository(mongo, bulkhead)
+    if not settings.cache_enabled:
+        return Services(settings=settings, products=bounded, mongo=mongo)
+    events = events or EventCounter()
+    sink = TeeEvents([events, *metric_sinks()])
+    cache = build_cache(settings, bounded, cache_backend, events, sink, redis_observer())
+    return Services(settings=settings, products=cache.repository, mongo=mongo, cache=cache)
+
+
+def build_cache(
+    settings: Settings,
+    mongo: ProductRepository,
+    cache_backend: CacheBackend | None,
+    events: CacheEvents,
+    sink: CacheEvents | None = None,
+    observer: CallObserver | None = None,
+) -> CacheServices:
+    """The cache group: the backend on Redis (or the one handed in) and everything built on it.
+
+    sink receives the cache events (default: events); observer is told of every Redis call."""
+    sink = sink or events
+    keys = CacheKeys(settings.cache_key_prefix)
+    breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
+    client: RedisClient | None = None
+    backend: CacheBackend
+    epoch_guard: CacheEpochGuard | None = None
+    if cache_backend is None:
+        # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
+        if not settings.embedded_redis:
+            epoch_guard = CacheEpochGuard(
+                settings.cache_key_prefix,
+                events,
+                settings.cache_fence_poll_s,
+                cluster=settings.redis_topology is RedisTopology.CLUSTER,
+            )
+        client = build_redis_client(
+            settings,
+            on_connect=epoch_guard,
+            check=epoch_guard.check if epoch_guard is not None else None,
+        )
+        backend = RedisCacheBackend(client, breaker, observer)
+    else:
+        backend = cache_backend
+    repairs = RepairLog()
+    popularity = PopularityTracker(
+        backend, keys, settings.popularity_sample_rate, flush_interval_s=settings.popularity_flush_s
+    )
+    repository = CachedProductRepository(
+        mongo,
+        backend,
+        keys,
+        TtlPolicy(settings.cache_ttl_jitter),
+        cache_policy(settings),
+        repairs,
+        sink,
+        popularity=popularity,
+        # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
+        fence=RepairFence(repairs, settings.cache_fence_poll_s, also_refresh=epoch_guard)
+        if cache_backend is None
+        else None,
+    )
+    return CacheServices(
+        backend=backend,
+        keys=keys,
+        repository=repository,
+        writer=repository.writer,
+        breaker=breaker,
+        repairs=repairs,
+        popularity=popularity,
+        events=events,
+        client=client,
+        epoch_guard=epoch_guard,
+    )

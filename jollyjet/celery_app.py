@@ -16,7 +16,7 @@ from celery import Celery, Task
 from flask import Flask
 
 from jollyjet.maintenance import names
-from jollyjet.settings import Settings
+from jollyjet.settings import CELERY_RESULT_EXPIRES_S, Settings
 
 TASK_MODULES = ["tasks.jobs"]
 BEAT_SCHEDULER = "tasks.beat:SingleBeatScheduler"
@@ -58,7 +58,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         # Store the task name with its result, so GET /api/v1/tasks/<id> can say which job it was.
         "result_extended": True,
-        "result_expires": settings.celery_result_expires_s,
+        "result_expires": CELERY_RESULT_EXPIRES_S,
         "broker_connection_retry_on_startup": True,
         # An admin request that enqueues a job must not hang on a dead broker.
         "broker_connection_timeout": 2,

@@ -19,24 +19,28 @@ from flask import Flask
 from flask.cli import with_appcontext
 from kombu.utils.url import maybe_sanitize_url
 from marshmallow import ValidationError
+from mongoengine import Document
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from jollyjet.cache.backend import CacheError
-from jollyjet.db import ensure_indexes
-from jollyjet.job_settings import AuditMode
+from jollyjet.cache.epoch import CacheEpochRecord
+from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.db import mongo_problem
+from jollyjet.extensions import CacheServices, Services, current_services
 from jollyjet.maintenance.audit import DRIFT_CLASSES, run_audit
+from jollyjet.maintenance.audit_store import AuditRun
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.maintenance.repair import run_repair
 from jollyjet.maintenance.report import JobEntry, JobReport
 from jollyjet.maintenance.run_lock import run_job_once
 from jollyjet.maintenance.warming import run_warm
+from jollyjet.monitoring.job_status import JobStatus
+from jollyjet.products.models import ProductDocument
 from jollyjet.products.repository import DatabaseUnavailable
 from jollyjet.products.schemas import ProductInputSchema
 from jollyjet.seed import DEMO_CATEGORIES, DEMO_COUNT, catalog_products, seed_products
-from jollyjet.services import CacheServices, Services, current_services
-from jollyjet.settings import Settings
-from jollyjet.startup_checks import mongo_problem
+from jollyjet.settings import CLEANUP_SCAN_BATCH, AuditMode, Settings
 
 EXIT_BUSY = 3
 MAX_SEED = 1_000_000
@@ -44,6 +48,23 @@ MAX_SEED = 1_000_000
 PROGRESS_FROM = 500
 # What a run can fail with once the servers answered: a server lost midway, a timeout.
 _RUN_ERRORS = (CacheError, RedisError, DatabaseUnavailable, PyMongoError)
+
+
+# Every collection of the service. Their documents say auto_create_index=False: serving
+# never creates an index (a first write would pay for it, and a MongoDB outage at that
+# moment would fail the write); `flask --app app ensure-indexes` does, in the release phase.
+DOCUMENTS: tuple[type[Document], ...] = (ProductDocument, CacheRepairRecord, AuditRun, JobStatus, CacheEpochRecord)
+
+
+def ensure_indexes() -> dict[str, int]:
+    """Create the declared indexes of every collection (idempotent); how many indexes each collection has now
+    (a collection with no declared index and no documents yet does not exist: 0)."""
+    counts = {}
+    for document in DOCUMENTS:
+        document.ensure_indexes()
+        collection = document._get_collection()
+        counts[collection.name] = len(collection.index_information())
+    return counts
 
 
 class JobBusy(click.ClickException):
@@ -221,7 +242,7 @@ def drop_cache() -> None:
     services = current_services()
     cache = _cache(services)
     with _one_line_errors("drop-cache"):
-        deleted = drop_service_keys(cache.backend, cache.keys, services.settings.cleanup_scan_batch)
+        deleted = drop_service_keys(cache.backend, cache.keys, CLEANUP_SCAN_BATCH)
     click.echo(f"drop-cache: {deleted} keys deleted under {cache.keys.service_pattern()}")
 
 

@@ -1,4 +1,10 @@
-"""Settings from environment variables, validated once at start-up."""
+"""Every setting of the service, from environment variables, validated once at start-up.
+
+One flat model with the fields grouped by concept below (each field's alias is its variable;
+docs/configuration.md lists them all). A value nobody tunes is a named constant here instead,
+next to the group it belongs to, so it is still found in one place. A missing or junk value
+raises SettingsError naming the variable, before anything is built.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,45 @@ from enum import StrEnum
 from importlib.util import find_spec
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
-
-# The one env() helper, under another name here: Settings has a field called `env`,
-# which would shadow the helper inside the class body.
-from jollyjet.job_settings import JobSettings
-from jollyjet.job_settings import env as _env
-from jollyjet.overload_settings import OverloadSettings
-from jollyjet.redis_topology_settings import RedisTopology, RedisTopologySettings
-
-__all__ = ["Environment", "RedisTopology", "Settings", "SettingsError", "load_settings"]
-from jollyjet.monitoring_settings import MonitoringSettings
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
 # scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
 # requests carry a bearer token, so each allowed origin is named.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5})$")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+_BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "amqp://", "amqps://", "memory://")
+_RESULT_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "cache+memory://")
+_LIMIT_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
+_SENTINEL_ONLY = (
+    ("redis_sentinels_raw", "JOLLYJET_REDIS_SENTINELS"),
+    ("redis_sentinel_master", "JOLLYJET_REDIS_SENTINEL_MASTER"),
+    ("redis_username", "JOLLYJET_REDIS_USERNAME"),
+    ("redis_password", "JOLLYJET_REDIS_PASSWORD"),
+    ("redis_sentinel_password", "JOLLYJET_REDIS_SENTINEL_PASSWORD"),
+    ("redis_tls_ca_file", "JOLLYJET_REDIS_TLS_CA_FILE"),
+)
+
+# Fixed values that were once settings nobody tuned (each is read where it is used).
+CELERY_RESULT_EXPIRES_S = 86400  # how long task states and reports are kept
+WARM_TOP_PRODUCTS = 500  # most-read products the warming job keeps cached
+WARM_TOP_QUERIES = 20  # most-read list queries whose first page it keeps cached
+CLEANUP_SCAN_BATCH = 500  # SCAN COUNT and deletion batch (cleanup, DELETE /api/v1/cache)
+POPULARITY_MAX_MEMBERS = 10000  # members cleanup keeps in each popularity set
+REPAIR_RETENTION_DAYS = 7  # repaired records older than this are purged by cleanup
+REPAIR_BATCH = 500  # failed-write records replayed per repair run
+AUDIT_SAMPLE_RATE = 0.2  # probability that a cached entry is checked in sample mode
+AUDIT_MAX_KEYS = 20000  # entries one audit run checks at most
+AUDIT_BATCH = 200  # entries per SCAN / pipelined read / MongoDB query of the audit
+AUDIT_REPAIR = True  # the audit repairs the drift it finds (False: report only)
+AUDIT_HISTORY = 100  # audit runs kept in MongoDB
+
+
+def _var(name: str) -> Any:
+    """Field bound to exactly one environment variable name."""
+    return AliasChoices(name)
 
 
 class Environment(StrEnum):
@@ -32,60 +60,187 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class RedisTopology(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+class AuditMode(StrEnum):
+    SAMPLE = "sample"
+    FULL = "full"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    TEXT = "text"
+
+
 class SettingsError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadSettings):
+def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` → ((host, port), ...); raises ValueError naming the bad entry."""
+    found = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not _HOST.match(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{item!r} is not host:port (port 1-65535)")
+        found.append((host.strip("[]"), int(port)))
+    if len(set(found)) != len(found):
+        raise ValueError("a sentinel is listed twice")
+    return tuple(found)
+
+
+def _parsed_limits(value: str) -> str:
+    # flask-limiter parses these strings on every limited request: a typo must stop the
+    # start-up, not turn into a request that fails or a limit that silently never applies.
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"{value[:80]!r} is not a rate limit like '10/second;120/minute'") from None
+    return value
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, "")
+
+
+class Settings(BaseSettings):
     """Every knob of the service. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
-    env: Environment = Field(Environment.DEVELOPMENT, validation_alias=_env("JOLLYJET_ENV"))
-    mongodb_uri: str = Field(EMBEDDED_MONGODB_URI, validation_alias=_env("MONGODB_URI"))
-    mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_env("JOLLYJET_MONGODB_TIMEOUT_MS"))
+    # --- Service: environment, MongoDB, HTTP limits and headers, logs
+    env: Environment = Field(Environment.DEVELOPMENT, validation_alias=_var("JOLLYJET_ENV"))
+    mongodb_uri: str = Field(EMBEDDED_MONGODB_URI, validation_alias=_var("MONGODB_URI"))
+    mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_var("JOLLYJET_MONGODB_TIMEOUT_MS"))
     # None means "embedded fakeredis" and is only allowed outside production.
-    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
-    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
+    redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"))
+    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
     redis_connect_timeout_ms: int = Field(
-        100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
+        100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
     )
-    redis_retries: int = Field(1, ge=0, le=5, validation_alias=_env("JOLLYJET_REDIS_RETRIES"))
-    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_POOL_SIZE"))
-    redis_pool_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_POOL_TIMEOUT_MS"))
+    redis_retries: int = Field(1, ge=0, le=5, validation_alias=_var("JOLLYJET_REDIS_RETRIES"))
+    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_POOL_SIZE"))
+    redis_pool_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_POOL_TIMEOUT_MS"))
     redis_health_check_interval_s: int = Field(
-        15, ge=0, le=3600, validation_alias=_env("JOLLYJET_REDIS_HEALTH_CHECK_INTERVAL_S")
+        15, ge=0, le=3600, validation_alias=_var("JOLLYJET_REDIS_HEALTH_CHECK_INTERVAL_S")
     )
 
-    cache_enabled: bool = Field(True, validation_alias=_env("JOLLYJET_CACHE_ENABLED"))
+    cache_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CACHE_ENABLED"))
     cache_key_prefix: str = Field(
-        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_env("JOLLYJET_CACHE_KEY_PREFIX")
+        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_var("JOLLYJET_CACHE_KEY_PREFIX")
     )
-    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_env("JOLLYJET_CACHE_PRODUCT_TTL_S"))
-    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_env("JOLLYJET_CACHE_LIST_TTL_S"))
-    cache_ttl_jitter: float = Field(0.1, ge=0.0, le=0.5, validation_alias=_env("JOLLYJET_CACHE_TTL_JITTER"))
-    cache_tombstone_ttl_s: int = Field(60, ge=1, le=86400, validation_alias=_env("JOLLYJET_CACHE_TOMBSTONE_TTL_S"))
-    cache_lease_ttl_ms: int = Field(2000, ge=10, le=60000, validation_alias=_env("JOLLYJET_CACHE_LEASE_TTL_MS"))
-    cache_fill_wait_ms: int = Field(250, ge=0, le=5000, validation_alias=_env("JOLLYJET_CACHE_FILL_WAIT_MS"))
-    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_env("JOLLYJET_CACHE_FENCE_POLL_S"))
-    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_env("JOLLYJET_BREAKER_FAILURES"))
-    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_env("JOLLYJET_BREAKER_COOLDOWN_S"))
+    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_var("JOLLYJET_CACHE_PRODUCT_TTL_S"))
+    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_LIST_TTL_S"))
+    cache_ttl_jitter: float = Field(0.1, ge=0.0, le=0.5, validation_alias=_var("JOLLYJET_CACHE_TTL_JITTER"))
+    cache_tombstone_ttl_s: int = Field(60, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_TOMBSTONE_TTL_S"))
+    cache_lease_ttl_ms: int = Field(2000, ge=10, le=60000, validation_alias=_var("JOLLYJET_CACHE_LEASE_TTL_MS"))
+    cache_fill_wait_ms: int = Field(250, ge=0, le=5000, validation_alias=_var("JOLLYJET_CACHE_FILL_WAIT_MS"))
+    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_var("JOLLYJET_CACHE_FENCE_POLL_S"))
+    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_var("JOLLYJET_BREAKER_FAILURES"))
+    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
 
-    api_tokens_raw: str = Field("", validation_alias=_env("JOLLYJET_API_TOKENS"), repr=False)
+    api_tokens_raw: str = Field("", validation_alias=_var("JOLLYJET_API_TOKENS"), repr=False)
     max_body_bytes: int = Field(
-        64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_env("JOLLYJET_MAX_BODY_BYTES")
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_var("JOLLYJET_MAX_BODY_BYTES")
     )
-    max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_env("JOLLYJET_MAX_PAGE_SIZE"))
-    max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_env("JOLLYJET_MAX_PAGE"))
-    # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http_headers.py.
-    cors_origins_raw: str = Field("", validation_alias=_env("JOLLYJET_CORS_ORIGINS"))
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_env("JOLLYJET_LOG_LEVEL"))
+    max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_var("JOLLYJET_MAX_PAGE_SIZE"))
+    max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_var("JOLLYJET_MAX_PAGE"))
+    # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http.py.
+    cors_origins_raw: str = Field("", validation_alias=_var("JOLLYJET_CORS_ORIGINS"))
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_var("JOLLYJET_LOG_LEVEL"))
     # Staleness an operator accepts from browsers and CDNs on the public GETs; both 0 (the
-    # default): they store but revalidate every use. jollyjet/http_headers.py, docs/api.md.
-    http_max_age_s: int = Field(0, ge=0, le=3600, validation_alias=_env("JOLLYJET_HTTP_MAX_AGE_S"))
+    # default): they store but revalidate every use. jollyjet/http.py, docs/api.md.
+    http_max_age_s: int = Field(0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_MAX_AGE_S"))
     http_stale_while_revalidate_s: int = Field(
-        0, ge=0, le=3600, validation_alias=_env("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S")
+        0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S")
     )
+
+    log_format: LogFormat = Field(LogFormat.AUTO, validation_alias=_var("JOLLYJET_LOG_FORMAT"))
+    # Off by default: two workers on one host must not fight over a port; deployments set them.
+    worker_metrics_address: str = Field("", validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
+    beat_metrics_address: str = Field("", validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
+
+    # --- Redis topology (Sentinel and Cluster; standalone and cluster name the server in REDIS_URL)
+    redis_topology: RedisTopology = Field(RedisTopology.STANDALONE, validation_alias=_var("JOLLYJET_REDIS_TOPOLOGY"))
+    redis_sentinels_raw: str = Field("", validation_alias=_var("JOLLYJET_REDIS_SENTINELS"))
+    redis_sentinel_master: str = Field(
+        "", pattern=r"^([A-Za-z0-9_.-]{1,64})?$", validation_alias=_var("JOLLYJET_REDIS_SENTINEL_MASTER")
+    )
+    redis_username: str | None = Field(None, min_length=1, validation_alias=_var("JOLLYJET_REDIS_USERNAME"))
+    redis_password: SecretStr | None = Field(None, validation_alias=_var("JOLLYJET_REDIS_PASSWORD"))
+    redis_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("JOLLYJET_REDIS_SENTINEL_PASSWORD"))
+    redis_tls: bool = Field(False, validation_alias=_var("JOLLYJET_REDIS_TLS"))
+    redis_tls_ca_file: str | None = Field(None, min_length=1, validation_alias=_var("JOLLYJET_REDIS_TLS_CA_FILE"))
+    # kombu's Sentinel transport finds the broker's master by this name (sentinel:// URLs).
+    celery_sentinel_master: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_SENTINEL_MASTER")
+    )
+    # The sentinels' own password for those URLs (the master's goes in the URL: sentinel://:pw@host:port).
+    celery_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("CELERY_SENTINEL_PASSWORD"))
+
+    # --- Celery and the jobs
+    celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
+    celery_result_backend: str | None = Field(None, validation_alias=_var("CELERY_RESULT_BACKEND"), repr=False)
+    celery_queue: str = Field("jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_QUEUE"))
+    # Redis-broker redelivery: an unacknowledged task is handed out again after this
+    # long, so it must exceed the longest task (hard limit) plus the longest retry delay.
+    celery_visibility_timeout_s: int = Field(
+        3600, ge=60, le=86400, validation_alias=_var("CELERY_VISIBILITY_TIMEOUT_S")
+    )
+    celery_soft_time_limit_s: int = Field(240, ge=1, le=21600, validation_alias=_var("CELERY_SOFT_TIME_LIMIT_S"))
+    celery_time_limit_s: int = Field(300, ge=2, le=21600, validation_alias=_var("CELERY_TIME_LIMIT_S"))
+    celery_max_retries: int = Field(5, ge=0, le=100, validation_alias=_var("CELERY_MAX_RETRIES"))
+    celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=_var("CELERY_RETRY_BACKOFF_MAX_S"))
+
+    # How long an admin request waits for the broker to take a job before answering 503.
+    job_publish_timeout_s: float = Field(3.0, gt=0, le=60, validation_alias=_var("JOLLYJET_JOB_PUBLISH_TIMEOUT_S"))
+
+    popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
+    popularity_flush_s: float = Field(5.0, ge=0, le=300, validation_alias=_var("JOLLYJET_POPULARITY_FLUSH_S"))
+
+    warm_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ENABLED"))
+    warm_interval_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_WARM_INTERVAL_S"))
+    warm_on_worker_start: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ON_WORKER_START"))
+
+    cleanup_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CLEANUP_ENABLED"))
+    cleanup_interval_s: int = Field(3600, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_CLEANUP_INTERVAL_S"))
+
+    audit_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_AUDIT_ENABLED"))
+    audit_interval_s: int = Field(900, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
+    audit_mode: AuditMode = Field(AuditMode.SAMPLE, validation_alias=_var("JOLLYJET_AUDIT_MODE"))
+
+    repair_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_REPAIR_ENABLED"))
+    repair_interval_s: int = Field(30, ge=1, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
+
+    # --- Overload: the MongoDB bulkhead and the rate limits (docs/operations.md, "Overload")
+    # The Procfile's and the Dockerfile's gunicorn --threads come from the same variable.
+    web_threads: int = Field(4, ge=1, le=1024, validation_alias=_var("WEB_THREADS"))
+    # None: half the web threads, rounded up (db_bulkhead_size).
+    db_bulkhead: int | None = Field(None, ge=1, le=1024, validation_alias=_var("JOLLYJET_DB_BULKHEAD"))
+    db_bulkhead_wait_ms: int = Field(100, ge=0, le=5000, validation_alias=_var("JOLLYJET_DB_BULKHEAD_WAIT_MS"))
+
+    rate_limits_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_RATE_LIMITS_ENABLED"))
+    rate_limit_search: str = Field("10/second;120/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_SEARCH"))
+    rate_limit_deep_pages: str = Field("5/second;60/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_DEEP_PAGES"))
+    deep_page_offset: int = Field(1000, ge=1, le=10**9, validation_alias=_var("JOLLYJET_DEEP_PAGE_OFFSET"))
+    rate_limit_auth_failures: str = Field(
+        "10/minute;100/hour", validation_alias=_var("JOLLYJET_RATE_LIMIT_AUTH_FAILURES")
+    )
+    # None: derived from the Redis settings (rate_limits.storage_uri). Carries credentials like REDIS_URL.
+    rate_limit_storage_uri: str | None = Field(
+        None, validation_alias=_var("JOLLYJET_RATE_LIMIT_STORAGE_URI"), repr=False
+    )
+    # How many proxies in front append to X-Forwarded-For; 0: the header is ignored.
+    trusted_proxies: int = Field(0, ge=0, le=5, validation_alias=_var("JOLLYJET_TRUSTED_PROXIES"))
 
     @field_validator("mongodb_uri")
     @classmethod
@@ -109,6 +264,51 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("worker_metrics_address", "beat_metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if value and not _ADDRESS.match(value):
+            raise ValueError("must be HOST:PORT (e.g. 0.0.0.0:9101), or empty to export nothing")
+        return value
+
+    @field_validator("redis_sentinels_raw")
+    @classmethod
+    def _sentinels_are_host_port(cls, value: str) -> str:
+        parse_sentinels(value)
+        return value
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _known_broker_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(_BROKER_SCHEMES):
+            raise ValueError("must start with one of " + ", ".join(_BROKER_SCHEMES))
+        return value
+
+    @field_validator("celery_result_backend")
+    @classmethod
+    def _known_result_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(_RESULT_SCHEMES):
+            raise ValueError("must start with one of " + ", ".join(_RESULT_SCHEMES))
+        return value
+
+    @field_validator("rate_limit_search", "rate_limit_deep_pages", "rate_limit_auth_failures")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        return _parsed_limits(value)
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _known_limit_storage(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(_LIMIT_SCHEMES):
+            raise ValueError("must start with " + ", ".join(_LIMIT_SCHEMES))
         return value
 
     @model_validator(mode="after")
@@ -196,6 +396,63 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
     def embedded_mongo(self) -> bool:
         """True when MongoDB is the in-process mongomock store."""
         return self.mongodb_uri.startswith("mongomock://")
+
+    def metrics_address(self, role: str) -> tuple[str, int] | None:
+        """(host, port) the worker or beat serves its metrics on, or None."""
+        value = self.worker_metrics_address if role == "worker" else self.beat_metrics_address
+        match = _ADDRESS.match(value)
+        if match is None:
+            return None
+        return match.group("host").strip("[]"), int(match.group("port"))
+
+    @property
+    def redis_sentinels(self) -> tuple[tuple[str, int], ...]:
+        """The sentinels to ask for the master, as (host, port) pairs."""
+        return parse_sentinels(self.redis_sentinels_raw)
+
+    def topology_problem(self, redis_url: str | None) -> str | None:
+        """Why the topology settings do not fit together (the message starts with the variable), or None."""
+        topology = self.redis_topology
+        if topology is RedisTopology.SENTINEL:
+            if not self.redis_sentinels:
+                return "JOLLYJET_REDIS_SENTINELS: required with JOLLYJET_REDIS_TOPOLOGY=sentinel (host:port,...)"
+            if not self.redis_sentinel_master:
+                return "JOLLYJET_REDIS_SENTINEL_MASTER: required with JOLLYJET_REDIS_TOPOLOGY=sentinel"
+            if redis_url is not None:
+                return "REDIS_URL: not used with sentinel (the sentinels name the master); unset it"
+            if self.redis_tls_ca_file and not self.redis_tls:
+                return "JOLLYJET_REDIS_TLS_CA_FILE: only used with JOLLYJET_REDIS_TLS=true"
+            return None
+        for field, name in _SENTINEL_ONLY:
+            if _is_set(getattr(self, field)):
+                return f"{name}: only used with JOLLYJET_REDIS_TOPOLOGY=sentinel (standalone and cluster use REDIS_URL)"
+        if self.redis_tls:
+            return "JOLLYJET_REDIS_TLS: only used with sentinel; use a rediss:// REDIS_URL"
+        if topology is RedisTopology.CLUSTER:
+            if redis_url is None:
+                return "REDIS_URL: required with JOLLYJET_REDIS_TOPOLOGY=cluster (any node of the cluster)"
+            if redis_url.startswith("unix://"):
+                return "REDIS_URL: a cluster is reached over TCP (redis:// or rediss://), not unix://"
+        return None
+
+    def job_limits_problem(self) -> str | None:
+        """Why the time limits and visibility timeout do not fit together, or None."""
+        if self.celery_soft_time_limit_s >= self.celery_time_limit_s:
+            return "CELERY_SOFT_TIME_LIMIT_S: must be below CELERY_TIME_LIMIT_S"
+        if self.celery_visibility_timeout_s <= self.celery_time_limit_s + self.celery_retry_backoff_max_s:
+            return (
+                "CELERY_VISIBILITY_TIMEOUT_S: must exceed CELERY_TIME_LIMIT_S + CELERY_RETRY_BACKOFF_MAX_S, "
+                "or a running task is handed to a second worker"
+            )
+        return None
+
+    @property
+    def db_bulkhead_size(self) -> int:
+        """Concurrent MongoDB calls per process: JOLLYJET_DB_BULKHEAD, else half the web threads (rounded up)."""
+        # Half: however many misses arrive, at least half a process's threads stay free for
+        # what never touches MongoDB (cache hits, health checks, 429s); a waiter on the
+        # bulkhead holds its thread only for JOLLYJET_DB_BULKHEAD_WAIT_MS.
+        return self.db_bulkhead or (self.web_threads + 1) // 2
 
 
 def _describe(error: ValidationError) -> str:

@@ -17,7 +17,7 @@ from celery.beat import PersistentScheduler, ScheduleEntry
 
 from jollyjet.cache.backend import CacheError
 from jollyjet.celery_app import FlaskCelery
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from celery import Task, shared_task
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
 from jollyjet.cache.backend import CacheError
+from jollyjet.extensions import current_services
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit import run_audit
 from jollyjet.maintenance.cleanup import run_cleanup
@@ -22,7 +23,6 @@ from jollyjet.maintenance.report import JobEntry
 from jollyjet.maintenance.run_lock import run_job_once
 from jollyjet.maintenance.warming import run_warm
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.services import current_services
 
 TRANSIENT = (CacheError, DatabaseUnavailable, ConnectionFailure, ExecutionTimeout, WTimeoutError)
 

@@ -14,7 +14,7 @@ from bson import ObjectId
 from mongoengine import DateTimeField, Document, IntField, StringField
 from pymongo.errors import PyMongoError
 
-from jollyjet.portable_mongo import null_or_missing, set_to_server_time
+from jollyjet.db import null_or_missing, set_to_server_time
 
 log = logging.getLogger(__name__)
 

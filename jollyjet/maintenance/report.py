@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from jollyjet.services import Services
+    from jollyjet.extensions import Services
     from jollyjet.settings import Settings
 
 

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.extensions import Services
 from jollyjet.maintenance.report import JobEntry, JobReport
-from jollyjet.services import Services
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 from mongoengine import DateTimeField, DictField, Document, StringField
 from pymongo.errors import PyMongoError
 
-from jollyjet.portable_mongo import set_to_server_time
+from jollyjet.db import set_to_server_time
 from jollyjet.products.representation import api_timestamp
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from jollyjet.settings import Settings
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from jollyjet.services import Services
+    from jollyjet.extensions import Services
 
 EXTENSION = "jollyjet_monitoring"
 log = logging.getLogger(__name__)

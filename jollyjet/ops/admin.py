@@ -11,16 +11,15 @@ from flask import Response, current_app, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 
-from jollyjet.auth import require_token
+from jollyjet.api import ApiBlueprint, errors, require_token
 from jollyjet.cache.backend import CacheError
+from jollyjet.extensions import CacheServices, current_services
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
-from jollyjet.openapi_contract import errors
 from jollyjet.ops.job_queue import QUEUE_ERRORS, JobPublisher, QueueUnavailable
 from jollyjet.products.mongo_repository import translate_db_errors
-from jollyjet.request_parsing import ApiBlueprint
-from jollyjet.services import CacheServices, current_services
+from jollyjet.settings import CLEANUP_SCAN_BATCH
 
 blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -162,7 +161,7 @@ class Cache(MethodView):
         """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB); read counts are kept."""
         cache = _cache()
         try:
-            deleted = drop_service_keys(cache.backend, cache.keys, current_services().settings.cleanup_scan_batch)
+            deleted = drop_service_keys(cache.backend, cache.keys, CLEANUP_SCAN_BATCH)
         except CacheError:
             _fail(503, "Redis is unavailable; nothing was dropped", retry_after=5)
         return {"deleted": deleted}

@@ -18,7 +18,7 @@ from marshmallow import Schema, fields, validate
 from pymongo.errors import PyMongoError
 
 from jollyjet.cache.backend import CacheError
-from jollyjet.services import current_services
+from jollyjet.extensions import current_services
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Health checks")
 

@@ -9,11 +9,9 @@ from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from jollyjet.auth import require_token
+from jollyjet.api import ApiBlueprint, errors, require_token
+from jollyjet.extensions import current_services
 from jollyjet.monitoring.setup import Monitoring, monitoring_of
-from jollyjet.openapi_contract import errors
-from jollyjet.request_parsing import ApiBlueprint
-from jollyjet.services import current_services
 
 metrics_blp = Blueprint("metrics", __name__, description="Prometheus metrics")
 stats_blp = ApiBlueprint("cache_stats", __name__, url_prefix="/api/v1", description="Cache statistics (bearer token)")

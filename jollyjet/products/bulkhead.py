@@ -3,7 +3,7 @@
 Without it a flood of cache misses (unique searches, say) holds every request thread of a
 process in MongoDB, and cached reads queue behind them. A call takes a slot, waiting at
 most a short while for one; a call that gets none raises Overloaded (503 with
-Retry-After, jollyjet/errors.py) without sending anything to MongoDB. The slots wrap the
+Retry-After, jollyjet/http.py) without sending anything to MongoDB. The slots wrap the
 uncached repository, so only what really goes to MongoDB takes one: cache misses,
 bypasses, fenced reads and writes. Cache hits never do.
 """

@@ -12,7 +12,7 @@ from bson import ObjectId
 from mongoengine.errors import NotUniqueError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError, WTimeoutError
 
-from jollyjet.portable_mongo import array_contains, set_to_server_time
+from jollyjet.db import array_contains, set_to_server_time
 from jollyjet.products import body
 from jollyjet.products.body import PageOfBodies, ProductBody
 from jollyjet.products.domain import (
@@ -98,7 +98,7 @@ def _sort_keys(sort: str) -> list[str]:
 
 
 class MongoProductRepository:
-    """Atomic version increments with findAndModify; unique sku by index (jollyjet/db.py ensure_indexes)."""
+    """Atomic version increments with findAndModify; unique sku by index (jollyjet/commands.py ensure_indexes)."""
 
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         oid = object_id(product_id)

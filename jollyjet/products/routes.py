@@ -12,9 +12,8 @@ import orjson
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
-from jollyjet.auth import require_token
-from jollyjet.http_headers import CACHE_CONTROL_KEY
-from jollyjet.openapi_contract import errors
+from jollyjet.api import CACHE_CONTROL_KEY, ApiBlueprint, errors, require_token
+from jollyjet.extensions import current_services
 from jollyjet.products import body
 from jollyjet.products.domain import CacheStatus, ProductRecord
 from jollyjet.products.repository import ProductNotFound, ProductRepository, VersionConflict
@@ -35,8 +34,6 @@ from jollyjet.products.schemas import (
     ProductPatchSchema,
     ProductSchema,
 )
-from jollyjet.request_parsing import ApiBlueprint
-from jollyjet.services import current_services
 
 _View = TypeVar("_View", bound=Callable[..., Any])
 blp = ApiBlueprint("products", __name__, url_prefix="/api/v1", description="Product catalog")

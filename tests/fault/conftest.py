@@ -23,7 +23,7 @@ import redis
 import requests
 from pymongo.collection import Collection
 
-from jollyjet.portable_mongo import null_or_missing
+from jollyjet.db import null_or_missing
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import ProcfileProcess, procfile_env, procfile_processes

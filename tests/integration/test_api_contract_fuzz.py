@@ -22,12 +22,12 @@ from schemathesis.config import SchemathesisConfig
 from werkzeug.serving import make_server
 
 from jollyjet import create_app
-from jollyjet.db import ensure_indexes
+from jollyjet.commands import ensure_indexes
+from jollyjet.extensions import services_of
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.path_ids import RESERVED
 from jollyjet.seed import catalog_products, seed_products
-from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.redis_server import RedisServer
 

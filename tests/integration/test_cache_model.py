@@ -24,10 +24,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from jollyjet import create_app
 from jollyjet.cache.backend import CacheError
+from jollyjet.extensions import CacheServices, Services, services_of
 from jollyjet.maintenance.repair import repair_failed_writes
 from jollyjet.products.domain import ProductQuery, ProductRecord
 from jollyjet.products.representation import product_to_api
-from jollyjet.services import CacheServices, Services, services_of
 from tests.conftest import make_settings
 from tests.support.factories import product_values
 from tests.support.judge import DELETE, CatalogHistory, CatalogJudge

@@ -14,8 +14,8 @@ from jollyjet import create_app
 from jollyjet.cache.backend import CacheBackend, CacheUnavailable
 from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.extensions import services_of
 from jollyjet.maintenance.repair import repair_failed_writes
-from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer

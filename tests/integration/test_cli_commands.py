@@ -17,10 +17,9 @@ from click.testing import Result
 from flask import Flask
 
 from jollyjet.cache.repair_log import RepairLog
-from jollyjet.commands import EXIT_BUSY
-from jollyjet.db import ensure_indexes
+from jollyjet.commands import EXIT_BUSY, ensure_indexes
+from jollyjet.extensions import services_of
 from jollyjet.products.models import ProductDocument
-from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.mongo_server import MongoForTests

@@ -21,9 +21,9 @@ from flask.testing import FlaskClient
 
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.extensions import services_of
 from jollyjet.maintenance import names
 from jollyjet.products.models import ProductDocument
-from jollyjet.services import services_of
 from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet.cache.events import EventCounter
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer

@@ -24,7 +24,8 @@ import mongoengine
 import pytest
 
 from jollyjet.cache.repair_log import CacheRepairRecord, RepairLog
-from jollyjet.db import connect_mongo, ensure_indexes
+from jollyjet.commands import ensure_indexes
+from jollyjet.db import connect_mongo
 from jollyjet.products.domain import SORT_FIELDS, CategoryCount, ProductQuery, ProductRecord
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict

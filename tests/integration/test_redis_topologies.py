@@ -20,8 +20,8 @@ from redis.connection import AbstractConnection
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.client import REDIS_ERRORS, build_redis_client
 from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.extensions import services_of
 from jollyjet.maintenance.repair import run_repair
-from jollyjet.services import services_of
 from jollyjet.settings import Settings
 from tasks import create_celery
 from tests.conftest import make_settings

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from jollyjet.cache.breaker import BreakerState
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.celery_app import FlaskCelery
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 from tasks import create_celery
 from tests.conftest import make_settings
 from tests.support.factories import product_payload

@@ -14,9 +14,9 @@ from flask import Flask
 
 from jollyjet.cache.backend import CacheBackend, CacheError
 from jollyjet.cache.redis_backend import RedisCacheBackend
+from jollyjet.extensions import Services
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import ProductRecord
-from jollyjet.services import Services
 from tests.conftest import make_app, make_settings
 from tests.support.factories import product_values as product_values  # re-exported for the job tests
 from tests.support.fake_cache import FakeCacheBackend, write_entry

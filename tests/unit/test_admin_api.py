@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.job_settings import AuditMode
+from jollyjet.extensions import services_of
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit import AuditOptions, CacheAudit
-from jollyjet.services import services_of
+from jollyjet.settings import AuditMode
 from tasks import jobs  # noqa: F401  (registers the shared tasks, as the worker does)
 from tests.support.api import assert_json_error
 from tests.support.fake_cache import FakeCacheBackend

@@ -9,8 +9,8 @@ import pytest
 
 from jollyjet import create_app
 from jollyjet.cache.breaker import CircuitBreaker
+from jollyjet.extensions import services_of
 from jollyjet.maintenance import names
-from jollyjet.services import services_of
 from tests.conftest import make_settings
 
 

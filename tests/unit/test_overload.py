@@ -12,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
+from jollyjet.extensions import services_of
 from jollyjet.products.bulkhead import BoundedRepository, Bulkhead
-from jollyjet.services import services_of
 from jollyjet.settings import SettingsError
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
@@ -188,7 +188,7 @@ def test_a_limit_that_does_not_parse_stops_the_start_up(name: str, field: str) -
 
 
 def test_limit_storage_is_the_cache_redis_or_memory() -> None:
-    from jollyjet.rate_limits import storage_uri
+    from jollyjet.http import storage_uri
 
     assert storage_uri(make_settings())[0] == "memory://"
     uri, options = storage_uri(make_settings(redis_url="redis://127.0.0.1:6390/0", redis_socket_timeout_ms=150))

@@ -6,10 +6,10 @@ import orjson
 from flask import Flask
 from flask.testing import FlaskClient
 
+from jollyjet.extensions import services_of
 from jollyjet.products import body
 from jollyjet.products.cache import codec
 from jollyjet.products.representation import product_to_api
-from jollyjet.services import services_of
 from tests.conftest import TOKEN
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload

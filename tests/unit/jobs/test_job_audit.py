@@ -14,14 +14,14 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 
 from jollyjet.cache.backend import CacheBackend, VersionedEntry
-from jollyjet.job_settings import AuditMode
+from jollyjet.extensions import Services
 from jollyjet.maintenance.audit import DRIFT_CLASSES, AuditOptions, CacheAudit
 from jollyjet.maintenance.audit_store import AuditRun, latest_audit, prune_audits
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.repository import ProductRepository
-from jollyjet.services import Services
+from jollyjet.settings import AuditMode
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     RepositoryWithHook,

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.extensions import Services
 from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
 from jollyjet.products.domain import ProductRecord
-from jollyjet.services import Services
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     all_keys,

@@ -14,12 +14,12 @@ from collections.abc import Callable
 import pytest
 
 from jollyjet.cache.backend import VersionedEntry
-from jollyjet.job_settings import AuditMode
+from jollyjet.extensions import Services
 from jollyjet.maintenance.audit import AuditOptions, CacheAudit
 from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.services import Services
+from jollyjet.settings import AuditMode
 from tests.support.job_stack import RepositoryWithHook, product_values
 
 

@@ -11,11 +11,11 @@ from flask import Flask
 
 from jollyjet.cache.backend import CacheError, VersionedEntry
 from jollyjet.cache.repair_log import CacheRepairRecord
+from jollyjet.extensions import Services
 from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.services import Services
 from tests.support.job_stack import OutageBackend, RepositoryWithHook, product_values
 
 

@@ -19,10 +19,10 @@ from pymongo.errors import AutoReconnect
 
 from jollyjet.cache.backend import CacheError
 from jollyjet.celery_app import periodic_job_definitions
+from jollyjet.extensions import Services, services_of
 from jollyjet.maintenance import names
 from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.services import Services, services_of
 from jollyjet.settings import Settings
 from tasks import beat, jobs
 from tasks.beat import SingleBeatScheduler, slot_of

@@ -18,13 +18,13 @@ from jollyjet.cache.popularity import PopularityTracker, query_member
 from jollyjet.cache.repair_log import RepairLog
 from jollyjet.cache.ttl import TtlPolicy
 from jollyjet.db import connect_mongo
+from jollyjet.extensions import services_of
 from jollyjet.maintenance import warming
 from jollyjet.maintenance.warming import query_from_member, warm_cache
 from jollyjet.products.cache import codec
 from jollyjet.products.cache.repository import CachedProductRepository, CachePolicy
 from jollyjet.products.domain import ProductQuery, ProductRecord
 from jollyjet.products.mongo_repository import MongoProductRepository
-from jollyjet.services import services_of
 from tests.conftest import make_settings
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import RepositoryWithHook, job_app, product_values
