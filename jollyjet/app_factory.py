@@ -47,7 +47,18 @@ from jollyjet.products.cache.repository import CachedProductRepository, CachePol
 from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.repository import ProductRepository
 from jollyjet.products.routes import blp as products_blp
-from jollyjet.settings import Environment, LogFormat, RedisTopology, Settings, load_settings
+from jollyjet.settings import (
+    CACHE_FILL_WAIT_MS,
+    CACHE_LEASE_TTL_MS,
+    CACHE_TOMBSTONE_TTL_S,
+    CACHE_TTL_JITTER,
+    DB_BULKHEAD_WAIT_MS,
+    Environment,
+    LogFormat,
+    RedisTopology,
+    Settings,
+    load_settings,
+)
 
 log = logging.getLogger(__name__)
 DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
@@ -175,9 +186,9 @@ def cache_policy(settings: Settings) -> CachePolicy:
     return CachePolicy(
         product_ttl_s=settings.cache_product_ttl_s,
         list_ttl_s=settings.cache_list_ttl_s,
-        tombstone_ttl_s=settings.cache_tombstone_ttl_s,
-        lease_ttl_ms=settings.cache_lease_ttl_ms,
-        fill_wait_ms=settings.cache_fill_wait_ms,
+        tombstone_ttl_s=CACHE_TOMBSTONE_TTL_S,
+        lease_ttl_ms=CACHE_LEASE_TTL_MS,
+        fill_wait_ms=CACHE_FILL_WAIT_MS,
         # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
         write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
     )
@@ -193,7 +204,7 @@ def build_services(
     mongo = MongoProductRepository()
     # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
     shed = shed_counter()
-    bulkhead = Bulkhead(settings.db_bulkhead_size, settings.db_bulkhead_wait_ms, on_shed=lambda: shed("bulkhead"))
+    bulkhead = Bulkhead(settings.db_bulkhead_size, DB_BULKHEAD_WAIT_MS, on_shed=lambda: shed("bulkhead"))
     bounded = BoundedRepository(mongo, bulkhead)
     if not settings.cache_enabled:
         return Services(settings=settings, products=bounded, mongo=mongo)
@@ -245,7 +256,7 @@ def build_cache(
         mongo,
         backend,
         keys,
-        TtlPolicy(settings.cache_ttl_jitter),
+        TtlPolicy(CACHE_TTL_JITTER),
         cache_policy(settings),
         repairs,
         sink,

@@ -14,7 +14,7 @@ failed authentication. flask-limiter, counting per client address on the service
 
 - A search (`q=` on the list or the count) is a case-insensitive substring scan of the
   catalog, and nearly every distinct one is a cache miss.
-- A deep page (one starting past JOLLYJET_DEEP_PAGE_OFFSET items) makes MongoDB skip
+- A deep page (one starting past DEEP_PAGE_OFFSET items) makes MongoDB skip
   that many documents, and crawlers ask for each page once.
 - Failed authentication: each address may fail so often; beyond, every request that
   authenticates answers 429 until the window ends (a correct guess too, or the limit
@@ -48,7 +48,7 @@ from jollyjet.products.bulkhead import Overloaded
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
 from jollyjet.products.representation import etag
 from jollyjet.products.schemas import default_page_size
-from jollyjet.settings import RedisTopology, Settings
+from jollyjet.settings import DEEP_PAGE_OFFSET, RedisTopology, Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -268,7 +268,6 @@ def register_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     if not settings.rate_limits_enabled:
         return None
-    deep_offset = settings.deep_page_offset
     page_size = default_page_size(settings.max_page_size)
 
     def is_search() -> bool:
@@ -281,7 +280,7 @@ def register_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
             offset = (int(request.args.get("page", 1)) - 1) * int(request.args.get("page_size", page_size))
         except ValueError:
             return False  # the schema answers 422 for it
-        return offset >= deep_offset
+        return offset >= DEEP_PAGE_OFFSET
 
     uri, options = storage_uri(settings)
     limiter = Limiter(

@@ -1,8 +1,9 @@
 """Every setting of the service, from environment variables, validated once at start-up.
 
-One flat model with the fields grouped by concept below (each field's alias is its variable;
-docs/configuration.md lists them all). A value nobody tunes is a named constant here instead,
-next to the group it belongs to, so it is still found in one place. A missing or junk value
+One flat model, its fields grouped by concept under comment headings (flat rather than
+nested groups: every module reads `settings.<field>`, and the names stay what they were).
+Each field's alias is its variable; docs/configuration.md lists them all. A value nobody
+tunes is a named constant below instead, read where it is used. A missing or junk value
 raises SettingsError naming the variable, before anything is built.
 """
 
@@ -13,28 +14,24 @@ from enum import StrEnum
 from importlib.util import find_spec
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
-# scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
-# requests carry a bearer token, so each allowed origin is named.
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
-_ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5})$")
-_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
-_BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "amqp://", "amqps://", "memory://")
-_RESULT_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "cache+memory://")
-_LIMIT_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://", "redis+cluster://")
-_SENTINEL_ONLY = (
-    ("redis_sentinels_raw", "JOLLYJET_REDIS_SENTINELS"),
-    ("redis_sentinel_master", "JOLLYJET_REDIS_SENTINEL_MASTER"),
-    ("redis_username", "JOLLYJET_REDIS_USERNAME"),
-    ("redis_password", "JOLLYJET_REDIS_PASSWORD"),
-    ("redis_sentinel_password", "JOLLYJET_REDIS_SENTINEL_PASSWORD"),
-    ("redis_tls_ca_file", "JOLLYJET_REDIS_TLS_CA_FILE"),
-)
 
-# Fixed values that were once settings nobody tuned (each is read where it is used).
+# Fixed values that were settings nobody tuned.
+REDIS_RETRIES = 1  # retries of a Redis call on connection errors and timeouts (5-50 ms backoff)
+REDIS_POOL_TIMEOUT_MS = 100  # how long a request waits for a free Redis connection
+REDIS_HEALTH_CHECK_INTERVAL_S = 15  # idle Redis connections are checked with PING after this long
+CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
+CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
+CACHE_LEASE_TTL_MS = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
+CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before reading MongoDB itself
+# A waiter on the bulkhead holds its thread this long at most: a few ordinary MongoDB calls,
+# so a short burst of misses waits and a sustained flood is shed.
+DB_BULKHEAD_WAIT_MS = 100
+DEEP_PAGE_OFFSET = 1000  # a list page starting this many items in is a deep page (rate limited)
+JOB_PUBLISH_TIMEOUT_S = 3.0  # how long an admin request waits for the broker to take a job before its 503
 CELERY_RESULT_EXPIRES_S = 86400  # how long task states and reports are kept
 WARM_TOP_PRODUCTS = 500  # most-read products the warming job keeps cached
 WARM_TOP_QUERIES = 20  # most-read list queries whose first page it keeps cached
@@ -47,6 +44,29 @@ AUDIT_MAX_KEYS = 20000  # entries one audit run checks at most
 AUDIT_BATCH = 200  # entries per SCAN / pipelined read / MongoDB query of the audit
 AUDIT_REPAIR = True  # the audit repairs the drift it finds (False: report only)
 AUDIT_HISTORY = 100  # audit runs kept in MongoDB
+
+# What each URL setting may start with.
+_SCHEMES = {
+    "mongodb_uri": ("mongodb://", "mongodb+srv://", "mongomock://"),
+    "redis_url": ("redis://", "rediss://", "unix://"),
+    "celery_broker_url": ("redis://", "rediss://", "unix://", "sentinel://", "amqp://", "amqps://", "memory://"),
+    "celery_result_backend": ("redis://", "rediss://", "unix://", "sentinel://", "cache+memory://"),
+    "rate_limit_storage_uri": (
+        "memory://",
+        "redis://",
+        "rediss://",
+        "redis+unix://",
+        "redis+sentinel://",
+        "redis+cluster://",
+    ),
+}
+# scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
+# requests carry a bearer token, so each allowed origin is named.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5})$")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+_SENTINEL_ONLY: tuple[str, ...] = ("redis_sentinels_raw", "redis_sentinel_master", "redis_username")
+_SENTINEL_ONLY += ("redis_password", "redis_sentinel_password", "redis_tls_ca_file")
 
 
 def _var(name: str) -> Any:
@@ -96,80 +116,42 @@ def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
-def _parsed_limits(value: str) -> str:
-    # flask-limiter parses these strings on every limited request: a typo must stop the
-    # start-up, not turn into a request that fails or a limit that silently never applies.
-    from limits import parse_many
-
-    try:
-        parse_many(value)
-    except ValueError:
-        raise ValueError(f"{value[:80]!r} is not a rate limit like '10/second;120/minute'") from None
-    return value
-
-
-def _is_set(value: Any) -> bool:
-    return value not in (None, "")
-
-
 class Settings(BaseSettings):
     """Every knob of the service. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
-    # --- Service: environment, MongoDB, HTTP limits and headers, logs
+    # --- The service: environment, MongoDB, the HTTP API, logs and metrics exporters
     env: Environment = Field(Environment.DEVELOPMENT, validation_alias=_var("JOLLYJET_ENV"))
     mongodb_uri: str = Field(EMBEDDED_MONGODB_URI, validation_alias=_var("MONGODB_URI"))
     mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_var("JOLLYJET_MONGODB_TIMEOUT_MS"))
-    # None means "embedded fakeredis" and is only allowed outside production.
-    redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"))
-    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
-    redis_connect_timeout_ms: int = Field(
-        100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
-    )
-    redis_retries: int = Field(1, ge=0, le=5, validation_alias=_var("JOLLYJET_REDIS_RETRIES"))
-    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_POOL_SIZE"))
-    redis_pool_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_POOL_TIMEOUT_MS"))
-    redis_health_check_interval_s: int = Field(
-        15, ge=0, le=3600, validation_alias=_var("JOLLYJET_REDIS_HEALTH_CHECK_INTERVAL_S")
-    )
-
-    cache_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CACHE_ENABLED"))
-    cache_key_prefix: str = Field(
-        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_var("JOLLYJET_CACHE_KEY_PREFIX")
-    )
-    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_var("JOLLYJET_CACHE_PRODUCT_TTL_S"))
-    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_LIST_TTL_S"))
-    cache_ttl_jitter: float = Field(0.1, ge=0.0, le=0.5, validation_alias=_var("JOLLYJET_CACHE_TTL_JITTER"))
-    cache_tombstone_ttl_s: int = Field(60, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_TOMBSTONE_TTL_S"))
-    cache_lease_ttl_ms: int = Field(2000, ge=10, le=60000, validation_alias=_var("JOLLYJET_CACHE_LEASE_TTL_MS"))
-    cache_fill_wait_ms: int = Field(250, ge=0, le=5000, validation_alias=_var("JOLLYJET_CACHE_FILL_WAIT_MS"))
-    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_var("JOLLYJET_CACHE_FENCE_POLL_S"))
-    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_var("JOLLYJET_BREAKER_FAILURES"))
-    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
-
     api_tokens_raw: str = Field("", validation_alias=_var("JOLLYJET_API_TOKENS"), repr=False)
-    max_body_bytes: int = Field(
-        64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_var("JOLLYJET_MAX_BODY_BYTES")
-    )
+    max_body_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024, validation_alias=_var("JOLLYJET_MAX_BODY_BYTES"))
     max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_var("JOLLYJET_MAX_PAGE_SIZE"))
     max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_var("JOLLYJET_MAX_PAGE"))
     # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http.py.
     cors_origins_raw: str = Field("", validation_alias=_var("JOLLYJET_CORS_ORIGINS"))
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_var("JOLLYJET_LOG_LEVEL"))
     # Staleness an operator accepts from browsers and CDNs on the public GETs; both 0 (the
     # default): they store but revalidate every use. jollyjet/http.py, docs/api.md.
     http_max_age_s: int = Field(0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_MAX_AGE_S"))
     http_stale_while_revalidate_s: int = Field(
         0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S")
     )
-
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_var("JOLLYJET_LOG_LEVEL"))
     log_format: LogFormat = Field(LogFormat.AUTO, validation_alias=_var("JOLLYJET_LOG_FORMAT"))
     # Off by default: two workers on one host must not fight over a port; deployments set them.
     worker_metrics_address: str = Field("", validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
     beat_metrics_address: str = Field("", validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
 
-    # --- Redis topology (Sentinel and Cluster; standalone and cluster name the server in REDIS_URL)
+    # --- Redis: the server and its client (None means "embedded fakeredis", only outside production)
+    redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"))
+    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
+    redis_connect_timeout_ms: int = Field(
+        100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
+    )
+    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_POOL_SIZE"))
+    # Sentinel has no single URL: the client asks the sentinels where the master is, so its
+    # credentials and TLS are settings of their own (standalone and cluster put them in REDIS_URL).
     redis_topology: RedisTopology = Field(RedisTopology.STANDALONE, validation_alias=_var("JOLLYJET_REDIS_TOPOLOGY"))
     redis_sentinels_raw: str = Field("", validation_alias=_var("JOLLYJET_REDIS_SENTINELS"))
     redis_sentinel_master: str = Field(
@@ -180,44 +162,46 @@ class Settings(BaseSettings):
     redis_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("JOLLYJET_REDIS_SENTINEL_PASSWORD"))
     redis_tls: bool = Field(False, validation_alias=_var("JOLLYJET_REDIS_TLS"))
     redis_tls_ca_file: str | None = Field(None, min_length=1, validation_alias=_var("JOLLYJET_REDIS_TLS_CA_FILE"))
+
+    # --- The cache
+    cache_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CACHE_ENABLED"))
+    cache_key_prefix: str = Field(
+        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_var("JOLLYJET_CACHE_KEY_PREFIX")
+    )
+    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_var("JOLLYJET_CACHE_PRODUCT_TTL_S"))
+    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_LIST_TTL_S"))
+    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_var("JOLLYJET_CACHE_FENCE_POLL_S"))
+    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_var("JOLLYJET_BREAKER_FAILURES"))
+    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
+    popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
+    popularity_flush_s: float = Field(5.0, ge=0, le=300, validation_alias=_var("JOLLYJET_POPULARITY_FLUSH_S"))
+
+    # --- Celery and the jobs
+    celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
+    celery_result_backend: str | None = Field(None, validation_alias=_var("CELERY_RESULT_BACKEND"), repr=False)
+    celery_queue: str = Field("jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_QUEUE"))
     # kombu's Sentinel transport finds the broker's master by this name (sentinel:// URLs).
     celery_sentinel_master: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_SENTINEL_MASTER")
     )
     # The sentinels' own password for those URLs (the master's goes in the URL: sentinel://:pw@host:port).
     celery_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("CELERY_SENTINEL_PASSWORD"))
-
-    # --- Celery and the jobs
-    celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
-    celery_result_backend: str | None = Field(None, validation_alias=_var("CELERY_RESULT_BACKEND"), repr=False)
-    celery_queue: str = Field("jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_QUEUE"))
     # Redis-broker redelivery: an unacknowledged task is handed out again after this
     # long, so it must exceed the longest task (hard limit) plus the longest retry delay.
     celery_visibility_timeout_s: int = Field(
         3600, ge=60, le=86400, validation_alias=_var("CELERY_VISIBILITY_TIMEOUT_S")
     )
-    celery_soft_time_limit_s: int = Field(240, ge=1, le=21600, validation_alias=_var("CELERY_SOFT_TIME_LIMIT_S"))
     celery_time_limit_s: int = Field(300, ge=2, le=21600, validation_alias=_var("CELERY_TIME_LIMIT_S"))
     celery_max_retries: int = Field(5, ge=0, le=100, validation_alias=_var("CELERY_MAX_RETRIES"))
     celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=_var("CELERY_RETRY_BACKOFF_MAX_S"))
-
-    # How long an admin request waits for the broker to take a job before answering 503.
-    job_publish_timeout_s: float = Field(3.0, gt=0, le=60, validation_alias=_var("JOLLYJET_JOB_PUBLISH_TIMEOUT_S"))
-
-    popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
-    popularity_flush_s: float = Field(5.0, ge=0, le=300, validation_alias=_var("JOLLYJET_POPULARITY_FLUSH_S"))
-
     warm_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ENABLED"))
     warm_interval_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_WARM_INTERVAL_S"))
     warm_on_worker_start: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ON_WORKER_START"))
-
     cleanup_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CLEANUP_ENABLED"))
     cleanup_interval_s: int = Field(3600, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_CLEANUP_INTERVAL_S"))
-
     audit_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_AUDIT_ENABLED"))
     audit_interval_s: int = Field(900, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
     audit_mode: AuditMode = Field(AuditMode.SAMPLE, validation_alias=_var("JOLLYJET_AUDIT_MODE"))
-
     repair_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_REPAIR_ENABLED"))
     repair_interval_s: int = Field(30, ge=1, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
 
@@ -226,27 +210,28 @@ class Settings(BaseSettings):
     web_threads: int = Field(4, ge=1, le=1024, validation_alias=_var("WEB_THREADS"))
     # None: half the web threads, rounded up (db_bulkhead_size).
     db_bulkhead: int | None = Field(None, ge=1, le=1024, validation_alias=_var("JOLLYJET_DB_BULKHEAD"))
-    db_bulkhead_wait_ms: int = Field(100, ge=0, le=5000, validation_alias=_var("JOLLYJET_DB_BULKHEAD_WAIT_MS"))
-
     rate_limits_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_RATE_LIMITS_ENABLED"))
     rate_limit_search: str = Field("10/second;120/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_SEARCH"))
     rate_limit_deep_pages: str = Field("5/second;60/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_DEEP_PAGES"))
-    deep_page_offset: int = Field(1000, ge=1, le=10**9, validation_alias=_var("JOLLYJET_DEEP_PAGE_OFFSET"))
     rate_limit_auth_failures: str = Field(
         "10/minute;100/hour", validation_alias=_var("JOLLYJET_RATE_LIMIT_AUTH_FAILURES")
     )
-    # None: derived from the Redis settings (rate_limits.storage_uri). Carries credentials like REDIS_URL.
+    # None: derived from the Redis settings (http.storage_uri). Carries credentials like REDIS_URL.
     rate_limit_storage_uri: str | None = Field(
         None, validation_alias=_var("JOLLYJET_RATE_LIMIT_STORAGE_URI"), repr=False
     )
     # How many proxies in front append to X-Forwarded-For; 0: the header is ignored.
     trusted_proxies: int = Field(0, ge=0, le=5, validation_alias=_var("JOLLYJET_TRUSTED_PROXIES"))
 
-    @field_validator("mongodb_uri")
+    @field_validator(*_SCHEMES)
     @classmethod
-    def _known_mongo_scheme(cls, value: str) -> str:
-        if not value.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
-            raise ValueError("must start with mongodb://, mongodb+srv:// or mongomock://")
+    def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        name = info.field_name or ""
+        if not value and name != "mongodb_uri":
+            return None  # unset, or set to nothing
+        schemes = _SCHEMES[name]
+        if not (value or "").startswith(schemes):
+            raise ValueError(f"must start with {', '.join(schemes[:-1])} or {schemes[-1]}")
         return value
 
     @field_validator("cors_origins_raw")
@@ -255,15 +240,6 @@ class Settings(BaseSettings):
         for origin in (o.strip() for o in value.split(",") if o.strip()):
             if not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _known_redis_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
     @field_validator("worker_metrics_address", "beat_metrics_address")
@@ -279,83 +255,91 @@ class Settings(BaseSettings):
         parse_sentinels(value)
         return value
 
-    @field_validator("celery_broker_url")
-    @classmethod
-    def _known_broker_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(_BROKER_SCHEMES):
-            raise ValueError("must start with one of " + ", ".join(_BROKER_SCHEMES))
-        return value
-
-    @field_validator("celery_result_backend")
-    @classmethod
-    def _known_result_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(_RESULT_SCHEMES):
-            raise ValueError("must start with one of " + ", ".join(_RESULT_SCHEMES))
-        return value
-
     @field_validator("rate_limit_search", "rate_limit_deep_pages", "rate_limit_auth_failures")
     @classmethod
     def _limits_parse(cls, value: str) -> str:
-        return _parsed_limits(value)
+        # flask-limiter parses these strings on every limited request: a typo must stop the
+        # start-up, not turn into a request that fails or a limit that silently never applies.
+        from limits import parse_many
 
-    @field_validator("rate_limit_storage_uri")
-    @classmethod
-    def _known_limit_storage(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(_LIMIT_SCHEMES):
-            raise ValueError("must start with " + ", ".join(_LIMIT_SCHEMES))
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value[:80]!r} is not a rate limit like '10/second;120/minute'") from None
         return value
 
     @model_validator(mode="after")
-    def _topology_fits(self) -> Settings:
-        problem = self.topology_problem(self.redis_url)
+    def _settings_fit_together(self) -> Settings:
+        problem = (
+            self._topology_problem() or self._celery_problem() or self._production_problem() or self._stand_in_problem()
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def _celery_problem(self) -> str | None:
         celery_urls = (self.celery_broker_url or "", self.celery_result_backend or "")
         if any(url.startswith("sentinel://") for url in celery_urls) and not self.celery_sentinel_master:
-            problem = problem or "CELERY_SENTINEL_MASTER: required when a Celery URL is sentinel://"
-        if problem:
-            raise ValueError(problem)
-        return self
+            return "CELERY_SENTINEL_MASTER: required when a Celery URL is sentinel://"
+        if self.celery_visibility_timeout_s <= self.celery_time_limit_s + self.celery_retry_backoff_max_s:
+            return (
+                "CELERY_VISIBILITY_TIMEOUT_S: must exceed CELERY_TIME_LIMIT_S + CELERY_RETRY_BACKOFF_MAX_S, "
+                "or a running task is handed to a second worker"
+            )
+        return None
 
-    @model_validator(mode="after")
-    def _jobs_fit_their_limits(self) -> Settings:
-        problem = self.job_limits_problem()
-        if problem:
-            raise ValueError(problem)
-        return self
+    def _topology_problem(self) -> str | None:
+        topology, redis_url = self.redis_topology, self.redis_url
+        if topology is RedisTopology.SENTINEL:
+            if not self.redis_sentinels:
+                return "JOLLYJET_REDIS_SENTINELS: required with JOLLYJET_REDIS_TOPOLOGY=sentinel (host:port,...)"
+            if not self.redis_sentinel_master:
+                return "JOLLYJET_REDIS_SENTINEL_MASTER: required with JOLLYJET_REDIS_TOPOLOGY=sentinel"
+            if redis_url is not None:
+                return "REDIS_URL: not used with sentinel (the sentinels name the master); unset it"
+            if self.redis_tls_ca_file and not self.redis_tls:
+                return "JOLLYJET_REDIS_TLS_CA_FILE: only used with JOLLYJET_REDIS_TLS=true"
+            return None
+        for field in _SENTINEL_ONLY:
+            if getattr(self, field) not in (None, ""):
+                name = type(self).model_fields[field].validation_alias.choices[0]  # type: ignore[union-attr]
+                return f"{name}: only used with JOLLYJET_REDIS_TOPOLOGY=sentinel (standalone and cluster use REDIS_URL)"
+        if self.redis_tls:
+            return "JOLLYJET_REDIS_TLS: only used with sentinel; use a rediss:// REDIS_URL"
+        if topology is RedisTopology.CLUSTER:
+            if redis_url is None:
+                return "REDIS_URL: required with JOLLYJET_REDIS_TOPOLOGY=cluster (any node of the cluster)"
+            if redis_url.startswith("unix://"):
+                return "REDIS_URL: a cluster is reached over TCP (redis:// or rediss://), not unix://"
+        return None
 
-    @model_validator(mode="after")
-    def _production_needs_real_servers(self) -> Settings:
-        if self.env is Environment.PRODUCTION:
-            if self.celery_broker_url is not None and self.celery_broker_url.startswith("memory://"):
-                raise ValueError("CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker")
-            if self.mongodb_uri.startswith("mongomock://"):
-                raise ValueError("MONGODB_URI: production needs a real MongoDB URI, not mongomock://")
-            if self.embedded_redis and self.cache_enabled:
-                raise ValueError("REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)")
-            if self.redis_topology is not RedisTopology.STANDALONE and not self.celery_broker_url:
-                # Celery's Redis transport speaks neither Cluster nor our sentinel settings.
-                raise ValueError("CELERY_BROKER_URL: required with a sentinel or cluster topology (see docs)")
-            if not self.api_tokens:
-                raise ValueError("JOLLYJET_API_TOKENS: production needs at least one API token")
-            if any(len(t) < 16 for t in self.api_tokens):
-                raise ValueError("JOLLYJET_API_TOKENS: production tokens must be at least 16 characters")
-        return self
+    def _production_problem(self) -> str | None:
+        if self.env is not Environment.PRODUCTION:
+            return None
+        if self.celery_broker_url is not None and self.celery_broker_url.startswith("memory://"):
+            return "CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker"
+        if self.embedded_mongo:
+            return "MONGODB_URI: production needs a real MongoDB URI, not mongomock://"
+        if self.embedded_redis and self.cache_enabled:
+            return "REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)"
+        if self.redis_topology is not RedisTopology.STANDALONE and not self.celery_broker_url:
+            # Celery's Redis transport speaks neither Cluster nor our sentinel settings.
+            return "CELERY_BROKER_URL: required with a sentinel or cluster topology (see docs)"
+        if not self.api_tokens:
+            return "JOLLYJET_API_TOKENS: production needs at least one API token"
+        if any(len(t) < 16 for t in self.api_tokens):
+            return "JOLLYJET_API_TOKENS: production tokens must be at least 16 characters"
+        return None
 
-    @model_validator(mode="after")
-    def _stand_ins_installed(self) -> Settings:
+    def _stand_in_problem(self) -> str | None:
         # Production installs (requirements.lock, the Docker image) leave the stand-ins out:
         # say which variable is missing instead of failing on an import at first use.
         extra = "or install the `embedded` extra (requirements-embedded.lock; `bash scripts/serve` does)"
         if self.embedded_mongo and find_spec("mongomock") is None:
-            raise ValueError(f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}")
+            return f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}"
         if self.embedded_redis and self.cache_enabled and find_spec("fakeredis") is None:
-            raise ValueError(f"REDIS_URL: not set and fakeredis is not installed: set it, {extra}")
-        return self
+            return f"REDIS_URL: not set and fakeredis is not installed: set it, {extra}"
+        return None
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -368,9 +352,19 @@ class Settings(BaseSettings):
         return tuple(t.strip() for t in self.api_tokens_raw.split(",") if t.strip())
 
     @property
+    def redis_sentinels(self) -> tuple[tuple[str, int], ...]:
+        """The sentinels to ask for the master, as (host, port) pairs."""
+        return parse_sentinels(self.redis_sentinels_raw)
+
+    @property
     def embedded_redis(self) -> bool:
         """True when no REDIS_URL is set (standalone) and an in-process fakeredis stands in."""
         return self.redis_url is None and self.redis_topology is RedisTopology.STANDALONE
+
+    @property
+    def embedded_mongo(self) -> bool:
+        """True when MongoDB is the in-process mongomock store."""
+        return self.mongodb_uri.startswith("mongomock://")
 
     @property
     def broker_url(self) -> str:
@@ -393,82 +387,33 @@ class Settings(BaseSettings):
         return self.broker_url.startswith("memory://")
 
     @property
-    def embedded_mongo(self) -> bool:
-        """True when MongoDB is the in-process mongomock store."""
-        return self.mongodb_uri.startswith("mongomock://")
-
-    def metrics_address(self, role: str) -> tuple[str, int] | None:
-        """(host, port) the worker or beat serves its metrics on, or None."""
-        value = self.worker_metrics_address if role == "worker" else self.beat_metrics_address
-        match = _ADDRESS.match(value)
-        if match is None:
-            return None
-        return match.group("host").strip("[]"), int(match.group("port"))
-
-    @property
-    def redis_sentinels(self) -> tuple[tuple[str, int], ...]:
-        """The sentinels to ask for the master, as (host, port) pairs."""
-        return parse_sentinels(self.redis_sentinels_raw)
-
-    def topology_problem(self, redis_url: str | None) -> str | None:
-        """Why the topology settings do not fit together (the message starts with the variable), or None."""
-        topology = self.redis_topology
-        if topology is RedisTopology.SENTINEL:
-            if not self.redis_sentinels:
-                return "JOLLYJET_REDIS_SENTINELS: required with JOLLYJET_REDIS_TOPOLOGY=sentinel (host:port,...)"
-            if not self.redis_sentinel_master:
-                return "JOLLYJET_REDIS_SENTINEL_MASTER: required with JOLLYJET_REDIS_TOPOLOGY=sentinel"
-            if redis_url is not None:
-                return "REDIS_URL: not used with sentinel (the sentinels name the master); unset it"
-            if self.redis_tls_ca_file and not self.redis_tls:
-                return "JOLLYJET_REDIS_TLS_CA_FILE: only used with JOLLYJET_REDIS_TLS=true"
-            return None
-        for field, name in _SENTINEL_ONLY:
-            if _is_set(getattr(self, field)):
-                return f"{name}: only used with JOLLYJET_REDIS_TOPOLOGY=sentinel (standalone and cluster use REDIS_URL)"
-        if self.redis_tls:
-            return "JOLLYJET_REDIS_TLS: only used with sentinel; use a rediss:// REDIS_URL"
-        if topology is RedisTopology.CLUSTER:
-            if redis_url is None:
-                return "REDIS_URL: required with JOLLYJET_REDIS_TOPOLOGY=cluster (any node of the cluster)"
-            if redis_url.startswith("unix://"):
-                return "REDIS_URL: a cluster is reached over TCP (redis:// or rediss://), not unix://"
-        return None
-
-    def job_limits_problem(self) -> str | None:
-        """Why the time limits and visibility timeout do not fit together, or None."""
-        if self.celery_soft_time_limit_s >= self.celery_time_limit_s:
-            return "CELERY_SOFT_TIME_LIMIT_S: must be below CELERY_TIME_LIMIT_S"
-        if self.celery_visibility_timeout_s <= self.celery_time_limit_s + self.celery_retry_backoff_max_s:
-            return (
-                "CELERY_VISIBILITY_TIMEOUT_S: must exceed CELERY_TIME_LIMIT_S + CELERY_RETRY_BACKOFF_MAX_S, "
-                "or a running task is handed to a second worker"
-            )
-        return None
+    def celery_soft_time_limit_s(self) -> int:
+        """Soft time limit of every task: four fifths of the hard one, leaving the task time to clean up."""
+        return self.celery_time_limit_s * 4 // 5
 
     @property
     def db_bulkhead_size(self) -> int:
         """Concurrent MongoDB calls per process: JOLLYJET_DB_BULKHEAD, else half the web threads (rounded up)."""
         # Half: however many misses arrive, at least half a process's threads stay free for
-        # what never touches MongoDB (cache hits, health checks, 429s); a waiter on the
-        # bulkhead holds its thread only for JOLLYJET_DB_BULKHEAD_WAIT_MS.
+        # what never touches MongoDB (cache hits, health checks, 429s).
         return self.db_bulkhead or (self.web_threads + 1) // 2
 
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "settings"
-        field = Settings.model_fields.get(loc)
-        alias = field.validation_alias if field else None
-        name = alias.choices[0] if isinstance(alias, AliasChoices) else loc
-        lines.append(f"{name}: {item['msg']}")
-    return "invalid configuration: " + "; ".join(lines)
+    def metrics_address(self, role: str) -> tuple[str, int] | None:
+        """(host, port) the worker or beat serves its metrics on, or None."""
+        value = self.worker_metrics_address if role == "worker" else self.beat_metrics_address
+        match = _ADDRESS.match(value)
+        return (match.group("host").strip("[]"), int(match.group("port"))) if match else None
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment (plus explicit overrides) or raise SettingsError."""
+    """Read settings from the environment (plus explicit overrides) or raise SettingsError naming each variable."""
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        raise SettingsError(_describe(error)) from None
+        lines = []
+        for item in error.errors():
+            loc = ".".join(str(p) for p in item["loc"]) or "settings"
+            field = Settings.model_fields.get(loc)
+            alias = field.validation_alias if field else None
+            lines.append(f"{alias.choices[0] if isinstance(alias, AliasChoices) else loc}: {item['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(lines)) from None

@@ -19,7 +19,7 @@ from jollyjet.maintenance.audit_store import latest_audit
 from jollyjet.maintenance.flush import drop_service_keys
 from jollyjet.ops.job_queue import QUEUE_ERRORS, JobPublisher, QueueUnavailable
 from jollyjet.products.mongo_repository import translate_db_errors
-from jollyjet.settings import CLEANUP_SCAN_BATCH
+from jollyjet.settings import CLEANUP_SCAN_BATCH, JOB_PUBLISH_TIMEOUT_S
 
 blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -80,7 +80,7 @@ def _publisher() -> JobPublisher:
     extensions = current_app.extensions
     with _PUBLISHER_LOCK:
         if "jollyjet_jobs" not in extensions:
-            timeout_s = current_services().settings.job_publish_timeout_s
+            timeout_s = JOB_PUBLISH_TIMEOUT_S
             extensions["jollyjet_jobs"] = JobPublisher(extensions["celery"], timeout_s)
     publisher: JobPublisher = extensions["jollyjet_jobs"]
     return publisher

@@ -30,6 +30,7 @@ from pymongo.collection import Collection
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.scripts import RELEASE_LOCK
 from jollyjet.maintenance import names
+from jollyjet.settings import CACHE_TOMBSTONE_TTL_S, CACHE_TTL_JITTER
 from tests.support.factories import product_payload
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import (
@@ -50,7 +51,7 @@ TOKEN = f"e2e-{secrets.token_hex(12)}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CATEGORY = "e2e"
 # Set explicitly so the TTL bounds asserted below are the ones the processes use.
-PRODUCT_TTL_S, TTL_JITTER, TOMBSTONE_TTL_S = 600, 0.1, 60
+PRODUCT_TTL_S, TTL_JITTER, TOMBSTONE_TTL_S = 600, CACHE_TTL_JITTER, CACHE_TOMBSTONE_TTL_S
 STARTUP_TIMEOUT_S = 20.0
 AUDIT_TIMEOUT_S = 20.0
 PLANTED = {
@@ -103,8 +104,6 @@ def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
         CELERY_QUEUE=f"e2e-{unique}",
         JOLLYJET_LOG_LEVEL="INFO",
         JOLLYJET_CACHE_PRODUCT_TTL_S=str(PRODUCT_TTL_S),
-        JOLLYJET_CACHE_TTL_JITTER=str(TTL_JITTER),
-        JOLLYJET_CACHE_TOMBSTONE_TTL_S=str(TOMBSTONE_TTL_S),
         # The 100 ms production default turns a Redis reply delayed by a busy test machine into
         # a BYPASS read; this test is about drift repair, not timeouts (the fault tests are).
         JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",

@@ -43,7 +43,6 @@ def worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStac
         JOLLYJET_REPAIR_INTERVAL_S="2",
         # A killed run's job lock expires with the hard time limit: short, so the rerun comes soon.
         CELERY_TIME_LIMIT_S="15",
-        CELERY_SOFT_TIME_LIMIT_S="12",
         CELERY_RETRY_BACKOFF_MAX_S="2",
         CELERY_VISIBILITY_TIMEOUT_S="60",
     ) as stack:

@@ -21,7 +21,7 @@ from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.repository import ProductRepository
-from jollyjet.settings import AuditMode
+from jollyjet.settings import CACHE_TOMBSTONE_TTL_S, AuditMode
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     RepositoryWithHook,
@@ -120,7 +120,7 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
         entry = entry_of(services, product.id)
         assert entry is not None and entry.is_tombstone
         ttl = ttl_of(services, product.id)
-        assert ttl is not None and 0 < ttl <= services.settings.cache_tombstone_ttl_s
+        assert ttl is not None and 0 < ttl <= CACHE_TOMBSTONE_TTL_S
     # The audit's tombstone is one version past the one it saw, like a delete's.
     assert entry_of(services, deleted.id) == VersionedEntry(deleted.version + 1, None)
 

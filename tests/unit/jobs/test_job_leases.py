@@ -19,7 +19,7 @@ from jollyjet.maintenance.audit import AuditOptions, CacheAudit
 from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.settings import AuditMode
+from jollyjet.settings import CACHE_LEASE_TTL_MS, AuditMode
 from tests.support.job_stack import RepositoryWithHook, product_values
 
 
@@ -31,14 +31,14 @@ def repair(services: Services, database: ProductRepository | None = None) -> Rep
         services.cache.writer,
         database or services.mongo,
         500,
-        lease_ttl_ms=services.settings.cache_lease_ttl_ms,
+        lease_ttl_ms=CACHE_LEASE_TTL_MS,
     )
 
 
 def audit(services: Services, database: ProductRepository) -> dict[str, int]:
     assert services.cache is not None
     cache = services.cache
-    options = AuditOptions(mode=AuditMode.FULL, lease_ttl_ms=services.settings.cache_lease_ttl_ms)
+    options = AuditOptions(mode=AuditMode.FULL, lease_ttl_ms=CACHE_LEASE_TTL_MS)
     return CacheAudit(cache.backend, cache.keys, cache.writer, database, options).run().repaired
 
 

@@ -16,6 +16,7 @@ from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.repository import ProductRepository
+from jollyjet.settings import CACHE_LEASE_TTL_MS
 from tests.support.job_stack import OutageBackend, RepositoryWithHook, product_values
 
 
@@ -36,7 +37,7 @@ def repair(
         services.cache.writer,
         database or services.mongo,
         batch,
-        lease_ttl_ms=services.settings.cache_lease_ttl_ms,
+        lease_ttl_ms=CACHE_LEASE_TTL_MS,
     )
 
 
