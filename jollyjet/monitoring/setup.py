@@ -1,4 +1,4 @@
-"""Monitoring, wired in where the parts are built: the sinks by wiring.build_services, the
+"""Monitoring, wired in where the parts are built: the sinks by app_factory.build_services, the
 MongoDB listener by create_app's connect step, the rest by attach_monitoring (one app step).
 
 This module imports prometheus_client only inside these functions, which run when an

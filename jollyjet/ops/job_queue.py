@@ -4,7 +4,7 @@ Celery's own timeouts do not bound a publish: with a Redis that accepts connecti
 but does not answer, `send_task` spends about 20 s in the result backend's reconnect
 retries (subscribing to the task's result channel) before it raises, and it raises a
 bare RuntimeError. So the publish runs in a short-lived thread and the request waits
-at most JOLLYJET_JOB_PUBLISH_TIMEOUT_S for it. A publish that outlives the wait may
+at most JOB_PUBLISH_TIMEOUT_S for it. A publish that outlives the wait may
 still land later; every job is idempotent and locked, so a late copy costs one
 skipped run. At most MAX_IN_FLIGHT publishes wait on the broker at a time: once they
 are stuck, further requests get the 503 at once instead of piling up threads.

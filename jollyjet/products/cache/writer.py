@@ -26,7 +26,7 @@ from jollyjet.products.domain import ProductRecord
 SETTLED_AFTER = timedelta(seconds=120)
 # The leases of a job's batch (repair, audit) outlive its one database read and its fills, one
 # round trip each, on a slow Redis too (100 products at 100 ms: 10 s); a request's fill lease
-# (JOLLYJET_CACHE_LEASE_TTL_MS) covers one read. Writes revoke them all the same, and a run
+# (CACHE_LEASE_TTL_MS) covers one read. Writes revoke them all the same, and a run
 # hands back what it holds when it ends; only a killed run leaves its products unfilled this long.
 BATCH_LEASE_TTL_MS = 30_000
 
