@@ -270,7 +270,7 @@ def errors(blp: Blueprint, *codes: int, why: dict[int, str] | None = None) -> Ca
     return decorate
 
 
-def register_contract(api: Api, app: Flask) -> None:
+def _register_contract(api: Api, app: Flask) -> None:
     """Path converters, and what the spec generator must know about Money, caps and schema keywords."""
     # Money documents its own oneOf (text or number); without this, apispec would add
     # the Decimal field's "type": "number" beside it and forbid the text form.
@@ -305,7 +305,7 @@ DOCS_PATH = "docs"  # under OPENAPI_URL_PREFIX (/api)
 ASSETS_URL = "/api/docs/assets/"
 ASSET_MAX_AGE_S = 3600
 
-assets = Blueprint("api_docs_assets", __name__)
+assets = flask.Blueprint("api_docs_assets", __name__)
 
 
 @assets.get(f"{ASSETS_URL}<path:filename>")
@@ -314,7 +314,19 @@ def asset(filename: str) -> Response:
     return send_from_directory(str(swagger_ui_path), filename, max_age=ASSET_MAX_AGE_S)
 
 
-def register_docs_page(app: Flask) -> None:
-    """Configure flask-smorest's Swagger UI page and serve its assets. Call before the Api is made."""
-    app.config.update(OPENAPI_SWAGGER_UI_PATH=DOCS_PATH, OPENAPI_SWAGGER_UI_URL=ASSETS_URL)
+def init_api(app: Flask) -> Api:
+    """flask-smorest's Api with its docs page and contract. One per app: it holds the app's OpenAPI spec."""
+    app.config.update(
+        API_TITLE="JollyJet catalog API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH=DOCS_PATH,
+        OPENAPI_SWAGGER_UI_URL=ASSETS_URL,
+    )
     app.register_blueprint(assets)
+    api = JsonErrorApi(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    _register_contract(api, app)
+    return api

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from jollyjet.api import JsonErrorApi, register_contract, register_docs_page
+from jollyjet.api import init_api
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.breaker import CircuitBreaker
 from jollyjet.cache.client import RedisClient, build_redis_client
@@ -93,10 +93,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     connect_mongo(settings, mongo_listeners())
     services = register_services(app, settings, services)
     register_jobs(app, settings, services)
-    register_docs_page(app)
-    api = register_api(app)
-    register_contract(api, app)
-    register_blueprints(api)
+    register_blueprints(init_api(app))
     register_error_handlers(app)
     register_http_headers(app, settings)
     attach_monitoring(app, settings, services)
@@ -124,15 +121,10 @@ def api_tokens(settings: Settings) -> tuple[str, ...]:
 
 
 def configure_app(app: Flask, settings: Settings) -> None:
-    """Flask and flask-smorest configuration derived from settings."""
+    """Flask configuration, and what the views read, derived from settings."""
     app.config.update(
         TESTING=settings.env is Environment.TESTING,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        API_TITLE="JollyJet catalog API",
-        API_VERSION="v1",
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/api",
-        OPENAPI_JSON_PATH="openapi.json",
         JOLLYJET_API_TOKENS=api_tokens(settings),
         JOLLYJET_MAX_PAGE=settings.max_page,
         JOLLYJET_MAX_PAGE_SIZE=settings.max_page_size,
@@ -162,14 +154,6 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
     # In a thread: the listener runs inside the request that closed the breaker, and a
     # slow or dead broker must not hold that request up.
     cache.breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
-
-
-def register_api(app: Flask) -> Api:
-    """flask-smorest's Api. One per app: it holds the app's OpenAPI spec, so tests
-    building many apps must not share it."""
-    api = JsonErrorApi(app)
-    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    return api
 
 
 def register_blueprints(api: Api) -> None:
