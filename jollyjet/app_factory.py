@@ -53,6 +53,7 @@ from jollyjet.settings import (
     CACHE_TOMBSTONE_TTL_S,
     CACHE_TTL_JITTER,
     DB_BULKHEAD_WAIT_MS,
+    POPULARITY_FLUSH_S,
     Environment,
     LogFormat,
     RedisTopology,
@@ -233,9 +234,7 @@ def build_cache(
     else:
         backend = cache_backend
     repairs = RepairLog()
-    popularity = PopularityTracker(
-        backend, keys, settings.popularity_sample_rate, flush_interval_s=settings.popularity_flush_s
-    )
+    popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate, flush_interval_s=POPULARITY_FLUSH_S)
     repository = CachedProductRepository(
         mongo,
         backend,

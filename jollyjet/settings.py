@@ -31,6 +31,8 @@ CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before re
 # so a short burst of misses waits and a sustained flood is shed.
 DB_BULKHEAD_WAIT_MS = 100
 DEEP_PAGE_OFFSET = 1000  # a list page starting this many items in is a deep page (rate limited)
+POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
+CELERY_MAX_RETRIES = 5  # retries of a job after transient Redis/MongoDB errors
 JOB_PUBLISH_TIMEOUT_S = 3.0  # how long an admin request waits for the broker to take a job before its 503
 CELERY_RESULT_EXPIRES_S = 86400  # how long task states and reports are kept
 WARM_TOP_PRODUCTS = 500  # most-read products the warming job keeps cached
@@ -174,7 +176,6 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_var("JOLLYJET_BREAKER_FAILURES"))
     breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
     popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
-    popularity_flush_s: float = Field(5.0, ge=0, le=300, validation_alias=_var("JOLLYJET_POPULARITY_FLUSH_S"))
 
     # --- Celery and the jobs
     celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
@@ -192,7 +193,6 @@ class Settings(BaseSettings):
         3600, ge=60, le=86400, validation_alias=_var("CELERY_VISIBILITY_TIMEOUT_S")
     )
     celery_time_limit_s: int = Field(300, ge=2, le=21600, validation_alias=_var("CELERY_TIME_LIMIT_S"))
-    celery_max_retries: int = Field(5, ge=0, le=100, validation_alias=_var("CELERY_MAX_RETRIES"))
     celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=_var("CELERY_RETRY_BACKOFF_MAX_S"))
     warm_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ENABLED"))
     warm_interval_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_WARM_INTERVAL_S"))

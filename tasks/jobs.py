@@ -23,6 +23,7 @@ from jollyjet.maintenance.report import JobEntry
 from jollyjet.maintenance.run_lock import run_job_once
 from jollyjet.maintenance.warming import run_warm
 from jollyjet.products.repository import DatabaseUnavailable
+from jollyjet.settings import CELERY_MAX_RETRIES
 
 TRANSIENT = (CacheError, DatabaseUnavailable, ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
@@ -70,4 +71,4 @@ def run_job(task: Task, job: str, entry: JobEntry, exclusive: bool = True) -> di
     except TRANSIENT as error:
         delay = min(settings.celery_retry_backoff_max_s, 2 ** (task.request.retries + 1))
         countdown = random.uniform(delay / 2, delay)  # jitter: retries of many tasks do not align
-        raise task.retry(exc=error, countdown=countdown, max_retries=settings.celery_max_retries) from error
+        raise task.retry(exc=error, countdown=countdown, max_retries=CELERY_MAX_RETRIES) from error

@@ -41,10 +41,11 @@ COUNTS = ("?category=audio", "?in_stock=true", "?tag=sale")
 
 
 @pytest.fixture
-def app(redis_server: RedisServer) -> tuple[Flask, EventCounter]:
+def app(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> tuple[Flask, EventCounter]:
     events = EventCounter()
     # Popularity is sent by a daemon thread every few seconds; not during the command count below.
-    settings = make_settings(redis_url=redis_server.url, popularity_flush_s=300)
+    monkeypatch.setattr("jollyjet.app_factory.POPULARITY_FLUSH_S", 300)
+    settings = make_settings(redis_url=redis_server.url)
     return make_app(settings, events=events), events
 
 

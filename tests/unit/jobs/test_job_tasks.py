@@ -115,7 +115,7 @@ def test_transient_failures_become_retries_with_bounded_jittered_backoff(
     [call] = task.retry_calls
     settings = services.settings
     delay = min(settings.celery_retry_backoff_max_s, 2 ** (retries + 1))
-    assert call["exc"] is error and call["max_retries"] == settings.celery_max_retries
+    assert call["exc"] is error and call["max_retries"] == jobs.CELERY_MAX_RETRIES
     assert delay / 2 <= call["countdown"] <= delay <= settings.celery_retry_backoff_max_s
     assert services.cache is not None and not services.cache.backend.exists(services.cache.keys.job_lock("cleanup"))
 
@@ -175,7 +175,8 @@ def test_the_audit_task_stores_its_run(app: Flask) -> None:
 
 
 def test_a_task_failing_transiently_is_retried_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = job_app(FakeCacheBackend(), celery_max_retries=2)
+    monkeypatch.setattr(jobs, "CELERY_MAX_RETRIES", 2)
+    app = job_app(FakeCacheBackend())
     attempts: list[int] = []
 
     def flaky(*_: object) -> Ran:
