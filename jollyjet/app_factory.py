@@ -48,12 +48,6 @@ from jollyjet.products.mongo_repository import MongoProductRepository
 from jollyjet.products.repository import ProductRepository
 from jollyjet.products.routes import blp as products_blp
 from jollyjet.settings import (
-    CACHE_FILL_WAIT_MS,
-    CACHE_LEASE_TTL_MS,
-    CACHE_TOMBSTONE_TTL_S,
-    CACHE_TTL_JITTER,
-    DB_BULKHEAD_WAIT_MS,
-    POPULARITY_FLUSH_S,
     Environment,
     LogFormat,
     RedisTopology,
@@ -63,6 +57,15 @@ from jollyjet.settings import (
 
 log = logging.getLogger(__name__)
 DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
+# Fixed values that were settings nobody tuned (the rest: jollyjet/settings.py).
+CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
+CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
+CACHE_LEASE_TTL_MS = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
+CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before reading MongoDB itself
+# A waiter on the bulkhead holds its thread this long at most: a few ordinary MongoDB calls,
+# so a short burst of misses waits and a sustained flood is shed.
+DB_BULKHEAD_WAIT_MS = 100
+POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
 
 
 class _Flask(Flask):

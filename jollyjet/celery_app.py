@@ -53,7 +53,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # With acks_late, a task still running when the broker connection drops will be
         # redelivered; cancel it rather than let two copies run.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_soft_time_limit": settings.celery_soft_time_limit_s,
+        "task_soft_time_limit": settings.celery_time_limit_s * 4 // 5,  # time left to clean up
         "task_time_limit": settings.celery_time_limit_s,
         "task_track_started": True,
         # Store the task name with its result, so GET /api/v1/tasks/<id> can say which job it was.

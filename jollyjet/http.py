@@ -48,12 +48,13 @@ from jollyjet.products.bulkhead import Overloaded
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
 from jollyjet.products.representation import etag
 from jollyjet.products.schemas import default_page_size
-from jollyjet.settings import DEEP_PAGE_OFFSET, RedisTopology, Settings
+from jollyjet.settings import RedisTopology, Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
+DEEP_PAGE_OFFSET = 1000  # a list page starting this many items in is a deep page (rate limited)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -1,10 +1,8 @@
 """Every setting of the service, from environment variables, validated once at start-up.
 
-One flat model, its fields grouped by concept under comment headings (flat rather than
-nested groups: every module reads `settings.<field>`, and the names stay what they were).
-Each field's alias is its variable; docs/configuration.md lists them all. A value nobody
-tunes is a named constant below instead, read where it is used. A missing or junk value
-raises SettingsError naming the variable, before anything is built.
+One flat model with its fields grouped under comment headings (not nested groups: every module
+reads `settings.<field>`). A value nobody tunes is a named constant here instead. A missing or
+junk value raises SettingsError naming the variable; docs/configuration.md lists them all.
 """
 
 from __future__ import annotations
@@ -14,24 +12,16 @@ from enum import StrEnum
 from importlib.util import find_spec
 from typing import Any
 
+from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
 
-# Fixed values that were settings nobody tuned.
+# Fixed values that were settings nobody tuned (the cache's and the bulkhead's: jollyjet/app_factory.py).
 REDIS_RETRIES = 1  # retries of a Redis call on connection errors and timeouts (5-50 ms backoff)
 REDIS_POOL_TIMEOUT_MS = 100  # how long a request waits for a free Redis connection
 REDIS_HEALTH_CHECK_INTERVAL_S = 15  # idle Redis connections are checked with PING after this long
-CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
-CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
-CACHE_LEASE_TTL_MS = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
-CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before reading MongoDB itself
-# A waiter on the bulkhead holds its thread this long at most: a few ordinary MongoDB calls,
-# so a short burst of misses waits and a sustained flood is shed.
-DB_BULKHEAD_WAIT_MS = 100
-DEEP_PAGE_OFFSET = 1000  # a list page starting this many items in is a deep page (rate limited)
-POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
 CELERY_MAX_RETRIES = 5  # retries of a job after transient Redis/MongoDB errors
 JOB_PUBLISH_TIMEOUT_S = 3.0  # how long an admin request waits for the broker to take a job before its 503
 CELERY_RESULT_EXPIRES_S = 86400  # how long task states and reports are kept
@@ -48,31 +38,23 @@ AUDIT_REPAIR = True  # the audit repairs the drift it finds (False: report only)
 AUDIT_HISTORY = 100  # audit runs kept in MongoDB
 
 # What each URL setting may start with.
+_REDIS = ("redis://", "rediss://")
 _SCHEMES = {
     "mongodb_uri": ("mongodb://", "mongodb+srv://", "mongomock://"),
     "redis_url": ("redis://", "rediss://", "unix://"),
     "celery_broker_url": ("redis://", "rediss://", "unix://", "sentinel://", "amqp://", "amqps://", "memory://"),
     "celery_result_backend": ("redis://", "rediss://", "unix://", "sentinel://", "cache+memory://"),
-    "rate_limit_storage_uri": (
-        "memory://",
-        "redis://",
-        "rediss://",
-        "redis+unix://",
-        "redis+sentinel://",
-        "redis+cluster://",
-    ),
+    "rate_limit_storage_uri": ("memory://", *_REDIS, "redis+unix://", "redis+sentinel://", "redis+cluster://"),
 }
-# scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
-# requests carry a bearer token, so each allowed origin is named.
+# What a browser sends in Origin. "*" is refused on purpose: requests carry a token, so each origin is named.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
-_ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5})$")
+_ADDRESS = r"^((?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5}))?$"  # HOST:PORT, or empty
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
 _SENTINEL_ONLY: tuple[str, ...] = ("redis_sentinels_raw", "redis_sentinel_master", "redis_username")
 _SENTINEL_ONLY += ("redis_password", "redis_sentinel_password", "redis_tls_ca_file")
 
 
-def _var(name: str) -> Any:
-    """Field bound to exactly one environment variable name."""
+def _var(name: str) -> Any:  # a field bound to exactly one environment variable name
     return AliasChoices(name)
 
 
@@ -141,9 +123,9 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_var("JOLLYJET_LOG_LEVEL"))
     log_format: LogFormat = Field(LogFormat.AUTO, validation_alias=_var("JOLLYJET_LOG_FORMAT"))
-    # Off by default: two workers on one host must not fight over a port; deployments set them.
-    worker_metrics_address: str = Field("", validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
-    beat_metrics_address: str = Field("", validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
+    # HOST:PORT, e.g. 0.0.0.0:9101. Off by default: two workers on one host must not fight over a port.
+    worker_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
+    beat_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
 
     # --- Redis: the server and its client (None means "embedded fakeredis", only outside production)
     redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"))
@@ -177,7 +159,7 @@ class Settings(BaseSettings):
     breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
     popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
 
-    # --- Celery and the jobs
+    # --- Celery and the jobs (an interval of 0 schedules the job never)
     celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
     celery_result_backend: str | None = Field(None, validation_alias=_var("CELERY_RESULT_BACKEND"), repr=False)
     celery_queue: str = Field("jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_QUEUE"))
@@ -194,21 +176,16 @@ class Settings(BaseSettings):
     )
     celery_time_limit_s: int = Field(300, ge=2, le=21600, validation_alias=_var("CELERY_TIME_LIMIT_S"))
     celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=_var("CELERY_RETRY_BACKOFF_MAX_S"))
-    warm_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ENABLED"))
-    warm_interval_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_WARM_INTERVAL_S"))
+    warm_interval_s: int = Field(300, ge=0, le=86400, validation_alias=_var("JOLLYJET_WARM_INTERVAL_S"))
     warm_on_worker_start: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ON_WORKER_START"))
-    cleanup_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CLEANUP_ENABLED"))
-    cleanup_interval_s: int = Field(3600, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_CLEANUP_INTERVAL_S"))
-    audit_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_AUDIT_ENABLED"))
-    audit_interval_s: int = Field(900, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
+    cleanup_interval_s: int = Field(3600, ge=0, le=7 * 86400, validation_alias=_var("JOLLYJET_CLEANUP_INTERVAL_S"))
+    audit_interval_s: int = Field(900, ge=0, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
     audit_mode: AuditMode = Field(AuditMode.SAMPLE, validation_alias=_var("JOLLYJET_AUDIT_MODE"))
-    repair_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_REPAIR_ENABLED"))
-    repair_interval_s: int = Field(30, ge=1, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
+    repair_interval_s: int = Field(30, ge=0, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
 
     # --- Overload: the MongoDB bulkhead and the rate limits (docs/operations.md, "Overload")
     # The Procfile's and the Dockerfile's gunicorn --threads come from the same variable.
     web_threads: int = Field(4, ge=1, le=1024, validation_alias=_var("WEB_THREADS"))
-    # None: half the web threads, rounded up (db_bulkhead_size).
     db_bulkhead: int | None = Field(None, ge=1, le=1024, validation_alias=_var("JOLLYJET_DB_BULKHEAD"))
     rate_limits_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_RATE_LIMITS_ENABLED"))
     rate_limit_search: str = Field("10/second;120/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_SEARCH"))
@@ -220,16 +197,14 @@ class Settings(BaseSettings):
     rate_limit_storage_uri: str | None = Field(
         None, validation_alias=_var("JOLLYJET_RATE_LIMIT_STORAGE_URI"), repr=False
     )
-    # How many proxies in front append to X-Forwarded-For; 0: the header is ignored.
     trusted_proxies: int = Field(0, ge=0, le=5, validation_alias=_var("JOLLYJET_TRUSTED_PROXIES"))
 
     @field_validator(*_SCHEMES)
     @classmethod
     def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
-        name = info.field_name or ""
-        if not value and name != "mongodb_uri":
+        schemes = _SCHEMES[info.field_name or ""]
+        if not value and info.field_name != "mongodb_uri":
             return None  # unset, or set to nothing
-        schemes = _SCHEMES[name]
         if not (value or "").startswith(schemes):
             raise ValueError(f"must start with {', '.join(schemes[:-1])} or {schemes[-1]}")
         return value
@@ -240,13 +215,6 @@ class Settings(BaseSettings):
         for origin in (o.strip() for o in value.split(",") if o.strip()):
             if not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
-        return value
-
-    @field_validator("worker_metrics_address", "beat_metrics_address")
-    @classmethod
-    def _host_and_port(cls, value: str) -> str:
-        if value and not _ADDRESS.match(value):
-            raise ValueError("must be HOST:PORT (e.g. 0.0.0.0:9101), or empty to export nothing")
         return value
 
     @field_validator("redis_sentinels_raw")
@@ -260,8 +228,6 @@ class Settings(BaseSettings):
     def _limits_parse(cls, value: str) -> str:
         # flask-limiter parses these strings on every limited request: a typo must stop the
         # start-up, not turn into a request that fails or a limit that silently never applies.
-        from limits import parse_many
-
         try:
             parse_many(value)
         except ValueError:
@@ -387,9 +353,24 @@ class Settings(BaseSettings):
         return self.broker_url.startswith("memory://")
 
     @property
-    def celery_soft_time_limit_s(self) -> int:
-        """Soft time limit of every task: four fifths of the hard one, leaving the task time to clean up."""
-        return self.celery_time_limit_s * 4 // 5
+    def warm_enabled(self) -> bool:
+        """Beat schedules cache warming (JOLLYJET_WARM_INTERVAL_S is not 0)."""
+        return self.warm_interval_s > 0
+
+    @property
+    def cleanup_enabled(self) -> bool:
+        """Beat schedules the cleanup (JOLLYJET_CLEANUP_INTERVAL_S is not 0)."""
+        return self.cleanup_interval_s > 0
+
+    @property
+    def audit_enabled(self) -> bool:
+        """Beat schedules the audit (JOLLYJET_AUDIT_INTERVAL_S is not 0)."""
+        return self.audit_interval_s > 0
+
+    @property
+    def repair_enabled(self) -> bool:
+        """Beat schedules the repair, and a closing breaker enqueues it (JOLLYJET_REPAIR_INTERVAL_S is not 0)."""
+        return self.repair_interval_s > 0
 
     @property
     def db_bulkhead_size(self) -> int:
@@ -401,8 +382,8 @@ class Settings(BaseSettings):
     def metrics_address(self, role: str) -> tuple[str, int] | None:
         """(host, port) the worker or beat serves its metrics on, or None."""
         value = self.worker_metrics_address if role == "worker" else self.beat_metrics_address
-        match = _ADDRESS.match(value)
-        return (match.group("host").strip("[]"), int(match.group("port"))) if match else None
+        match = re.match(_ADDRESS, value)
+        return (match.group("host").strip("[]"), int(match.group("port"))) if match and value else None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -27,10 +27,10 @@ import requests
 from bson import ObjectId
 from pymongo.collection import Collection
 
+from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S, CACHE_TTL_JITTER
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.scripts import RELEASE_LOCK
 from jollyjet.maintenance import names
-from jollyjet.settings import CACHE_TOMBSTONE_TTL_S, CACHE_TTL_JITTER
 from tests.support.factories import product_payload
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import (
@@ -111,7 +111,7 @@ def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
         JOLLYJET_AUDIT_INTERVAL_S="1",
         JOLLYJET_AUDIT_MODE="full",
         # Cleanup also gives TTL-less keys a TTL; off, so the audit is the only job that can repair the drift.
-        JOLLYJET_CLEANUP_ENABLED="false",
+        JOLLYJET_CLEANUP_INTERVAL_S="0",
         JOLLYJET_REPAIR_INTERVAL_S="3600",  # nothing to replay here; keep the single pool slot for the audit
         WEB_CONCURRENCY="2",  # two web processes share the cache and the store
         CELERY_CONCURRENCY="1",  # prefork with one child: tasks run in a forked process

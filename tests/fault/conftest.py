@@ -132,8 +132,8 @@ def running_stack(log_dir: Path, **overrides: str) -> Iterator[FaultStack]:
                 JOLLYJET_BREAKER_COOLDOWN_S=str(BREAKER_COOLDOWN_S),
                 JOLLYJET_CACHE_FENCE_POLL_S=str(FENCE_POLL_S),
                 JOLLYJET_REPAIR_INTERVAL_S="2",
-                JOLLYJET_AUDIT_ENABLED="false",  # the point is what the service does without the audit
-                JOLLYJET_CLEANUP_ENABLED="false",
+                JOLLYJET_AUDIT_INTERVAL_S="0",  # the point is what the service does without the audit
+                JOLLYJET_CLEANUP_INTERVAL_S="0",
                 WEB_CONCURRENCY="2",
                 CELERY_CONCURRENCY="1",
                 CELERY_BEAT_SCHEDULE=str(log_dir / "beat-schedule"),

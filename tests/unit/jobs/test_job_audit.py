@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
+from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S
 from jollyjet.cache.backend import CacheBackend, VersionedEntry
 from jollyjet.extensions import Services
 from jollyjet.maintenance.audit import DRIFT_CLASSES, AuditOptions, CacheAudit
@@ -21,7 +22,7 @@ from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.models import ProductDocument
 from jollyjet.products.repository import ProductRepository
-from jollyjet.settings import CACHE_TOMBSTONE_TTL_S, AuditMode
+from jollyjet.settings import AuditMode
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     RepositoryWithHook,

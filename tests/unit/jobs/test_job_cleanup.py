@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S
 from jollyjet.cache.backend import CacheBackend
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.extensions import Services
 from jollyjet.maintenance.cleanup import CacheCleanup, CleanupOptions, CleanupReport
 from jollyjet.products.domain import ProductRecord
-from jollyjet.settings import CACHE_TOMBSTONE_TTL_S
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     all_keys,

@@ -13,13 +13,14 @@ from collections.abc import Callable
 
 import pytest
 
+from jollyjet.app_factory import CACHE_LEASE_TTL_MS
 from jollyjet.cache.backend import VersionedEntry
 from jollyjet.extensions import Services
 from jollyjet.maintenance.audit import AuditOptions, CacheAudit
 from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
 from jollyjet.products.domain import ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.settings import CACHE_LEASE_TTL_MS, AuditMode
+from jollyjet.settings import AuditMode
 from tests.support.job_stack import RepositoryWithHook, product_values
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from jollyjet.app_factory import CACHE_LEASE_TTL_MS
 from jollyjet.cache.backend import CacheError, VersionedEntry
 from jollyjet.cache.repair_log import CacheRepairRecord
 from jollyjet.extensions import Services
@@ -16,7 +17,6 @@ from jollyjet.maintenance.repair import RepairReport, repair_failed_writes
 from jollyjet.products.cache import codec
 from jollyjet.products.domain import CacheStatus, ProductQuery, ProductRecord
 from jollyjet.products.repository import ProductRepository
-from jollyjet.settings import CACHE_LEASE_TTL_MS
 from tests.support.job_stack import OutageBackend, RepositoryWithHook, product_values
 
 

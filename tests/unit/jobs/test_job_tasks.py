@@ -208,14 +208,14 @@ def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
 @pytest.mark.parametrize(
     ("switch", "entry"),
     [
-        ("warm_enabled", "cache-warm"),
-        ("cleanup_enabled", "cache-cleanup"),
-        ("audit_enabled", "cache-audit"),
-        ("repair_enabled", "cache-repair"),
+        ("warm_interval_s", "cache-warm"),
+        ("cleanup_interval_s", "cache-cleanup"),
+        ("audit_interval_s", "cache-audit"),
+        ("repair_interval_s", "cache-repair"),
     ],
 )
 def test_each_schedule_entry_is_switched_by_its_setting(switch: str, entry: str) -> None:
-    definitions = periodic_job_definitions(make_settings(**{switch: False}))
+    definitions = periodic_job_definitions(make_settings(**{switch: 0}))
 
     assert entry not in definitions and len(definitions) == 3
 
