@@ -1,16 +1,13 @@
 """`python -m jollyjet` (what `scripts/serve` runs): the API on gunicorn, one worker process with threads.
 
-The same server the Procfile's `web` runs, sized for one process: the embedded stores
-(mongomock, fakeredis) and the in-memory broker live in that process, so its worker
-and beat run there too, as threads, and it creates the indexes and the demo catalog
-there itself (on real servers, `flask --app app ensure-indexes` and `seed` do). With
-MONGODB_URI and REDIS_URL set it serves the real servers the same way; for several
-processes, use the Procfile.
-
-Embedded stores (mongomock, fakeredis) and the in-memory broker live in one process, so a
-separate `celery worker` could never see them: the same jobs run on the same schedule in
-daemon threads (start_embedded_jobs). The worker thread loads the task module by name
-(celery_app.TASK_MODULES), as `celery -A tasks worker` does: this package never imports tasks/.
+The same server the Procfile's `web` runs, sized for one process. The embedded stores
+(mongomock, fakeredis) and the in-memory broker live in that process, where no separate
+`celery worker` could see them: its worker and beat run there as daemon threads
+(start_embedded_jobs; the worker loads the task module by name, celery_app.TASK_MODULES, as
+`celery -A tasks worker` does, so this package never imports tasks/), and it creates the
+indexes and the demo catalog itself (on real servers, `flask --app app ensure-indexes` and
+`seed` do). With MONGODB_URI and REDIS_URL set it serves the real servers the same way; for
+several processes, use the Procfile.
 """
 
 from __future__ import annotations
