@@ -53,9 +53,8 @@ def cpu_per_request(
 
 def service_app(redis_url: str, log_level: str) -> tuple[WsgiApp, list[str]]:
     """The service (production logging) with 50 cached products; returns the app and their paths."""
-    from jollyjet.app_factory import create_app
+    from jollyjet.app_factory import build_services, create_app
     from jollyjet.settings import load_settings
-    from jollyjet.wiring import build_services
 
     settings = load_settings(
         env="testing",

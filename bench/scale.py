@@ -150,14 +150,14 @@ def memory_usage(redis_client: Any, keys: list[bytes]) -> int:
 
 def measure_size(products: int, rounds: int, requests: int, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Seed, warm, fill, probe the hit path and run the jobs at one catalog size."""
-    from jollyjet.app_factory import create_app
+    from jollyjet import settings as jj_settings
+    from jollyjet.app_factory import build_services, create_app
     from jollyjet.cache.events import query_member
     from jollyjet.jobs.audit import run_audit
     from jollyjet.jobs.cleanup import run_cleanup
     from jollyjet.jobs.warm import run_warm
     from jollyjet.products.record import ProductQuery
     from jollyjet.settings import load_settings
-    from jollyjet.wiring import build_services
 
     stack = Stack(Path(tempfile.mkdtemp(prefix="jj-scale-")), TOKEN)
     stack.start()
@@ -229,7 +229,9 @@ def measure_size(products: int, rounds: int, requests: int, seed: int, log: Call
         return {
             "products": products,
             "seed_seconds": round(seed_s, 2),
-            "service_settings": {name: getattr(settings, name) for name in SETTINGS_SHOWN},
+            "service_settings": {
+                name: getattr(settings, name, getattr(jj_settings, name.upper(), None)) for name in SETTINGS_SHOWN
+            },
             "hits": {
                 "app_cpu_us": {name: round(s * 1e6, 1) for name, s in best.items()},
                 "redis_cpu_us_per_product_hit": round(statistics.median(redis_per_hit) * 1e6, 1),

@@ -1,11 +1,13 @@
 """`python -m jollyjet` (what `scripts/serve` runs): the API on gunicorn, one worker process with threads.
 
-The same server the Procfile's `web` runs, sized for one process: the embedded stores
-(mongomock, fakeredis) and the in-memory broker live in that process, so its worker
-and beat run there too, as threads, and it creates the indexes and the demo catalog
-there itself (on real servers, `flask --app app ensure-indexes` and `seed` do). With
-MONGODB_URI and REDIS_URL set it serves the real servers the same way; for several
-processes, use the Procfile.
+The same server the Procfile's `web` runs, sized for one process. The embedded stores
+(mongomock, fakeredis) and the in-memory broker live in that process, where no separate
+`celery worker` could see them: its worker and beat run there as daemon threads
+(start_embedded_jobs; the tasks are jollyjet/jobs' shared tasks, registered with every Celery
+app, so this package never imports tasks/), and it creates the
+indexes and the demo catalog itself (on real servers, `flask --app app ensure-indexes` and
+`seed` do). With MONGODB_URI and REDIS_URL set it serves the real servers the same way; for
+several processes, use the Procfile.
 """
 
 from __future__ import annotations
@@ -13,22 +15,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+from celery.beat import EmbeddedService, Scheduler
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from jollyjet.app_factory import configure_logging, create_app
-from jollyjet.commands import catalog_products, seed_products
-from jollyjet.db import ensure_indexes
-from jollyjet.embedded import start_embedded_jobs
-from jollyjet.jobs import log_job_runner
+from jollyjet.commands import catalog_products, ensure_indexes, seed_products
+from jollyjet.db import mongo_problem
+from jollyjet.extensions import services_of
+from jollyjet.jobs import WARM, FlaskCelery, log_job_runner
 from jollyjet.ops.health import post_worker_init, pre_request
 from jollyjet.ops.logs import ServiceLogger
-from jollyjet.services import services_of
 from jollyjet.settings import Settings, SettingsError, load_settings
-from jollyjet.startup_checks import mongo_problem
 
 log = logging.getLogger("jollyjet.serve")
 
@@ -58,6 +60,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="with the in-process MongoDB stand-in, start with an empty catalog instead of the 48 demo products",
     )
     return parser.parse_args(argv)
+
+
+def start_embedded_jobs(app: Flask) -> None:
+    """Start one solo-pool worker thread and one beat thread on the app's Celery app."""
+    celery: FlaskCelery = app.extensions["celery"]
+    # The worker looks its tasks up on Celery's *default* app when no app is current in
+    # its thread; this process has exactly one, so make it the default.
+    celery.finalize()
+    celery.set_default()
+    worker = celery.WorkController(
+        pool="solo",
+        concurrency=1,
+        queues=[celery.conf.task_default_queue],
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
+    # The plain, in-memory Scheduler: a persistent one needs a schedule file (one more
+    # temporary directory left behind by every run), and the single-send claims guard
+    # against a second beat process, which embedded mode cannot have. Its "last run"
+    # times die with the process, like the embedded stores.
+    beat = EmbeddedService(celery, thread=True, scheduler_cls=Scheduler)
+    beat.start()
+    settings = services_of(app).settings
+    if settings.cache_enabled and settings.warm_enabled and settings.warm_on_worker_start:
+        # Only the `celery worker` command sends worker_ready; do here what its handler does.
+        celery.send_task(WARM)
+    log.info("embedded mode: Celery worker and beat run as threads of this process")
 
 
 class OneProcessServer(BaseApplication):

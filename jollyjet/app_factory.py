@@ -1,10 +1,11 @@
-"""The application factory: a short list of named steps.
+"""The application factory: a short list of named steps, and the Services it builds from settings.
 
 Building an app connects to no server and writes nothing: the MongoDB and Redis
 clients connect on first use, and what a serving process does once at start-up
 (embedded worker threads, the embedded demo catalog) is its entry point's business
 (app.py, `python -m jollyjet`). What an operator runs once (seeding, indexes) is a
-command of `flask --app app` (jollyjet/commands.py).
+command of `flask --app app` (jollyjet/commands.py). The web, the worker and beat
+all build their app here, so they all run on the same Services.
 """
 
 from __future__ import annotations
@@ -19,27 +20,40 @@ from flask import Flask
 from flask_smorest import Api
 
 from jollyjet import jobs
-from jollyjet.api_docs import register_docs_page
+from jollyjet.api import init_api
+from jollyjet.cache.client import CircuitBreaker, RedisClient, build_redis_client
+from jollyjet.cache.epoch import CacheEpochGuard
+from jollyjet.cache.events import CacheEvents, EventCounter, PopularityTracker, TeeEvents
+from jollyjet.cache.fence import RepairFence, RepairLog
+from jollyjet.cache.keys import CacheKeys, TtlPolicy
+from jollyjet.cache.store import CacheBackend, CallObserver
 from jollyjet.commands import register_commands
-from jollyjet.db import connect_mongo
-from jollyjet.errors import JsonErrorApi, register_error_handlers
-from jollyjet.http_headers import register_http_headers
+from jollyjet.db import connect_mongo, socket_timeout_ms
+from jollyjet.extensions import EXTENSION, CacheServices, Services
+from jollyjet.http import register_error_handlers, register_http_headers, register_rate_limits
 from jollyjet.jobs import celery_init_app
-from jollyjet.monitoring_settings import LogFormat
-from jollyjet.openapi_contract import register_contract
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.admin import init_ops, metrics_blp, stats_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.ops.logs import configure_logging as configure_log_output
-from jollyjet.ops.metrics import QueryCounter
+from jollyjet.ops.metrics import PrometheusEvents, QueryCounter, redis_observer, shed_counter
+from jollyjet.products.catalog import CachedProductRepository
+from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.products.views import blp as products_blp
-from jollyjet.rate_limits import register_rate_limits
-from jollyjet.services import EXTENSION, Services
-from jollyjet.settings import Environment, Settings, load_settings
-from jollyjet.wiring import build_services
+from jollyjet.settings import Environment, LogFormat, RedisTopology, Settings, load_settings
 
 log = logging.getLogger(__name__)
 DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
+# Fixed values that were settings nobody tuned (the rest: jollyjet/settings.py).
+CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
+CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
+CACHE_LEASE_TTL_MS = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
+CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before reading MongoDB itself
+# A waiter on the bulkhead holds its thread this long at most: a few ordinary MongoDB calls,
+# so a short burst of misses waits and a sustained flood is shed.
+DB_BULKHEAD_WAIT_MS = 100
+POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
 
 
 class _Flask(Flask):
@@ -71,10 +85,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     connect_mongo(settings, [QueryCounter()])
     services = register_services(app, settings, services)
     register_jobs(app, settings, services)
-    register_docs_page(app)
-    api = register_api(app)
-    register_contract(api, app)
-    register_blueprints(api)
+    register_blueprints(init_api(app))
     register_error_handlers(app)
     register_http_headers(app, settings)
     init_ops(app, settings, services)
@@ -102,15 +113,10 @@ def api_tokens(settings: Settings) -> tuple[str, ...]:
 
 
 def configure_app(app: Flask, settings: Settings) -> None:
-    """Flask and flask-smorest configuration derived from settings."""
+    """Flask configuration, and what the views read, derived from settings."""
     app.config.update(
         TESTING=settings.env is Environment.TESTING,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        API_TITLE="JollyJet catalog API",
-        API_VERSION="v1",
-        OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/api",
-        OPENAPI_JSON_PATH="openapi.json",
         JOLLYJET_API_TOKENS=api_tokens(settings),
         JOLLYJET_MAX_PAGE=settings.max_page,
         JOLLYJET_MAX_PAGE_SIZE=settings.max_page_size,
@@ -142,14 +148,6 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
     cache.breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
 
 
-def register_api(app: Flask) -> Api:
-    """flask-smorest's Api. One per app: it holds the app's OpenAPI spec, so tests
-    building many apps must not share it."""
-    api = JsonErrorApi(app)
-    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    return api
-
-
 def register_blueprints(api: Api) -> None:
     """Every blueprint, through the Api so each appears in the OpenAPI document."""
     api.register_blueprint(products_blp)
@@ -157,3 +155,98 @@ def register_blueprints(api: Api) -> None:
     api.register_blueprint(health_blp)
     api.register_blueprint(stats_blp)
     api.register_blueprint(metrics_blp)
+
+
+def cache_policy(settings: Settings) -> CachePolicy:
+    """The cached repository's TTLs and timings."""
+    return CachePolicy(
+        product_ttl_s=settings.cache_product_ttl_s,
+        list_ttl_s=settings.cache_list_ttl_s,
+        tombstone_ttl_s=CACHE_TOMBSTONE_TTL_S,
+        lease_ttl_ms=CACHE_LEASE_TTL_MS,
+        fill_wait_ms=CACHE_FILL_WAIT_MS,
+        # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
+        write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
+    )
+
+
+def build_services(
+    settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
+) -> Services:
+    """Wire the repositories and the cache. A cache_backend replaces the Redis one (unit tests).
+
+    The cache events go to `events` (kept as services.cache.events) and to the metrics;
+    the metrics also time every Redis call."""
+    mongo = MongoProductRepository()
+    # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
+    shed = shed_counter()
+    bulkhead = Bulkhead(settings.db_bulkhead_size, DB_BULKHEAD_WAIT_MS, on_shed=lambda: shed("bulkhead"))
+    bounded = MongoProductRepository(bulkhead)
+    if not settings.cache_enabled:
+        return Services(settings=settings, products=bounded, mongo=mongo)
+    events = events or EventCounter()
+    sink = TeeEvents([events, PrometheusEvents()])
+    cache = build_cache(settings, bounded, cache_backend, events, sink, redis_observer())
+    return Services(settings=settings, products=cache.repository, mongo=mongo, cache=cache)
+
+
+def build_cache(
+    settings: Settings,
+    mongo: MongoProductRepository,
+    cache_backend: CacheBackend | None,
+    events: CacheEvents,
+    sink: CacheEvents | None = None,
+    observer: CallObserver | None = None,
+) -> CacheServices:
+    """The cache group: the backend on Redis (or the one handed in) and everything built on it.
+
+    sink receives the cache events (default: events); observer is told of every Redis call."""
+    sink = sink or events
+    keys = CacheKeys(settings.cache_key_prefix)
+    breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
+    client: RedisClient | None = None
+    backend: CacheBackend
+    epoch_guard: CacheEpochGuard | None = None
+    if cache_backend is None:
+        # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
+        if not settings.embedded_redis:
+            epoch_guard = CacheEpochGuard(
+                settings.cache_key_prefix,
+                events,
+                settings.cache_fence_poll_s,
+                cluster=settings.redis_topology is RedisTopology.CLUSTER,
+            )
+        client = build_redis_client(
+            settings,
+            on_connect=epoch_guard,
+            check=epoch_guard.check if epoch_guard is not None else None,
+        )
+        backend = CacheBackend(client, breaker, observer)
+    else:
+        backend = cache_backend
+    repairs = RepairLog()
+    popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate, flush_interval_s=POPULARITY_FLUSH_S)
+    repository = CachedProductRepository(
+        mongo,
+        backend,
+        keys,
+        TtlPolicy(CACHE_TTL_JITTER),
+        cache_policy(settings),
+        repairs,
+        sink,
+        popularity=popularity,
+        # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
+        fence=RepairFence(repairs, settings.cache_fence_poll_s, epoch=epoch_guard) if cache_backend is None else None,
+    )
+    return CacheServices(
+        backend=backend,
+        keys=keys,
+        repository=repository,
+        writer=repository.writer,
+        breaker=breaker,
+        repairs=repairs,
+        popularity=popularity,
+        events=events,
+        client=client,
+        epoch_guard=epoch_guard,
+    )

@@ -32,24 +32,25 @@ from flask import Flask
 from flask.cli import with_appcontext
 from kombu.utils.url import maybe_sanitize_url
 from marshmallow import ValidationError
+from mongoengine import Document
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from jollyjet.cache.epoch import delete_cached_data
+from jollyjet.cache.epoch import CacheEpochRecord, delete_cached_data
+from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.store import CacheError
-from jollyjet.db import ensure_indexes
-from jollyjet.job_settings import AuditMode
+from jollyjet.db import mongo_problem
+from jollyjet.extensions import CacheServices, Services, current_services
 from jollyjet.jobs import JobEntry, JobReport, run_job_once
-from jollyjet.jobs.audit import DRIFT_CLASSES, run_audit
+from jollyjet.jobs.audit import DRIFT_CLASSES, AuditRun, run_audit
 from jollyjet.jobs.repair import run_repair
 from jollyjet.jobs.warm import run_warm
+from jollyjet.ops.jobs import JobStatus
 from jollyjet.products.catalog import Catalog
-from jollyjet.products.record import cents
+from jollyjet.products.record import ProductDocument, cents
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku
 from jollyjet.products.schemas import ProductInputSchema
-from jollyjet.services import CacheServices, Services, current_services
-from jollyjet.settings import Settings
-from jollyjet.startup_checks import mongo_problem
+from jollyjet.settings import CLEANUP_SCAN_BATCH, AuditMode, Settings
 
 log = logging.getLogger(__name__)
 EXIT_BUSY = 3
@@ -136,6 +137,23 @@ def seed_products(
             progress(1)
     log.info("seeded %d products (%d already present)", report.added, report.present)
     return report
+
+
+# Every collection of the service. Their documents say auto_create_index=False: serving
+# never creates an index (a first write would pay for it, and a MongoDB outage at that
+# moment would fail the write); `flask --app app ensure-indexes` does, in the release phase.
+DOCUMENTS: tuple[type[Document], ...] = (ProductDocument, CacheRepairRecord, AuditRun, JobStatus, CacheEpochRecord)
+
+
+def ensure_indexes() -> dict[str, int]:
+    """Create the declared indexes of every collection (idempotent); how many indexes each collection has now
+    (a collection with no declared index and no documents yet does not exist: 0)."""
+    counts = {}
+    for document in DOCUMENTS:
+        document.ensure_indexes()
+        collection = document._get_collection()
+        counts[collection.name] = len(collection.index_information())
+    return counts
 
 
 class JobBusy(click.ClickException):
@@ -313,7 +331,7 @@ def drop_cache() -> None:
     services = current_services()
     cache = _cache(services)
     with _one_line_errors("drop-cache"):
-        batches = cache.backend.scan(cache.keys.service_pattern(), services.settings.cleanup_scan_batch)
+        batches = cache.backend.scan(cache.keys.service_pattern(), CLEANUP_SCAN_BATCH)
         deleted = delete_cached_data(batches, cache.backend.delete)
     click.echo(f"drop-cache: {deleted} keys deleted under {cache.keys.service_pattern()}")
 

@@ -1,20 +1,27 @@
-"""MongoDB connection from settings (a real server, or mongomock in-process), and the indexes of every collection."""
+"""MongoDB: the connection from settings (a real server, or mongomock in-process), the start-up check, and the
+portable query forms (the collections' indexes: jollyjet/commands.py, ensure_indexes).
+
+The portable forms are the one seam for store quirks. The multi-process tests run on
+nx-27017 0.8.1 (a MongoDB wire-protocol server on SQLite, tests/support/mongo_server.py),
+which answers three plain MongoDB forms differently. Each helper returns a form with the
+same meaning on MongoDB that nx-27017 also gets right, so the repositories stay plain
+MongoDB and every workaround is named here (docs/testing.md lists them). When a server
+release fixes one, change its helper.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import mongoengine
-from mongoengine import Document
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
 from pymongo.monitoring import CommandListener
+from pymongo.uri_parser import parse_uri
 
-from jollyjet.cache.epoch import CacheEpochRecord
-from jollyjet.cache.fence import CacheRepairRecord
-from jollyjet.jobs.audit import AuditRun
-from jollyjet.ops.jobs import JobStatus
-from jollyjet.products.record import ProductDocument
 from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,18 +66,58 @@ def socket_timeout_ms(settings: Settings) -> int:
     return max(settings.mongodb_timeout_ms * 5, 5000)
 
 
-# Every collection of the service. Their documents say auto_create_index=False: serving
-# never creates an index (a first write would pay for it, and a MongoDB outage at that
-# moment would fail the write); `flask --app app ensure-indexes` does, in the release phase.
-DOCUMENTS: tuple[type[Document], ...] = (ProductDocument, CacheRepairRecord, AuditRun, JobStatus, CacheEpochRecord)
+def mongo_addresses(uri: str) -> str:
+    """host:port of every node in the URI, without credentials (or the SRV name)."""
+    try:
+        nodes = parse_uri(uri, connect_timeout=1)["nodelist"]
+    except (InvalidURI, ConfigurationError, ValueError):
+        return "the address in MONGODB_URI"
+    return ", ".join(f"{host}:{port}" for host, port in nodes) or "the address in MONGODB_URI"
 
 
-def ensure_indexes() -> dict[str, int]:
-    """Create the declared indexes of every collection (idempotent); how many indexes each collection has now
-    (a collection with no declared index and no documents yet does not exist: 0)."""
-    counts = {}
-    for document in DOCUMENTS:
-        document.ensure_indexes()
-        collection = document._get_collection()
-        counts[collection.name] = len(collection.index_information())
-    return counts
+def mongo_problem(settings: Settings) -> str | None:
+    """Why MongoDB cannot be used right now (one line naming the setting and address), or None."""
+    if settings.embedded_mongo:
+        return None
+    timeout = settings.mongodb_timeout_ms
+    client: MongoClient[dict[str, object]] = MongoClient(
+        settings.mongodb_uri, serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout
+    )
+    try:
+        client.admin.command("ping")
+    except PyMongoError as error:
+        reason = str(error).split(",")[0].split(" (configured timeouts")[0][:200]
+        return (
+            f"cannot reach MongoDB at {mongo_addresses(settings.mongodb_uri)} (MONGODB_URI) "
+            f"within {timeout} ms (JOLLYJET_MONGODB_TIMEOUT_MS): {reason}"
+        )
+    finally:
+        client.close()
+    return None
+
+
+def array_contains(value: Any) -> dict[str, Any]:
+    """Match an array field holding value.
+
+    MongoDB reads `{field: value}` the same way (and uses the index for `$in` of one
+    value too); nx-27017 misses elements with the plain form on an indexed array field.
+    """
+    return {"$in": [value]}
+
+
+def null_or_missing() -> dict[str, Any]:
+    """Match a field that is null or absent.
+
+    MongoDB reads `{field: None}` the same way; nx-27017 counts only documents without
+    the field for that plain form.
+    """
+    return {"$in": [None]}
+
+
+def set_to_server_time(*fields: str) -> dict[str, Any]:
+    """An update setting fields to the server's clock, stored as a date (millisecond precision).
+
+    A datetime sent with `$set` is stored as a string by nx-27017; `$currentDate` is a
+    date on every server, and the server's clock is the one MongoDB itself uses.
+    """
+    return {"$currentDate": {field: True for field in fields}}

@@ -1,4 +1,9 @@
-"""Settings from environment variables, validated once at start-up."""
+"""Every setting of the service, from environment variables, validated once at start-up.
+
+One flat model with its fields grouped under comment headings (not nested groups: every module
+reads `settings.<field>`). A value nobody tunes is a named constant here instead. A missing or
+junk value raises SettingsError naming the variable; docs/configuration.md lists them all.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,50 @@ from enum import StrEnum
 from importlib.util import find_spec
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
-
-# The one env() helper, under another name here: Settings has a field called `env`,
-# which would shadow the helper inside the class body.
-from jollyjet.job_settings import JobSettings
-from jollyjet.job_settings import env as _env
-from jollyjet.overload_settings import OverloadSettings
-from jollyjet.redis_topology_settings import RedisTopology, RedisTopologySettings
-
-__all__ = ["Environment", "RedisTopology", "Settings", "SettingsError", "load_settings"]
-from jollyjet.monitoring_settings import MonitoringSettings
+from limits import parse_many
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
-# scheme://host[:port], no path: what a browser sends in Origin. "*" is refused on purpose:
-# requests carry a bearer token, so each allowed origin is named.
+
+# Fixed values that were settings nobody tuned (the cache's and the bulkhead's: jollyjet/app_factory.py).
+REDIS_RETRIES = 1  # retries of a Redis call on connection errors and timeouts (5-50 ms backoff)
+REDIS_POOL_TIMEOUT_MS = 100  # how long a request waits for a free Redis connection
+REDIS_HEALTH_CHECK_INTERVAL_S = 15  # idle Redis connections are checked with PING after this long
+CELERY_MAX_RETRIES = 5  # retries of a job after transient Redis/MongoDB errors
+JOB_PUBLISH_TIMEOUT_S = 3.0  # how long an admin request waits for the broker to take a job before its 503
+CELERY_RESULT_EXPIRES_S = 86400  # how long task states and reports are kept
+WARM_TOP_PRODUCTS = 500  # most-read products the warming job keeps cached
+WARM_TOP_QUERIES = 20  # most-read list queries whose first page it keeps cached
+CLEANUP_SCAN_BATCH = 500  # SCAN COUNT and deletion batch (cleanup, DELETE /api/v1/cache)
+POPULARITY_MAX_MEMBERS = 10000  # members cleanup keeps in each popularity set
+REPAIR_RETENTION_DAYS = 7  # repaired records older than this are purged by cleanup
+REPAIR_BATCH = 500  # failed-write records replayed per repair run
+AUDIT_SAMPLE_RATE = 0.2  # probability that a cached entry is checked in sample mode
+AUDIT_MAX_KEYS = 20000  # entries one audit run checks at most
+AUDIT_BATCH = 200  # entries per SCAN / pipelined read / MongoDB query of the audit
+AUDIT_REPAIR = True  # the audit repairs the drift it finds (False: report only)
+AUDIT_HISTORY = 100  # audit runs kept in MongoDB
+
+# What each URL setting may start with.
+_REDIS = ("redis://", "rediss://")
+_SCHEMES = {
+    "mongodb_uri": ("mongodb://", "mongodb+srv://", "mongomock://"),
+    "redis_url": ("redis://", "rediss://", "unix://"),
+    "celery_broker_url": ("redis://", "rediss://", "unix://", "sentinel://", "amqp://", "amqps://", "memory://"),
+    "celery_result_backend": ("redis://", "rediss://", "unix://", "sentinel://", "cache+memory://"),
+    "rate_limit_storage_uri": ("memory://", *_REDIS, "redis+unix://", "redis+sentinel://", "redis+cluster://"),
+}
+# What a browser sends in Origin. "*" is refused on purpose: requests carry a token, so each origin is named.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_ADDRESS = r"^((?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5}))?$"  # HOST:PORT, or empty
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+_SENTINEL_ONLY: tuple[str, ...] = ("redis_sentinels_raw", "redis_sentinel_master", "redis_username")
+_SENTINEL_ONLY += ("redis_password", "redis_sentinel_password", "redis_tls_ca_file")
+
+
+def _var(name: str) -> Any:  # a field bound to exactly one environment variable name
+    return AliasChoices(name)
 
 
 class Environment(StrEnum):
@@ -32,66 +64,149 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class RedisTopology(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+class AuditMode(StrEnum):
+    SAMPLE = "sample"
+    FULL = "full"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    TEXT = "text"
+
+
 class SettingsError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadSettings):
+def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` → ((host, port), ...); raises ValueError naming the bad entry."""
+    found = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not _HOST.match(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{item!r} is not host:port (port 1-65535)")
+        found.append((host.strip("[]"), int(port)))
+    if len(set(found)) != len(found):
+        raise ValueError("a sentinel is listed twice")
+    return tuple(found)
+
+
+class Settings(BaseSettings):
     """Every knob of the service. Field aliases are the environment variable names."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
-    env: Environment = Field(Environment.DEVELOPMENT, validation_alias=_env("JOLLYJET_ENV"))
-    mongodb_uri: str = Field(EMBEDDED_MONGODB_URI, validation_alias=_env("MONGODB_URI"))
-    mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_env("JOLLYJET_MONGODB_TIMEOUT_MS"))
-    # None means "embedded fakeredis" and is only allowed outside production.
-    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
-    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
-    redis_connect_timeout_ms: int = Field(
-        100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
-    )
-    redis_retries: int = Field(1, ge=0, le=5, validation_alias=_env("JOLLYJET_REDIS_RETRIES"))
-    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_POOL_SIZE"))
-    redis_pool_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_env("JOLLYJET_REDIS_POOL_TIMEOUT_MS"))
-    redis_health_check_interval_s: int = Field(
-        15, ge=0, le=3600, validation_alias=_env("JOLLYJET_REDIS_HEALTH_CHECK_INTERVAL_S")
-    )
-
-    cache_enabled: bool = Field(True, validation_alias=_env("JOLLYJET_CACHE_ENABLED"))
-    cache_key_prefix: str = Field(
-        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_env("JOLLYJET_CACHE_KEY_PREFIX")
-    )
-    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_env("JOLLYJET_CACHE_PRODUCT_TTL_S"))
-    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_env("JOLLYJET_CACHE_LIST_TTL_S"))
-    cache_ttl_jitter: float = Field(0.1, ge=0.0, le=0.5, validation_alias=_env("JOLLYJET_CACHE_TTL_JITTER"))
-    cache_tombstone_ttl_s: int = Field(60, ge=1, le=86400, validation_alias=_env("JOLLYJET_CACHE_TOMBSTONE_TTL_S"))
-    cache_lease_ttl_ms: int = Field(2000, ge=10, le=60000, validation_alias=_env("JOLLYJET_CACHE_LEASE_TTL_MS"))
-    cache_fill_wait_ms: int = Field(250, ge=0, le=5000, validation_alias=_env("JOLLYJET_CACHE_FILL_WAIT_MS"))
-    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_env("JOLLYJET_CACHE_FENCE_POLL_S"))
-    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_env("JOLLYJET_BREAKER_FAILURES"))
-    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_env("JOLLYJET_BREAKER_COOLDOWN_S"))
-
-    api_tokens_raw: str = Field("", validation_alias=_env("JOLLYJET_API_TOKENS"), repr=False)
-    max_body_bytes: int = Field(
-        64 * 1024, ge=1024, le=16 * 1024 * 1024, validation_alias=_env("JOLLYJET_MAX_BODY_BYTES")
-    )
-    max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_env("JOLLYJET_MAX_PAGE_SIZE"))
-    max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_env("JOLLYJET_MAX_PAGE"))
-    # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http_headers.py.
-    cors_origins_raw: str = Field("", validation_alias=_env("JOLLYJET_CORS_ORIGINS"))
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_env("JOLLYJET_LOG_LEVEL"))
+    # --- The service: environment, MongoDB, the HTTP API, logs and metrics exporters
+    env: Environment = Field(Environment.DEVELOPMENT, validation_alias=_var("JOLLYJET_ENV"))
+    mongodb_uri: str = Field(EMBEDDED_MONGODB_URI, validation_alias=_var("MONGODB_URI"))
+    mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_var("JOLLYJET_MONGODB_TIMEOUT_MS"))
+    api_tokens_raw: str = Field("", validation_alias=_var("JOLLYJET_API_TOKENS"), repr=False)
+    max_body_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024, validation_alias=_var("JOLLYJET_MAX_BODY_BYTES"))
+    max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_var("JOLLYJET_MAX_PAGE_SIZE"))
+    max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_var("JOLLYJET_MAX_PAGE"))
+    # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http.py.
+    cors_origins_raw: str = Field("", validation_alias=_var("JOLLYJET_CORS_ORIGINS"))
     # Staleness an operator accepts from browsers and CDNs on the public GETs; both 0 (the
-    # default): they store but revalidate every use. jollyjet/http_headers.py, docs/api.md.
-    http_max_age_s: int = Field(0, ge=0, le=3600, validation_alias=_env("JOLLYJET_HTTP_MAX_AGE_S"))
+    # default): they store but revalidate every use. jollyjet/http.py, docs/api.md.
+    http_max_age_s: int = Field(0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_MAX_AGE_S"))
     http_stale_while_revalidate_s: int = Field(
-        0, ge=0, le=3600, validation_alias=_env("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S")
+        0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S")
     )
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_var("JOLLYJET_LOG_LEVEL"))
+    log_format: LogFormat = Field(LogFormat.AUTO, validation_alias=_var("JOLLYJET_LOG_FORMAT"))
+    # HOST:PORT, e.g. 0.0.0.0:9101. Off by default: two workers on one host must not fight over a port.
+    worker_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
+    beat_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
 
-    @field_validator("mongodb_uri")
+    # --- Redis: the server and its client (None means "embedded fakeredis", only outside production)
+    redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"))
+    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
+    redis_connect_timeout_ms: int = Field(
+        100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
+    )
+    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_POOL_SIZE"))
+    # Sentinel has no single URL: the client asks the sentinels where the master is, so its
+    # credentials and TLS are settings of their own (standalone and cluster put them in REDIS_URL).
+    redis_topology: RedisTopology = Field(RedisTopology.STANDALONE, validation_alias=_var("JOLLYJET_REDIS_TOPOLOGY"))
+    redis_sentinels_raw: str = Field("", validation_alias=_var("JOLLYJET_REDIS_SENTINELS"))
+    redis_sentinel_master: str = Field(
+        "", pattern=r"^([A-Za-z0-9_.-]{1,64})?$", validation_alias=_var("JOLLYJET_REDIS_SENTINEL_MASTER")
+    )
+    redis_username: str | None = Field(None, min_length=1, validation_alias=_var("JOLLYJET_REDIS_USERNAME"))
+    redis_password: SecretStr | None = Field(None, validation_alias=_var("JOLLYJET_REDIS_PASSWORD"))
+    redis_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("JOLLYJET_REDIS_SENTINEL_PASSWORD"))
+    redis_tls: bool = Field(False, validation_alias=_var("JOLLYJET_REDIS_TLS"))
+    redis_tls_ca_file: str | None = Field(None, min_length=1, validation_alias=_var("JOLLYJET_REDIS_TLS_CA_FILE"))
+
+    # --- The cache
+    cache_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CACHE_ENABLED"))
+    cache_key_prefix: str = Field(
+        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_var("JOLLYJET_CACHE_KEY_PREFIX")
+    )
+    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_var("JOLLYJET_CACHE_PRODUCT_TTL_S"))
+    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_LIST_TTL_S"))
+    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_var("JOLLYJET_CACHE_FENCE_POLL_S"))
+    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_var("JOLLYJET_BREAKER_FAILURES"))
+    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
+    popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
+
+    # --- Celery and the jobs (an interval of 0 schedules the job never)
+    celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
+    celery_result_backend: str | None = Field(None, validation_alias=_var("CELERY_RESULT_BACKEND"), repr=False)
+    celery_queue: str = Field("jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_QUEUE"))
+    # kombu's Sentinel transport finds the broker's master by this name (sentinel:// URLs).
+    celery_sentinel_master: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_SENTINEL_MASTER")
+    )
+    # The sentinels' own password for those URLs (the master's goes in the URL: sentinel://:pw@host:port).
+    celery_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("CELERY_SENTINEL_PASSWORD"))
+    # Redis-broker redelivery: an unacknowledged task is handed out again after this
+    # long, so it must exceed the longest task (hard limit) plus the longest retry delay.
+    celery_visibility_timeout_s: int = Field(
+        3600, ge=60, le=86400, validation_alias=_var("CELERY_VISIBILITY_TIMEOUT_S")
+    )
+    celery_time_limit_s: int = Field(300, ge=2, le=21600, validation_alias=_var("CELERY_TIME_LIMIT_S"))
+    celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=_var("CELERY_RETRY_BACKOFF_MAX_S"))
+    warm_interval_s: int = Field(300, ge=0, le=86400, validation_alias=_var("JOLLYJET_WARM_INTERVAL_S"))
+    warm_on_worker_start: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ON_WORKER_START"))
+    cleanup_interval_s: int = Field(3600, ge=0, le=7 * 86400, validation_alias=_var("JOLLYJET_CLEANUP_INTERVAL_S"))
+    audit_interval_s: int = Field(900, ge=0, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
+    audit_mode: AuditMode = Field(AuditMode.SAMPLE, validation_alias=_var("JOLLYJET_AUDIT_MODE"))
+    repair_interval_s: int = Field(30, ge=0, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
+
+    # --- Overload: the MongoDB bulkhead and the rate limits (docs/operations.md, "Overload")
+    # The Procfile's and the Dockerfile's gunicorn --threads come from the same variable.
+    web_threads: int = Field(4, ge=1, le=1024, validation_alias=_var("WEB_THREADS"))
+    db_bulkhead: int | None = Field(None, ge=1, le=1024, validation_alias=_var("JOLLYJET_DB_BULKHEAD"))
+    rate_limits_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_RATE_LIMITS_ENABLED"))
+    rate_limit_search: str = Field("10/second;120/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_SEARCH"))
+    rate_limit_deep_pages: str = Field("5/second;60/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_DEEP_PAGES"))
+    rate_limit_auth_failures: str = Field(
+        "10/minute;100/hour", validation_alias=_var("JOLLYJET_RATE_LIMIT_AUTH_FAILURES")
+    )
+    # None: derived from the Redis settings (http.storage_uri). Carries credentials like REDIS_URL.
+    rate_limit_storage_uri: str | None = Field(
+        None, validation_alias=_var("JOLLYJET_RATE_LIMIT_STORAGE_URI"), repr=False
+    )
+    trusted_proxies: int = Field(0, ge=0, le=5, validation_alias=_var("JOLLYJET_TRUSTED_PROXIES"))
+
+    @field_validator(*_SCHEMES)
     @classmethod
-    def _known_mongo_scheme(cls, value: str) -> str:
-        if not value.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
-            raise ValueError("must start with mongodb://, mongodb+srv:// or mongomock://")
+    def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        schemes = _SCHEMES[info.field_name or ""]
+        if not value and info.field_name != "mongodb_uri":
+            return None  # unset, or set to nothing
+        if not (value or "").startswith(schemes):
+            raise ValueError(f"must start with {', '.join(schemes[:-1])} or {schemes[-1]}")
         return value
 
     @field_validator("cors_origins_raw")
@@ -102,60 +217,95 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
                 raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
         return value
 
-    @field_validator("redis_url")
+    @field_validator("redis_sentinels_raw")
     @classmethod
-    def _known_redis_scheme(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+    def _sentinels_are_host_port(cls, value: str) -> str:
+        parse_sentinels(value)
+        return value
+
+    @field_validator("rate_limit_search", "rate_limit_deep_pages", "rate_limit_auth_failures")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        # flask-limiter parses these strings on every limited request: a typo must stop the
+        # start-up, not turn into a request that fails or a limit that silently never applies.
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value[:80]!r} is not a rate limit like '10/second;120/minute'") from None
         return value
 
     @model_validator(mode="after")
-    def _topology_fits(self) -> Settings:
-        problem = self.topology_problem(self.redis_url)
+    def _settings_fit_together(self) -> Settings:
+        problem = (
+            self._topology_problem() or self._celery_problem() or self._production_problem() or self._stand_in_problem()
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def _celery_problem(self) -> str | None:
         celery_urls = (self.celery_broker_url or "", self.celery_result_backend or "")
         if any(url.startswith("sentinel://") for url in celery_urls) and not self.celery_sentinel_master:
-            problem = problem or "CELERY_SENTINEL_MASTER: required when a Celery URL is sentinel://"
-        if problem:
-            raise ValueError(problem)
-        return self
+            return "CELERY_SENTINEL_MASTER: required when a Celery URL is sentinel://"
+        if self.celery_visibility_timeout_s <= self.celery_time_limit_s + self.celery_retry_backoff_max_s:
+            return (
+                "CELERY_VISIBILITY_TIMEOUT_S: must exceed CELERY_TIME_LIMIT_S + CELERY_RETRY_BACKOFF_MAX_S, "
+                "or a running task is handed to a second worker"
+            )
+        return None
 
-    @model_validator(mode="after")
-    def _jobs_fit_their_limits(self) -> Settings:
-        problem = self.job_limits_problem()
-        if problem:
-            raise ValueError(problem)
-        return self
+    def _topology_problem(self) -> str | None:
+        topology, redis_url = self.redis_topology, self.redis_url
+        if topology is RedisTopology.SENTINEL:
+            if not self.redis_sentinels:
+                return "JOLLYJET_REDIS_SENTINELS: required with JOLLYJET_REDIS_TOPOLOGY=sentinel (host:port,...)"
+            if not self.redis_sentinel_master:
+                return "JOLLYJET_REDIS_SENTINEL_MASTER: required with JOLLYJET_REDIS_TOPOLOGY=sentinel"
+            if redis_url is not None:
+                return "REDIS_URL: not used with sentinel (the sentinels name the master); unset it"
+            if self.redis_tls_ca_file and not self.redis_tls:
+                return "JOLLYJET_REDIS_TLS_CA_FILE: only used with JOLLYJET_REDIS_TLS=true"
+            return None
+        for field in _SENTINEL_ONLY:
+            if getattr(self, field) not in (None, ""):
+                name = type(self).model_fields[field].validation_alias.choices[0]  # type: ignore[union-attr]
+                return f"{name}: only used with JOLLYJET_REDIS_TOPOLOGY=sentinel (standalone and cluster use REDIS_URL)"
+        if self.redis_tls:
+            return "JOLLYJET_REDIS_TLS: only used with sentinel; use a rediss:// REDIS_URL"
+        if topology is RedisTopology.CLUSTER:
+            if redis_url is None:
+                return "REDIS_URL: required with JOLLYJET_REDIS_TOPOLOGY=cluster (any node of the cluster)"
+            if redis_url.startswith("unix://"):
+                return "REDIS_URL: a cluster is reached over TCP (redis:// or rediss://), not unix://"
+        return None
 
-    @model_validator(mode="after")
-    def _production_needs_real_servers(self) -> Settings:
-        if self.env is Environment.PRODUCTION:
-            if self.celery_broker_url is not None and self.celery_broker_url.startswith("memory://"):
-                raise ValueError("CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker")
-            if self.mongodb_uri.startswith("mongomock://"):
-                raise ValueError("MONGODB_URI: production needs a real MongoDB URI, not mongomock://")
-            if self.embedded_redis and self.cache_enabled:
-                raise ValueError("REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)")
-            if self.redis_topology is not RedisTopology.STANDALONE and not self.celery_broker_url:
-                # Celery's Redis transport speaks neither Cluster nor our sentinel settings.
-                raise ValueError("CELERY_BROKER_URL: required with a sentinel or cluster topology (see docs)")
-            if not self.api_tokens:
-                raise ValueError("JOLLYJET_API_TOKENS: production needs at least one API token")
-            if any(len(t) < 16 for t in self.api_tokens):
-                raise ValueError("JOLLYJET_API_TOKENS: production tokens must be at least 16 characters")
-        return self
+    def _production_problem(self) -> str | None:
+        if self.env is not Environment.PRODUCTION:
+            return None
+        if self.celery_broker_url is not None and self.celery_broker_url.startswith("memory://"):
+            return "CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker"
+        if self.embedded_mongo:
+            return "MONGODB_URI: production needs a real MongoDB URI, not mongomock://"
+        if self.embedded_redis and self.cache_enabled:
+            return "REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)"
+        if self.redis_topology is not RedisTopology.STANDALONE and not self.celery_broker_url:
+            # Celery's Redis transport speaks neither Cluster nor our sentinel settings.
+            return "CELERY_BROKER_URL: required with a sentinel or cluster topology (see docs)"
+        if not self.api_tokens:
+            return "JOLLYJET_API_TOKENS: production needs at least one API token"
+        if any(len(t) < 16 for t in self.api_tokens):
+            return "JOLLYJET_API_TOKENS: production tokens must be at least 16 characters"
+        return None
 
-    @model_validator(mode="after")
-    def _stand_ins_installed(self) -> Settings:
+    def _stand_in_problem(self) -> str | None:
         # Production installs (requirements.lock, the Docker image) leave the stand-ins out:
         # say which variable is missing instead of failing on an import at first use.
         extra = "or install the `embedded` extra (requirements-embedded.lock; `bash scripts/serve` does)"
         if self.embedded_mongo and find_spec("mongomock") is None:
-            raise ValueError(f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}")
+            return f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}"
         if self.embedded_redis and self.cache_enabled and find_spec("fakeredis") is None:
-            raise ValueError(f"REDIS_URL: not set and fakeredis is not installed: set it, {extra}")
-        return self
+            return f"REDIS_URL: not set and fakeredis is not installed: set it, {extra}"
+        return None
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
@@ -168,9 +318,19 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
         return tuple(t.strip() for t in self.api_tokens_raw.split(",") if t.strip())
 
     @property
+    def redis_sentinels(self) -> tuple[tuple[str, int], ...]:
+        """The sentinels to ask for the master, as (host, port) pairs."""
+        return parse_sentinels(self.redis_sentinels_raw)
+
+    @property
     def embedded_redis(self) -> bool:
         """True when no REDIS_URL is set (standalone) and an in-process fakeredis stands in."""
         return self.redis_url is None and self.redis_topology is RedisTopology.STANDALONE
+
+    @property
+    def embedded_mongo(self) -> bool:
+        """True when MongoDB is the in-process mongomock store."""
+        return self.mongodb_uri.startswith("mongomock://")
 
     @property
     def broker_url(self) -> str:
@@ -193,25 +353,48 @@ class Settings(JobSettings, RedisTopologySettings, MonitoringSettings, OverloadS
         return self.broker_url.startswith("memory://")
 
     @property
-    def embedded_mongo(self) -> bool:
-        """True when MongoDB is the in-process mongomock store."""
-        return self.mongodb_uri.startswith("mongomock://")
+    def warm_enabled(self) -> bool:
+        """Beat schedules cache warming (JOLLYJET_WARM_INTERVAL_S is not 0)."""
+        return self.warm_interval_s > 0
 
+    @property
+    def cleanup_enabled(self) -> bool:
+        """Beat schedules the cleanup (JOLLYJET_CLEANUP_INTERVAL_S is not 0)."""
+        return self.cleanup_interval_s > 0
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "settings"
-        field = Settings.model_fields.get(loc)
-        alias = field.validation_alias if field else None
-        name = alias.choices[0] if isinstance(alias, AliasChoices) else loc
-        lines.append(f"{name}: {item['msg']}")
-    return "invalid configuration: " + "; ".join(lines)
+    @property
+    def audit_enabled(self) -> bool:
+        """Beat schedules the audit (JOLLYJET_AUDIT_INTERVAL_S is not 0)."""
+        return self.audit_interval_s > 0
+
+    @property
+    def repair_enabled(self) -> bool:
+        """Beat schedules the repair, and a closing breaker enqueues it (JOLLYJET_REPAIR_INTERVAL_S is not 0)."""
+        return self.repair_interval_s > 0
+
+    @property
+    def db_bulkhead_size(self) -> int:
+        """Concurrent MongoDB calls per process: JOLLYJET_DB_BULKHEAD, else half the web threads (rounded up)."""
+        # Half: however many misses arrive, at least half a process's threads stay free for
+        # what never touches MongoDB (cache hits, health checks, 429s).
+        return self.db_bulkhead or (self.web_threads + 1) // 2
+
+    def metrics_address(self, role: str) -> tuple[str, int] | None:
+        """(host, port) the worker or beat serves its metrics on, or None."""
+        value = self.worker_metrics_address if role == "worker" else self.beat_metrics_address
+        match = re.match(_ADDRESS, value)
+        return (match.group("host").strip("[]"), int(match.group("port"))) if match and value else None
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment (plus explicit overrides) or raise SettingsError."""
+    """Read settings from the environment (plus explicit overrides) or raise SettingsError naming each variable."""
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        raise SettingsError(_describe(error)) from None
+        lines = []
+        for item in error.errors():
+            loc = ".".join(str(p) for p in item["loc"]) or "settings"
+            field = Settings.model_fields.get(loc)
+            alias = field.validation_alias if field else None
+            lines.append(f"{alias.choices[0] if isinstance(alias, AliasChoices) else loc}: {item['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(lines)) from None

@@ -11,11 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
+from jollyjet.app_factory import build_services
 from jollyjet.cache.events import EventCounter
 from jollyjet.cache.store import CacheBackend
-from jollyjet.db import ensure_indexes
+from jollyjet.commands import ensure_indexes
 from jollyjet.settings import Settings, load_settings
-from jollyjet.wiring import build_services
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.redis_server import RedisServer
 

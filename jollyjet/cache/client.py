@@ -32,7 +32,13 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from jollyjet.settings import RedisTopology, Settings
+from jollyjet.settings import (
+    REDIS_HEALTH_CHECK_INTERVAL_S,
+    REDIS_POOL_TIMEOUT_MS,
+    REDIS_RETRIES,
+    RedisTopology,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ def _checked_pool(pool_class: type[Any], check: ConnectionCheck | None) -> type[
 
 
 def _retry(settings: Settings) -> Retry:
-    return Retry(ExponentialBackoff(cap=0.05, base=0.005), settings.redis_retries)
+    return Retry(ExponentialBackoff(cap=0.05, base=0.005), REDIS_RETRIES)
 
 
 def _connection_options(settings: Settings, on_connect: OnConnect | None, cluster: bool = False) -> dict[str, Any]:
@@ -84,7 +90,7 @@ def _connection_options(settings: Settings, on_connect: OnConnect | None, cluste
         "socket_timeout": settings.redis_socket_timeout_ms / 1000,
         "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
         "socket_keepalive": True,
-        "health_check_interval": settings.redis_health_check_interval_s,
+        "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL_S,
     }
     if on_connect is not None:
         # RedisCluster runs the handshake itself and then calls redis_connect_func; the
@@ -110,7 +116,7 @@ def _standalone_client(settings: Settings, on_connect: OnConnect | None, check: 
         settings.redis_url,
         max_connections=settings.redis_pool_size,
         # How long a request waits for a free connection before failing fast.
-        timeout=settings.redis_pool_timeout_ms / 1000,
+        timeout=REDIS_POOL_TIMEOUT_MS / 1000,
         retry=_retry(settings),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         **_connection_options(settings, on_connect),
@@ -146,7 +152,7 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: Co
         settings.redis_sentinel_master,
         connection_pool_class=_checked_pool(_BlockingSentinelPool, check),
         max_connections=settings.redis_pool_size,
-        timeout=settings.redis_pool_timeout_ms / 1000,
+        timeout=REDIS_POOL_TIMEOUT_MS / 1000,
         username=settings.redis_username,
         password=password.get_secret_value() if password else None,
         retry=_retry(settings),
@@ -168,7 +174,7 @@ def _connect_cluster(settings: Settings, on_connect: OnConnect | None, check: Co
         # One bounded, blocking pool per node.
         connection_pool_class=_checked_pool(redis.BlockingConnectionPool, check),
         max_connections=settings.redis_pool_size,
-        timeout=settings.redis_pool_timeout_ms / 1000,
+        timeout=REDIS_POOL_TIMEOUT_MS / 1000,
         # Node connections never retry on their own (redis-py); the cluster client retries,
         # refreshing its slot map, as often as a standalone client would.
         retry=_retry(settings),

@@ -30,7 +30,7 @@ from mongoengine import DateTimeField, Document, IntField, StringField
 from pymongo.errors import PyMongoError
 
 from jollyjet.cache.epoch import CacheEpochGuard
-from jollyjet.portable_mongo import null_or_missing, set_to_server_time
+from jollyjet.db import null_or_missing, set_to_server_time
 
 log = logging.getLogger(__name__)
 # More pending records than this: every product is fenced (the poll reads no more ids).

@@ -29,13 +29,13 @@ from kombu.utils.url import maybe_sanitize_url
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
 from jollyjet.cache.store import CacheError
+from jollyjet.extensions import Services, current_services, services_of
 from jollyjet.jobs.audit import run_audit
 from jollyjet.jobs.cleanup import run_cleanup
 from jollyjet.jobs.repair import run_repair
 from jollyjet.jobs.warm import run_warm
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.services import Services, current_services, services_of
-from jollyjet.settings import Settings
+from jollyjet.settings import CELERY_MAX_RETRIES, CELERY_RESULT_EXPIRES_S, Settings
 
 log = logging.getLogger(__name__)
 # Celery task names: the admin API enqueues by name, the shared tasks register under it.
@@ -96,7 +96,7 @@ def run_job(task: Task, job: str, entry: JobEntry, exclusive: bool = True) -> di
     except TRANSIENT as error:
         delay = min(settings.celery_retry_backoff_max_s, 2 ** (task.request.retries + 1))
         countdown = random.uniform(delay / 2, delay)  # jitter: retries of many tasks do not align
-        raise task.retry(exc=error, countdown=countdown, max_retries=settings.celery_max_retries) from error
+        raise task.retry(exc=error, countdown=countdown, max_retries=CELERY_MAX_RETRIES) from error
 
 
 @shared_task(name=WARM, bind=True)
@@ -171,12 +171,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # With acks_late, a task still running when the broker connection drops will be
         # redelivered; cancel it rather than let two copies run.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_soft_time_limit": settings.celery_soft_time_limit_s,
+        "task_soft_time_limit": settings.celery_time_limit_s * 4 // 5,  # time left to clean up
         "task_time_limit": settings.celery_time_limit_s,
         "task_track_started": True,
         # Store the task name with its result, so GET /api/v1/tasks/<id> can say which job it was.
         "result_extended": True,
-        "result_expires": settings.celery_result_expires_s,
+        "result_expires": CELERY_RESULT_EXPIRES_S,
         "broker_connection_retry_on_startup": True,
         # An admin request that enqueues a job must not hang on a dead broker.
         "broker_connection_timeout": 2,

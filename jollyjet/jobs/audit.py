@@ -32,12 +32,19 @@ from mongoengine import BooleanField, DateTimeField, DictField, Document, FloatF
 
 from jollyjet.cache.keys import CacheKeys, product_id_from_entry_key
 from jollyjet.cache.store import CacheBackend, VersionedEntry
-from jollyjet.job_settings import AuditMode
+from jollyjet.extensions import Services
 from jollyjet.products.catalog_writes import BATCH_LEASE_TTL_MS, ProductCacheWriter
 from jollyjet.products.record import DECODE_ERRORS, ProductRecord, api_timestamp, parse
 from jollyjet.products.repository import MongoProductRepository
-from jollyjet.services import Services
-from jollyjet.settings import Settings
+from jollyjet.settings import (
+    AUDIT_BATCH,
+    AUDIT_HISTORY,
+    AUDIT_MAX_KEYS,
+    AUDIT_REPAIR,
+    AUDIT_SAMPLE_RATE,
+    AuditMode,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 DRIFT_CLASSES = ("stale_version", "version_ahead", "content_mismatch", "deleted_in_db", "undecodable", "wrong_ttl")
@@ -127,11 +134,11 @@ def run_audit(services: Services, settings: Settings) -> AuditRun:
     cache = services.require_cache()
     options = AuditOptions(
         mode=settings.audit_mode,
-        sample_rate=settings.audit_sample_rate,
-        max_keys=settings.audit_max_keys,
-        batch=settings.audit_batch,
-        repair=settings.audit_repair,
-        history=settings.audit_history,
+        sample_rate=AUDIT_SAMPLE_RATE,
+        max_keys=AUDIT_MAX_KEYS,
+        batch=AUDIT_BATCH,
+        repair=AUDIT_REPAIR,
+        history=AUDIT_HISTORY,
     )
     return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, options).run()
 

@@ -24,10 +24,10 @@ from typing import Any
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.keys import CacheKeys, KeyKind, generation_of, kind_of, schema_of
 from jollyjet.cache.store import CacheBackend
+from jollyjet.extensions import Services
 from jollyjet.products.catalog_writes import ProductCacheWriter
 from jollyjet.products.repository import MongoProductRepository
-from jollyjet.services import Services
-from jollyjet.settings import Settings
+from jollyjet.settings import CLEANUP_SCAN_BATCH, POPULARITY_MAX_MEMBERS, REPAIR_RETENTION_DAYS, Settings
 
 log = logging.getLogger(__name__)
 # Kinds kept without a TTL on purpose: the generation must outlive every result key,
@@ -72,9 +72,9 @@ def run_cleanup(services: Services, settings: Settings) -> CleanupReport:
     """The cleanup job, with batch sizes and retention from settings."""
     cache = services.require_cache()
     options = CleanupOptions(
-        scan_batch=settings.cleanup_scan_batch,
-        popularity_max=settings.popularity_max_members,
-        repair_retention=timedelta(days=settings.repair_retention_days),
+        scan_batch=CLEANUP_SCAN_BATCH,
+        popularity_max=POPULARITY_MAX_MEMBERS,
+        repair_retention=timedelta(days=REPAIR_RETENTION_DAYS),
     )
     return CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs, options).run()
 

@@ -25,11 +25,11 @@ from typing import Any
 
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
+from jollyjet.extensions import Services
 from jollyjet.products.catalog_writes import BATCH_LEASE_TTL_MS, ProductCacheWriter
 from jollyjet.products.record import ProductRecord
 from jollyjet.products.repository import MongoProductRepository
-from jollyjet.services import Services
-from jollyjet.settings import Settings
+from jollyjet.settings import REPAIR_BATCH, Settings
 
 log = logging.getLogger(__name__)
 # Leases are taken for this many products at a time, so none expires while the rest are taken.
@@ -56,9 +56,9 @@ class RepairReport:
 
 
 def run_repair(services: Services, settings: Settings) -> RepairReport:
-    """The repair job: up to repair_batch records (the generation bump covers lists, counts and categories)."""
+    """The repair job: up to REPAIR_BATCH records (the generation bump covers lists, counts and categories)."""
     cache = services.require_cache()
-    return repair_failed_writes(cache.repairs, cache.backend, cache.writer, services.mongo, settings.repair_batch)
+    return repair_failed_writes(cache.repairs, cache.backend, cache.writer, services.mongo, REPAIR_BATCH)
 
 
 def repair_failed_writes(

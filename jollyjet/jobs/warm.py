@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from jollyjet.cache.events import PopularityTracker
+from jollyjet.extensions import Services
 from jollyjet.products.catalog import CachedProductRepository
 from jollyjet.products.record import SORT_FIELDS, CacheStatus, ProductQuery, object_id
-from jollyjet.services import Services
-from jollyjet.settings import Settings
+from jollyjet.settings import WARM_TOP_PRODUCTS, WARM_TOP_QUERIES, Settings
 
 log = logging.getLogger(__name__)
 _BATCH = 200  # ids per database query and per lease round
@@ -75,7 +75,7 @@ def query_from_member(raw: dict[str, Any]) -> ProductQuery | None:
 def run_warm(services: Services, settings: Settings) -> WarmReport:
     """The warming job: the most-read products and list pages, as many as settings say."""
     cache = services.require_cache()
-    return warm_cache(cache.repository, cache.popularity, settings.warm_top_products, settings.warm_top_queries)
+    return warm_cache(cache.repository, cache.popularity, WARM_TOP_PRODUCTS, WARM_TOP_QUERIES)
 
 
 def warm_cache(

@@ -15,11 +15,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from pymongo.errors import PyMongoError
 
-from jollyjet.auth import require_token
+from jollyjet.api import ApiBlueprint, errors, require_token
 from jollyjet.cache.epoch import delete_cached_data
 from jollyjet.cache.store import CacheError
+from jollyjet.extensions import CacheServices, current_services
 from jollyjet.jobs.audit import latest_audit
-from jollyjet.openapi_contract import errors
 from jollyjet.ops.health import LiveCollector
 from jollyjet.ops.jobs import (
     JOB_OF_TASK,
@@ -32,11 +32,10 @@ from jollyjet.ops.jobs import (
 )
 from jollyjet.ops.metrics import CACHE_KINDS, CACHE_RESULTS, exposition, recorded, register_request_hooks, watch_breaker
 from jollyjet.products.repository import translate_db_errors
-from jollyjet.request_parsing import ApiBlueprint
-from jollyjet.services import CacheServices, current_services
+from jollyjet.settings import CLEANUP_SCAN_BATCH, JOB_PUBLISH_TIMEOUT_S
 
 if TYPE_CHECKING:
-    from jollyjet.services import Services
+    from jollyjet.extensions import Services
     from jollyjet.settings import Settings
 
 blp = ApiBlueprint("admin", __name__, url_prefix="/api/v1", description="Cache administration (bearer token)")
@@ -57,7 +56,7 @@ def init_ops(app: Flask, settings: Settings, services: Services) -> None:
     if services.cache is not None:
         watch_breaker(services.cache.breaker)
     app.extensions[LiveCollector.EXTENSION] = LiveCollector(settings, services)
-    app.extensions[PUBLISHER] = JobPublisher(app.extensions["celery"], settings.job_publish_timeout_s)
+    app.extensions[PUBLISHER] = JobPublisher(app.extensions["celery"], JOB_PUBLISH_TIMEOUT_S)
     connect_job_signals()
 
 
@@ -185,7 +184,7 @@ class Cache(MethodView):
         """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB); read counts are kept."""
         cache = _cache()
         try:
-            batches = cache.backend.scan(cache.keys.service_pattern(), current_services().settings.cleanup_scan_batch)
+            batches = cache.backend.scan(cache.keys.service_pattern(), CLEANUP_SCAN_BATCH)
             deleted = delete_cached_data(batches, cache.backend.delete)
         except CacheError:
             _fail(503, "Redis is unavailable; nothing was dropped", retry_after=5)

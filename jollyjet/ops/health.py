@@ -34,14 +34,14 @@ from marshmallow import Schema, fields, validate
 from pymongo.errors import PyMongoError
 
 from jollyjet.cache.store import CacheError
+from jollyjet.extensions import current_services
 from jollyjet.ops.jobs import JobStatus, all_statuses
-from jollyjet.services import current_services
 from jollyjet.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from jollyjet.services import Services
+    from jollyjet.extensions import Services
 
 log = logging.getLogger(__name__)
 blp = Blueprint("health", __name__, url_prefix="/health", description="Health checks")

@@ -25,9 +25,9 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from jollyjet import jobs
+from jollyjet.db import set_to_server_time
 from jollyjet.jobs.audit import DRIFT_CLASSES
 from jollyjet.ops.metrics import metrics
-from jollyjet.portable_mongo import set_to_server_time
 from jollyjet.products.record import api_timestamp
 
 log = logging.getLogger(__name__)

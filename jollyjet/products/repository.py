@@ -21,7 +21,7 @@ from bson import ObjectId
 from mongoengine.errors import NotUniqueError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError, WTimeoutError
 
-from jollyjet.portable_mongo import array_contains, set_to_server_time
+from jollyjet.db import array_contains, set_to_server_time
 from jollyjet.products.record import (
     SORT_FIELDS,
     CategoryCount,

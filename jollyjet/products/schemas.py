@@ -29,7 +29,7 @@ _TEXT_DOC = {"pattern": _NOT_BLANK}
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 DEFAULT_PAGE_SIZE = 20
 # Field metadata naming the app config key that caps an integer query parameter: the
-# validator and the OpenAPI document (jollyjet/openapi_contract.py) read the same key.
+# validator and the OpenAPI document (jollyjet/api.py) read the same key.
 CAP_SETTING = "cap_setting"
 MAX_PAGE_KEY = "JOLLYJET_MAX_PAGE"
 MAX_PAGE_SIZE_KEY = "JOLLYJET_MAX_PAGE_SIZE"
@@ -133,7 +133,7 @@ class ProductPatchSchema(ProductInputSchema):
     """PATCH: any subset of the input fields, at least one."""
 
     class Meta(StrictSchema.Meta):
-        # Read by jollyjet/openapi_contract.py: what _not_empty enforces, in the document.
+        # Read by jollyjet/api.py: what _not_empty enforces, in the document.
         openapi_extra = {"minProperties": 1, "example": {"stock": 12}}
 
     @validates_schema

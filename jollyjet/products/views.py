@@ -22,9 +22,8 @@ import orjson
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
-from jollyjet.auth import require_token
-from jollyjet.http_headers import CACHE_CONTROL_KEY
-from jollyjet.openapi_contract import errors
+from jollyjet.api import CACHE_CONTROL_KEY, ApiBlueprint, errors, require_token
+from jollyjet.extensions import current_services
 from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord, cents, json_array, render
 from jollyjet.products.repository import ProductNotFound, VersionConflict
 from jollyjet.products.schemas import (
@@ -37,8 +36,6 @@ from jollyjet.products.schemas import (
     ProductPatchSchema,
     ProductSchema,
 )
-from jollyjet.request_parsing import ApiBlueprint
-from jollyjet.services import current_services
 
 if TYPE_CHECKING:
     from jollyjet.products.catalog import Catalog

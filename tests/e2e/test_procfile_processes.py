@@ -28,6 +28,7 @@ from bson import ObjectId
 from pymongo.collection import Collection
 
 from jollyjet import jobs
+from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S, CACHE_TTL_JITTER
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.scripts import RELEASE_LOCK
 from tests.support.factories import product_payload
@@ -50,7 +51,7 @@ TOKEN = f"e2e-{secrets.token_hex(12)}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CATEGORY = "e2e"
 # Set explicitly so the TTL bounds asserted below are the ones the processes use.
-PRODUCT_TTL_S, TTL_JITTER, TOMBSTONE_TTL_S = 600, 0.1, 60
+PRODUCT_TTL_S, TTL_JITTER, TOMBSTONE_TTL_S = 600, CACHE_TTL_JITTER, CACHE_TOMBSTONE_TTL_S
 STARTUP_TIMEOUT_S = 20.0
 AUDIT_TIMEOUT_S = 20.0
 PLANTED = {
@@ -103,8 +104,6 @@ def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
         CELERY_QUEUE=f"e2e-{unique}",
         JOLLYJET_LOG_LEVEL="INFO",
         JOLLYJET_CACHE_PRODUCT_TTL_S=str(PRODUCT_TTL_S),
-        JOLLYJET_CACHE_TTL_JITTER=str(TTL_JITTER),
-        JOLLYJET_CACHE_TOMBSTONE_TTL_S=str(TOMBSTONE_TTL_S),
         # The 100 ms production default turns a Redis reply delayed by a busy test machine into
         # a BYPASS read; this test is about drift repair, not timeouts (the fault tests are).
         JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",
@@ -112,7 +111,7 @@ def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
         JOLLYJET_AUDIT_INTERVAL_S="1",
         JOLLYJET_AUDIT_MODE="full",
         # Cleanup also gives TTL-less keys a TTL; off, so the audit is the only job that can repair the drift.
-        JOLLYJET_CLEANUP_ENABLED="false",
+        JOLLYJET_CLEANUP_INTERVAL_S="0",
         JOLLYJET_REPAIR_INTERVAL_S="3600",  # nothing to replay here; keep the single pool slot for the audit
         WEB_CONCURRENCY="2",  # two web processes share the cache and the store
         CELERY_CONCURRENCY="1",  # prefork with one child: tasks run in a forked process

@@ -23,7 +23,8 @@ import redis
 import requests
 from pymongo.collection import Collection
 
-from jollyjet.portable_mongo import null_or_missing
+from jollyjet.db import null_or_missing
+from jollyjet.settings import REDIS_POOL_TIMEOUT_MS
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import ProcfileProcess, procfile_env, procfile_processes
@@ -33,7 +34,7 @@ TOKEN = f"fault-{secrets.token_hex(12)}"
 # The timeouts the processes run with; the latency bound asserted is derived from them.
 SOCKET_TIMEOUT_MS = 100
 CONNECT_TIMEOUT_MS = 100
-POOL_TIMEOUT_MS = 100
+POOL_TIMEOUT_MS = REDIS_POOL_TIMEOUT_MS  # a constant of the service, no longer a setting
 BREAKER_COOLDOWN_S = 1.0
 FENCE_POLL_S = 1.0
 STARTUP_TIMEOUT_S = 30.0
@@ -128,12 +129,11 @@ def running_stack(log_dir: Path, **overrides: str) -> Iterator[FaultStack]:
                 JOLLYJET_LOG_LEVEL="WARNING",
                 JOLLYJET_REDIS_SOCKET_TIMEOUT_MS=str(SOCKET_TIMEOUT_MS),
                 JOLLYJET_REDIS_CONNECT_TIMEOUT_MS=str(CONNECT_TIMEOUT_MS),
-                JOLLYJET_REDIS_POOL_TIMEOUT_MS=str(POOL_TIMEOUT_MS),
                 JOLLYJET_BREAKER_COOLDOWN_S=str(BREAKER_COOLDOWN_S),
                 JOLLYJET_CACHE_FENCE_POLL_S=str(FENCE_POLL_S),
                 JOLLYJET_REPAIR_INTERVAL_S="2",
-                JOLLYJET_AUDIT_ENABLED="false",  # the point is what the service does without the audit
-                JOLLYJET_CLEANUP_ENABLED="false",
+                JOLLYJET_AUDIT_INTERVAL_S="0",  # the point is what the service does without the audit
+                JOLLYJET_CLEANUP_INTERVAL_S="0",
                 WEB_CONCURRENCY="2",
                 CELERY_CONCURRENCY="1",
                 CELERY_BEAT_SCHEDULE=str(log_dir / "beat-schedule"),

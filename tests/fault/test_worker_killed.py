@@ -37,13 +37,11 @@ def worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStac
     with running_stack(
         tmp_path_factory.mktemp("worker-killed"),
         JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",
-        JOLLYJET_AUDIT_ENABLED="true",
         JOLLYJET_AUDIT_MODE="full",
         JOLLYJET_AUDIT_INTERVAL_S="2",
         JOLLYJET_REPAIR_INTERVAL_S="2",
         # A killed run's job lock expires with the hard time limit: short, so the rerun comes soon.
         CELERY_TIME_LIMIT_S="15",
-        CELERY_SOFT_TIME_LIMIT_S="12",
         CELERY_RETRY_BACKOFF_MAX_S="2",
         CELERY_VISIBILITY_TIMEOUT_S="60",
     ) as stack:

@@ -23,11 +23,10 @@ from werkzeug.serving import make_server
 
 from jollyjet import create_app
 from jollyjet.cache.epoch import delete_cached_data
-from jollyjet.commands import catalog_products, seed_products
-from jollyjet.db import ensure_indexes
+from jollyjet.commands import catalog_products, ensure_indexes, seed_products
+from jollyjet.extensions import services_of
 from jollyjet.products.record import ProductDocument
 from jollyjet.products.schemas import RESERVED
-from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.redis_server import RedisServer
 

@@ -25,7 +25,7 @@ from jollyjet.cache.epoch import (
 )
 from jollyjet.cache.events import EventCounter
 from jollyjet.cache.store import CacheServerSettling
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer

@@ -24,9 +24,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from jollyjet import create_app
 from jollyjet.cache.store import CacheError
+from jollyjet.extensions import CacheServices, Services, services_of
 from jollyjet.jobs.repair import repair_failed_writes
 from jollyjet.products.record import ProductQuery, ProductRecord, product_to_api
-from jollyjet.services import CacheServices, Services, services_of
 from tests.conftest import make_settings
 from tests.support.factories import product_values
 from tests.support.judge import DELETE, CatalogHistory, CatalogJudge

@@ -14,8 +14,8 @@ from jollyjet import create_app
 from jollyjet.cache.client import BreakerState
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.store import CacheBackend, CacheUnavailable
+from jollyjet.extensions import services_of
 from jollyjet.jobs.repair import repair_failed_writes
-from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
@@ -81,9 +81,12 @@ def test_categories_hit_until_a_write_changes_them(redis_app: Flask) -> None:
     assert moved.headers["X-Cache"] == "MISS" and moved.json == [{"category": "beta", "count": 2}]
 
 
-def test_concurrent_http_misses_cause_one_database_read(redis_server: RedisServer) -> None:
+def test_concurrent_http_misses_cause_one_database_read(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A generous fill wait: on 2 busy cores the leader's read may take longer than the default.
-    redis_app = create_app(make_settings(redis_url=redis_server.url, cache_fill_wait_ms=3000))
+    monkeypatch.setattr("jollyjet.app_factory.CACHE_FILL_WAIT_MS", 3000)
+    redis_app = create_app(make_settings(redis_url=redis_server.url))
     client = redis_app.test_client()
     product = create(client)
     services = services_of(redis_app)

@@ -25,8 +25,8 @@ import pytest
 from flask import Flask
 
 from jollyjet.cache.events import EventCounter
+from jollyjet.extensions import Services, services_of
 from jollyjet.products.record import CategoryCount, Read
-from jollyjet.services import Services, services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_values
 from tests.support.judge import CatalogHistory, CatalogJudge

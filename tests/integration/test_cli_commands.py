@@ -17,10 +17,9 @@ from click.testing import Result
 from flask import Flask
 
 from jollyjet.cache.fence import RepairLog
-from jollyjet.commands import EXIT_BUSY
-from jollyjet.db import ensure_indexes
+from jollyjet.commands import EXIT_BUSY, ensure_indexes
+from jollyjet.extensions import services_of
 from jollyjet.products.record import ProductDocument
-from jollyjet.services import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.mongo_server import MongoForTests
@@ -31,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Read counts in Redis at once, every read: "most read" is exact for the warming test.
-EVERY_READ_COUNTED = {"popularity_sample_rate": 1.0, "popularity_flush_s": 0}
+EVERY_READ_COUNTED = {"popularity_sample_rate": 1.0}  # and POPULARITY_FLUSH_S = 0 (cli_app)
 COMMANDS = ("seed", "ensure-indexes", "warm", "audit", "repair", "drop-cache")
 
 
@@ -101,8 +100,9 @@ def test_bad_options_are_usage_errors_naming_the_problem(cli_app: Flask) -> None
 
 
 @pytest.fixture
-def cli_app(shared_mongodb_uri: str, redis_server: RedisServer) -> Flask:
+def cli_app(shared_mongodb_uri: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Flask:
     """An app on the shared nx-27017 database and the real Redis, with its indexes (the release phase ran)."""
+    monkeypatch.setattr("jollyjet.app_factory.POPULARITY_FLUSH_S", 0)
     app = make_app(make_settings(mongodb_uri=shared_mongodb_uri, redis_url=redis_server.url, **EVERY_READ_COUNTED))
     ensure_indexes()
     return app

@@ -13,7 +13,7 @@ import pytest
 
 from jollyjet import create_app
 from jollyjet.cache.fence import CacheRepairRecord
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_settings
 from tests.support.factories import product_payload
 from tests.support.mongo_commands import COUNTER

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jollyjet.services import Services, services_of
+from jollyjet.extensions import Services, services_of
 from tests.conftest import make_app, make_settings
 from tests.support.job_stack import RepositoryWithHook, product_values
 from tests.support.redis_server import RedisServer

@@ -22,8 +22,8 @@ from flask.testing import FlaskClient
 from jollyjet import create_app, jobs
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
+from jollyjet.extensions import services_of
 from jollyjet.products.record import ProductDocument
-from jollyjet.services import services_of
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, celery_env, celery_process, run_job

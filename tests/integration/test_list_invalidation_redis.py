@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet.cache.events import EventCounter
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
@@ -41,10 +41,11 @@ COUNTS = ("?category=audio", "?in_stock=true", "?tag=sale")
 
 
 @pytest.fixture
-def app(redis_server: RedisServer) -> tuple[Flask, EventCounter]:
+def app(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> tuple[Flask, EventCounter]:
     events = EventCounter()
     # Popularity is sent by a daemon thread every few seconds; not during the command count below.
-    settings = make_settings(redis_url=redis_server.url, popularity_flush_s=300)
+    monkeypatch.setattr("jollyjet.app_factory.POPULARITY_FLUSH_S", 300)
+    settings = make_settings(redis_url=redis_server.url)
     return make_app(settings, events=events), events
 
 

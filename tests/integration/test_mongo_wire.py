@@ -24,7 +24,8 @@ import mongoengine
 import pytest
 
 from jollyjet.cache.fence import CacheRepairRecord, RepairLog
-from jollyjet.db import connect_mongo, ensure_indexes
+from jollyjet.commands import ensure_indexes
+from jollyjet.db import connect_mongo
 from jollyjet.products.record import SORT_FIELDS, CategoryCount, ProductQuery, ProductRecord
 from jollyjet.products.repository import (
     DatabaseUnavailable,

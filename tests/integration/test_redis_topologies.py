@@ -20,8 +20,8 @@ from redis.connection import AbstractConnection
 from jollyjet import create_app
 from jollyjet.cache.client import REDIS_ERRORS, build_redis_client
 from jollyjet.cache.store import CacheBackend, CacheError
+from jollyjet.extensions import services_of
 from jollyjet.jobs.repair import run_repair
-from jollyjet.services import services_of
 from jollyjet.settings import Settings
 from tests.conftest import make_settings
 from tests.support.factories import product_payload

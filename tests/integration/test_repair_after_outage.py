@@ -21,8 +21,8 @@ from flask.testing import FlaskClient
 from jollyjet import create_app
 from jollyjet.cache.client import BreakerState
 from jollyjet.cache.fence import CacheRepairRecord
+from jollyjet.extensions import services_of
 from jollyjet.jobs import FlaskCelery
-from jollyjet.services import services_of
 from tests.conftest import make_settings
 from tests.support.factories import product_payload
 from tests.support.jobs import AUTH, run_job

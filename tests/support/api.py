@@ -10,8 +10,8 @@ from werkzeug.test import TestResponse
 
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.store import CacheBackend
+from jollyjet.extensions import services_of
 from jollyjet.products.record import ProductDocument
-from jollyjet.services import services_of
 from tests.support.fake_cache import cache_contents
 
 PRODUCTS = "/api/v1/products"

@@ -93,7 +93,7 @@ def served(app: Flask) -> Iterator[str]:
 
 if __name__ == "__main__":
     from jollyjet.commands import catalog_products, seed_products
-    from jollyjet.services import services_of
+    from jollyjet.extensions import services_of
     from tests.conftest import make_app, make_settings
 
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/api-docs.png")

@@ -13,8 +13,8 @@ from typing import Any
 from flask import Flask
 
 from jollyjet.cache.store import CacheBackend, CacheError
+from jollyjet.extensions import Services
 from jollyjet.products.record import ProductRecord, render
-from jollyjet.services import Services
 from tests.conftest import make_app, make_settings
 from tests.support.factories import product_values as product_values  # re-exported for the job tests
 from tests.support.fake_cache import FakeCacheBackend, write_entry

@@ -71,8 +71,8 @@ def create_product(api: FlaskClient, auth: dict[str, str]) -> CreateProduct:
 @pytest.fixture
 def no_unexpected_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Fail the test if any request reached the catch-all 500 handler (which logs it)."""
-    with caplog.at_level(logging.ERROR, logger="jollyjet.errors"):
+    with caplog.at_level(logging.ERROR, logger="jollyjet.http"):
         yield
     # In teardown, caplog.records holds only the teardown phase: ask for the test's own.
-    reached = [r.getMessage() for r in caplog.get_records("call") if r.name == "jollyjet.errors" and r.exc_info]
+    reached = [r.getMessage() for r in caplog.get_records("call") if r.name == "jollyjet.http" and r.exc_info]
     assert not reached, reached

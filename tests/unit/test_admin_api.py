@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 
 from jollyjet import jobs
 from jollyjet.cache.keys import CacheKeys
-from jollyjet.job_settings import AuditMode
+from jollyjet.extensions import services_of
 from jollyjet.jobs.audit import AuditOptions, CacheAudit
-from jollyjet.services import services_of
+from jollyjet.settings import AuditMode
 from tests.support.api import assert_json_error
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import OutageBackend, all_keys, job_app, product_values

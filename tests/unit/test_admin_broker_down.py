@@ -36,8 +36,11 @@ def test_refused_broker_is_a_503_with_retry_after(auth: dict[str, str]) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_hung_broker_is_answered_without_waiting_for_it(silent: SilentServer, auth: dict[str, str]) -> None:
-    app = _app(f"redis://127.0.0.1:{silent.port}/0", job_publish_timeout_s=0.5)
+def test_hung_broker_is_answered_without_waiting_for_it(
+    silent: SilentServer, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jollyjet.ops.admin.JOB_PUBLISH_TIMEOUT_S", 0.5)
+    app = _app(f"redis://127.0.0.1:{silent.port}/0")
     client = app.test_client()
     response = client.post(WARM, headers=auth)
     assert_json_error(response, 503, "job queue is unavailable")

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 from tests.conftest import TOKEN
 from tests.support.api import PRODUCTS, assert_json_error, product_count, store_state
 from tests.support.factories import product_payload

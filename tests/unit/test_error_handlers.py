@@ -8,8 +8,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.errors import describe_errors
-from jollyjet.services import services_of
+from jollyjet.api import describe_errors
+from jollyjet.extensions import services_of
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
 from tests.unit.conftest import CreateProduct
@@ -41,12 +41,12 @@ def test_unexpected_exception_is_a_logged_json_500_without_details(
         "update": lambda: api.patch(f"{PRODUCTS}/{product_id}", json={"stock": 1}, headers=auth),
         "categories": lambda: api.get("/api/v1/categories"),
     }[operation]
-    with caplog.at_level(logging.ERROR, logger="jollyjet.errors"):
+    with caplog.at_level(logging.ERROR, logger="jollyjet.http"):
         response = request()
     body = assert_json_error(response, 500)
     assert body == {"code": 500, "status": "Internal Server Error", "message": "internal error; it has been logged"}
     assert b"hunter2" not in response.get_data() and b"Traceback" not in response.get_data()
-    logged = [r for r in caplog.records if r.name == "jollyjet.errors" and r.exc_info]
+    logged = [r for r in caplog.records if r.name == "jollyjet.http" and r.exc_info]
     assert len(logged) == 1 and _SECRET in str(logged[0].exc_info[1])  # type: ignore[index]
 
 

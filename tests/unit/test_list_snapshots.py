@@ -17,7 +17,7 @@ import logging
 import pytest
 from flask import Flask
 
-from jollyjet.services import services_of
+from jollyjet.extensions import services_of
 from tests.support.factories import product_payload
 from tests.support.fake_cache import FakeCacheBackend, write_entry
 

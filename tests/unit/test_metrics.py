@@ -178,7 +178,7 @@ def test_importing_the_service_does_not_import_prometheus_client() -> None:
     # prometheus-client picks in-memory or multiprocess values when it is first imported;
     # gunicorn.conf.py and tasks.app choose the directory first (jollyjet/ops/metrics.py).
     code = (
-        "import sys; import jollyjet, jollyjet.app_factory, jollyjet.wiring, jollyjet.db, jollyjet.jobs; "
+        "import sys; import jollyjet, jollyjet.app_factory, jollyjet.db, jollyjet.jobs; "
         "sys.exit(1 if 'prometheus_client' in sys.modules else 0)"
     )  # fmt: skip
     root = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
+from jollyjet.extensions import services_of
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
-from jollyjet.services import services_of
 from jollyjet.settings import SettingsError
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
@@ -63,8 +63,9 @@ def assert_json_error(response: Any, status: int, words: str) -> None:
 # --- the bulkhead -------------------------------------------------------------------
 
 
-def test_a_full_bulkhead_sheds_misses_and_writes_with_503_but_serves_hits() -> None:
-    app = app_with(db_bulkhead=1, db_bulkhead_wait_ms=0)
+def test_a_full_bulkhead_sheds_misses_and_writes_with_503_but_serves_hits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("jollyjet.app_factory.DB_BULKHEAD_WAIT_MS", 0)
+    app = app_with(db_bulkhead=1)
     client = app.test_client()
     hot = client.post(PRODUCTS, json=product_payload(), headers=AUTH).get_json()["id"]
     cold = "0123456789abcdef01234567"  # never cached: its read goes to MongoDB
@@ -91,8 +92,9 @@ def test_the_bulkhead_waits_its_bounded_while_before_shedding() -> None:
         pass
 
 
-def test_the_bulkhead_without_cache_bounds_the_service_reads() -> None:
-    app = make_app(make_settings(cache_enabled=False, db_bulkhead=1, db_bulkhead_wait_ms=0))
+def test_the_bulkhead_without_cache_bounds_the_service_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("jollyjet.app_factory.DB_BULKHEAD_WAIT_MS", 0)
+    app = make_app(make_settings(cache_enabled=False, db_bulkhead=1))
     bounded = services_of(app).products
     assert isinstance(bounded, MongoProductRepository) and bounded.bulkhead is not None
     with bounded.bulkhead.slot():
@@ -124,8 +126,9 @@ def test_searches_beyond_the_limit_answer_429_with_retry_after() -> None:
     assert client.get(f"{PRODUCTS}/count").status_code == 200
 
 
-def test_deep_pages_beyond_the_limit_answer_429() -> None:
-    client = app_with(rate_limit_deep_pages="2/minute", deep_page_offset=100).test_client()
+def test_deep_pages_beyond_the_limit_answer_429(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("jollyjet.http.DEEP_PAGE_OFFSET", 100)
+    client = app_with(rate_limit_deep_pages="2/minute").test_client()
     assert [client.get(f"{PRODUCTS}?page={p}&page_size=50").status_code for p in (3, 4)] == [200, 200]
     assert_json_error(client.get(f"{PRODUCTS}?page=5&page_size=50"), 429, "deep list pages")
     # Shallow pages (offset under the bound) are not deep, whatever their number.
@@ -188,7 +191,7 @@ def test_a_limit_that_does_not_parse_stops_the_start_up(name: str, field: str) -
 
 
 def test_limit_storage_is_the_cache_redis_or_memory() -> None:
-    from jollyjet.rate_limits import storage_uri
+    from jollyjet.http import storage_uri
 
     assert storage_uri(make_settings())[0] == "memory://"
     uri, options = storage_uri(make_settings(redis_url="redis://127.0.0.1:6390/0", redis_socket_timeout_ms=150))

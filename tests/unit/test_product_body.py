@@ -6,8 +6,8 @@ import orjson
 from flask import Flask
 from flask.testing import FlaskClient
 
+from jollyjet.extensions import services_of
 from jollyjet.products.record import json_array, names, parse, product_to_api, render
-from jollyjet.services import services_of
 from tests.conftest import TOKEN
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload

@@ -15,10 +15,15 @@ from tests.conftest import make_settings
 KNOBS = {
     "redis_socket_timeout_ms": 150,
     "redis_connect_timeout_ms": 120,
-    "redis_retries": 2,
     "redis_pool_size": 7,
-    "redis_pool_timeout_ms": 90,
 }
+
+
+@pytest.fixture(autouse=True)
+def _fixed_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retries and the pool wait are constants of the service (jollyjet/settings.py), not settings.
+    monkeypatch.setattr("jollyjet.cache.client.REDIS_RETRIES", 2)
+    monkeypatch.setattr("jollyjet.cache.client.REDIS_POOL_TIMEOUT_MS", 90)
 
 
 def test_standalone_client_is_bounded() -> None:
@@ -56,7 +61,7 @@ def test_sentinel_client_is_bounded_on_master_and_sentinel_connections() -> None
         assert sentinel_kwargs["password"] == "sentinel-secret"
 
 
-def test_the_connection_hook_survives_a_server_that_drops_every_connection() -> None:
+def test_the_connection_hook_survives_a_server_that_drops_every_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """A listener that accepts and closes (a proxy whose upstream is down): a ConnectionError, not a RecursionError.
 
     With redis-py's handshake run *with* its health check inside the hook, the overdue
@@ -81,7 +86,8 @@ def test_the_connection_hook_survives_a_server_that_drops_every_connection() -> 
     calls: list[object] = []
     try:
         port = listener.getsockname()[1]
-        settings = make_settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_health_check_interval_s=1, **KNOBS)
+        monkeypatch.setattr("jollyjet.cache.client.REDIS_HEALTH_CHECK_INTERVAL_S", 1)
+        settings = make_settings(redis_url=f"redis://127.0.0.1:{port}/0", **KNOBS)
         client = build_redis_client(settings, on_connect=calls.append)
         with pytest.raises(redis.ConnectionError):
             client.ping()

@@ -6,8 +6,7 @@ import pytest
 from pydantic import AliasChoices
 
 from jollyjet.jobs import celery_config
-from jollyjet.redis_topology_settings import parse_sentinels
-from jollyjet.settings import RedisTopology, Settings, SettingsError, load_settings
+from jollyjet.settings import RedisTopology, Settings, SettingsError, load_settings, parse_sentinels
 
 _SENTINEL = {
     "JOLLYJET_REDIS_TOPOLOGY": "sentinel",

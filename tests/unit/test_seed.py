@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from jollyjet.commands import DEMO_COUNT, catalog_products, seed_products
+from jollyjet.extensions import services_of
 from jollyjet.products.record import ProductQuery
 from jollyjet.products.schemas import ProductInputSchema
-from jollyjet.services import services_of
 from tests.conftest import make_app, make_settings
 from tests.support.fake_cache import FakeCacheBackend
 

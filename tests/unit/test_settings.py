@@ -81,7 +81,6 @@ def test_an_empty_redis_url_means_embedded(monkeypatch: pytest.MonkeyPatch) -> N
         ("JOLLYJET_CACHE_PRODUCT_TTL_S", "0"),
         ("JOLLYJET_CACHE_PRODUCT_TTL_S", "1.5"),
         ("JOLLYJET_CACHE_LIST_TTL_S", "-1"),
-        ("JOLLYJET_CACHE_TTL_JITTER", "0.9"),
         ("JOLLYJET_CACHE_ENABLED", "maybe"),
         ("JOLLYJET_CACHE_KEY_PREFIX", "has space"),
         ("JOLLYJET_CACHE_KEY_PREFIX", "a:b"),

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from jollyjet.cache.store import CacheBackend
-from jollyjet.services import Services, services_of
+from jollyjet.extensions import Services, services_of
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import job_app
 

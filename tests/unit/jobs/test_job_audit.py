@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
+from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S
 from jollyjet.cache.store import CacheBackend, VersionedEntry
-from jollyjet.job_settings import AuditMode
+from jollyjet.extensions import Services
 from jollyjet.jobs.audit import DRIFT_CLASSES, AuditOptions, AuditRun, CacheAudit, latest_audit, prune_audits
 from jollyjet.products.record import CacheStatus, ProductDocument, ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
-from jollyjet.services import Services
+from jollyjet.settings import AuditMode
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     RepositoryWithHook,
@@ -117,7 +118,7 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
         entry = entry_of(services, product.id)
         assert entry is not None and entry.is_tombstone
         ttl = ttl_of(services, product.id)
-        assert ttl is not None and 0 < ttl <= services.settings.cache_tombstone_ttl_s
+        assert ttl is not None and 0 < ttl <= CACHE_TOMBSTONE_TTL_S
     # The audit's tombstone is one version past the one it saw, like a delete's.
     assert entry_of(services, deleted.id) == VersionedEntry(deleted.version + 1, None)
 

@@ -13,13 +13,14 @@ from collections.abc import Callable
 
 import pytest
 
+from jollyjet.app_factory import CACHE_LEASE_TTL_MS
 from jollyjet.cache.store import VersionedEntry
-from jollyjet.job_settings import AuditMode
+from jollyjet.extensions import Services
 from jollyjet.jobs.audit import AuditOptions, CacheAudit
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes
 from jollyjet.products.record import ProductRecord
 from jollyjet.products.repository import MongoProductRepository
-from jollyjet.services import Services
+from jollyjet.settings import AuditMode
 from tests.support.job_stack import RepositoryWithHook, product_values
 
 
@@ -31,14 +32,14 @@ def repair(services: Services, database: MongoProductRepository | None = None) -
         services.cache.writer,
         database or services.mongo,
         500,
-        lease_ttl_ms=services.settings.cache_lease_ttl_ms,
+        lease_ttl_ms=CACHE_LEASE_TTL_MS,
     )
 
 
 def audit(services: Services, database: MongoProductRepository) -> dict[str, int]:
     assert services.cache is not None
     cache = services.cache
-    options = AuditOptions(mode=AuditMode.FULL, lease_ttl_ms=services.settings.cache_lease_ttl_ms)
+    options = AuditOptions(mode=AuditMode.FULL, lease_ttl_ms=CACHE_LEASE_TTL_MS)
     return CacheAudit(cache.backend, cache.keys, cache.writer, database, options).run().repaired
 
 

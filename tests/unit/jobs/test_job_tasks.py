@@ -19,10 +19,10 @@ from pymongo.errors import AutoReconnect
 
 from jollyjet import jobs
 from jollyjet.cache.store import CacheError
+from jollyjet.extensions import Services, services_of
 from jollyjet.jobs import SingleBeatScheduler, periodic_job_definitions, run_job, slot_of
 from jollyjet.jobs.audit import latest_audit
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.services import Services, services_of
 from jollyjet.settings import Settings
 from tests.conftest import make_settings
 from tests.support.fake_cache import FakeCacheBackend
@@ -114,7 +114,7 @@ def test_transient_failures_become_retries_with_bounded_jittered_backoff(
     [call] = task.retry_calls
     settings = services.settings
     delay = min(settings.celery_retry_backoff_max_s, 2 ** (retries + 1))
-    assert call["exc"] is error and call["max_retries"] == settings.celery_max_retries
+    assert call["exc"] is error and call["max_retries"] == jobs.CELERY_MAX_RETRIES
     assert delay / 2 <= call["countdown"] <= delay <= settings.celery_retry_backoff_max_s
     assert services.cache is not None and not services.cache.backend.client.exists(
         services.cache.keys.job_lock("cleanup")
@@ -176,7 +176,8 @@ def test_the_audit_task_stores_its_run(app: Flask) -> None:
 
 
 def test_a_task_failing_transiently_is_retried_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = job_app(FakeCacheBackend(), celery_max_retries=2)
+    monkeypatch.setattr(jobs, "CELERY_MAX_RETRIES", 2)
+    app = job_app(FakeCacheBackend())
     attempts: list[int] = []
 
     def flaky(*_: object) -> Ran:
@@ -208,14 +209,14 @@ def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
 @pytest.mark.parametrize(
     ("switch", "entry"),
     [
-        ("warm_enabled", "cache-warm"),
-        ("cleanup_enabled", "cache-cleanup"),
-        ("audit_enabled", "cache-audit"),
-        ("repair_enabled", "cache-repair"),
+        ("warm_interval_s", "cache-warm"),
+        ("cleanup_interval_s", "cache-cleanup"),
+        ("audit_interval_s", "cache-audit"),
+        ("repair_interval_s", "cache-repair"),
     ],
 )
 def test_each_schedule_entry_is_switched_by_its_setting(switch: str, entry: str) -> None:
-    definitions = periodic_job_definitions(make_settings(**{switch: False}))
+    definitions = periodic_job_definitions(make_settings(**{switch: 0}))
 
     assert entry not in definitions and len(definitions) == 3
 

@@ -16,13 +16,13 @@ from jollyjet.cache.events import EventCounter, PopularityTracker, query_member
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
 from jollyjet.db import connect_mongo
+from jollyjet.extensions import services_of
 from jollyjet.jobs import warm as warming
 from jollyjet.jobs.warm import query_from_member, warm_cache
 from jollyjet.products.catalog import CachedProductRepository
 from jollyjet.products.catalog_writes import CachePolicy
 from jollyjet.products.record import ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
-from jollyjet.services import services_of
 from tests.conftest import make_settings
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import RepositoryWithHook, job_app, product_values
