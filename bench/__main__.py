@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -52,28 +52,7 @@ MODES: dict[str, tuple[str, str, dict[str, str], bool, bool]] = {
 # Requests per phase file (wrk starts over at its end) and the reserve ids each phase may delete.
 PHASE_FILES = {"reads": (100_000, (0, 0)), "mixed": (200_000, (0, 150)), "writes_c": (50_000, (150, 400))}
 PHASE_FILES["writes_1"] = (20_000, (400, 600))
-
-
-@dataclass(frozen=True)
-class Options:
-    """Everything a run depends on (the command-line flags)."""
-
-    products: int = 10_000
-    connections: int = 16
-    workers: int = 2
-    threads: int = 4
-    wrk_threads: int = 2
-    modes: tuple[str, ...] = tuple(MODES)
-    reads_s: float = 12
-    latency_s: float = 6
-    rounds: int = 6
-    mixed_s: float = 30
-    writes_s: float = 5
-    probe_reads: int = 200
-    access_log: bool = True
-    service_env: tuple[tuple[str, str], ...] = ()  # extra environment of the service's own modes
-    seed: int = 1
-    mix: Mix = field(default_factory=Mix)
+MIX = Mix()
 
 
 def run_wrk(url: str, file: Path, token: str, connections: int, threads: int, seconds: float) -> dict[str, Any]:
@@ -123,7 +102,7 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 class Run:
     """One invocation: the stack, the modes, the results."""
 
-    def __init__(self, options: Options, workdir: Path) -> None:
+    def __init__(self, options: argparse.Namespace, workdir: Path) -> None:
         self.options = options
         self.workdir = workdir
         self.token = secrets.token_hex(16)
@@ -137,10 +116,11 @@ class Run:
         started, o = time.time(), self.options
         files = {"health": write_requests(self.workdir / "health.txt", [Request("GET", "/health/live")])}
         for phase, (count, (lo, hi)) in PHASE_FILES.items():
-            load = Workload(o.products, o.mix, o.seed, range(lo, hi), secrets.token_hex(4))
+            load = Workload(o.products, MIX, o.seed, range(lo, hi), secrets.token_hex(4))
             files[phase] = write_requests(self.workdir / f"{phase}.txt", load.phase(phase.split("_")[0], count))
         self.files = files
-        results: dict[str, Any] = {"machine": machine(), "settings": asdict(o), "modes": self.modes}
+        settings = {k: v for k, v in vars(o).items() if k not in ("out", "keep")} | {"mix": asdict(MIX)}
+        results: dict[str, Any] = {"machine": machine(), "settings": settings, "modes": self.modes}
         results["settings"]["mongodb"] = "real MongoDB (MONGODB_URI)" if os.environ.get("MONGODB_URI") else "nx-27017"
         self.stack.start()
         try:
@@ -151,8 +131,8 @@ class Run:
             order = sorted(o.modes, key=lambda m: m != "naive")
             for name in reversed(order):
                 self.warm(name)
-            self.interleaved(order, "reads_c", o.connections, o.reads_s)
-            self.interleaved(order, "reads_1", 1, o.latency_s)
+            self.interleaved(order, "reads_c", o.connections, o.reads_seconds)
+            self.interleaved(order, "reads_1", 1, o.latency_seconds)
             for name in (m for m in o.modes if MODES[m][4]):
                 self.mixed_and_writes(name)
         finally:
@@ -170,7 +150,7 @@ class Run:
         no_data = (unique_database_name("jj_bench"), 0.0)
         database, seed_s = self.stack.seed_database(self.plan, self.options.seed) if writes else no_data
         env = {**env, **dict(self.options.service_env)} if app == "service" else dict(env)
-        if not self.options.access_log:
+        if self.options.no_access_log:
             env["JOLLYJET_LOG_LEVEL"] = "WARNING"  # the service's one access line per request is an INFO line
         o = self.options
         self.webs[name] = self.stack.start_web(name, app, database, o.workers, o.threads, env, o.products)
@@ -193,7 +173,7 @@ class Run:
         else:
             send_concurrently(web.url, sweep_requests(o.products), o.connections)
         if cached:
-            reads = Workload(o.products, o.mix, o.seed, range(0), "probe")
+            reads = Workload(o.products, MIX, o.seed, range(0), "probe")
             kinds = {"product": [reads.product_read() for _ in range(o.probe_reads)]}
             if name != "floor":
                 kinds["list"] = [Request("GET", p) for p in workload.POPULAR_LISTS for _ in range(3)]
@@ -217,7 +197,7 @@ class Run:
         argv = [sys.executable, "-m", "bench.checker", web.url, self.token, str(self.plan.checker), str(stop), str(out)]
         checker = subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
         try:
-            phases["mixed"] = self.wrk(name, "mixed", o.connections, o.mixed_s)
+            phases["mixed"] = self.wrk(name, "mixed", o.connections, o.mixed_seconds)
         finally:
             stop.touch()
             if checker.wait() != 0:
@@ -226,8 +206,8 @@ class Run:
         self.modes[name]["checker"] = summary
         mixed = phases["mixed"]  # the checker's requests were served in the same window
         mixed["app"] = figures(mixed["raw"], mixed["wrk"]["requests"] + summary["requests"])
-        phases["writes_c"] = self.wrk(name, "writes_c", o.connections, o.writes_s)
-        phases["writes_1"] = self.wrk(name, "writes_1", 1, o.writes_s)
+        phases["writes_c"] = self.wrk(name, "writes_c", o.connections, o.writes_seconds)
+        phases["writes_1"] = self.wrk(name, "writes_1", 1, o.writes_seconds)
         for phase in ("mixed", "writes_c", "writes_1"):
             self.log(name, phase)
         print(f"   checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale", flush=True)
@@ -264,40 +244,42 @@ def machine() -> dict[str, Any]:
     }
 
 
-def parse(argv: list[str]) -> tuple[Options, Path, bool]:
-    """Flags → Options, the output directory, whether to keep the work directory."""
-    d = Options()
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line: what a run depends on."""
     p = argparse.ArgumentParser(prog="bash bench/run", description=__doc__.splitlines()[0])
-    p.add_argument("--products", type=int, default=d.products, help=f"catalog size (default {d.products})")
-    p.add_argument("--connections", type=int, default=d.connections, help=f"wrk connections (default {d.connections})")
-    p.add_argument("--workers", type=int, default=d.workers, help=f"gunicorn workers (default {d.workers})")
-    p.add_argument("--threads", type=int, default=d.threads, help=f"gunicorn threads (default {d.threads})")
-    p.add_argument("--wrk-threads", type=int, default=d.wrk_threads)
-    p.add_argument("--modes", default=",".join(d.modes), help=f"comma-separated subset of {','.join(MODES)}")
-    p.add_argument("--reads-seconds", type=float, default=d.reads_s, help="product reads per mode, all rounds")
-    p.add_argument("--latency-seconds", type=float, default=d.latency_s, help="the same at one connection")
-    p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved rounds of the read runs")
-    p.add_argument("--mixed-seconds", type=float, default=d.mixed_s)
-    p.add_argument("--writes-seconds", type=float, default=d.writes_s)
+    for flag, default, text in (
+        ("--products", 10_000, "catalog size"),
+        ("--connections", 16, "wrk connections"),
+        ("--workers", 2, "gunicorn workers (WEB_CONCURRENCY)"),
+        ("--threads", 4, "gunicorn threads (WEB_THREADS)"),
+        ("--wrk-threads", 2, "wrk threads"),
+        ("--rounds", 6, "interleaved rounds of the read runs"),
+        ("--probe-reads", 200, "product reads of the hit-path probe"),
+        ("--seed", 1, "the workload's random seed"),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
+    for flag, seconds, text in (
+        ("--reads-seconds", 12, "product reads per mode, all rounds"),
+        ("--latency-seconds", 6, "the same at one connection"),
+        ("--mixed-seconds", 30, "the mixed load"),
+        ("--writes-seconds", 5, "writes only, each concurrency"),
+    ):
+        p.add_argument(flag, type=float, default=seconds, help=f"{text} (default {seconds})")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     p.add_argument("--no-access-log", action="store_true", help="service access lines off (log level WARNING)")
     p.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE", help="for the service's modes")
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json and results.md go")
     p.add_argument("--keep", action="store_true", help="keep the work directory (gunicorn logs, request files)")
     a = p.parse_args(argv)
-    modes = tuple(m.strip() for m in a.modes.split(",") if m.strip())
-    if not modes or any(m not in MODES for m in modes):
+    a.modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    if not a.modes or any(m not in MODES for m in a.modes):
         p.error(f"--modes: choose from {', '.join(MODES)}")
-    env = tuple(tuple(item.split("=", 1)) for item in a.service_env)
-    if any(len(pair) != 2 or not pair[0] for pair in env):
+    a.service_env = [item.split("=", 1) for item in a.service_env]
+    if any(len(pair) != 2 or not pair[0] for pair in a.service_env):
         p.error("--service-env takes NAME=VALUE")
     if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:
         p.error("need connections in 1..1024, at least 100 products, 1 worker and 1 thread")
-    options = Options(
-        a.products, a.connections, a.workers, a.threads, a.wrk_threads, modes, a.reads_seconds, a.latency_seconds,
-        a.rounds, a.mixed_seconds, a.writes_seconds, access_log=not a.no_access_log, service_env=env, seed=a.seed,
-    )  # fmt: skip
-    return options, a.out, a.keep
+    return a
 
 
 def _stop(signum: int, _frame: object) -> None:
@@ -306,18 +288,19 @@ def _stop(signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run, write results.json and results.md, print the Markdown."""
-    options, out, keep = parse(sys.argv[1:] if argv is None else argv)
+    options = parse(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGINT, _stop)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, _stop)
     workdir = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     try:
         results = Run(options, workdir).execute()
+        out = options.out
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         (out / "results.md").write_text(text := markdown(results))
         print(text + f"\nresults: {out / 'results.json'}, {out / 'results.md'}")
     finally:
-        if keep:
+        if options.keep:
             print(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import HTTPError
 
-from bench.measure import HttpClient, Reply
+from bench.measure import HttpClient
 from bench.workload import CHECKER_CATEGORY, checker_ids
 from tests.support.judge import DELETE, CatalogHistory, CatalogJudge
 
@@ -41,7 +43,7 @@ class Checker:
         self.nonce = uuid.uuid4().hex[:8]
         self.judge: CatalogJudge | None = None  # made by the first cycle, from the category's page
 
-    def send(self, method: str, path: str, body: bytes | None = None) -> tuple[Reply, float, float]:
+    def send(self, method: str, path: str, body: bytes | None = None) -> tuple[BaseHTTPResponse, float, float]:
         """One request: its reply, when it was sent and when the answer was read."""
         began = time.monotonic()
         reply = self.client.send(method, path, body)
@@ -52,7 +54,7 @@ class Checker:
         """The judge, over the category as it is before the checker's first write."""
         if self.judge is None:
             reply, *_ = self.send("GET", LIST_PATH)
-            items = orjson.loads(reply.body) if reply.status == 200 else None
+            items = orjson.loads(reply.data) if reply.status == 200 else None
             if items is None or int(orjson.loads(reply.headers["x-pagination"])["total"]) != len(items):
                 raise RuntimeError(f"the checker's category could not be read whole as one page: {reply.status}")
             self.judge = CatalogJudge(CatalogHistory(items))
@@ -63,7 +65,7 @@ class Checker:
         judge = self.start()
         reply, began, ended = self.send("GET", f"/api/v1/products/{product_id}")
         if reply.status in (200, 404):
-            body = orjson.loads(reply.body) if reply.status == 200 else None
+            body = orjson.loads(reply.data) if reply.status == 200 else None
             judge.product(product_id, began, ended, reply.status, body, reply.headers.get("x-cache"))
         else:
             self.errors += 1
@@ -76,7 +78,7 @@ class Checker:
             self.errors += 1
             return
         total = int(orjson.loads(reply.headers["x-pagination"])["total"])
-        judge.page(LIST_QUERY, began, ended, orjson.loads(reply.body), total, reply.headers.get("x-cache"))
+        judge.page(LIST_QUERY, began, ended, orjson.loads(reply.data), total, reply.headers.get("x-cache"))
 
     def write(self, method: str, path: str, change: dict[str, Any] | None, product_id: str | None) -> dict[str, Any]:
         """Send a write (recorded in the judge's history); the product it left ({} for a delete or a failure)."""
@@ -84,7 +86,7 @@ class Checker:
         token = history.begin_write(product_id, DELETE if change is None else change)
         try:
             reply, _, completed = self.send(method, path, None if change is None else orjson.dumps(change))
-        except OSError:
+        except (OSError, HTTPError):
             history.unknown_write(token)  # sent, never answered
             raise
         if reply.status not in (200, 201, 204):
@@ -92,7 +94,7 @@ class Checker:
             # A refusal did not happen; a server error (or no answer) may have committed.
             (history.fail_write if 400 <= reply.status < 500 else history.unknown_write)(token)
             return {}
-        product = orjson.loads(reply.body) if reply.body else {}
+        product = orjson.loads(reply.data) if reply.data else {}
         history.complete_write(token, product or None, at=completed)
         return product
 

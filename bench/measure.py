@@ -14,17 +14,15 @@ send plain commands: for them a command is a round trip and a keyspace hit a hit
 
 from __future__ import annotations
 
-import http.client
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import redis
+import urllib3
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -51,45 +49,20 @@ class Served(Protocol):
     def redis(self) -> redis.Redis: ...
 
 
-@dataclass
-class Reply:
-    """Status, lower-cased headers and body of one response."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 class HttpClient:
-    """One keep-alive connection; reconnects once when the server closed it."""
+    """One keep-alive connection (urllib3); writes carry the token."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 30) -> None:
-        parts = urlsplit(base_url)
-        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.timeout_s = timeout_s
+    def __init__(self, base_url: str, token: str = "") -> None:
+        self.pool = urllib3.connection_from_url(base_url, maxsize=1, timeout=30, retries=1)
         self.write_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        self._conn: http.client.HTTPConnection | None = None
 
-    def send(self, method: str, path: str, body: bytes | None = None) -> Reply:
-        """Send one request and read the whole response."""
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(*self.address, timeout=self.timeout_s)
-            try:
-                self._conn.request(method, path, body=body, headers={} if method == "GET" else self.write_headers)
-                response = self._conn.getresponse()
-                return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.close()
-                if attempt == 2 or method != "GET":
-                    raise
-        raise AssertionError("unreachable")
+    def send(self, method: str, path: str, body: bytes | None = None) -> urllib3.BaseHTTPResponse:
+        """Send one request and read the whole response (status, headers, data)."""
+        return self.pool.request(method, path, body=body, headers=None if method == "GET" else self.write_headers)
 
     def close(self) -> None:
-        """Close the connection (the next request opens a new one)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close the connection."""
+        self.pool.close()
 
 
 def scrape(directory: Path) -> dict[str, float]:

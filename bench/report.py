@@ -50,13 +50,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
         f"load average at start {m['load_average_at_start']}, at end {m.get('load_average_at_end', '?')}.",
         f"Settings: {s['products']:,} products, gunicorn {s['workers']} workers x {s['threads']} threads "
-        f"(service access log {'on' if s['access_log'] else 'off'}), wrk {s['wrk_threads']} threads, {c} "
+        f"(service access log {'off' if s['no_access_log'] else 'on'}), wrk {s['wrk_threads']} threads, {c} "
         f"connections, MongoDB: {s['mongodb']}, Zipf s={mix['zipf_s']}, seed {s['seed']}"
         + "".join(f", service env {k}={v}" for k, v in s["service_env"])
         + ".",
         "",
-        f"**Product reads** (Zipf ids, warm cache; {s['reads_s']:.0f} s at {c} connections, {s['latency_s']:.0f} s "
-        f"at 1, in {s['rounds']} interleaved rounds). Latencies in ms, p50 / p95 / p99.",
+        f"**Product reads** (Zipf ids, warm cache; {s['reads_seconds']:.0f} s at {c} connections, "
+        f"{s['latency_seconds']:.0f} s at 1, in {s['rounds']} interleaved rounds). Latencies in ms, p50 / p95 / p99.",
         "",
         f"| mode | req/s | x ceiling | x naive | x floor | latency at 1 conn | latency at {c} conns | hit ratio "
         "| Redis round trips / read |",
@@ -73,7 +73,7 @@ def markdown(results: dict[str, Any]) -> str:
     nocache = modes.get("nocache", {}).get("phases", {}).get("mixed")
     lines += [
         "",
-        f"**Mixed load** ({s['mixed_s']:.0f} s at {c} connections: {100 * mix['p_list']:.0f}% lists, "
+        f"**Mixed load** ({s['mixed_seconds']:.0f} s at {c} connections: {100 * mix['p_list']:.0f}% lists, "
         f"{100 * mix['p_count']:.0f}% counts, {100 * (mix['p_update'] + mix['p_create'] + mix['p_delete']):.0f}% "
         "writes, the rest product reads; the stale checker's requests included). MongoDB queries are the app's "
         "own count (background polls included); Redis commands its redis-server's.",

@@ -217,7 +217,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in results["sizes"]:
-        cpu, mem, (warm, audit, cleanup) = s["hits"]["app_cpu_us"], s["redis"], s["jobs"].values()
+        cpu, mem, (warm, audit, cleanup, _) = s["hits"]["app_cpu_us"], s["redis"], s["jobs"].values()
         lines.append(
             f"| {s['products']:,} | {cpu['product']:.0f} µs | {cpu['list']:.0f} µs | {cpu['live']:.0f} µs "
             f"| {mem['bytes_per_product']:.0f} | {mem['memory_usage_per_page_entry']:.0f} "
@@ -258,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.stderr = real_stderr
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "scale.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    (a.out / "scale.json").write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    )
     print(markdown(results))
     return 0
 
