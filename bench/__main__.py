@@ -28,12 +28,14 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from threading import Event, Thread
 from typing import Any
 
 import orjson
 
 from bench import workload
-from bench.measure import combine, figures, measured, probe, send_concurrently
+from bench.checker import Checker
+from bench.measure import HttpClient, combine, figures, measured, probe, send_concurrently
 from bench.report import markdown
 from bench.stack import REPO_ROOT, Stack, Web
 from bench.workload import Mix, Request, Workload, sweep_requests, write_requests
@@ -193,17 +195,21 @@ class Run:
     def mixed_and_writes(self, name: str) -> None:
         """The mixed load with the stale checker alongside, then writes only."""
         o, web, phases = self.options, self.webs[name], self.modes[name]["phases"]
-        stop, out = self.workdir / f"{name}.checker.stop", self.workdir / f"{name}.checker.json"
-        argv = [sys.executable, "-m", "bench.checker", web.url, self.token, str(self.plan.checker), str(stop), str(out)]
-        checker = subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        checker, stop = Checker(HttpClient(web.url, self.token), workload.checker_ids(self.plan.checker)), Event()
+
+        def cycles() -> None:  # in a thread of this process, which only waits for wrk meanwhile
+            while not stop.wait(0.05):  # a pause between cycles: a light load
+                checker.cycle()
+
+        thread = Thread(target=cycles)
+        thread.start()
         try:
             phases["mixed"] = self.wrk(name, "mixed", o.connections, o.mixed_seconds)
         finally:
-            stop.touch()
-            if checker.wait() != 0:
-                raise RuntimeError(f"the stale checker failed (exit code {checker.returncode})")
-        summary = orjson.loads(out.read_bytes())
-        self.modes[name]["checker"] = summary
+            stop.set()
+            thread.join()
+            checker.client.close()
+        self.modes[name]["checker"] = summary = checker.summary()
         mixed = phases["mixed"]  # the checker's requests were served in the same window
         mixed["app"] = figures(mixed["raw"], mixed["wrk"]["requests"] + summary["requests"])
         phases["writes_c"] = self.wrk(name, "writes_c", o.connections, o.writes_seconds)

@@ -68,17 +68,11 @@ def _cents(value: str) -> int:
 
 
 def _filter(args: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    if "category" in args:
-        spec["category"] = args["category"]
+    spec: dict[str, Any] = {"category": args["category"]} if "category" in args else {}
     if "tag" in args:
         spec["tags"] = {"$in": [args["tag"]]}
-    price = {}
-    if "min_price" in args:
-        price["$gte"] = _cents(args["min_price"])
-    if "max_price" in args:
-        price["$lte"] = _cents(args["max_price"])
-    if price:
+    bounds = (("$gte", "min_price"), ("$lte", "max_price"))
+    if price := {op: _cents(args[name]) for op, name in bounds if name in args}:
         spec["price_cents"] = price
     if "in_stock" in args:
         spec["stock"] = {"$gt": 0} if args["in_stock"] == "true" else {"$lte": 0}
@@ -150,23 +144,10 @@ def naive_app() -> Flask:
     @app.post("/api/v1/products")
     def create_product() -> Any:
         require_token()
-        body = request.get_json()
+        doc = {"description": "", "currency": "USD", "tags": [], "stock": 0, "is_active": True} | request.get_json()
         now = datetime.now(UTC)
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        doc = {
-            "sku": body["sku"],
-            "name": body["name"],
-            "description": body.get("description", ""),
-            "price_cents": _cents(str(body["price"])),
-            "currency": body.get("currency", "USD"),
-            "category": body["category"],
-            "tags": body.get("tags", []),
-            "stock": body.get("stock", 0),
-            "is_active": body.get("is_active", True),
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what MongoDB keeps
+        doc |= {"price_cents": _cents(str(doc.pop("price"))), "version": 1, "created_at": now, "updated_at": now}
         products.insert_one(doc)
         return jsonify(to_api(doc)), 201
 

@@ -7,17 +7,12 @@ last time (then reads it and the page: still showing it is stale) and creates on
 product's whole body, and the page's ids in order with every body and the total, must be
 what one state of the category held while the request was in flight. The starting state
 is the category's page read before the first write (the load never writes there).
-
-Run as a process next to wrk: `python -m bench.checker URL TOKEN PRODUCTS STOP_FILE OUT`
-(it stops when STOP_FILE exists and writes its summary to OUT).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +20,7 @@ from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError
 
 from bench.measure import HttpClient
-from bench.workload import CHECKER_CATEGORY, checker_ids
+from bench.workload import CHECKER_CATEGORY
 from tests.support.judge import DELETE, CatalogHistory, CatalogJudge
 
 LIST_QUERY = {"category": CHECKER_CATEGORY, "page_size": 100}
@@ -130,19 +125,3 @@ class Checker:
             "judged": dict(judge.judged),
             "examples": [str(m) for m in judge.examples()[:5]],
         }
-
-
-def main(url: str, token: str, products: str, stop_file: str, out: str) -> None:
-    """Cycle, pausing between cycles to stay a light load, until stop_file exists; write the summary to out."""
-    checker = Checker(HttpClient(url, token=token), checker_ids(int(products)))
-    try:
-        while not Path(stop_file).exists():
-            checker.cycle()
-            time.sleep(0.05)
-    finally:
-        checker.client.close()
-    Path(out).write_bytes(orjson.dumps(checker.summary()))
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:])

@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import urllib3
@@ -27,6 +29,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from bench.workload import Request
+
+if TYPE_CHECKING:
+    from bench.stack import Web
 
 T = TypeVar("T")
 DB_QUERIES = "jollyjet_db_queries_total"
@@ -36,17 +41,6 @@ HTTP_REQUESTS = "jollyjet_http_request_duration_seconds_count"
 COUNTERS = (DB_QUERIES, REDIS_CALLS, CACHE_REQUESTS, HTTP_REQUESTS)
 # Not the request path's: pings, and the popularity counts the service sends in batches off it.
 BACKGROUND = {"ping", "endSessions", "incr_scores"}
-
-
-class Served(Protocol):
-    """What is measured: an app's URL, its processes and its redis-server."""
-
-    url: str
-    metrics_dir: Path
-
-    def pids(self) -> dict[str, list[int]]: ...
-
-    def redis(self) -> redis.Redis: ...
 
 
 class HttpClient:
@@ -95,7 +89,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def snapshot(web: Served, client: redis.Redis) -> dict[str, Any]:
+def snapshot(web: Web, client: redis.Redis) -> dict[str, Any]:
     """Counters of the app, its Redis commands and keyspace hits, CPU seconds by process group, now."""
     stats = client.info("stats")
     commands = {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
@@ -147,7 +141,7 @@ def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
     }
 
 
-def settle(web: Served, timeout_s: float = 60) -> None:
+def settle(web: Web, timeout_s: float = 60) -> None:
     """Wait until the app's processes are idle: what a phase left queued is served before the next starts."""
     deadline = time.monotonic() + timeout_s
     busy = lambda: sum(cpu_seconds(p) for p in web.pids()["app"])  # noqa: E731
@@ -158,7 +152,7 @@ def settle(web: Served, timeout_s: float = 60) -> None:
             return
 
 
-def measured(web: Served, run: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+def measured(web: Web, run: Callable[[], T]) -> tuple[T, dict[str, Any]]:
     """Run one phase between two snapshots; returns its result and the raw deltas meanwhile."""
     client = web.redis()
     try:
@@ -173,31 +167,17 @@ def measured(web: Served, run: Callable[[], T]) -> tuple[T, dict[str, Any]]:
 
 def send_concurrently(base_url: str, requests: Iterable[Request], connections: int) -> dict[str, int]:
     """Send every request exactly once over several connections; returns how many got each status."""
-    source, lock, statuses = iter(requests), threading.Lock(), dict[str, int]()
+    local = threading.local()
 
-    def worker() -> None:
-        client = HttpClient(base_url)
-        try:
-            while True:
-                with lock:
-                    request = next(source, None)
-                if request is None:
-                    return
-                status = str(client.send(request.method, request.path, request.body).status)
-                with lock:
-                    statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            client.close()
+    def send(r: Request) -> str:
+        local.client = getattr(local, "client", None) or HttpClient(base_url)
+        return str(local.client.send(r.method, r.path, r.body).status)
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+    with ThreadPoolExecutor(connections) as pool:
+        return dict(Counter(pool.map(send, requests)))
 
 
-def probe(web: Served, requests: list[Request]) -> dict[str, Any]:
+def probe(web: Web, requests: list[Request]) -> dict[str, Any]:
     """Warm keys read one at a time: hits, and Redis round trips and commands per hit."""
     http = HttpClient(web.url)
     try:
@@ -226,7 +206,7 @@ def probe(web: Served, requests: list[Request]) -> dict[str, Any]:
     }
 
 
-def by_kind(web: Served, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[list[T], dict[str, dict[str, Any]]]:
+def by_kind(web: Web, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[list[T], dict[str, dict[str, Any]]]:
     """Run (kind, step) pairs one after another, the app's counters read whenever the kind changes:
     each kind's deltas are its own (a background poll is charged to the kind it fell in)."""
     results, raws = [], dict[str, list[dict[str, Any]]]()

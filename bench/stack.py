@@ -71,13 +71,10 @@ class Web:
         self.url = url
         self.redis_server = server
         self.mongo_pid = mongo_pid
-        self.app_pids: list[int] = []
 
     def pids(self) -> dict[str, list[int]]:
         """Process ids by part: app (gunicorn's master and workers), redis, mongodb (when started here)."""
-        if len(self.app_pids) <= 1 or not Path(f"/proc/{self.app_pids[-1]}").exists():  # (re)started workers
-            self.app_pids = [self.process.pid, *children_of(self.process.pid)]
-        pids = {"app": self.app_pids}
+        pids = {"app": [self.process.pid, *children_of(self.process.pid)]}
         pids["redis"] = [self.redis_server.process.pid] if self.redis_server.process else []
         return pids | ({"mongodb": [self.mongo_pid]} if self.mongo_pid else {})
 

@@ -97,15 +97,17 @@ def documents(plan: SeedPlan, seed: int = 1) -> Iterator[dict[str, Any]]:
             }
 
 
-def seed(db: Database[dict[str, Any]], plan: SeedPlan, seed_value: int = 1, batch: int = 5000) -> None:
-    """Drop the products collection, create the service's indexes, insert the plan."""
+def seed(db: Database[dict[str, Any]], plan: SeedPlan, seed_value: int = 1, batch: int = 5000) -> int:
+    """Drop the products collection, create the service's indexes, insert the plan; returns how many."""
     products = db["products"]
     products.drop()
     for keys in INDEXES:
         products.create_index(keys, unique=keys == [("sku", 1)])
     docs = documents(plan, seed_value)
+    inserted = 0
     while chunk := list(itertools.islice(docs, batch)):
-        products.insert_many(chunk, ordered=False)
+        inserted += len(products.insert_many(chunk, ordered=False).inserted_ids)
+    return inserted
 
 
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:
