@@ -87,8 +87,7 @@ def hits(app: WsgiApp, paths: list[str], redis_url: str, rounds: int, requests: 
     client = redis.Redis.from_url(redis_url)
     for path in paths:
         client.set(FLOOR_PREFIX + path.rsplit("/", 1)[1], call(app, path)[3])
-    os.environ["REDIS_URL"] = redis_url  # read once, by floor_app
-    floor = floor_app()
+    floor = floor_app(redis_url)
     cases: dict[str, tuple[WsgiApp, list[str]]] = {
         "service GET /api/v1/products/<id> (hit)": (app, paths),
         "service GET /health/live": (app, ["/health/live"]),

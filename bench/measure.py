@@ -122,7 +122,7 @@ def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
     """What a phase of `requests` requests cost: MongoDB queries, Redis round trips and commands, hits."""
     m, r = raw["metrics"], raw["redis"]
     commands = {k: v for k, v in r.items() if v and not k.startswith("keyspace_")}
-    served = sum(commands.values())
+    sent = sum(commands.values())
     by_service = any(k.startswith(CACHE_REQUESTS) for k in m)
     hits = total(m, CACHE_REQUESTS, 'result="hit"') if by_service else r.get("keyspace_hits", 0)
     looked_up = total(m, CACHE_REQUESTS) if by_service else hits + r.get("keyspace_misses", 0)
@@ -133,9 +133,9 @@ def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
         "db_queries_per_1k_requests": 1000 * db / requests if requests else None,
         "hits": hits,
         "hit_ratio": hits / looked_up if looked_up else None,
-        "redis_round_trips": total(m, REDIS_CALLS) if by_service else served,
+        "redis_round_trips": total(m, REDIS_CALLS) if by_service else sent,
         "redis_commands": commands,
-        "redis_commands_per_request": served / requests if requests else None,
+        "redis_commands_per_request": sent / requests if requests else None,
         "cpu_s": raw["cpu_s"],
         "wall_s": raw["wall_s"],
     }
