@@ -1,125 +1,312 @@
-"""The benchmark's command line: `bash bench/run [flags]` (or `.venv/bin/python -m bench`)."""
+"""The benchmark: `bash bench/run [flags]` runs the service side by side with what it is compared with.
+
+Modes: the ceiling (the service's /health/live), the service with its cache off, the naive
+Flask-Caching app, the service, and the floor (one Redis GET of pre-rendered bytes). Each
+has its own seeded database, redis-server and gunicorn (the Procfile's web line), all
+started together. Then, each phase measured between two snapshots (bench/measure.py):
+  warm     every catalog product and popular path read once (cached modes), else a short run
+  probe    warm keys read one at a time: Redis round trips and commands per hit, by kind
+  reads    product reads (Zipf) at the chosen concurrency, then at one connection, in
+           interleaved rounds (A B C ... A B C ...): other work on the machine falls on every
+           mode alike, which keeps the ratios between modes honest
+  mixed    the 95/5 read/write mix, the stale checker alongside (its requests counted too)
+  writes   writes only, at the chosen concurrency, then at one connection
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import secrets
 import shutil
 import signal
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import asdict
 from pathlib import Path
+from threading import Event, Thread
 from typing import Any
 
 import orjson
 
-from bench.charts import charts
-from bench.measure import derive
-from bench.options import MODES, Options
+from bench import workload
+from bench.checker import Checker
+from bench.measure import HttpClient, combine, figures, measured, probe, send_concurrently
 from bench.report import markdown
-from bench.runner import Run
+from bench.stack import REPO_ROOT, Stack, Web
+from bench.workload import Mix, Request, Workload, sweep_requests, write_requests
+from tests.support.mongo_server import unique_database_name
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
+DEFAULT_OUT = REPO_ROOT / "docs" / "performance"
+LOAD_SCRIPT = Path(__file__).with_name("load.lua")
+# name: (title, app, environment, cached, writes)
+MODES: dict[str, tuple[str, str, dict[str, str], bool, bool]] = {
+    "ceiling": ("trivial endpoint /health/live (the ceiling)", "service", {}, False, False),
+    "nocache": ("this service, cache off", "service", {"JOLLYJET_CACHE_ENABLED": "false"}, False, True),
+    "naive": ("naive Flask-Caching @cache.cached(timeout=60)", "naive", {}, True, True),
+    "service": ("this service, cache on", "service", {}, True, True),
+    "floor": ("the floor: one Redis GET of pre-rendered bytes", "floor", {}, True, False),
+}
+# Requests per phase file (wrk starts over at its end) and the reserve ids each phase may delete.
+PHASE_FILES = {"reads": (100_000, (0, 0)), "mixed": (200_000, (0, 150)), "writes_c": (50_000, (150, 400))}
+PHASE_FILES["writes_1"] = (20_000, (400, 600))
+MIX = Mix()
 
 
-def parse(argv: list[str]) -> tuple[Options, Path, bool, Path | None]:
-    """Flags → Options, the output directory, whether to keep the work directory, a results file to re-render."""
-    defaults = Options()
-    p = argparse.ArgumentParser(
-        prog="bash bench/run",
-        description="Run the catalog service side by side with "
-        "a trivial endpoint, no cache, a naive cache and a Redis floor.",
-    )
-    p.add_argument("--products", type=int, default=defaults.products, help="catalog size (default 10000)")
-    p.add_argument("--connections", type=int, default=defaults.connections, help="wrk connections (1..64, default 16)")
-    p.add_argument(
-        "--workers", type=int, default=defaults.workers, help="gunicorn workers, WEB_CONCURRENCY (default 2)"
-    )
-    p.add_argument("--threads", type=int, default=defaults.threads, help="gunicorn threads, WEB_THREADS (default 4)")
-    p.add_argument("--wrk-threads", type=int, default=defaults.wrk_threads, help="wrk threads (default 2)")
-    p.add_argument("--modes", default=",".join(defaults.modes), help=f"comma-separated subset of {','.join(MODES)}")
-    p.add_argument("--reads-seconds", type=float, default=defaults.reads_s, help="product reads per mode, all rounds")
-    p.add_argument("--latency-seconds", type=float, default=defaults.latency_s, help="the same at one connection")
-    p.add_argument("--rounds", type=int, default=defaults.rounds, help="interleaved rounds of the read runs")
-    p.add_argument("--mixed-seconds", type=float, default=defaults.mixed_s)
-    p.add_argument("--writes-seconds", type=float, default=defaults.writes_s)
+def run_wrk(url: str, file: Path, token: str, connections: int, threads: int, seconds: float) -> dict[str, Any]:
+    """One wrk run replaying file; its counts, latency percentiles (µs) and its own CPU seconds."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk; scripts/test installs it)")
+    threads = max(1, min(threads, connections))
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    argv += ["-s", str(LOAD_SCRIPT), url, "--", str(file), token, str(threads)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        stdout = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage: what the generator used
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    process.returncode = os.waitstatus_to_exitcode(status)
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if process.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {stdout[-2000:]}")
+    result: dict[str, Any] = orjson.loads(line.removeprefix("BENCH_JSON "))
+    seconds_run = result["duration_us"] / 1e6
+    result["requests_per_s"] = result["requests"] / seconds_run if seconds_run else 0.0
+    return result | {"generator_cpu_s": usage.ru_utime + usage.ru_stime, "connections": connections}
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one phase as one: summed counts, requests/s over the summed time, median percentiles."""
+    wrks = [r["wrk"] for r in rounds]
+    duration, requests = sum(w["duration_us"] for w in wrks), sum(w["requests"] for w in wrks)
+    latency = {k: statistics.median(w["latency_us"][k] for w in wrks) for k in wrks[0]["latency_us"]}
+    merged = {
+        "duration_us": duration,
+        "requests": requests,
+        "requests_per_s": requests / (duration / 1e6) if duration else 0.0,
+        "requests_per_s_rounds": [round(w["requests_per_s"], 1) for w in wrks],
+        "errors": {k: sum(w["errors"][k] for w in wrks) for k in wrks[0]["errors"]},
+        "latency_us": latency | {"max": max(w["latency_us"]["max"] for w in wrks)},
+        "generator_cpu_s": sum(w["generator_cpu_s"] for w in wrks),
+        "connections": wrks[0]["connections"],
+    }
+    raw = combine(r["raw"] for r in rounds)
+    return {"wrk": merged, "raw": raw, "app": figures(raw, requests), "rounds": len(rounds)}
+
+
+class Run:
+    """One invocation: the stack, the modes, the results."""
+
+    def __init__(self, options: argparse.Namespace, workdir: Path) -> None:
+        self.options = options
+        self.workdir = workdir
+        self.token = secrets.token_hex(16)
+        self.stack = Stack(workdir, self.token)
+        self.plan = workload.SeedPlan(options.products, reserve=PHASE_FILES["writes_1"][1][1])
+        self.webs: dict[str, Web] = {}
+        self.modes: dict[str, Any] = {}
+
+    def execute(self) -> dict[str, Any]:
+        """Start the stack, run the phases, stop everything; returns the results."""
+        started, o = time.time(), self.options
+        files = {"health": write_requests(self.workdir / "health.txt", [Request("GET", "/health/live")])}
+        for phase, (count, (lo, hi)) in PHASE_FILES.items():
+            load = Workload(o.products, MIX, o.seed, range(lo, hi), secrets.token_hex(4))
+            files[phase] = write_requests(self.workdir / f"{phase}.txt", load.phase(phase.split("_")[0], count))
+        self.files = files
+        settings = {k: v for k, v in vars(o).items() if k not in ("out", "keep")} | {"mix": asdict(MIX)}
+        results: dict[str, Any] = {"machine": machine(), "settings": settings, "modes": self.modes}
+        results["settings"]["mongodb"] = "real MongoDB (MONGODB_URI)" if os.environ.get("MONGODB_URI") else "nx-27017"
+        self.stack.start()
+        try:
+            for name in o.modes:
+                self.start_mode(name)
+            # The naive cache forgets everything 60 s after its sweep: warm it last and read it
+            # first in every round, so its read runs start from a warm cache like the others'.
+            order = sorted(o.modes, key=lambda m: m != "naive")
+            for name in reversed(order):
+                self.warm(name)
+            self.interleaved(order, "reads_c", o.connections, o.reads_seconds)
+            self.interleaved(order, "reads_1", 1, o.latency_seconds)
+            for name in (m for m in o.modes if MODES[m][4]):
+                self.mixed_and_writes(name)
+        finally:
+            for web in self.webs.values():
+                web.stop()
+            self.stack.close()
+        results["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+        results["elapsed_s"] = round(time.time() - started, 1)
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        return results
+
+    def start_mode(self, name: str) -> None:
+        """The mode's database (the ceiling and the floor never query MongoDB), redis-server and gunicorn."""
+        title, app, env, _, writes = MODES[name]
+        no_data = (unique_database_name("jj_bench"), 0.0)
+        database, seed_s = self.stack.seed_database(self.plan, self.options.seed) if writes else no_data
+        env = {**env, **dict(self.options.service_env)} if app == "service" else dict(env)
+        if self.options.no_access_log:
+            env["JOLLYJET_LOG_LEVEL"] = "WARNING"  # the service's one access line per request is an INFO line
+        o = self.options
+        self.webs[name] = self.stack.start_web(name, app, database, o.workers, o.threads, env, o.products)
+        self.modes[name] = {"title": title, "seed_s": round(seed_s, 2), "phases": {}}
+        print(f"== {name}: {title} ({f'seeded in {seed_s:.1f} s' if writes else 'no database'})", flush=True)
+
+    def wrk(self, name: str, file: str, connections: int, seconds: float) -> dict[str, Any]:
+        """One wrk run against one mode, measured."""
+        web = self.webs[name]
+        path = self.files["health" if name == "ceiling" else file]
+        threads = self.options.wrk_threads
+        result, raw = measured(web, lambda: run_wrk(web.url, path, self.token, connections, threads, seconds))
+        return {"wrk": result, "raw": raw, "app": figures(raw, result["requests"])}
+
+    def warm(self, name: str) -> None:
+        """Fill the caches (every product and popular path once), then probe the hit path."""
+        web, o, cached = self.webs[name], self.options, MODES[name][3]
+        if not cached or name == "floor":
+            self.wrk(name, "reads", o.connections, 3)
+        else:
+            send_concurrently(web.url, sweep_requests(o.products), o.connections)
+        if cached:
+            reads = Workload(o.products, MIX, o.seed, range(0), "probe")
+            kinds = {"product": [reads.product_read() for _ in range(o.probe_reads)]}
+            if name != "floor":
+                kinds["list"] = [Request("GET", p) for p in workload.POPULAR_LISTS for _ in range(3)]
+                kinds["count"] = [Request("GET", p) for p in workload.POPULAR_COUNTS for _ in range(3)]
+            self.modes[name]["probes"] = {kind: probe(web, requests) for kind, requests in kinds.items()}
+
+    def interleaved(self, names: list[str], phase: str, connections: int, seconds: float) -> None:
+        """One phase for every mode, in rounds (A B C A B C ...); results merged per mode."""
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for _ in range(self.options.rounds):
+            for name in names:
+                rounds[name].append(self.wrk(name, "reads", connections, seconds / self.options.rounds))
+        for name in names:
+            self.modes[name]["phases"][phase] = merge_rounds(rounds[name])
+            self.log(name, phase)
+
+    def mixed_and_writes(self, name: str) -> None:
+        """The mixed load with the stale checker alongside, then writes only."""
+        o, web, phases = self.options, self.webs[name], self.modes[name]["phases"]
+        checker, stop = Checker(HttpClient(web.url, self.token), workload.checker_ids(self.plan.checker)), Event()
+
+        def cycles() -> None:  # in a thread of this process, which only waits for wrk meanwhile
+            while not stop.wait(0.05):  # a pause between cycles: a light load
+                checker.cycle()
+
+        thread = Thread(target=cycles)
+        thread.start()
+        try:
+            phases["mixed"] = self.wrk(name, "mixed", o.connections, o.mixed_seconds)
+        finally:
+            stop.set()
+            thread.join()
+            checker.client.close()
+        self.modes[name]["checker"] = summary = checker.summary()
+        mixed = phases["mixed"]  # the checker's requests were served in the same window
+        mixed["app"] = figures(mixed["raw"], mixed["wrk"]["requests"] + summary["requests"])
+        phases["writes_c"] = self.wrk(name, "writes_c", o.connections, o.writes_seconds)
+        phases["writes_1"] = self.wrk(name, "writes_1", 1, o.writes_seconds)
+        for phase in ("mixed", "writes_c", "writes_1"):
+            self.log(name, phase)
+        print(f"   checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale", flush=True)
+
+    def log(self, name: str, phase: str) -> None:
+        """One line per measured phase."""
+        result = self.modes[name]["phases"][phase]
+        lat, app = result["wrk"]["latency_us"], result["app"]
+        hit, db = app["hit_ratio"], app["db_queries_per_1k_requests"]
+        print(
+            f"   {name:<8} {phase:<9} c={result['wrk']['connections']:<3} {result['wrk']['requests_per_s']:9.1f} req/s"
+            f"  p50 {lat['50'] / 1000:.2f} ms  p99 {lat['99'] / 1000:.2f} ms  hit ratio "
+            f"{'-' if hit is None else f'{hit:.3f}'}  db/1k {'-' if db is None else f'{db:.1f}'}",
+            flush=True,
+        )
+
+
+def machine() -> dict[str, Any]:
+    """The machine the run came from: CPUs, memory, kernel, load, versions."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    meminfo = Path("/proc/meminfo").read_text()
+    versions = {}
+    for name, argv in {"redis-server": ["redis-server", "--version"], "wrk": ["wrk", "-v"]}.items():
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        versions[name] = ((done.stdout or done.stderr).splitlines() or ["?"])[0].strip()
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if "model name" in ln), "?"),
+        "memory_gib": round(int(meminfo.split("MemTotal:")[1].split()[0]) / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "versions": versions,
+    }
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line: what a run depends on."""
+    p = argparse.ArgumentParser(prog="bash bench/run", description=__doc__.splitlines()[0])
+    for flag, default, text in (
+        ("--products", 10_000, "catalog size"),
+        ("--connections", 16, "wrk connections"),
+        ("--workers", 2, "gunicorn workers (WEB_CONCURRENCY)"),
+        ("--threads", 4, "gunicorn threads (WEB_THREADS)"),
+        ("--wrk-threads", 2, "wrk threads"),
+        ("--rounds", 6, "interleaved rounds of the read runs"),
+        ("--probe-reads", 200, "product reads of the hit-path probe"),
+        ("--seed", 1, "the workload's random seed"),
+    ):
+        p.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
+    for flag, seconds, text in (
+        ("--reads-seconds", 12, "product reads per mode, all rounds"),
+        ("--latency-seconds", 6, "the same at one connection"),
+        ("--mixed-seconds", 30, "the mixed load"),
+        ("--writes-seconds", 5, "writes only, each concurrency"),
+    ):
+        p.add_argument(flag, type=float, default=seconds, help=f"{text} (default {seconds})")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     p.add_argument("--no-access-log", action="store_true", help="service access lines off (log level WARNING)")
-    p.add_argument(
-        "--service-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="environment for the service's own modes (ceiling, nocache, service); repeatable",
-    )
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json, results.md and charts go")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, counters)")
-    p.add_argument("--render", type=Path, help="only re-render the tables and charts of this results.json")
+    p.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE", help="for the service's modes")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json and results.md go")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (gunicorn logs, request files)")
     a = p.parse_args(argv)
-    modes = tuple(m.strip() for m in a.modes.split(",") if m.strip())
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        p.error(f"unknown modes {unknown}; choose from {', '.join(MODES)}")
-    service_env = tuple(tuple(item.split("=", 1)) for item in a.service_env)
-    if any(len(pair) != 2 or not pair[0] for pair in service_env):
+    a.modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    if not a.modes or any(m not in MODES for m in a.modes):
+        p.error(f"--modes: choose from {', '.join(MODES)}")
+    a.service_env = [item.split("=", 1) for item in a.service_env]
+    if any(len(pair) != 2 or not pair[0] for pair in a.service_env):
         p.error("--service-env takes NAME=VALUE")
     if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:
         p.error("need connections in 1..1024, at least 100 products, 1 worker and 1 thread")
-    options = Options(
-        products=a.products,
-        connections=a.connections,
-        workers=a.workers,
-        threads=a.threads,
-        wrk_threads=a.wrk_threads,
-        modes=modes,
-        reads_s=a.reads_seconds,
-        latency_s=a.latency_seconds,
-        mixed_s=a.mixed_seconds,
-        writes_s=a.writes_seconds,
-        rounds=a.rounds,
-        access_log=not a.no_access_log,
-        service_env=service_env,
-        seed=a.seed,
-    )
-    return options, a.out, a.keep, a.render
-
-
-def write_report(results: dict[str, Any], out: Path) -> str:
-    """results.md and the charts into out; returns the Markdown."""
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(results)
-    (out / "results.md").write_text(text)
-    charts(results, out)
-    return text
+    return a
 
 
 def _stop(signum: int, _frame: object) -> None:
-    # An exception, so that every `finally` stops what the run started.
-    raise SystemExit(128 + signum)
+    raise SystemExit(128 + signum)  # an exception, so that every `finally` stops what the run started
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run, write the report, print the Markdown table."""
-    options, out, keep, render = parse(sys.argv[1:] if argv is None else argv)
-    if render is not None:
-        results = orjson.loads(render.read_bytes())
-        for mode in results["modes"].values():  # the figures again from the raw counts
-            for phase in mode["phases"].values():
-                if "raw" in phase:
-                    phase["app"] = derive(phase["raw"])
-        print(write_report(results, out))
-        return 0
-    # Also when started in the background, where a shell leaves SIGINT ignored.
-    signal.signal(signal.SIGINT, _stop)
+    """Run, write results.json and results.md, print the Markdown."""
+    options = parse(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGINT, _stop)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, _stop)
     workdir = Path(tempfile.mkdtemp(prefix="jj-bench-"))
     try:
-        results = Run(options, workdir, log=lambda line: print(line, flush=True)).execute()
+        results = Run(options, workdir).execute()
+        out = options.out
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-        print(write_report(results, out))
-        print(f"results: {out / 'results.json'}, {out / 'results.md'} and charts in {out}")
+        (out / "results.md").write_text(text := markdown(results))
+        print(text + f"\nresults: {out / 'results.json'}, {out / 'results.md'}")
     finally:
-        if keep:
+        if options.keep:
             print(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -1,208 +1,230 @@
-"""Snapshots around a phase: the app's counters, Redis command counts and CPU time, and what they mean."""
+"""What a phase cost, read from outside: the app's own metrics, its redis-server's INFO and /proc CPU times.
+
+Nothing is instrumented in the app under test. Its metrics are read from the files
+prometheus-client's multiprocess mode keeps for every gunicorn worker, the ones /metrics
+sums: a scrape without an HTTP request, which the service would count and answer with
+MongoDB reads of its own. The service counts every MongoDB command
+(jollyjet_db_queries_total, its command listener), every Redis call of its cache backend
+(jollyjet_redis_command_duration_seconds_count: a call is one round trip, a pipeline or a
+script included) and its cache outcomes (jollyjet_cache_requests_total); the naive app
+counts its MongoDB commands under the same name. Each mode has a redis-server of its own,
+so INFO's command counts and keyspace hits are that mode's alone (the naive and floor apps
+send plain commands: for them a command is a round trip and a keyspace hit a hit).
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
+import urllib3
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from bench.client import HttpClient
-from bench.counters import delta, in_flight, read_totals
-from bench.stack import Web, cpu_seconds
 from bench.workload import Request
 
+if TYPE_CHECKING:
+    from bench.stack import Web
+
 T = TypeVar("T")
-READ_KINDS = ("product", "list", "count")
-PROBE_TOUCH = 10
-# The runner's own calls to the bench's redis-server, not the app's.
-_RUNNER_COMMANDS = ("info", "config", "client", "flushall", "dbsize")
+DB_QUERIES = "jollyjet_db_queries_total"
+REDIS_CALLS = "jollyjet_redis_command_duration_seconds_count"
+CACHE_REQUESTS = "jollyjet_cache_requests_total"
+HTTP_REQUESTS = "jollyjet_http_request_duration_seconds_count"
+COUNTERS = (DB_QUERIES, REDIS_CALLS, CACHE_REQUESTS, HTTP_REQUESTS)
+# Not the request path's: pings, and the popularity counts the service sends in batches off it.
+BACKGROUND = {"ping", "endSessions", "incr_scores"}
 
 
-def redis_commands(client: redis.Redis) -> dict[str, int]:
-    """Calls per command so far (INFO commandstats), without the runner's own."""
-    stats: dict[str, Any] = client.info("commandstats")
-    calls = {}
-    for name, values in stats.items():
-        command = name.removeprefix("cmdstat_")
-        if not command.startswith(_RUNNER_COMMANDS):
-            calls[command] = int(values["calls"])
-    return calls
+class HttpClient:
+    """One keep-alive connection (urllib3); writes carry the token."""
+
+    def __init__(self, base_url: str, token: str = "") -> None:
+        self.pool = urllib3.connection_from_url(base_url, maxsize=1, timeout=30, retries=1)
+        self.write_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+
+    def send(self, method: str, path: str, body: bytes | None = None) -> urllib3.BaseHTTPResponse:
+        """Send one request and read the whole response (status, headers, data)."""
+        return self.pool.request(method, path, body=body, headers=None if method == "GET" else self.write_headers)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.pool.close()
 
 
-@dataclass
-class Snapshot:
-    """Everything counted at one moment."""
-
-    counters: dict[str, int]
-    redis: dict[str, int]
-    cpu: dict[str, float]
-    at: float
+def scrape(directory: Path) -> dict[str, float]:
+    """The app's counters by "name{labels}", as its /metrics would sum them over its workers."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    samples = (s for family in registry.collect() for s in family.samples if s.name in COUNTERS)
+    return {s.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}": s.value for s in samples}
 
 
-def snapshot(web: Web, client: redis.Redis, server_pids: dict[str, int]) -> Snapshot:
-    """Counters, Redis commands and CPU seconds of the app, Redis and MongoDB now."""
-    cpu = {"app": sum(cpu_seconds(pid) for pid in web.pids())}
-    cpu.update({name: cpu_seconds(pid) for name, pid in server_pids.items()})
-    return Snapshot(read_totals(web.counters), redis_commands(client), cpu, time.monotonic())
+def total(counts: dict[str, float], name: str, *having: str) -> int:
+    """The sum of one metric's samples whose labels hold every `having`, the background's left out."""
+    return round(
+        sum(
+            v
+            for k, v in counts.items()
+            if k.startswith(name + "{")
+            and all(h in k for h in having)
+            and not any(f'operation="{b}"' in k for b in BACKGROUND)
+        )
+    )
 
 
-def settle(web: Web, timeout_s: float = 120) -> None:
-    """Wait until no request is in flight: what a phase left queued is served before the next starts."""
-    deadline = time.monotonic() + timeout_s
-    while in_flight(read_totals(web.counters)) > 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def between(before: Snapshot, after: Snapshot) -> dict[str, Any]:
-    """The raw deltas between two snapshots (summable across rounds; derive() explains them)."""
-    return {
-        "counts": delta(after.counters, before.counters),
-        "redis": {k: v - before.redis.get(k, 0) for k, v in after.redis.items() if v - before.redis.get(k, 0)},
-        "cpu_s": {k: round(after.cpu.get(k, 0) - before.cpu.get(k, 0), 3) for k in after.cpu},
-        "wall_s": round(after.at - before.at, 3),
-    }
+def snapshot(web: Web, client: redis.Redis) -> dict[str, Any]:
+    """Counters of the app, its Redis commands and keyspace hits, CPU seconds by process group, now."""
+    stats = client.info("stats")
+    commands = {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
+    redis_counts = {k: n for k, n in commands.items() if k not in ("info", "flushall")}
+    redis_counts |= {"keyspace_hits": stats["keyspace_hits"], "keyspace_misses": stats["keyspace_misses"]}
+    cpu = {name: sum(cpu_seconds(p) for p in pids) for name, pids in web.pids().items()}
+    return {"metrics": scrape(web.metrics_dir), "redis": redis_counts, "cpu_s": cpu, "wall_s": time.monotonic()}
 
 
-def combine(raws: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several phases' raw deltas added up."""
-    total: dict[str, Any] = {"counts": {}, "redis": {}, "cpu_s": {}, "wall_s": 0.0}
+def between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """after - before, part by part (raw deltas: summable across rounds)."""
+    delta: dict[str, Any] = {"wall_s": after["wall_s"] - before["wall_s"]}
+    for part in ("metrics", "redis", "cpu_s"):  # every metric kept: a series at 0 says the app has it
+        delta[part] = {k: v - before[part].get(k, 0) for k, v in after[part].items()}
+    return delta
+
+
+def combine(raws: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Raw deltas added up."""
+    sum_: dict[str, Any] = {"metrics": {}, "redis": {}, "cpu_s": {}, "wall_s": 0.0}
     for raw in raws:
-        for part in ("counts", "redis", "cpu_s"):
+        for part in ("metrics", "redis", "cpu_s"):
             for k, v in raw[part].items():
-                total[part][k] = total[part].get(k, 0) + v
-        total["wall_s"] += raw["wall_s"]
-    return total
+                sum_[part][k] = sum_[part].get(k, 0) + v
+        sum_["wall_s"] += raw["wall_s"]
+    return sum_
 
 
-def derive(raw: dict[str, Any]) -> dict[str, Any]:
-    """The figures of one phase: hit ratio, MongoDB queries per 1,000 requests, Redis commands, CPU."""
-    counts, commands = raw["counts"], raw["redis"]
-    reads = sum(counts[f"{k}.requests"] for k in READ_KINDS)
-    served = reads + counts["write.requests"] + counts["other.requests"]
-    db_reads = sum(counts[f"{k}.db_commands"] for k in READ_KINDS)
-    # Commands no request sent (a background poll of the service's) are load on MongoDB too.
-    db_all = db_reads + counts["write.db_commands"] + counts["other.db_commands"]
-    db_all += counts["db_commands_outside_requests"]
-    per_kind = {
-        kind: {
-            "requests": counts[f"{kind}.requests"],
-            "hits": counts[f"{kind}.no_db"],
-            "hit_ratio": _ratio(counts[f"{kind}.no_db"], counts[f"{kind}.requests"]),
-            "db_commands": counts[f"{kind}.db_commands"],
-            "redis_round_trips": counts[f"{kind}.redis_round_trips"],
-            "hit_redis_round_trips": counts[f"{kind}.no_db_redis_round_trips"],
-            "x_cache": {v: counts[f"{kind}.x_cache_{v}"] for v in ("hit", "miss", "bypass")},
-        }
-        for kind in (*READ_KINDS, "write", "checker")
-    }
+def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
+    """What a phase of `requests` requests cost: MongoDB queries, Redis round trips and commands, hits."""
+    m, r = raw["metrics"], raw["redis"]
+    commands = {k: v for k, v in r.items() if v and not k.startswith("keyspace_")}
+    sent = sum(commands.values())
+    by_service = any(k.startswith(CACHE_REQUESTS) for k in m)
+    hits = total(m, CACHE_REQUESTS, 'result="hit"') if by_service else r.get("keyspace_hits", 0)
+    looked_up = total(m, CACHE_REQUESTS) if by_service else hits + r.get("keyspace_misses", 0)
+    db = total(m, DB_QUERIES)
     return {
-        "requests": served,
-        "reads": reads,
-        "writes": counts["write.requests"],
-        "server_errors": sum(counts[f"{k}.server_errors"] for k in (*READ_KINDS, "write", "other", "checker")),
-        "hit_ratio": _ratio(sum(counts[f"{k}.no_db"] for k in READ_KINDS), reads),
-        "db_queries": db_all,
-        "db_queries_per_1k_requests": _per_1k(db_all, served),
-        "db_queries_by_reads_per_1k_reads": _per_1k(db_reads, reads),
-        "db_queries_outside_requests": counts["db_commands_outside_requests"],
-        "checker_requests": counts["checker.requests"],
+        "requests": requests,
+        "db_queries": db,
+        "db_queries_per_1k_requests": 1000 * db / requests if requests else None,
+        "hits": hits,
+        "hit_ratio": hits / looked_up if looked_up else None,
+        "redis_round_trips": total(m, REDIS_CALLS) if by_service else sent,
         "redis_commands": commands,
-        "redis_commands_per_request": _ratio(sum(commands.values()), served + counts["checker.requests"]),
-        "redis_round_trips_per_request": _ratio(
-            sum(counts[f"{k}.redis_round_trips"] for k in (*READ_KINDS, "write", "other")), served
-        ),
-        "per_kind": per_kind,
+        "redis_commands_per_request": sent / requests if requests else None,
         "cpu_s": raw["cpu_s"],
         "wall_s": raw["wall_s"],
     }
 
 
-def _ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
+def settle(web: Web, timeout_s: float = 60) -> None:
+    """Wait until the app's processes are idle: what a phase left queued is served before the next starts."""
+    deadline = time.monotonic() + timeout_s
+    busy = lambda: sum(cpu_seconds(p) for p in web.pids()["app"])  # noqa: E731
+    while time.monotonic() < deadline:
+        before = busy()
+        time.sleep(0.25)
+        if busy() - before < 0.02:
+            return
 
 
-def _per_1k(part: float, whole: float) -> float | None:
-    return 1000 * part / whole if whole else None
-
-
-def measured(
-    web: Web, client: redis.Redis, server_pids: dict[str, int], run: Callable[[], T]
-) -> tuple[T, dict[str, Any]]:
-    """Run one phase between two snapshots; returns its own result and what the app did meanwhile."""
-    settle(web)
-    before = snapshot(web, client, server_pids)
-    result = run()
-    settle(web)
-    return result, between(before, snapshot(web, client, server_pids))
-
-
-def send_all(client: HttpClient, requests: Iterable[Request]) -> dict[str, int]:
-    """Send requests one after another; returns how many got each status."""
-    statuses: dict[str, int] = {}
-    for request in requests:
-        reply = client.send(request.method, request.path, request.body)
-        statuses[str(reply.status)] = statuses.get(str(reply.status), 0) + 1
-    return statuses
+def measured(web: Web, run: Callable[[], T]) -> tuple[T, dict[str, Any]]:
+    """Run one phase between two snapshots; returns its result and the raw deltas meanwhile."""
+    client = web.redis()
+    try:
+        settle(web)
+        before = snapshot(web, client)
+        result = run()
+        settle(web)
+        return result, between(before, snapshot(web, client))
+    finally:
+        client.close()
 
 
 def send_concurrently(base_url: str, requests: Iterable[Request], connections: int) -> dict[str, int]:
     """Send every request exactly once over several connections; returns how many got each status."""
-    source = iter(requests)
-    lock = threading.Lock()
-    statuses: dict[str, int] = {}
+    local = threading.local()
 
-    def next_request() -> Request | None:
-        with lock:
-            return next(source, None)
+    def send(r: Request) -> str:
+        local.client = getattr(local, "client", None) or HttpClient(base_url)
+        return str(local.client.send(r.method, r.path, r.body).status)
 
-    def worker() -> None:
-        client = HttpClient(base_url)
-        try:
-            while (request := next_request()) is not None:
-                reply = client.send(request.method, request.path, request.body)
-                with lock:
-                    statuses[str(reply.status)] = statuses.get(str(reply.status), 0) + 1
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
+    with ThreadPoolExecutor(connections) as pool:
+        return dict(Counter(pool.map(send, requests)))
 
 
-def hit_path_probe(
-    web: Web, client: redis.Redis, requests: list[Request], server_pids: dict[str, int]
-) -> dict[str, Any]:
-    """Reads of warm keys, one at a time: Redis round trips (client side) and commands (server side) per hit."""
+def probe(web: Web, requests: list[Request]) -> dict[str, Any]:
+    """Warm keys read one at a time: hits, and Redis round trips and commands per hit."""
     http = HttpClient(web.url)
     try:
-        # Unmeasured first: a process that sat idle refreshes what it needs before its
-        # first hits (the service's recovery fence reads MongoDB once after a pause).
-        send_all(http, requests[:PROBE_TOUCH])
-        statuses, raw = measured(web, client, server_pids, lambda: send_all(http, requests))
+        for _ in range(3):  # again when a read missed: the figures are of the hit path alone
+            # Each read once unmeasured first: a process that sat idle refreshes what it needs
+            # before its first hits (the service's recovery fence reads MongoDB once after a
+            # pause), and a list page fills the entries of items the sweep did not read.
+            for request in requests:
+                http.send(request.method, request.path)
+            replies, raw = measured(web, lambda: [http.send(r.method, r.path) for r in requests])
+            counts = figures(raw, len(requests))
+            if counts["hits"] == len(requests):
+                break
     finally:
         http.close()
-    counts = derive(raw)
-    hits = sum(counts["per_kind"][k]["hits"] for k in READ_KINDS)
-    # Of the hits alone: a read the service sent to MongoDB (a miss) is not the hit path.
-    round_trips = sum(counts["per_kind"][k]["hit_redis_round_trips"] for k in READ_KINDS)
-    commands = counts["redis_commands"]
+    hits, commands = counts["hits"], counts["redis_commands"]
     return {
         "requests": len(requests),
-        "statuses": statuses,
         "hits": hits,
-        "x_cache_hits": sum(counts["per_kind"][k]["x_cache"]["hit"] for k in READ_KINDS),
-        "redis_round_trips": round_trips,
-        "redis_round_trips_per_hit": _ratio(round_trips, hits),
-        "redis_commands": commands,
-        "redis_commands_per_hit": _ratio(sum(commands.values()), hits),
+        "x_cache_hits": sum(reply.headers.get("x-cache") == "HIT" for reply in replies),
+        "redis_round_trips": counts["redis_round_trips"],
+        "redis_round_trips_per_hit": counts["redis_round_trips"] / hits if hits else None,
+        "redis_commands_per_hit": sum(commands.values()) / hits if hits else None,
         "redis_commands_per_hit_by_command": {k: v / hits for k, v in sorted(commands.items())} if hits else {},
         "db_queries": counts["db_queries"],
     }
+
+
+def by_kind(web: Web, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[list[T], dict[str, dict[str, Any]]]:
+    """Run (kind, step) pairs one after another, the app's counters read whenever the kind changes:
+    each kind's deltas are its own (a background poll is charged to the kind it fell in)."""
+    results, raws = [], dict[str, list[dict[str, Any]]]()
+    now = lambda: {"metrics": scrape(web.metrics_dir), "redis": {}, "cpu_s": {}, "wall_s": time.monotonic()}  # noqa: E731
+    settle(web)
+    current, before = "", now()
+    for kind, step in steps:
+        if kind != current:
+            after = now()
+            raws.setdefault(current, []).append(between(before, after))
+            current, before = kind, after
+        results.append(step())
+    settle(web)
+    raws.setdefault(current, []).append(between(before, now()))
+    raws.pop("", None)
+    return results, {kind: combine(parts) for kind, parts in raws.items()}
+
+
+def served(raw: dict[str, Any]) -> int:
+    """Requests the app says it answered."""
+    return total(raw["metrics"], HTTP_REQUESTS)

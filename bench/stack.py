@@ -1,201 +1,173 @@
-"""The stack under test: a real redis-server, the MongoDB (nx-27017 or MONGODB_URI), and gunicorn.
+"""The stack under test: MongoDB (nx-27017 or MONGODB_URI), and per mode a redis-server and a gunicorn.
 
 gunicorn runs the Procfile's `web` line (workers and threads from WEB_CONCURRENCY and
-WEB_THREADS, as in production) with one change: the app target `app:app` becomes
-`bench.wsgi:app`, which wraps the same app (or the naive or floor app) in the
-counting middleware.
+WEB_THREADS, gunicorn.conf.py, the service's own access line) exactly as deployed; for the
+naive and floor apps only the target `app:app` becomes theirs. Every jollyjet import of
+bench/ is in this module (the in-process tools build the service with `service()`).
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import time
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
+from flask import Flask
 from pymongo import MongoClient
 
-from bench import catalog
-from bench.floor_app import FLOOR_PREFIX
+from bench import workload
+from bench.apps import FLOOR_PREFIX
+from jollyjet.app_factory import build_services, create_app
+from jollyjet.cache.events import query_member
+from jollyjet.jobs.audit import run_audit
+from jollyjet.jobs.cleanup import run_cleanup
+from jollyjet.jobs.warm import run_warm
+from jollyjet.products.record import ProductQuery
+from jollyjet.settings import Settings, load_settings
 from tests.support.mongo_server import MongoForTests, mongo_for_tests, unique_database_name
-from tests.support.processes import stop_process
+from tests.support.processes import children_of, stop_process
 from tests.support.procfile import REPO_ROOT, bind_to_loopback, command_argv, procfile_env, read_procfile
 from tests.support.redis_server import RedisServer, free_port
 
-WSGI_TARGET = "bench.wsgi:app"
+__all__ = ["ProductQuery", "query_member", "run_audit", "run_cleanup", "run_warm", "service_constants"]
+TOKEN = "bench-in-process-token"  # a throwaway token of the in-process tools
+APPS = {"naive": "bench.apps:naive_app()", "floor": "bench.apps:floor_app()"}
 
 
-@dataclass(frozen=True)
-class WebSettings:
-    """How gunicorn runs: the Procfile's knobs."""
-
-    workers: int = 2
-    threads: int = 4
-    access_log: bool = True
+def service(**settings: Any) -> tuple[Flask, Any, Settings]:
+    """The service in process (testing settings, TOKEN, and these): its app, services and settings."""
+    loaded = load_settings(**{"env": "testing", "api_tokens_raw": TOKEN, **settings})
+    services = build_services(loaded)
+    return create_app(loaded, services), services, loaded
 
 
-def web_argv(env: Mapping[str, str]) -> tuple[list[str], str]:
-    """The Procfile's web argv with bench.wsgi:app as the target; also returns the original target."""
+def web_argv(env: Mapping[str, str], target: str | None = None) -> tuple[list[str], str]:
+    """The Procfile's web argv on the loopback, its app target replaced by target; also the original target."""
     argv = bind_to_loopback(command_argv(read_procfile()["web"], env))
-    targets = [i for i, arg in enumerate(argv) if ":" in arg and not arg.startswith("-") and "/" not in arg]
-    targets = [i for i in targets if argv[i - 1] not in ("--bind", "-b")]
-    if len(targets) != 1:
+    found = [i for i, a in enumerate(argv) if ":" in a and not a.startswith("-") and "/" not in a]
+    found = [i for i in found if argv[i - 1] not in ("--bind", "-b")]
+    if len(found) != 1:
         raise RuntimeError(f"cannot find the app target in the Procfile's web line: {shlex.join(argv)}")
-    original, argv[targets[0]] = argv[targets[0]], WSGI_TARGET
+    original = argv[found[0]]
+    argv[found[0]] = target or original
     return argv, original
 
 
 class Web:
-    """One gunicorn (master and workers) serving one mode."""
+    """One mode: its gunicorn (master and workers) and its redis-server."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, counters: Path, log: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], url: str, server: RedisServer, mongo_pid: int | None, metrics_dir: Path
+    ) -> None:
         self.process = process
+        self.metrics_dir = metrics_dir
         self.url = url
-        self.counters = counters
-        self.log = log
+        self.redis_server = server
+        self.mongo_pid = mongo_pid
 
-    def pids(self) -> list[int]:
-        """The master and its workers."""
-        pids = [self.process.pid]
-        task_dir = Path(f"/proc/{self.process.pid}/task")
-        for task in task_dir.glob("*/children") if task_dir.exists() else []:
-            pids.extend(int(p) for p in task.read_text().split())
-        return pids
+    def pids(self) -> dict[str, list[int]]:
+        """Process ids by part: app (gunicorn's master and workers), redis, mongodb (when started here)."""
+        pids = {"app": [self.process.pid, *children_of(self.process.pid)]}
+        pids["redis"] = [self.redis_server.process.pid] if self.redis_server.process else []
+        return pids | ({"mongodb": [self.mongo_pid]} if self.mongo_pid else {})
+
+    def redis(self) -> redis.Redis:
+        """A plain client on this mode's redis-server."""
+        return self.redis_server.client()
 
     def stop(self) -> None:
-        """SIGTERM the master (it stops its workers), SIGKILL the group if it hangs."""
-        stop_process(self.process, timeout_s=15)
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of gunicorn's log."""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        """SIGTERM the master (it stops its workers, SIGKILL if it hangs), then the redis-server."""
+        try:
+            stop_process(self.process, timeout_s=15)
+        finally:
+            self.redis_server.close()
 
 
 class Stack:
-    """Redis and MongoDB for the whole run; a database and a gunicorn per mode."""
+    """MongoDB for the whole run; a database, a redis-server and a gunicorn per mode."""
 
     def __init__(self, workdir: Path, token: str) -> None:
         self.workdir = workdir
         self.token = token
-        self.redis_server = RedisServer()
         self.mongo: MongoForTests = mongo_for_tests()
 
     def start(self) -> None:
-        """Start redis-server and the MongoDB (unless MONGODB_URI names a real one)."""
-        self.redis_server.start()
+        """Start the MongoDB (unless MONGODB_URI names a real one)."""
         self.mongo.start()
 
     def close(self) -> None:
-        """Stop everything this stack started; drop its databases."""
-        try:
-            self.mongo.close()
-        finally:
-            self.redis_server.close()
+        """Stop the MongoDB this stack started; drop its databases."""
+        self.mongo.close()
 
-    def redis(self) -> redis.Redis:
-        """A plain client on the bench's redis-server."""
-        return self.redis_server.client()
-
-    def server_pids(self) -> dict[str, int]:
-        """redis-server's and (when started here) nx-27017's process ids."""
-        pids = {}
-        if self.redis_server.process is not None:
-            pids["redis"] = self.redis_server.process.pid
-        process = getattr(self.mongo, "process", None)
-        if process is not None:
-            pids["mongodb"] = process.pid
-        return pids
-
-    def seed_database(self, plan: catalog.SeedPlan, seed: int) -> tuple[str, float]:
+    def seed_database(self, plan: workload.SeedPlan, seed: int) -> tuple[str, float]:
         """A new database holding the plan's products; returns its name and the seconds taken."""
-        started = time.monotonic()
-        database = unique_database_name("jj_bench")
+        started, database = time.monotonic(), unique_database_name("jj_bench")
         client: MongoClient[dict[str, Any]] = MongoClient(self.mongo.uri_for(database), tz_aware=True)
         try:
-            catalog.seed(client[database], plan, seed)
+            workload.seed(client[database], plan, seed)
         finally:
             client.close()
         return database, time.monotonic() - started
 
-    def store_floor_bodies(self, plan: catalog.SeedPlan, seed: int) -> int:
-        """Each product's API body, rendered once, under the floor app's keys; returns how many."""
-        r = self.redis()
-        try:
-            pipe = r.pipeline(transaction=False)
-            stored = 0
-            for doc in catalog.documents(plan, seed):
-                pipe.set(FLOOR_PREFIX + str(doc["_id"]), orjson.dumps(catalog.to_api(doc)))
-                stored += 1
+    def start_web(
+        self, name: str, app: str, database: str, workers: int, threads: int, env: Mapping[str, str], products: int = 0
+    ) -> Web:
+        """A redis-server and gunicorn for one mode (app: service, naive or floor), answering when returned."""
+        server, port = RedisServer(), free_port()
+        server.start()
+        if app == "floor":  # each product's API body, rendered once, where the floor app reads it
+            plan, client = workload.SeedPlan(products, reserve=0, checker=0), server.client()
+            pipe = client.pipeline(transaction=False)
+            for doc in workload.documents(plan):
+                pipe.set(FLOOR_PREFIX + str(doc["_id"]), orjson.dumps(workload.to_api(doc)))
             pipe.execute()
-        finally:
-            r.close()
-        return stored
-
-    def start_web(self, name: str, app: str, database: str, web: WebSettings, extra_env: Mapping[str, str]) -> Web:
-        """gunicorn for one mode; returns once every worker has loaded the app and answers."""
-        port = free_port()
-        counters = self.workdir / name / "counters"
-        counters.mkdir(parents=True)
-        env = procfile_env(
+            client.close()
+        full_env = procfile_env(
             PORT=str(port),
             MONGODB_URI=self.mongo.uri_for(database),
-            REDIS_URL=self.redis_server.url,
+            REDIS_URL=server.url,
             JOLLYJET_ENV="production",
             JOLLYJET_API_TOKENS=self.token,
-            WEB_CONCURRENCY=str(web.workers),
-            WEB_THREADS=str(web.threads),
-            BENCH_APP=app,
-            BENCH_COUNTERS=str(counters),
+            WEB_CONCURRENCY=str(workers),
+            WEB_THREADS=str(threads),
             PYTHONPATH=str(REPO_ROOT),
-            **dict(extra_env),
+            PROMETHEUS_MULTIPROC_DIR=str(self.workdir / f"{name}.metrics"),  # gunicorn.conf.py empties it
+            **env,
         )
-        if not web.access_log:
-            env["JOLLYJET_LOG_LEVEL"] = "WARNING"  # the service's one access line per request is an INFO line
-        argv, original = web_argv(env)
-        env["BENCH_TARGET"] = original
-        log = self.workdir / name / "gunicorn.log"
+        argv, _ = web_argv(full_env, APPS.get(app))
+        log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
             out.write(f"$ {shlex.join(argv)}\n".encode())
             out.flush()
             process = subprocess.Popen(
-                argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv, cwd=REPO_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        server = Web(process, f"http://127.0.0.1:{port}", counters, log)
+        mongo_pid = getattr(getattr(self.mongo, "process", None), "pid", None)
+        web = Web(process, f"http://127.0.0.1:{port}", server, mongo_pid, Path(full_env["PROMETHEUS_MULTIPROC_DIR"]))
         try:
-            _wait_ready(server, web.workers)
+            _wait_ready(web, workers, log)
         except BaseException:
-            server.stop()
+            web.stop()
             raise
-        return server
+        return web
 
 
-def _wait_ready(web: Web, workers: int, timeout_s: float = 60) -> None:
+def _wait_ready(web: Web, workers: int, log: Path, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    answered = 0
+    while time.monotonic() < deadline and answered < 3 * workers:  # each worker has loaded the app, likely
         if web.process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited ({web.process.returncode}):\n{web.log_tail()}")
-        if len(list(web.counters.glob("*.counters"))) >= workers:
-            try:
-                with urllib.request.urlopen(web.url + "/health/live", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not become ready within {timeout_s} s:\n{web.log_tail()}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process so far (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            raise RuntimeError(f"gunicorn exited ({web.process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(web.url + "/health/live", timeout=2) as response:
+                answered += response.status == 200 and len(web.pids()["app"]) > workers
+        except OSError:
+            time.sleep(0.1)
+    if answered < 3 * workers:
+        raise RuntimeError(f"gunicorn did not become ready within {timeout_s} s:\n{log.read_text()[-3000:]}")

@@ -1,7 +1,9 @@
-"""The request mix, shared by both load generators: wrk (workload.lua) and the Python client.
+"""What the load reads and writes: the seeded catalog, the popular filters and the request mix.
 
-Zipf(s) product ids over the catalog, list and count reads from a small set of
-popular filters, and writes (updates of Zipf ids, creates, deletes of reserve ids).
+Ids are fixed 24-hex strings (a prefix and a counter). Three disjoint ranges: the catalog
+that the load reads (Zipf over it) and updates; a reserve that the load deletes (never
+read, so a delete never turns a read into a 404); and the stale checker's own products.
+The mix is generated here only: wrk replays the requests this module writes to a file.
 """
 
 from __future__ import annotations
@@ -9,10 +11,122 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from bench.catalog import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE_PREFIX, product_id
+from bson import ObjectId
+from pymongo.database import Database
+
+CATALOG_PREFIX = "5e11c0de000000a0"
+RESERVE_PREFIX = "5e11c0de000000d0"
+CHECKER_PREFIX = "5e11c0de000000c0"
+CHECKER_CATEGORY = "bench-checker"
+CATEGORIES = ("audio", "outdoor", "kitchen", "books", "garden", "toys", "sports", "office")
+TAGS = ("popular", "budget", "premium", "new", "sale")
+# The service's indexes (its product document's meta).
+INDEXES: list[list[tuple[str, int]]] = [[("sku", 1)], [("category", 1), ("price_cents", 1)], [("tags", 1)]]
+INDEXES += [[("created_at", -1)], [("price_cents", 1)]]
+POPULAR_LISTS = (
+    "/api/v1/products?category=audio",
+    "/api/v1/products?category=outdoor&sort=price",
+    "/api/v1/products?tag=popular",
+    "/api/v1/products?in_stock=true&sort=-price",
+    "/api/v1/products?min_price=10&max_price=50&sort=price",
+    "/api/v1/products?category=books&page=2",
+)
+POPULAR_COUNTS = (
+    "/api/v1/products/count?category=audio",
+    "/api/v1/products/count?in_stock=true",
+    "/api/v1/products/count?tag=sale",
+)
+
+
+def product_id(prefix: str, index: int) -> str:
+    """The fixed id of one product (prefix + 8 hex digits)."""
+    return f"{prefix}{index:08x}"
+
+
+def catalog_ids(count: int) -> list[str]:
+    """Ids of the catalog the load reads, most popular (Zipf rank 1) first."""
+    return [product_id(CATALOG_PREFIX, i) for i in range(count)]
+
+
+def checker_ids(count: int) -> list[str]:
+    """Ids of the stale checker's own products."""
+    return [product_id(CHECKER_PREFIX, i) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How many products of each range to insert."""
+
+    catalog: int
+    reserve: int = 1500
+    checker: int = 16
+
+
+def documents(plan: SeedPlan, seed: int = 1) -> Iterator[dict[str, Any]]:
+    """Every document of the plan exactly as the service stores it, deterministic for a seed (timestamps aside)."""
+    rng = random.Random(seed)
+    # Written a day before the run, as a production catalog was written before the cache
+    # warmed: a fill of a version written in the last two minutes may not serve the next
+    # write as its before-image, which would make a fresh catalog look written during the run.
+    now = datetime.now(UTC) - timedelta(days=1)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    ranges = ((CATALOG_PREFIX, plan.catalog, None), (RESERVE_PREFIX, plan.reserve, "bench-reserve"))
+    for prefix, count, category in (*ranges, (CHECKER_PREFIX, plan.checker, CHECKER_CATEGORY)):
+        for i in range(count):
+            pid, cat = product_id(prefix, i), category or CATEGORIES[i % len(CATEGORIES)]
+            yield {
+                "_id": ObjectId(pid),
+                "sku": f"B-{pid[-10:]}",
+                "name": f"{cat.title()} item {i}",
+                "description": "A product of the benchmark catalog, with a description of ordinary length. " * 2,
+                "price_cents": rng.randrange(199, 20000),
+                "currency": "USD",
+                "category": cat,
+                "tags": sorted(rng.sample(TAGS, 2)),
+                "stock": rng.choice((0, 3, 12, 40, 100)),
+                "is_active": True,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+
+
+def seed(db: Database[dict[str, Any]], plan: SeedPlan, seed_value: int = 1, batch: int = 5000) -> int:
+    """Drop the products collection, create the service's indexes, insert the plan; returns how many."""
+    products = db["products"]
+    products.drop()
+    for keys in INDEXES:
+        products.create_index(keys, unique=keys == [("sku", 1)])
+    docs = documents(plan, seed_value)
+    inserted = 0
+    while chunk := list(itertools.islice(docs, batch)):
+        inserted += len(products.insert_many(chunk, ordered=False).inserted_ids)
+    return inserted
+
+
+def to_api(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored document → the API's JSON shape (the same fields and formats as the service)."""
+
+    def stamp(moment: datetime) -> str:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    whole, cents = divmod(doc["price_cents"], 100)
+    api = {k: doc[k] for k in ("sku", "name", "currency", "category", "stock", "is_active", "version")}
+    return api | {
+        "id": str(doc["_id"]),
+        "description": doc.get("description", ""),
+        "price": f"{whole}.{cents:02d}",
+        "tags": list(doc.get("tags", [])),
+        "created_at": stamp(doc["created_at"]),
+        "updated_at": stamp(doc["updated_at"]),
+    }
 
 
 @dataclass(frozen=True)
@@ -35,37 +149,36 @@ class Mix:
 
 @dataclass(frozen=True)
 class Request:
-    """One request of the workload."""
+    """One request of the workload, and its kind: product, list, count or write."""
 
     method: str
     path: str
     body: bytes | None = None
 
     @property
-    def is_write(self) -> bool:
-        """True for POST, PATCH and DELETE."""
-        return self.method != "GET"
+    def kind(self) -> str:
+        """product, list, count (reads) or write."""
+        if self.method != "GET":
+            return "write"
+        return {"/api/v1/products": "list", "/api/v1/products/count": "count"}.get(self.path.split("?")[0], "product")
 
 
 class Zipf:
     """Ranks 0..n-1 with P(rank k) proportional to 1/(k+1)^s (rank 0 the most popular)."""
 
     def __init__(self, n: int, s: float) -> None:
-        weights = [1 / (k**s) for k in range(1, n + 1)]
-        total = sum(weights)
-        self.cdf = list(itertools.accumulate(w / total for w in weights))
-        self.cdf[-1] = 1.0
+        self.cdf = list(itertools.accumulate(1 / (k**s) for k in range(1, n + 1)))
+        self.cdf = [c / self.cdf[-1] for c in self.cdf]
 
     def draw(self, rng: random.Random) -> int:
         """One rank."""
         return bisect.bisect_left(self.cdf, rng.random())
 
 
-class PythonWorkload:
-    """A deterministic sequence of requests (fixed seed): the smoke run's generator."""
+class Workload:
+    """A deterministic sequence of requests for a seed (deletes walk the given reserve indexes once)."""
 
-    def __init__(self, catalog: int, mix: Mix, seed: int, reserve: range, nonce: str) -> None:
-        self.catalog = catalog
+    def __init__(self, catalog: int, mix: Mix, seed: int, reserve: Iterable[int], nonce: str) -> None:
         self.mix = mix
         self.rng = random.Random(seed)
         self.zipf = Zipf(catalog, mix.zipf_s)
@@ -80,43 +193,54 @@ class PythonWorkload:
     def write(self, r: float) -> Request:
         """An update, create or delete, chosen by r in [0, p_write)."""
         mix = self.mix
-        if r >= mix.p_update and r < mix.p_update + mix.p_create:
+        if mix.p_update <= r < mix.p_update + mix.p_create:
             self.created += 1
             body = (
-                f'{{"sku": "py-{self.nonce}-{self.created}", "name": "Load test item", "price": "19.99", '
+                f'{{"sku": "load-{self.nonce}-{self.created}", "name": "Load test item", "price": "19.99", '
                 f'"category": "audio", "tags": ["new"], "stock": 5}}'
             )
             return Request("POST", "/api/v1/products", body.encode())
-        if r >= mix.p_update + mix.p_create:
-            index = next(self.reserve, None)
-            if index is not None:
-                return Request("DELETE", f"/api/v1/products/{product_id(RESERVE_PREFIX, index)}")
+        if r >= mix.p_update + mix.p_create and (index := next(self.reserve, None)) is not None:
+            return Request("DELETE", f"/api/v1/products/{product_id(RESERVE_PREFIX, index)}")
         pid = product_id(CATALOG_PREFIX, self.zipf.draw(self.rng))
         return Request("PATCH", f"/api/v1/products/{pid}", f'{{"stock": {self.rng.randint(0, 60)}}}'.encode())
 
     def next_mixed(self) -> Request:
         """One request of the mixed workload."""
-        r = self.rng.random()
-        mix = self.mix
+        r, mix = self.rng.random(), self.mix
         if r < mix.p_write:
             return self.write(r)
         r -= mix.p_write
         if r < mix.p_list:
             return Request("GET", self.rng.choice(POPULAR_LISTS))
-        r -= mix.p_list
-        if r < mix.p_count:
+        if r - mix.p_list < mix.p_count:
             return Request("GET", self.rng.choice(POPULAR_COUNTS))
         return self.product_read()
 
     def mixed(self, count: int) -> Iterator[Request]:
         """count requests of the mixed workload."""
-        for _ in range(count):
-            yield self.next_mixed()
+        return (self.next_mixed() for _ in range(count))
+
+    def phase(self, name: str, count: int) -> Iterator[Request]:
+        """count requests of one phase: reads (product reads), mixed, or writes (updates, creates, deletes)."""
+        if name == "reads":
+            return (self.product_read() for _ in range(count))
+        if name == "writes":
+            return (self.write(self.rng.random() * self.mix.p_write) for _ in range(count))
+        return self.mixed(count)
 
 
 def sweep_requests(catalog: int) -> Iterator[Request]:
     """Every catalog product and every popular path once (cache warming)."""
-    for i in range(catalog):
-        yield Request("GET", f"/api/v1/products/{product_id(CATALOG_PREFIX, i)}")
+    for pid in catalog_ids(catalog):
+        yield Request("GET", f"/api/v1/products/{pid}")
     for path in (*POPULAR_LISTS, *POPULAR_COUNTS):
         yield Request("GET", path)
+
+
+def write_requests(path: Path, requests: Iterable[Request]) -> Path:
+    """One "METHOD PATH [BODY]" line per request, the file bench/load.lua replays."""
+    with path.open("w") as out:
+        for r in requests:
+            out.write(f"{r.method} {r.path}{' ' + r.body.decode() if r.body else ''}\n")
+    return path

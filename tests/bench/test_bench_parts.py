@@ -1,62 +1,63 @@
-"""The benchmark's parts that need no servers: the gunicorn command line, counters, request kinds, the workload."""
+"""The benchmark's parts that need no servers: the gunicorn command line, /metrics figures, the workload."""
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from bench.catalog import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE_PREFIX
-from bench.counters import NAMES, CounterFile, read_totals
-from bench.instrument import request_kind
-from bench.runner import merge_rounds
-from bench.stack import WSGI_TARGET, web_argv
-from bench.workload import Mix, PythonWorkload, Zipf
+from bench.__main__ import merge_rounds
+from bench.measure import figures, total
+from bench.stack import web_argv
+from bench.workload import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE_PREFIX, Mix, Request, Workload, Zipf
 from tests.support.procfile import procfile_env
 
 pytestmark = pytest.mark.bench
 
 
-def test_web_argv_is_the_procfile_line_with_the_wrapper_as_target() -> None:
+def test_web_argv_is_the_procfile_line_with_the_app_as_target() -> None:
     env = procfile_env(PORT="8123", WEB_CONCURRENCY="3", WEB_THREADS="5")
-    argv, original = web_argv(env)
+    assert web_argv(env)[0] == web_argv(env, "app:app")[0]  # the service runs as deployed
+    argv, original = web_argv(env, "bench.apps:naive_app()")
     assert original == "app:app"
-    assert argv.count(WSGI_TARGET) == 1 and "app:app" not in argv
+    assert argv.count("bench.apps:naive_app()") == 1 and "app:app" not in argv
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:8123"
     assert argv[argv.index("--workers") + 1] == "3"
     assert argv[argv.index("--threads") + 1] == "5"
     assert "--access-logfile" not in argv  # one access line per request: the service's own
 
 
-def test_counters_are_summed_over_every_worker_file(tmp_path: Path) -> None:
-    mine = CounterFile(tmp_path)
-    mine.add("product.requests")
-    mine.add("product.db_commands", 3)
-    other = [0] * len(NAMES)
-    other[NAMES.index("product.requests")] = 5
-    (tmp_path / "99999999.counters").write_bytes(struct.pack(f"<{len(NAMES)}q", *other))
-    totals = read_totals(tmp_path)
-    assert totals["product.requests"] == 6
-    assert totals["product.db_commands"] == 3
-    assert totals["write.requests"] == 0
+def test_metrics_are_summed_without_the_background() -> None:
+    counts = {
+        'jollyjet_db_queries_total{operation="find"}': 3.0,
+        'jollyjet_db_queries_total{operation="ping"}': 7.0,
+        'jollyjet_redis_command_duration_seconds_count{operation="get",result="ok"}': 2.0,
+        'jollyjet_redis_command_duration_seconds_count{operation="incr_scores",result="ok"}': 5.0,
+        'jollyjet_cache_requests_total{kind="product",result="hit"}': 4.0,
+        'jollyjet_cache_requests_total{kind="product",result="miss"}': 1.0,
+    }
+    assert total(counts, "jollyjet_db_queries_total") == 3
+    assert total(counts, "jollyjet_cache_requests_total", 'result="hit"') == 4
+    app = figures({"metrics": counts, "redis": {"hmget": 2, "keyspace_hits": 9}, "cpu_s": {}, "wall_s": 1.0}, 4)
+    assert (app["db_queries"], app["redis_round_trips"], app["hits"], app["hit_ratio"]) == (3, 2, 4, 0.8)
+    naive = figures(
+        {"metrics": {}, "redis": {"get": 5, "keyspace_hits": 4, "keyspace_misses": 1}, "cpu_s": {}, "wall_s": 1}, 5
+    )
+    assert (naive["redis_round_trips"], naive["hits"], naive["hit_ratio"]) == (5, 4, 0.8)
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "headers", "kind"),
+    ("method", "path", "kind"),
     [
-        ("GET", "/api/v1/products/5e11c0de000000a000000001", {}, "product"),
-        ("GET", "/api/v1/products", {}, "list"),
-        ("GET", "/api/v1/products/count", {}, "count"),
-        ("PATCH", "/api/v1/products/5e11c0de000000a000000001", {}, "write"),
-        ("POST", "/api/v1/products", {}, "write"),
-        ("GET", "/health/live", {}, "other"),
-        ("GET", "/api/v1/products", {"HTTP_X_BENCH_ROLE": "checker"}, "checker"),
+        ("GET", "/api/v1/products/5e11c0de000000a000000001", "product"),
+        ("GET", "/api/v1/products?category=audio", "list"),
+        ("GET", "/api/v1/products/count", "count"),
+        ("PATCH", "/api/v1/products/5e11c0de000000a000000001", "write"),
+        ("POST", "/api/v1/products", "write"),
     ],
 )
-def test_request_kind(method: str, path: str, headers: dict[str, str], kind: str) -> None:
-    assert request_kind({"REQUEST_METHOD": method, "PATH_INFO": path, **headers}) == kind
+def test_request_kind(method: str, path: str, kind: str) -> None:
+    assert Request(method, path).kind == kind
 
 
 def test_zipf_favours_low_ranks_and_stays_in_range() -> None:
@@ -73,7 +74,7 @@ def test_python_workload_is_deterministic_and_follows_the_mix() -> None:
     mix = Mix()
 
     def sequence() -> list[tuple[str, str]]:
-        workload = PythonWorkload(1000, mix, seed=11, reserve=range(50), nonce="t")
+        workload = Workload(1000, mix, seed=11, reserve=range(50), nonce="t")
         return [(r.method, r.path) for r in workload.mixed(20000)]
 
     first = sequence()
@@ -112,12 +113,7 @@ def test_rounds_merge_into_one_phase() -> None:
             "connections": 4,
             "threads": 2,
         }
-        raw = {
-            "counts": dict.fromkeys(NAMES, 0) | {"product.requests": requests},
-            "redis": {"get": requests},
-            "cpu_s": {"app": 1.0},
-            "wall_s": 2.0,
-        }
+        raw = {"metrics": {}, "redis": {"get": requests}, "cpu_s": {"app": 1.0}, "wall_s": 2.0}
         return {"wrk": wrk, "raw": raw}
 
     merged = merge_rounds([round_result(100, 10), round_result(300, 30), round_result(200, 20)])
@@ -126,6 +122,6 @@ def test_rounds_merge_into_one_phase() -> None:
     assert merged["wrk"]["latency_us"]["50"] == 20  # the median round's percentile
     assert merged["wrk"]["latency_us"]["max"] == 270
     assert merged["wrk"]["errors"]["status"] == 3
-    assert merged["app"]["reads"] == 600
+    assert merged["app"]["requests"] == 600
     assert merged["app"]["redis_commands"] == {"get": 600}
     assert merged["app"]["cpu_s"] == {"app": 3.0}

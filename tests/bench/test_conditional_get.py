@@ -1,4 +1,4 @@
-"""bench/conditional_get.py measures a 200 and a 304 of every read kind, on a real redis-server.
+"""bench/hit_cpu.py --conditional measures a 200 and a 304 of every read kind, on a real redis-server.
 
 No timing is asserted; the bytes are: a 304 carries no body, so it is smaller than its 200.
 """
@@ -9,13 +9,13 @@ import re
 
 import pytest
 
-from bench import conditional_get
+from bench import hit_cpu
 
 pytestmark = pytest.mark.bench
 
 
 def test_every_read_kind_is_measured_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
-    conditional_get.main(["--rounds", "1", "--requests", "20"])
+    hit_cpu.main(["--conditional", "--rounds", "1", "--requests", "20"])
     rows = {
         m.group(1).strip(): [int(n) for n in m.groups()[1:]]
         for line in capsys.readouterr().out.splitlines()

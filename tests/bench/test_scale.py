@@ -20,7 +20,6 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = Path(tmp_path_factory.mktemp("scale"))
     sizes = ",".join(map(str, SIZES))
     assert scale.main(["--sizes", sizes, "--rounds", "1", "--requests", "50", "--out", str(out)]) == 0
-    assert (out / "scale.png").stat().st_size > 0
     return orjson.loads((out / "scale.json").read_bytes())
 
 

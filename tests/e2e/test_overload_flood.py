@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.catalog import SeedPlan, catalog_ids, seed
+from bench.workload import SeedPlan, catalog_ids, seed
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.monitored_stack import scrape
 from tests.support.procfile import procfile_env, procfile_processes

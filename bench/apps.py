@@ -1,29 +1,56 @@
-"""Mode 3: the cache a user would write, for comparison. Not a pattern to copy.
+"""The two apps the service is compared with, each under gunicorn as the Procfile runs the service.
 
-A small Flask app over the same MongoDB documents and the same route shapes, with
-Flask-Caching's `@cache.cached(timeout=60)` on the read views and no invalidation:
-a write changes MongoDB and nothing else, so reads keep serving the old bytes for up
-to a minute. The stale checker proves it. The list and count views key on the query
-string (`query_string=True`); without it every filter would share one cached page.
+naive: the cache a user would write. Not a pattern to copy. The same documents and route
+shapes, Flask-Caching's `@cache.cached(timeout=60)` on the reads and no invalidation: a
+write changes MongoDB and nothing else, so reads serve old bytes for up to a minute (the
+stale checker proves it). Lists and counts key on the query string. It counts its MongoDB
+commands under the service's name, jollyjet_db_queries_total, where the benchmark reads both.
+
+floor: a bare Flask view returning one Redis GET of pre-rendered bytes. Nothing decoded,
+checked or rendered: the least a Redis-backed read costs on this stack (Flask, gunicorn,
+redis-py), so it bounds what the service's hit path can reach.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import redis
 from bson import ObjectId
 from bson.errors import InvalidId
 from flask import Flask, Response, abort, jsonify, request
 from flask_caching import Cache
-from pymongo import MongoClient, ReturnDocument
+from pymongo import MongoClient, ReturnDocument, monitoring
 
-from bench.catalog import to_api
+from bench.workload import to_api
 
+FLOOR_PREFIX = "bench:floor:"
+_OBJECT_ID = re.compile(r"[0-9a-f]{24}")  # keys are never built from raw input
 _SORTS = {"price": "price_cents", "name": "name", "created_at": "created_at", "updated_at": "updated_at"}
+
+
+def floor_app(redis_url: str = "") -> Flask:
+    """The floor on redis_url or REDIS_URL (the runner stores each product's API body under FLOOR_PREFIX + id)."""
+    app = Flask("floor")
+    client = redis.Redis.from_url(redis_url or os.environ["REDIS_URL"])
+
+    @app.get("/health/live")
+    def live() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/api/v1/products/<product_id>")
+    def get_product(product_id: str) -> Response:
+        body = client.get(FLOOR_PREFIX + product_id) if _OBJECT_ID.fullmatch(product_id) else None
+        if body is None:
+            return Response(b'{"message": "not found"}', status=404, mimetype="application/json")
+        return Response(body, mimetype="application/json")
+
+    return app
 
 
 def _oid(product_id: str) -> ObjectId:
@@ -41,31 +68,41 @@ def _cents(value: str) -> int:
 
 
 def _filter(args: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    if "category" in args:
-        spec["category"] = args["category"]
+    spec: dict[str, Any] = {"category": args["category"]} if "category" in args else {}
     if "tag" in args:
         spec["tags"] = {"$in": [args["tag"]]}
-    price = {}
-    if "min_price" in args:
-        price["$gte"] = _cents(args["min_price"])
-    if "max_price" in args:
-        price["$lte"] = _cents(args["max_price"])
-    if price:
+    bounds = (("$gte", "min_price"), ("$lte", "max_price"))
+    if price := {op: _cents(args[name]) for op, name in bounds if name in args}:
         spec["price_cents"] = price
     if "in_stock" in args:
         spec["stock"] = {"$gt": 0} if args["in_stock"] == "true" else {"$lte": 0}
     return spec
 
 
-def create_naive_app() -> Flask:
+class _QueryCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        from prometheus_client import Counter  # after gunicorn.conf.py chose the multiprocess directory
+
+        self.queries = Counter("jollyjet_db_queries", "MongoDB commands sent", ["operation"])
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.queries.labels(event.command_name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def naive_app() -> Flask:
     """The naive app on MONGODB_URI and REDIS_URL; writes need a token from JOLLYJET_API_TOKENS."""
     app = Flask("naive")
-    cache = Cache(
-        app,
-        config={"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": os.environ["REDIS_URL"], "CACHE_KEY_PREFIX": "naive:"},
+    config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": os.environ["REDIS_URL"], "CACHE_KEY_PREFIX": "naive:"}
+    cache = Cache(app, config=config)
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        os.environ["MONGODB_URI"], tz_aware=True, event_listeners=[_QueryCounter()]
     )
-    client: MongoClient[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)
     products = client.get_default_database()["products"]
     tokens = [t.strip().encode() for t in os.environ.get("JOLLYJET_API_TOKENS", "").split(",") if t.strip()]
 
@@ -107,22 +144,10 @@ def create_naive_app() -> Flask:
     @app.post("/api/v1/products")
     def create_product() -> Any:
         require_token()
-        body = request.get_json()
+        doc = {"description": "", "currency": "USD", "tags": [], "stock": 0, "is_active": True} | request.get_json()
         now = datetime.now(UTC)
-        doc = {
-            "sku": body["sku"],
-            "name": body["name"],
-            "description": body.get("description", ""),
-            "price_cents": _cents(str(body["price"])),
-            "currency": body.get("currency", "USD"),
-            "category": body["category"],
-            "tags": body.get("tags", []),
-            "stock": body.get("stock", 0),
-            "is_active": body.get("is_active", True),
-            "version": 1,
-            "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
-            "updated_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
-        }
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what MongoDB keeps
+        doc |= {"price_cents": _cents(str(doc.pop("price"))), "version": 1, "created_at": now, "updated_at": now}
         products.insert_one(doc)
         return jsonify(to_api(doc)), 201
 
