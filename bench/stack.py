@@ -23,6 +23,7 @@ from pymongo import MongoClient
 
 from bench import workload
 from bench.apps import FLOOR_PREFIX
+from jollyjet import settings as service_constants  # knobs nobody tunes are constants there
 from jollyjet.app_factory import build_services, create_app
 from jollyjet.cache.events import query_member
 from jollyjet.jobs.audit import run_audit
