@@ -23,13 +23,13 @@ from celery.beat import EmbeddedService, Scheduler
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from jollyjet.app_factory import configure_logging, create_app
+from jollyjet.app_factory import create_app
 from jollyjet.commands import catalog_products, ensure_indexes, seed_products
 from jollyjet.db import mongo_problem
 from jollyjet.extensions import services_of
 from jollyjet.jobs import WARM, FlaskCelery, log_job_runner
 from jollyjet.ops.health import post_worker_init, pre_request
-from jollyjet.ops.logs import ServiceLogger
+from jollyjet.ops.logs import ServiceLogger, configure_logging
 from jollyjet.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("jollyjet.serve")

@@ -30,21 +30,21 @@ from jollyjet.cache.store import CacheBackend, CallObserver
 from jollyjet.commands import register_commands
 from jollyjet.db import connect_mongo, socket_timeout_ms
 from jollyjet.extensions import EXTENSION, CacheServices, Services
-from jollyjet.http import register_error_handlers, register_http_headers, register_rate_limits
+from jollyjet.http import public_cache_control, register_error_handlers, register_http_headers, register_rate_limits
 from jollyjet.jobs import celery_init_app
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.admin import init_ops, metrics_blp, stats_blp
 from jollyjet.ops.health import blp as health_blp
-from jollyjet.ops.logs import configure_logging as configure_log_output
+from jollyjet.ops.logs import configure_logging
 from jollyjet.ops.metrics import PrometheusEvents, QueryCounter, redis_observer, shed_counter
 from jollyjet.products.catalog import CachedProductRepository
 from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.hits import ProductHits
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.products.views import blp as products_blp
-from jollyjet.settings import Environment, LogFormat, RedisTopology, Settings, load_settings
+from jollyjet.settings import DEV_TOKEN, Environment, RedisTopology, Settings, load_settings
 
 log = logging.getLogger(__name__)
-DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
 # Fixed values that were settings nobody tuned (the rest: jollyjet/settings.py).
 CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
 CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
@@ -87,21 +87,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     register_jobs(app, settings, services)
     register_blueprints(init_api(app))
     register_error_handlers(app)
+    # Inside SecurityHeaders (which register_http_headers wraps around it): hits get those headers too.
+    app.wsgi_app = ProductHits(  # type: ignore[method-assign]  # Flask's documented middleware slot
+        app.wsgi_app, services.products, public_cache_control(settings), bool(settings.cors_origins)
+    )
     register_http_headers(app, settings)
     init_ops(app, settings, services)
     # After monitoring: its before_request hook must run first, or a 429 would go unmeasured.
     register_rate_limits(app, settings)
     register_commands(app)
     return app
-
-
-def configure_logging(settings: Settings) -> None:
-    """Log lines to stderr: JSON in production (or JOLLYJET_LOG_FORMAT=json), readable otherwise; secrets redacted."""
-    json_lines = settings.log_format is LogFormat.JSON or (
-        settings.log_format is LogFormat.AUTO and settings.env is Environment.PRODUCTION
-    )
-    secrets = [*settings.api_tokens, DEV_TOKEN] if settings.env is not Environment.PRODUCTION else settings.api_tokens
-    configure_log_output(settings.log_level, json_lines, secrets)
 
 
 def api_tokens(settings: Settings) -> tuple[str, ...]:

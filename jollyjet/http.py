@@ -44,9 +44,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jollyjet.api import CACHE_CONTROL_KEY
 from jollyjet.ops.metrics import shed_counter
+from jollyjet.products.hits import etag
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Overloaded, ProductNotFound, VersionConflict
 from jollyjet.products.schemas import default_page_size
-from jollyjet.products.views import etag
 from jollyjet.settings import RedisTopology, Settings
 
 if TYPE_CHECKING:

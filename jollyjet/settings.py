@@ -17,7 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, Validation
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MONGODB_URI = "mongomock://localhost/jollyjet"
-
+DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
 # Fixed values that were settings nobody tuned (the cache's and the bulkhead's: jollyjet/app_factory.py).
 REDIS_RETRIES = 1  # retries of a Redis call on connection errors and timeouts (5-50 ms backoff)
 REDIS_POOL_TIMEOUT_MS = 100  # how long a request waits for a free Redis connection

@@ -24,6 +24,7 @@ from flask.views import MethodView
 
 from jollyjet.api import CACHE_CONTROL_KEY, ApiBlueprint, errors, require_token
 from jollyjet.extensions import current_services
+from jollyjet.products.hits import PREFIX, ROUTE, etag, read_made_before
 from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord, cents, json_array, render
 from jollyjet.products.repository import ProductNotFound, VersionConflict
 from jollyjet.products.schemas import (
@@ -68,11 +69,6 @@ def query_from_args(args: dict[str, Any]) -> ProductQuery:
     )
 
 
-def etag(version: int) -> str:
-    """Strong ETag for a product version."""
-    return f'"v{version}"'
-
-
 def content_etag(body: bytes, total: int | None = None) -> str:
     """Strong ETag for an answer validated by its bytes (a list page with its total, a count, the categories)."""
     # SHA-256 (OpenSSL's, with the CPU's SHA instructions where present: 4x BLAKE2b's speed
@@ -96,7 +92,7 @@ def versions_from_etags(tags: list[str]) -> set[int]:
 
 
 _View = TypeVar("_View", bound=Callable[..., Any])
-blp = ApiBlueprint("products", __name__, url_prefix="/api/v1", description="Product catalog")
+blp = ApiBlueprint("products", __name__, url_prefix=PREFIX, description="Product catalog")
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # Where a created product can be used next: the stateful contract tests follow these.
 _PRODUCT_LINKS = {
@@ -253,7 +249,7 @@ def _documentation_of(*decorators: Callable[[Any], Any]) -> Callable[[_View], _V
     return document
 
 
-@blp.route("/products/<product_id:product_id>", methods=["GET"], endpoint="ProductRead")
+@blp.route(ROUTE, methods=["GET"], endpoint="ProductRead")
 @_documentation_of(
     blp.response(200, ProductSchema, headers={**_ETAG, **_READ}),
     blp.alt_response(304, description=_NOT_MODIFIED, headers={**_ETAG, **_READ}),
@@ -262,8 +258,9 @@ def _documentation_of(*decorators: Callable[[Any], Any]) -> Callable[[_View], _V
 )
 def get_product(product_id: str) -> Response:
     """Get one product; ETag/If-None-Match supported."""
-    # The hot path: the body is served as the cache stored it, never decoded or re-encoded.
-    read = _products().get_body(product_id)
+    # A found product was answered by ProductHits before Flask; what comes here is the rest
+    # (an unknown id, an error, a HEAD, a CORS request), read there already or not at all.
+    read = read_made_before(request.environ) or _products().get_body(product_id)
     if read.value is None:
         raise ProductNotFound(product_id)
     return _read_response(read.value.body, etag(read.value.version), read.source)

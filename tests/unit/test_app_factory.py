@@ -11,9 +11,10 @@ import pytest
 from flask import Flask
 
 from jollyjet import create_app
-from jollyjet.app_factory import DEV_TOKEN, build_services
+from jollyjet.app_factory import build_services
 from jollyjet.extensions import services_of
 from jollyjet.products.record import ProductDocument
+from jollyjet.settings import DEV_TOKEN
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.api import PRODUCTS, assert_json_error
 from tests.support.factories import product_payload
