@@ -227,12 +227,7 @@ class MongoProductRepository:
 
     def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
         """Set fields and increment version atomically; raises ProductNotFound, VersionConflict, DuplicateSku."""
-        oid = object_id(product_id)
-        if oid is None:
-            raise ProductNotFound(product_id)
-        selector: dict[str, Any] = {"id": oid}
-        if expected_version is not None:
-            selector["version"] = expected_version
+        oid, selector = _selector(product_id, expected_version)
         changes = {f"set__{name}": value for name, value in values.items()}
         with self._db():
             try:
@@ -249,12 +244,7 @@ class MongoProductRepository:
 
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
         """Remove the product; returns its last state. Raises ProductNotFound, VersionConflict."""
-        oid = object_id(product_id)
-        if oid is None:
-            raise ProductNotFound(product_id)
-        selector: dict[str, Any] = {"id": oid}
-        if expected_version is not None:
-            selector["version"] = expected_version
+        oid, selector = _selector(product_id, expected_version)
         with self._db():
             doc = ProductDocument.objects(**selector).modify(remove=True)
             if doc is None:
@@ -267,3 +257,14 @@ class MongoProductRepository:
         if current is None:
             raise ProductNotFound(str(oid))
         raise VersionConflict(current.version)
+
+
+def _selector(product_id: str, expected_version: int | None) -> tuple[ObjectId, dict[str, Any]]:
+    """The product's ObjectId and the filter a versioned write matches; ProductNotFound for a malformed id."""
+    oid = object_id(product_id)
+    if oid is None:
+        raise ProductNotFound(product_id)
+    selector: dict[str, Any] = {"id": oid}
+    if expected_version is not None:
+        selector["version"] = expected_version
+    return oid, selector
