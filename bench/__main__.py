@@ -1,16 +1,15 @@
 """The benchmark: `bash bench/run [flags]` runs the service side by side with what it is compared with.
 
-Modes: the ceiling (the service's /health/live), the service with its cache off, the naive
-Flask-Caching app, the service, and the floor (one Redis GET of pre-rendered bytes). Each
-has its own seeded database, redis-server and gunicorn (the Procfile's web line), all
-started together. Then, each phase measured between two snapshots (bench/measure.py):
-  warm     every catalog product and popular path read once (cached modes), else a short run
+Modes: the service with its cache off, the naive Flask-Caching app, the service, and the
+floor (one Redis GET of pre-rendered bytes). Each has its own seeded database, redis-server
+and gunicorn (the Procfile's web line), all started together. Then, each phase measured
+between two snapshots of the apps' own counters (bench/measure.py):
+  warm     every catalog product, then every popular path, read once (Redis memory after each)
   probe    warm keys read one at a time: Redis round trips and commands per hit, by kind
   reads    product reads (Zipf) at the chosen concurrency, then at one connection, in
-           interleaved rounds (A B C ... A B C ...): other work on the machine falls on every
+           interleaved rounds (A B C A B C ...): other work on the machine falls on every
            mode alike, which keeps the ratios between modes honest
   mixed    the 95/5 read/write mix, the stale checker alongside (its requests counted too)
-  writes   writes only, at the chosen concurrency, then at one connection
 """
 
 from __future__ import annotations
@@ -38,48 +37,37 @@ from bench.checker import Checker
 from bench.measure import HttpClient, combine, figures, measured, probe, send_concurrently
 from bench.report import markdown
 from bench.stack import REPO_ROOT, Stack, Web
-from bench.workload import Mix, Request, Workload, sweep_requests, write_requests
-from tests.support.mongo_server import unique_database_name
+from bench.workload import Mix, Request, Workload, write_requests
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "performance"
 LOAD_SCRIPT = Path(__file__).with_name("load.lua")
-# name: (title, app, environment, cached, writes)
-MODES: dict[str, tuple[str, str, dict[str, str], bool, bool]] = {
-    "ceiling": ("trivial endpoint /health/live (the ceiling)", "service", {}, False, False),
-    "nocache": ("this service, cache off", "service", {"JOLLYJET_CACHE_ENABLED": "false"}, False, True),
-    "naive": ("naive Flask-Caching @cache.cached(timeout=60)", "naive", {}, True, True),
-    "service": ("this service, cache on", "service", {}, True, True),
-    "floor": ("the floor: one Redis GET of pre-rendered bytes", "floor", {}, True, False),
+# name: (title, app, environment, seeded: has a database, so it also runs the mixed load)
+MODES: dict[str, tuple[str, str, dict[str, str], bool]] = {
+    "nocache": ("this service, cache off", "service", {"JOLLYJET_CACHE_ENABLED": "false"}, True),
+    "naive": ("naive Flask-Caching @cache.cached(timeout=60)", "naive", {}, True),
+    "service": ("this service, cache on", "service", {}, True),
+    "floor": ("the floor: one Redis GET of pre-rendered bytes", "floor", {}, False),
 }
-# Requests per phase file (wrk starts over at its end) and the reserve ids each phase may delete.
-PHASE_FILES = {"reads": (100_000, (0, 0)), "mixed": (200_000, (0, 150)), "writes_c": (50_000, (150, 400))}
-PHASE_FILES["writes_1"] = (20_000, (400, 600))
+RESERVE = 300  # products the mixed load may delete (then its deletes become updates)
 MIX = Mix()
 
 
-def run_wrk(url: str, file: Path, token: str, connections: int, threads: int, seconds: float) -> dict[str, Any]:
-    """One wrk run replaying file; its counts, latency percentiles (µs) and its own CPU seconds."""
+def run_wrk(url: str, file: Path, token: str, connections: int, seconds: float) -> dict[str, Any]:
+    """One wrk run replaying file; its counts and latency percentiles (µs)."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk; scripts/test installs it)")
-    threads = max(1, min(threads, connections))
+    threads = min(2, connections)
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     argv += ["-s", str(LOAD_SCRIPT), url, "--", str(file), token, str(threads)]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        stdout = process.stdout.read().decode(errors="replace") if process.stdout else ""
-        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage: what the generator used
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    process.returncode = os.waitstatus_to_exitcode(status)
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    stdout = done.stdout.decode(errors="replace")
     line = next((ln for ln in stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
-    if process.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {stdout[-2000:]}")
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {stdout[-2000:]}")
     result: dict[str, Any] = orjson.loads(line.removeprefix("BENCH_JSON "))
     seconds_run = result["duration_us"] / 1e6
     result["requests_per_s"] = result["requests"] / seconds_run if seconds_run else 0.0
-    return result | {"generator_cpu_s": usage.ru_utime + usage.ru_stime, "connections": connections}
+    return result | {"connections": connections}
 
 
 def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,7 +82,6 @@ def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "requests_per_s_rounds": [round(w["requests_per_s"], 1) for w in wrks],
         "errors": {k: sum(w["errors"][k] for w in wrks) for k in wrks[0]["errors"]},
         "latency_us": latency | {"max": max(w["latency_us"]["max"] for w in wrks)},
-        "generator_cpu_s": sum(w["generator_cpu_s"] for w in wrks),
         "connections": wrks[0]["connections"],
     }
     raw = combine(r["raw"] for r in rounds)
@@ -109,21 +96,21 @@ class Run:
         self.workdir = workdir
         self.token = secrets.token_hex(16)
         self.stack = Stack(workdir, self.token)
-        self.plan = workload.SeedPlan(options.products, reserve=PHASE_FILES["writes_1"][1][1])
+        self.plan = workload.SeedPlan(options.products, reserve=RESERVE)
         self.webs: dict[str, Web] = {}
         self.modes: dict[str, Any] = {}
 
     def execute(self) -> dict[str, Any]:
         """Start the stack, run the phases, stop everything; returns the results."""
         started, o = time.time(), self.options
-        files = {"health": write_requests(self.workdir / "health.txt", [Request("GET", "/health/live")])}
-        for phase, (count, (lo, hi)) in PHASE_FILES.items():
-            load = Workload(o.products, MIX, o.seed, range(lo, hi), secrets.token_hex(4))
-            files[phase] = write_requests(self.workdir / f"{phase}.txt", load.phase(phase.split("_")[0], count))
-        self.files = files
+        reads, mixed = (Workload(o.products, MIX, o.seed, range(RESERVE), secrets.token_hex(4)) for _ in range(2))
+        self.files = {
+            "reads": write_requests(self.workdir / "reads.txt", (reads.product_read() for _ in range(100_000))),
+            "mixed": write_requests(self.workdir / "mixed.txt", mixed.mixed(200_000)),
+        }
         settings = {k: v for k, v in vars(o).items() if k not in ("out", "keep")} | {"mix": asdict(MIX)}
+        settings["mongodb"] = "real MongoDB (MONGODB_URI)" if os.environ.get("MONGODB_URI") else "nx-27017"
         results: dict[str, Any] = {"machine": machine(), "settings": settings, "modes": self.modes}
-        results["settings"]["mongodb"] = "real MongoDB (MONGODB_URI)" if os.environ.get("MONGODB_URI") else "nx-27017"
         self.stack.start()
         try:
             for name in o.modes:
@@ -135,8 +122,8 @@ class Run:
                 self.warm(name)
             self.interleaved(order, "reads_c", o.connections, o.reads_seconds)
             self.interleaved(order, "reads_1", 1, o.latency_seconds)
-            for name in (m for m in o.modes if MODES[m][4]):
-                self.mixed_and_writes(name)
+            for name in (m for m in o.modes if MODES[m][3]):
+                self.mixed(name)
         finally:
             for web in self.webs.values():
                 web.stop()
@@ -147,40 +134,44 @@ class Run:
         return results
 
     def start_mode(self, name: str) -> None:
-        """The mode's database (the ceiling and the floor never query MongoDB), redis-server and gunicorn."""
-        title, app, env, _, writes = MODES[name]
-        no_data = (unique_database_name("jj_bench"), 0.0)
-        database, seed_s = self.stack.seed_database(self.plan, self.options.seed) if writes else no_data
-        env = {**env, **dict(self.options.service_env)} if app == "service" else dict(env)
-        if self.options.no_access_log:
-            env["JOLLYJET_LOG_LEVEL"] = "WARNING"  # the service's one access line per request is an INFO line
+        """The mode's database (the floor has none), redis-server and gunicorn."""
+        title, app, env, seeded = MODES[name]
+        database, seed_s = self.stack.seed_database(self.plan if seeded else None, self.options.seed)
         o = self.options
         self.webs[name] = self.stack.start_web(name, app, database, o.workers, o.threads, env, o.products)
         self.modes[name] = {"title": title, "seed_s": round(seed_s, 2), "phases": {}}
-        print(f"== {name}: {title} ({f'seeded in {seed_s:.1f} s' if writes else 'no database'})", flush=True)
+        print(f"== {name}: {title} ({f'seeded in {seed_s:.1f} s' if seeded else 'no database'})", flush=True)
 
     def wrk(self, name: str, file: str, connections: int, seconds: float) -> dict[str, Any]:
         """One wrk run against one mode, measured."""
         web = self.webs[name]
-        path = self.files["health" if name == "ceiling" else file]
-        threads = self.options.wrk_threads
-        result, raw = measured(web, lambda: run_wrk(web.url, path, self.token, connections, threads, seconds))
+        result, raw = measured(web, lambda: run_wrk(web.url, self.files[file], self.token, connections, seconds))
         return {"wrk": result, "raw": raw, "app": figures(raw, result["requests"])}
 
     def warm(self, name: str) -> None:
-        """Fill the caches (every product and popular path once), then probe the hit path."""
-        web, o, cached = self.webs[name], self.options, MODES[name][3]
-        if not cached or name == "floor":
+        """Fill the caches (every product, then every popular path, once), then probe the hit path."""
+        web, o = self.webs[name], self.options
+        if name == "nocache":
             self.wrk(name, "reads", o.connections, 3)
-        else:
-            send_concurrently(web.url, sweep_requests(o.products), o.connections)
-        if cached:
-            reads = Workload(o.products, MIX, o.seed, range(0), "probe")
-            kinds = {"product": [reads.product_read() for _ in range(o.probe_reads)]}
-            if name != "floor":
-                kinds["list"] = [Request("GET", p) for p in workload.POPULAR_LISTS for _ in range(3)]
-                kinds["count"] = [Request("GET", p) for p in workload.POPULAR_COUNTS for _ in range(3)]
-            self.modes[name]["probes"] = {kind: probe(web, requests) for kind, requests in kinds.items()}
+            return
+        reads = Workload(o.products, MIX, o.seed, range(0), "probe")
+        kinds = {"product": [reads.product_read() for _ in range(200)]}
+        if name != "floor":  # its bodies were stored before it started
+            # used_memory's growth over each sweep: what a cached product and a cached query result cost
+            client, popular = web.redis(), [*workload.POPULAR_LISTS, *workload.POPULAR_COUNTS]
+            memory = [client.info("memory")["used_memory"]]
+            for requests in (workload.sweep_requests(o.products), [Request("GET", p) for p in popular]):
+                send_concurrently(web.url, requests, o.connections)
+                memory.append(client.info("memory")["used_memory"])
+            client.close()
+            self.modes[name]["redis_memory"] = {
+                "used_memory_before": memory[0],
+                "bytes_per_product": round((memory[1] - memory[0]) / o.products, 1),
+                "bytes_per_query_result": round((memory[2] - memory[1]) / len(popular), 1),
+            }
+            kinds["list"] = [Request("GET", p) for p in workload.POPULAR_LISTS for _ in range(3)]
+            kinds["count"] = [Request("GET", p) for p in workload.POPULAR_COUNTS for _ in range(3)]
+        self.modes[name]["probes"] = {kind: probe(web, requests) for kind, requests in kinds.items()}
 
     def interleaved(self, names: list[str], phase: str, connections: int, seconds: float) -> None:
         """One phase for every mode, in rounds (A B C A B C ...); results merged per mode."""
@@ -192,9 +183,9 @@ class Run:
             self.modes[name]["phases"][phase] = merge_rounds(rounds[name])
             self.log(name, phase)
 
-    def mixed_and_writes(self, name: str) -> None:
-        """The mixed load with the stale checker alongside, then writes only."""
-        o, web, phases = self.options, self.webs[name], self.modes[name]["phases"]
+    def mixed(self, name: str) -> None:
+        """The mixed load with the stale checker alongside."""
+        web, phases = self.webs[name], self.modes[name]["phases"]
         checker, stop = Checker(HttpClient(web.url, self.token), workload.checker_ids(self.plan.checker)), Event()
 
         def cycles() -> None:  # in a thread of this process, which only waits for wrk meanwhile
@@ -204,18 +195,15 @@ class Run:
         thread = Thread(target=cycles)
         thread.start()
         try:
-            phases["mixed"] = self.wrk(name, "mixed", o.connections, o.mixed_seconds)
+            phases["mixed"] = mixed = self.wrk(name, "mixed", self.options.connections, self.options.mixed_seconds)
         finally:
             stop.set()
             thread.join()
             checker.client.close()
         self.modes[name]["checker"] = summary = checker.summary()
-        mixed = phases["mixed"]  # the checker's requests were served in the same window
+        # The checker's requests were served in the same window.
         mixed["app"] = figures(mixed["raw"], mixed["wrk"]["requests"] + summary["requests"])
-        phases["writes_c"] = self.wrk(name, "writes_c", o.connections, o.writes_seconds)
-        phases["writes_1"] = self.wrk(name, "writes_1", 1, o.writes_seconds)
-        for phase in ("mixed", "writes_c", "writes_1"):
-            self.log(name, phase)
+        self.log(name, "mixed")
         print(f"   checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale", flush=True)
 
     def log(self, name: str, phase: str) -> None:
@@ -224,7 +212,7 @@ class Run:
         lat, app = result["wrk"]["latency_us"], result["app"]
         hit, db = app["hit_ratio"], app["db_queries_per_1k_requests"]
         print(
-            f"   {name:<8} {phase:<9} c={result['wrk']['connections']:<3} {result['wrk']['requests_per_s']:9.1f} req/s"
+            f"   {name:<8} {phase:<8} c={result['wrk']['connections']:<3} {result['wrk']['requests_per_s']:9.1f} req/s"
             f"  p50 {lat['50'] / 1000:.2f} ms  p99 {lat['99'] / 1000:.2f} ms  hit ratio "
             f"{'-' if hit is None else f'{hit:.3f}'}  db/1k {'-' if db is None else f'{db:.1f}'}",
             flush=True,
@@ -232,21 +220,14 @@ class Run:
 
 
 def machine() -> dict[str, Any]:
-    """The machine the run came from: CPUs, memory, kernel, load, versions."""
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    meminfo = Path("/proc/meminfo").read_text()
-    versions = {}
-    for name, argv in {"redis-server": ["redis-server", "--version"], "wrk": ["wrk", "-v"]}.items():
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        versions[name] = ((done.stdout or done.stderr).splitlines() or ["?"])[0].strip()
+    """The machine the run came from: CPUs, kernel, Python, load."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     return {
         "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if "model name" in ln), "?"),
-        "memory_gib": round(int(meminfo.split("MemTotal:")[1].split()[0]) / 2**20, 1),
+        "cpu_model": next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), "?"),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "versions": versions,
     }
 
 
@@ -258,9 +239,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         ("--connections", 16, "wrk connections"),
         ("--workers", 2, "gunicorn workers (WEB_CONCURRENCY)"),
         ("--threads", 4, "gunicorn threads (WEB_THREADS)"),
-        ("--wrk-threads", 2, "wrk threads"),
         ("--rounds", 6, "interleaved rounds of the read runs"),
-        ("--probe-reads", 200, "product reads of the hit-path probe"),
         ("--seed", 1, "the workload's random seed"),
     ):
         p.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
@@ -268,21 +247,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         ("--reads-seconds", 12, "product reads per mode, all rounds"),
         ("--latency-seconds", 6, "the same at one connection"),
         ("--mixed-seconds", 30, "the mixed load"),
-        ("--writes-seconds", 5, "writes only, each concurrency"),
     ):
         p.add_argument(flag, type=float, default=seconds, help=f"{text} (default {seconds})")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
-    p.add_argument("--no-access-log", action="store_true", help="service access lines off (log level WARNING)")
-    p.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE", help="for the service's modes")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json and results.md go")
     p.add_argument("--keep", action="store_true", help="keep the work directory (gunicorn logs, request files)")
     a = p.parse_args(argv)
     a.modes = [m.strip() for m in a.modes.split(",") if m.strip()]
     if not a.modes or any(m not in MODES for m in a.modes):
         p.error(f"--modes: choose from {', '.join(MODES)}")
-    a.service_env = [item.split("=", 1) for item in a.service_env]
-    if any(len(pair) != 2 or not pair[0] for pair in a.service_env):
-        p.error("--service-env takes NAME=VALUE")
     if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:
         p.error("need connections in 1..1024, at least 100 products, 1 worker and 1 thread")
     return a

@@ -1,15 +1,12 @@
-"""What a phase cost, read from outside: the app's own metrics, its redis-server's INFO and /proc CPU times.
+"""What a phase cost, read from outside: the app's own /metrics counters, its redis-server's INFO, /proc CPU.
 
-Nothing is instrumented in the app under test. Its metrics are read from the files
-prometheus-client's multiprocess mode keeps for every gunicorn worker, the ones /metrics
-sums: a scrape without an HTTP request, which the service would count and answer with
-MongoDB reads of its own. The service counts every MongoDB command
-(jollyjet_db_queries_total, its command listener), every Redis call of its cache backend
-(jollyjet_redis_command_duration_seconds_count: a call is one round trip, a pipeline or a
-script included) and its cache outcomes (jollyjet_cache_requests_total); the naive app
-counts its MongoDB commands under the same name. Each mode has a redis-server of its own,
-so INFO's command counts and keyspace hits are that mode's alone (the naive and floor apps
-send plain commands: for them a command is a round trip and a keyspace hit a hit).
+Nothing is instrumented in the app under test. Its counters are read from the files
+prometheus-client's multiprocess mode keeps per gunicorn worker, the ones /metrics sums (a
+scrape over HTTP would be a request the service counts and answers): MongoDB commands
+(jollyjet_db_queries_total, which the naive app counts under the same name), Redis calls
+of the cache (one per round trip, a pipeline or script included) and cache outcomes. Each
+mode has its own redis-server, so INFO's counts are that mode's alone (the naive and floor
+apps send plain commands: a command is a round trip, a keyspace hit a hit).
 """
 
 from __future__ import annotations
@@ -204,27 +201,3 @@ def probe(web: Web, requests: list[Request]) -> dict[str, Any]:
         "redis_commands_per_hit_by_command": {k: v / hits for k, v in sorted(commands.items())} if hits else {},
         "db_queries": counts["db_queries"],
     }
-
-
-def by_kind(web: Web, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[list[T], dict[str, dict[str, Any]]]:
-    """Run (kind, step) pairs one after another, the app's counters read whenever the kind changes:
-    each kind's deltas are its own (a background poll is charged to the kind it fell in)."""
-    results, raws = [], dict[str, list[dict[str, Any]]]()
-    now = lambda: {"metrics": scrape(web.metrics_dir), "redis": {}, "cpu_s": {}, "wall_s": time.monotonic()}  # noqa: E731
-    settle(web)
-    current, before = "", now()
-    for kind, step in steps:
-        if kind != current:
-            after = now()
-            raws.setdefault(current, []).append(between(before, after))
-            current, before = kind, after
-        results.append(step())
-    settle(web)
-    raws.setdefault(current, []).append(between(before, now()))
-    raws.pop("", None)
-    return results, {kind: combine(parts) for kind, parts in raws.items()}
-
-
-def served(raw: dict[str, Any]) -> int:
-    """Requests the app says it answered."""
-    return total(raw["metrics"], HTTP_REQUESTS)

@@ -2,8 +2,7 @@
 
 gunicorn runs the Procfile's `web` line (workers and threads from WEB_CONCURRENCY and
 WEB_THREADS, gunicorn.conf.py, the service's own access line) exactly as deployed; for the
-naive and floor apps only the target `app:app` becomes theirs. Every jollyjet import of
-bench/ is in this module (the in-process tools build the service with `service()`).
+naive and floor apps only the target `app:app` becomes theirs.
 """
 
 from __future__ import annotations
@@ -13,39 +12,22 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
-from flask import Flask
 from pymongo import MongoClient
 
 from bench import workload
 from bench.apps import FLOOR_PREFIX
-from jollyjet import settings as service_constants  # knobs nobody tunes are constants there
-from jollyjet.app_factory import build_services, create_app
-from jollyjet.cache.events import query_member
-from jollyjet.jobs.audit import run_audit
-from jollyjet.jobs.cleanup import run_cleanup
-from jollyjet.jobs.warm import run_warm
-from jollyjet.products.record import ProductQuery
-from jollyjet.settings import Settings, load_settings
 from tests.support.mongo_server import MongoForTests, mongo_for_tests, unique_database_name
 from tests.support.processes import children_of, stop_process
 from tests.support.procfile import REPO_ROOT, bind_to_loopback, command_argv, procfile_env, read_procfile
 from tests.support.redis_server import RedisServer, free_port
 
-__all__ = ["ProductQuery", "query_member", "run_audit", "run_cleanup", "run_warm", "service_constants"]
-TOKEN = "bench-in-process-token"  # a throwaway token of the in-process tools
 APPS = {"naive": "bench.apps:naive_app()", "floor": "bench.apps:floor_app()"}
-
-
-def service(**settings: Any) -> tuple[Flask, Any, Settings]:
-    """The service in process (testing settings, TOKEN, and these): its app, services and settings."""
-    loaded = load_settings(**{"env": "testing", "api_tokens_raw": TOKEN, **settings})
-    services = build_services(loaded)
-    return create_app(loaded, services), services, loaded
 
 
 def web_argv(env: Mapping[str, str], target: str | None = None) -> tuple[list[str], str]:
@@ -60,17 +42,15 @@ def web_argv(env: Mapping[str, str], target: str | None = None) -> tuple[list[st
     return argv, original
 
 
+@dataclass
 class Web:
     """One mode: its gunicorn (master and workers) and its redis-server."""
 
-    def __init__(
-        self, process: subprocess.Popen[bytes], url: str, server: RedisServer, mongo_pid: int | None, metrics_dir: Path
-    ) -> None:
-        self.process = process
-        self.metrics_dir = metrics_dir
-        self.url = url
-        self.redis_server = server
-        self.mongo_pid = mongo_pid
+    process: subprocess.Popen[bytes]
+    url: str
+    redis_server: RedisServer
+    mongo_pid: int | None
+    metrics_dir: Path
 
     def pids(self) -> dict[str, list[int]]:
         """Process ids by part: app (gunicorn's master and workers), redis, mongodb (when started here)."""
@@ -106,9 +86,11 @@ class Stack:
         """Stop the MongoDB this stack started; drop its databases."""
         self.mongo.close()
 
-    def seed_database(self, plan: workload.SeedPlan, seed: int) -> tuple[str, float]:
-        """A new database holding the plan's products; returns its name and the seconds taken."""
+    def seed_database(self, plan: workload.SeedPlan | None, seed: int) -> tuple[str, float]:
+        """A new database holding the plan's products (none without a plan); its name and the seconds taken."""
         started, database = time.monotonic(), unique_database_name("jj_bench")
+        if plan is None:
+            return database, 0.0
         client: MongoClient[dict[str, Any]] = MongoClient(self.mongo.uri_for(database), tz_aware=True)
         try:
             workload.seed(client[database], plan, seed)

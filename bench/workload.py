@@ -221,14 +221,6 @@ class Workload:
         """count requests of the mixed workload."""
         return (self.next_mixed() for _ in range(count))
 
-    def phase(self, name: str, count: int) -> Iterator[Request]:
-        """count requests of one phase: reads (product reads), mixed, or writes (updates, creates, deletes)."""
-        if name == "reads":
-            return (self.product_read() for _ in range(count))
-        if name == "writes":
-            return (self.write(self.rng.random() * self.mix.p_write) for _ in range(count))
-        return self.mixed(count)
-
 
 def sweep_requests(catalog: int) -> Iterator[Request]:
     """Every catalog product and every popular path once (cache warming)."""

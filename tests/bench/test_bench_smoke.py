@@ -3,7 +3,7 @@
 gunicorn (the Procfile's web line), a redis-server per mode and nx-27017 (or MONGODB_URI),
 500 products; the load is sent one request at a time by the Python client, so the request
 sequence is the same on every machine. The figures are the apps' own /metrics and their
-redis-server's INFO, read whenever the kind of request changes (bench/measure.py by_kind).
+redis-server's INFO, read whenever the kind of request changes (by_kind below).
 The stale checker's cycles are interleaved with the load. Nothing here asserts on time.
 """
 
@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from bench import measure, workload
 from bench.checker import Checker
-from bench.measure import DB_QUERIES, HttpClient, by_kind, figures, send_concurrently, served, total
-from bench.stack import Stack
+from bench.measure import (
+    DB_QUERIES,
+    HTTP_REQUESTS,
+    HttpClient,
+    between,
+    combine,
+    figures,
+    scrape,
+    send_concurrently,
+    settle,
+    total,
+)
+from bench.stack import Stack, Web
 from bench.workload import Mix, Request, Workload, sweep_requests
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow]
@@ -41,6 +52,27 @@ MODES = {
     "naive": ("naive", {}),
     "service": ("service", {"JOLLYJET_POPULARITY_SAMPLE_RATE": "1", "JOLLYJET_LOG_LEVEL": "WARNING"}),
 }
+
+T = TypeVar("T")
+
+
+def by_kind(web: Web, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[list[T], dict[str, dict[str, Any]]]:
+    """Run (kind, step) pairs one after another, the app's counters read whenever the kind changes:
+    each kind's deltas are its own (a background poll is charged to the kind it fell in)."""
+    results, raws = [], dict[str, list[dict[str, Any]]]()
+    now = lambda: {"metrics": scrape(web.metrics_dir), "redis": {}, "cpu_s": {}, "wall_s": time.monotonic()}  # noqa: E731
+    settle(web)
+    current, before = "", now()
+    for kind, step in steps:
+        if kind != current:
+            after = now()
+            raws.setdefault(current, []).append(between(before, after))
+            current, before = kind, after
+        results.append(step())
+    settle(web)
+    raws.setdefault(current, []).append(between(before, now()))
+    raws.pop("", None)
+    return results, {kind: combine(parts) for kind, parts in raws.items()}
 
 
 def run_mode(stack: Stack, name: str) -> dict[str, Any]:
@@ -77,7 +109,7 @@ def run_mode(stack: Stack, name: str) -> dict[str, Any]:
         per_kind = {
             kind: {
                 "requests": sum(1 for k, _ in steps if k == kind),
-                "served": served(raw),
+                "served": total(raw["metrics"], HTTP_REQUESTS),
                 "db_commands": total(raw["metrics"], DB_QUERIES),
             }
             for kind, raw in raws.items()
