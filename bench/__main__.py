@@ -1,9 +1,9 @@
 """The benchmark: `bash bench/run [flags]` runs the service side by side with what it is compared with.
 
-Modes: the service with its cache off, the naive Flask-Caching app, the service, and the
-floor (one Redis GET of pre-rendered bytes). Each has its own seeded database, redis-server
-and gunicorn (the Procfile's web line), all started together. Then, each phase measured
-between two snapshots of the apps' own counters (bench/measure.py):
+Modes: the naive Flask-Caching app, the service, the floor (one Redis GET of pre-rendered
+bytes), and the service with its cache off (the mixed load only). Each has its own seeded
+database, redis-server and gunicorn (the Procfile's web line), all started together. Then,
+each phase measured between two snapshots of the apps' own counters (bench/measure.py):
   warm     every catalog product, then every popular path, read once (Redis memory after each)
   probe    warm keys read one at a time: Redis round trips and commands per hit, by kind
   reads    product reads (Zipf) at the chosen concurrency, then at one connection, in
@@ -41,13 +41,15 @@ from bench.workload import Mix, Request, Workload, write_requests
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "performance"
 LOAD_SCRIPT = Path(__file__).with_name("load.lua")
-# name: (title, app, environment, seeded: has a database, so it also runs the mixed load)
+# name: (title, app, environment, seeded: has a database, so it runs the mixed load); the naive
+# cache forgets everything 60 s after its sweep: it is warmed last and read first in each round.
 MODES: dict[str, tuple[str, str, dict[str, str], bool]] = {
-    "nocache": ("this service, cache off", "service", {"JOLLYJET_CACHE_ENABLED": "false"}, True),
     "naive": ("naive Flask-Caching @cache.cached(timeout=60)", "naive", {}, True),
     "service": ("this service, cache on", "service", {}, True),
     "floor": ("the floor: one Redis GET of pre-rendered bytes", "floor", {}, False),
+    "nocache": ("this service, cache off", "service", {"JOLLYJET_CACHE_ENABLED": "false"}, True),
 }
+READ_MODES = ["naive", "service", "floor"]
 RESERVE = 300  # products the mixed load may delete (then its deletes become updates)
 MIX = Mix()
 
@@ -113,16 +115,13 @@ class Run:
         results: dict[str, Any] = {"machine": machine(), "settings": settings, "modes": self.modes}
         self.stack.start()
         try:
-            for name in o.modes:
+            for name in MODES:
                 self.start_mode(name)
-            # The naive cache forgets everything 60 s after its sweep: warm it last and read it
-            # first in every round, so its read runs start from a warm cache like the others'.
-            order = sorted(o.modes, key=lambda m: m != "naive")
-            for name in reversed(order):
+            for name in reversed(READ_MODES):
                 self.warm(name)
-            self.interleaved(order, "reads_c", o.connections, o.reads_seconds)
-            self.interleaved(order, "reads_1", 1, o.latency_seconds)
-            for name in (m for m in o.modes if MODES[m][3]):
+            self.interleaved(READ_MODES, "reads_c", o.connections, o.reads_seconds)
+            self.interleaved(READ_MODES, "reads_1", 1, o.latency_seconds)
+            for name in (m for m in MODES if MODES[m][3]):
                 self.mixed(name)
         finally:
             for web in self.webs.values():
@@ -151,9 +150,6 @@ class Run:
     def warm(self, name: str) -> None:
         """Fill the caches (every product, then every popular path, once), then probe the hit path."""
         web, o = self.webs[name], self.options
-        if name == "nocache":
-            self.wrk(name, "reads", o.connections, 3)
-            return
         reads = Workload(o.products, MIX, o.seed, range(0), "probe")
         kinds = {"product": [reads.product_read() for _ in range(200)]}
         if name != "floor":  # its bodies were stored before it started
@@ -249,13 +245,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         ("--mixed-seconds", 30, "the mixed load"),
     ):
         p.add_argument(flag, type=float, default=seconds, help=f"{text} (default {seconds})")
-    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json and results.md go")
     p.add_argument("--keep", action="store_true", help="keep the work directory (gunicorn logs, request files)")
     a = p.parse_args(argv)
-    a.modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-    if not a.modes or any(m not in MODES for m in a.modes):
-        p.error(f"--modes: choose from {', '.join(MODES)}")
     if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:
         p.error("need connections in 1..1024, at least 100 products, 1 worker and 1 thread")
     return a

@@ -34,10 +34,10 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{24}")  # keys are never built from raw input
 _SORTS = {"price": "price_cents", "name": "name", "created_at": "created_at", "updated_at": "updated_at"}
 
 
-def floor_app(redis_url: str = "") -> Flask:
-    """The floor on redis_url or REDIS_URL (the runner stores each product's API body under FLOOR_PREFIX + id)."""
+def floor_app() -> Flask:
+    """The floor on REDIS_URL (the runner stores each product's API body under FLOOR_PREFIX + id)."""
     app = Flask("floor")
-    client = redis.Redis.from_url(redis_url or os.environ["REDIS_URL"])
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
 
     @app.get("/health/live")
     def live() -> Response:

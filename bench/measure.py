@@ -1,4 +1,4 @@
-"""What a phase cost, read from outside: the app's own /metrics counters, its redis-server's INFO, /proc CPU.
+"""What a phase cost, read from outside: the app's own /metrics counters and its redis-server's INFO.
 
 Nothing is instrumented in the app under test. Its counters are read from the files
 prometheus-client's multiprocess mode keeps per gunicorn worker, the ones /metrics sums (a
@@ -87,28 +87,27 @@ def cpu_seconds(pid: int) -> float:
 
 
 def snapshot(web: Web, client: redis.Redis) -> dict[str, Any]:
-    """Counters of the app, its Redis commands and keyspace hits, CPU seconds by process group, now."""
+    """Counters of the app, its Redis commands and keyspace hits, now."""
     stats = client.info("stats")
     commands = {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
     redis_counts = {k: n for k, n in commands.items() if k not in ("info", "flushall")}
     redis_counts |= {"keyspace_hits": stats["keyspace_hits"], "keyspace_misses": stats["keyspace_misses"]}
-    cpu = {name: sum(cpu_seconds(p) for p in pids) for name, pids in web.pids().items()}
-    return {"metrics": scrape(web.metrics_dir), "redis": redis_counts, "cpu_s": cpu, "wall_s": time.monotonic()}
+    return {"metrics": scrape(web.metrics_dir), "redis": redis_counts, "wall_s": time.monotonic()}
 
 
 def between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """after - before, part by part (raw deltas: summable across rounds)."""
     delta: dict[str, Any] = {"wall_s": after["wall_s"] - before["wall_s"]}
-    for part in ("metrics", "redis", "cpu_s"):  # every metric kept: a series at 0 says the app has it
+    for part in ("metrics", "redis"):  # every metric kept: a series at 0 says the app has it
         delta[part] = {k: v - before[part].get(k, 0) for k, v in after[part].items()}
     return delta
 
 
 def combine(raws: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Raw deltas added up."""
-    sum_: dict[str, Any] = {"metrics": {}, "redis": {}, "cpu_s": {}, "wall_s": 0.0}
+    sum_: dict[str, Any] = {"metrics": {}, "redis": {}, "wall_s": 0.0}
     for raw in raws:
-        for part in ("metrics", "redis", "cpu_s"):
+        for part in ("metrics", "redis"):
             for k, v in raw[part].items():
                 sum_[part][k] = sum_[part].get(k, 0) + v
         sum_["wall_s"] += raw["wall_s"]
@@ -133,7 +132,6 @@ def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
         "redis_round_trips": total(m, REDIS_CALLS) if by_service else sent,
         "redis_commands": commands,
         "redis_commands_per_request": sent / requests if requests else None,
-        "cpu_s": raw["cpu_s"],
         "wall_s": raw["wall_s"],
     }
 
@@ -141,7 +139,7 @@ def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
 def settle(web: Web, timeout_s: float = 60) -> None:
     """Wait until the app's processes are idle: what a phase left queued is served before the next starts."""
     deadline = time.monotonic() + timeout_s
-    busy = lambda: sum(cpu_seconds(p) for p in web.pids()["app"])  # noqa: E731
+    busy = lambda: sum(cpu_seconds(p) for p in web.pids())  # noqa: E731
     while time.monotonic() < deadline:
         before = busy()
         time.sleep(0.25)

@@ -49,14 +49,11 @@ class Web:
     process: subprocess.Popen[bytes]
     url: str
     redis_server: RedisServer
-    mongo_pid: int | None
     metrics_dir: Path
 
-    def pids(self) -> dict[str, list[int]]:
-        """Process ids by part: app (gunicorn's master and workers), redis, mongodb (when started here)."""
-        pids = {"app": [self.process.pid, *children_of(self.process.pid)]}
-        pids["redis"] = [self.redis_server.process.pid] if self.redis_server.process else []
-        return pids | ({"mongodb": [self.mongo_pid]} if self.mongo_pid else {})
+    def pids(self) -> list[int]:
+        """gunicorn's master and workers."""
+        return [self.process.pid, *children_of(self.process.pid)]
 
     def redis(self) -> redis.Redis:
         """A plain client on this mode's redis-server."""
@@ -131,8 +128,7 @@ class Stack:
             process = subprocess.Popen(
                 argv, cwd=REPO_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        mongo_pid = getattr(getattr(self.mongo, "process", None), "pid", None)
-        web = Web(process, f"http://127.0.0.1:{port}", server, mongo_pid, Path(full_env["PROMETHEUS_MULTIPROC_DIR"]))
+        web = Web(process, f"http://127.0.0.1:{port}", server, Path(full_env["PROMETHEUS_MULTIPROC_DIR"]))
         try:
             _wait_ready(web, workers, log)
         except BaseException:
@@ -149,7 +145,7 @@ def _wait_ready(web: Web, workers: int, log: Path, timeout_s: float = 60) -> Non
             raise RuntimeError(f"gunicorn exited ({web.process.returncode}):\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(web.url + "/health/live", timeout=2) as response:
-                answered += response.status == 200 and len(web.pids()["app"]) > workers
+                answered += response.status == 200 and len(web.pids()) > workers
         except OSError:
             time.sleep(0.1)
     if answered < 3 * workers:

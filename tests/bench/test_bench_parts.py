@@ -38,10 +38,10 @@ def test_metrics_are_summed_without_the_background() -> None:
     }
     assert total(counts, "jollyjet_db_queries_total") == 3
     assert total(counts, "jollyjet_cache_requests_total", 'result="hit"') == 4
-    app = figures({"metrics": counts, "redis": {"hmget": 2, "keyspace_hits": 9}, "cpu_s": {}, "wall_s": 1.0}, 4)
+    app = figures({"metrics": counts, "redis": {"hmget": 2, "keyspace_hits": 9}, "wall_s": 1.0}, 4)
     assert (app["db_queries"], app["redis_round_trips"], app["hits"], app["hit_ratio"]) == (3, 2, 4, 0.8)
     naive = figures(
-        {"metrics": {}, "redis": {"get": 5, "keyspace_hits": 4, "keyspace_misses": 1}, "cpu_s": {}, "wall_s": 1}, 5
+        {"metrics": {}, "redis": {"get": 5, "keyspace_hits": 4, "keyspace_misses": 1}, "wall_s": 1}, 5
     )
     assert (naive["redis_round_trips"], naive["hits"], naive["hit_ratio"]) == (5, 4, 0.8)
 
@@ -113,7 +113,7 @@ def test_rounds_merge_into_one_phase() -> None:
             "connections": 4,
             "threads": 2,
         }
-        raw = {"metrics": {}, "redis": {"get": requests}, "cpu_s": {"app": 1.0}, "wall_s": 2.0}
+        raw = {"metrics": {}, "redis": {"get": requests}, "wall_s": 2.0}
         return {"wrk": wrk, "raw": raw}
 
     merged = merge_rounds([round_result(100, 10), round_result(300, 30), round_result(200, 20)])
@@ -124,4 +124,3 @@ def test_rounds_merge_into_one_phase() -> None:
     assert merged["wrk"]["errors"]["status"] == 3
     assert merged["app"]["requests"] == 600
     assert merged["app"]["redis_commands"] == {"get": 600}
-    assert merged["app"]["cpu_s"] == {"app": 3.0}

@@ -60,7 +60,7 @@ def by_kind(web: Web, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[lis
     """Run (kind, step) pairs one after another, the app's counters read whenever the kind changes:
     each kind's deltas are its own (a background poll is charged to the kind it fell in)."""
     results, raws = [], dict[str, list[dict[str, Any]]]()
-    now = lambda: {"metrics": scrape(web.metrics_dir), "redis": {}, "cpu_s": {}, "wall_s": time.monotonic()}  # noqa: E731
+    now = lambda: {"metrics": scrape(web.metrics_dir), "redis": {}, "wall_s": time.monotonic()}  # noqa: E731
     settle(web)
     current, before = "", now()
     for kind, step in steps:
