@@ -24,22 +24,21 @@ from bench import workload
 from bench.apps import FLOOR_PREFIX
 from tests.support.mongo_server import MongoForTests, mongo_for_tests, unique_database_name
 from tests.support.processes import children_of, stop_process
-from tests.support.procfile import REPO_ROOT, bind_to_loopback, command_argv, procfile_env, read_procfile
+from tests.support.procfile import REPO_ROOT, bind_to_loopback, procfile_env, start_process
 from tests.support.redis_server import RedisServer, free_port
 
 APPS = {"naive": "bench.apps:naive_app()", "floor": "bench.apps:floor_app()"}
 
 
-def web_argv(env: Mapping[str, str], target: str | None = None) -> tuple[list[str], str]:
-    """The Procfile's web argv on the loopback, its app target replaced by target; also the original target."""
-    argv = bind_to_loopback(command_argv(read_procfile()["web"], env))
+def web_argv(argv: list[str], target: str | None = None) -> list[str]:
+    """The Procfile's web argv on the loopback, its app target (`app:app`) replaced by target."""
+    argv = bind_to_loopback(argv)
     found = [i for i, a in enumerate(argv) if ":" in a and not a.startswith("-") and "/" not in a]
     found = [i for i in found if argv[i - 1] not in ("--bind", "-b")]
     if len(found) != 1:
         raise RuntimeError(f"cannot find the app target in the Procfile's web line: {shlex.join(argv)}")
-    original = argv[found[0]]
-    argv[found[0]] = target or original
-    return argv, original
+    argv[found[0]] = target or argv[found[0]]
+    return argv
 
 
 @dataclass
@@ -120,17 +119,11 @@ class Stack:
             PROMETHEUS_MULTIPROC_DIR=str(self.workdir / f"{name}.metrics"),  # gunicorn.conf.py empties it
             **env,
         )
-        argv, _ = web_argv(full_env, APPS.get(app))
-        log = self.workdir / f"{name}.log"
-        with log.open("wb") as out:
-            out.write(f"$ {shlex.join(argv)}\n".encode())
-            out.flush()
-            process = subprocess.Popen(
-                argv, cwd=REPO_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        web = Web(process, f"http://127.0.0.1:{port}", server, Path(full_env["PROMETHEUS_MULTIPROC_DIR"]))
+        (log_dir := self.workdir / name).mkdir()
+        started = start_process("web", full_env, log_dir, lambda argv: web_argv(argv, APPS.get(app)))
+        web = Web(started.process, f"http://127.0.0.1:{port}", server, Path(full_env["PROMETHEUS_MULTIPROC_DIR"]))
         try:
-            _wait_ready(web, workers, log)
+            _wait_ready(web, workers, started.log)
         except BaseException:
             web.stop()
             raise

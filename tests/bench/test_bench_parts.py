@@ -10,16 +10,16 @@ from bench.__main__ import merge_rounds
 from bench.measure import figures, total
 from bench.stack import web_argv
 from bench.workload import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE_PREFIX, Mix, Request, Workload, Zipf
-from tests.support.procfile import procfile_env
+from tests.support.procfile import command_argv, procfile_env, read_procfile
 
 pytestmark = pytest.mark.bench
 
 
 def test_web_argv_is_the_procfile_line_with_the_app_as_target() -> None:
-    env = procfile_env(PORT="8123", WEB_CONCURRENCY="3", WEB_THREADS="5")
-    assert web_argv(env)[0] == web_argv(env, "app:app")[0]  # the service runs as deployed
-    argv, original = web_argv(env, "bench.apps:naive_app()")
-    assert original == "app:app"
+    procfile = command_argv(read_procfile()["web"], procfile_env(PORT="8123", WEB_CONCURRENCY="3", WEB_THREADS="5"))
+    assert web_argv(list(procfile)) == web_argv(list(procfile), "app:app")  # the service runs as deployed
+    assert "app:app" in procfile  # the target replaced below
+    argv = web_argv(list(procfile), "bench.apps:naive_app()")
     assert argv.count("bench.apps:naive_app()") == 1 and "app:app" not in argv
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:8123"
     assert argv[argv.index("--workers") + 1] == "3"
@@ -40,9 +40,7 @@ def test_metrics_are_summed_without_the_background() -> None:
     assert total(counts, "jollyjet_cache_requests_total", 'result="hit"') == 4
     app = figures({"metrics": counts, "redis": {"hmget": 2, "keyspace_hits": 9}, "wall_s": 1.0}, 4)
     assert (app["db_queries"], app["redis_round_trips"], app["hits"], app["hit_ratio"]) == (3, 2, 4, 0.8)
-    naive = figures(
-        {"metrics": {}, "redis": {"get": 5, "keyspace_hits": 4, "keyspace_misses": 1}, "wall_s": 1}, 5
-    )
+    naive = figures({"metrics": {}, "redis": {"get": 5, "keyspace_hits": 4, "keyspace_misses": 1}, "wall_s": 1}, 5)
     assert (naive["redis_round_trips"], naive["hits"], naive["hit_ratio"]) == (5, 4, 0.8)
 
 
