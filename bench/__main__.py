@@ -5,7 +5,6 @@ bytes), and the service with its cache off (the mixed load only). Each has its o
 database, redis-server and gunicorn (the Procfile's web line), all started together. Then,
 each phase measured between two snapshots of the apps' own counters (bench/measure.py):
   warm     every catalog product, then every popular path, read once (Redis memory after each)
-  probe    warm keys read one at a time: Redis round trips and commands per hit, by kind
   reads    product reads (Zipf) at the chosen concurrency, then at one connection, in
            interleaved rounds (A B C A B C ...): other work on the machine falls on every
            mode alike, which keeps the ratios between modes honest
@@ -34,7 +33,7 @@ import orjson
 
 from bench import workload
 from bench.checker import Checker
-from bench.measure import HttpClient, combine, figures, measured, probe, send_concurrently
+from bench.measure import HttpClient, combine, figures, measured, send_concurrently
 from bench.report import markdown
 from bench.stack import REPO_ROOT, Stack, Web
 from bench.workload import Mix, Request, Workload, write_requests
@@ -139,7 +138,7 @@ class Run:
         o = self.options
         self.webs[name] = self.stack.start_web(name, app, database, o.workers, o.threads, env, o.products)
         self.modes[name] = {"title": title, "seed_s": round(seed_s, 2), "phases": {}}
-        print(f"== {name}: {title} ({f'seeded in {seed_s:.1f} s' if seeded else 'no database'})", flush=True)
+        print(f"== {name}: {title} ({f'seeded in {seed_s:.1f} s' if seeded else 'no database'})")
 
     def wrk(self, name: str, file: str, connections: int, seconds: float) -> dict[str, Any]:
         """One wrk run against one mode, measured."""
@@ -148,26 +147,22 @@ class Run:
         return {"wrk": result, "raw": raw, "app": figures(raw, result["requests"])}
 
     def warm(self, name: str) -> None:
-        """Fill the caches (every product, then every popular path, once), then probe the hit path."""
-        web, o = self.webs[name], self.options
-        reads = Workload(o.products, MIX, o.seed, range(0), "probe")
-        kinds = {"product": [reads.product_read() for _ in range(200)]}
-        if name != "floor":  # its bodies were stored before it started
-            # used_memory's growth over each sweep: what a cached product and a cached query result cost
-            client, popular = web.redis(), [*workload.POPULAR_LISTS, *workload.POPULAR_COUNTS]
-            memory = [client.info("memory")["used_memory"]]
-            for requests in (workload.sweep_requests(o.products), [Request("GET", p) for p in popular]):
-                send_concurrently(web.url, requests, o.connections)
-                memory.append(client.info("memory")["used_memory"])
-            client.close()
-            self.modes[name]["redis_memory"] = {
-                "used_memory_before": memory[0],
-                "bytes_per_product": round((memory[1] - memory[0]) / o.products, 1),
+        """Fill the cache: every product, then every popular path, once; used_memory's growth over each."""
+        web, products = self.webs[name], self.options.products
+        client, popular = web.redis(), [*workload.POPULAR_LISTS, *workload.POPULAR_COUNTS]
+        memory = [client.info("memory")["used_memory"]]
+        for requests in (workload.sweep_requests(products), [Request("GET", p) for p in popular]):
+            send_concurrently(web.url, requests, self.options.connections)
+            memory.append(client.info("memory")["used_memory"])
+        client.close()
+        self.modes[name]["redis_memory"] = (
+            {}
+            if name == "floor"
+            else {
+                "bytes_per_product": round((memory[1] - memory[0]) / products, 1),
                 "bytes_per_query_result": round((memory[2] - memory[1]) / len(popular), 1),
             }
-            kinds["list"] = [Request("GET", p) for p in workload.POPULAR_LISTS for _ in range(3)]
-            kinds["count"] = [Request("GET", p) for p in workload.POPULAR_COUNTS for _ in range(3)]
-        self.modes[name]["probes"] = {kind: probe(web, requests) for kind, requests in kinds.items()}
+        )
 
     def interleaved(self, names: list[str], phase: str, connections: int, seconds: float) -> None:
         """One phase for every mode, in rounds (A B C A B C ...); results merged per mode."""
@@ -200,28 +195,21 @@ class Run:
         # The checker's requests were served in the same window.
         mixed["app"] = figures(mixed["raw"], mixed["wrk"]["requests"] + summary["requests"])
         self.log(name, "mixed")
-        print(f"   checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale", flush=True)
+        print(f"   checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale")
 
     def log(self, name: str, phase: str) -> None:
         """One line per measured phase."""
-        result = self.modes[name]["phases"][phase]
-        lat, app = result["wrk"]["latency_us"], result["app"]
-        hit, db = app["hit_ratio"], app["db_queries_per_1k_requests"]
-        print(
-            f"   {name:<8} {phase:<8} c={result['wrk']['connections']:<3} {result['wrk']['requests_per_s']:9.1f} req/s"
-            f"  p50 {lat['50'] / 1000:.2f} ms  p99 {lat['99'] / 1000:.2f} ms  hit ratio "
-            f"{'-' if hit is None else f'{hit:.3f}'}  db/1k {'-' if db is None else f'{db:.1f}'}",
-            flush=True,
-        )
+        wrk, db = self.modes[name]["phases"][phase]["wrk"], self.modes[name]["phases"][phase]["app"]["db_queries"]
+        lat = f"p50 {wrk['latency_us']['50'] / 1000:.2f} ms  p99 {wrk['latency_us']['99'] / 1000:.2f} ms"
+        print(f"   {name:<8} {phase:<8} c={wrk['connections']:<3} {wrk['requests_per_s']:9.1f} req/s  {lat}  db {db}")
 
 
 def machine() -> dict[str, Any]:
-    """The machine the run came from: CPUs, kernel, Python, load."""
+    """The machine the run came from: CPUs, Python, load."""
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu_model": next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), "?"),
-        "kernel": platform.release(),
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }

@@ -66,15 +66,8 @@ def scrape(directory: Path) -> dict[str, float]:
 
 def total(counts: dict[str, float], name: str, *having: str) -> int:
     """The sum of one metric's samples whose labels hold every `having`, the background's left out."""
-    return round(
-        sum(
-            v
-            for k, v in counts.items()
-            if k.startswith(name + "{")
-            and all(h in k for h in having)
-            and not any(f'operation="{b}"' in k for b in BACKGROUND)
-        )
-    )
+    chosen = [k for k in counts if k.startswith(name + "{") and all(h in k for h in having)]
+    return round(sum(counts[k] for k in chosen if not any(f'operation="{b}"' in k for b in BACKGROUND)))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -92,26 +85,22 @@ def snapshot(web: Web, client: redis.Redis) -> dict[str, Any]:
     commands = {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
     redis_counts = {k: n for k, n in commands.items() if k not in ("info", "flushall")}
     redis_counts |= {"keyspace_hits": stats["keyspace_hits"], "keyspace_misses": stats["keyspace_misses"]}
-    return {"metrics": scrape(web.metrics_dir), "redis": redis_counts, "wall_s": time.monotonic()}
+    return {"metrics": scrape(web.metrics_dir), "redis": redis_counts}
 
 
 def between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """after - before, part by part (raw deltas: summable across rounds)."""
-    delta: dict[str, Any] = {"wall_s": after["wall_s"] - before["wall_s"]}
-    for part in ("metrics", "redis"):  # every metric kept: a series at 0 says the app has it
-        delta[part] = {k: v - before[part].get(k, 0) for k, v in after[part].items()}
-    return delta
+    # Every metric kept: a series at 0 says the app has it.
+    return {part: {k: v - before[part].get(k, 0) for k, v in after[part].items()} for part in ("metrics", "redis")}
 
 
 def combine(raws: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Raw deltas added up."""
-    sum_: dict[str, Any] = {"metrics": {}, "redis": {}, "wall_s": 0.0}
+    sum_: dict[str, Counter[str]] = {"metrics": Counter(), "redis": Counter()}
     for raw in raws:
-        for part in ("metrics", "redis"):
-            for k, v in raw[part].items():
-                sum_[part][k] = sum_[part].get(k, 0) + v
-        sum_["wall_s"] += raw["wall_s"]
-    return sum_
+        sum_["metrics"].update(raw["metrics"])  # Counter.update adds
+        sum_["redis"].update(raw["redis"])
+    return dict(sum_)
 
 
 def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
@@ -131,8 +120,6 @@ def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
         "hit_ratio": hits / looked_up if looked_up else None,
         "redis_round_trips": total(m, REDIS_CALLS) if by_service else sent,
         "redis_commands": commands,
-        "redis_commands_per_request": sent / requests if requests else None,
-        "wall_s": raw["wall_s"],
     }
 
 
@@ -170,32 +157,3 @@ def send_concurrently(base_url: str, requests: Iterable[Request], connections: i
 
     with ThreadPoolExecutor(connections) as pool:
         return dict(Counter(pool.map(send, requests)))
-
-
-def probe(web: Web, requests: list[Request]) -> dict[str, Any]:
-    """Warm keys read one at a time: hits, and Redis round trips and commands per hit."""
-    http = HttpClient(web.url)
-    try:
-        for _ in range(3):  # again when a read missed: the figures are of the hit path alone
-            # Each read once unmeasured first: a process that sat idle refreshes what it needs
-            # before its first hits (the service's recovery fence reads MongoDB once after a
-            # pause), and a list page fills the entries of items the sweep did not read.
-            for request in requests:
-                http.send(request.method, request.path)
-            replies, raw = measured(web, lambda: [http.send(r.method, r.path) for r in requests])
-            counts = figures(raw, len(requests))
-            if counts["hits"] == len(requests):
-                break
-    finally:
-        http.close()
-    hits, commands = counts["hits"], counts["redis_commands"]
-    return {
-        "requests": len(requests),
-        "hits": hits,
-        "x_cache_hits": sum(reply.headers.get("x-cache") == "HIT" for reply in replies),
-        "redis_round_trips": counts["redis_round_trips"],
-        "redis_round_trips_per_hit": counts["redis_round_trips"] / hits if hits else None,
-        "redis_commands_per_hit": sum(commands.values()) / hits if hits else None,
-        "redis_commands_per_hit_by_command": {k: v / hits for k, v in sorted(commands.items())} if hits else {},
-        "db_queries": counts["db_queries"],
-    }

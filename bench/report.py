@@ -14,13 +14,6 @@ def _ms(phase: dict[str, Any] | None) -> str:
     return " / ".join(f"{lat[p] / 1000:.2f}" for p in ("50", "95", "99")) if lat else "-"
 
 
-def _per_hit(probe: dict[str, Any] | None) -> str:
-    if not probe or probe["redis_commands_per_hit"] is None:
-        return "-"
-    parts = ", ".join(f"{k} {v:.2f}" for k, v in probe["redis_commands_per_hit_by_command"].items())
-    return f"{probe['redis_round_trips_per_hit']:.2f} / {probe['redis_commands_per_hit']:.2f} ({parts})"
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The report: machine, settings, and one table per question."""
     s, m, modes, c = results["settings"], results["machine"], results["modes"], results["settings"]["connections"]
@@ -69,24 +62,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_n(db := app['db_queries_per_1k_requests'], 1)} | {_n(base and 100 - 100 * db / base, 1, '%')} "
                 f"| {checker['stale_reads']} / {checker['reads_checked']} |"
             )
-    lines += [
-        "",
-        "**Redis per cache hit**, warm keys read one at a time: round trips (the service's count of its Redis "
-        "calls; for the naive and floor apps, commands) / commands (INFO commandstats, which also counts the "
-        "commands a Lua script runs), mean per hit, by command. Memory: used_memory's growth over the warming "
-        "sweep of every product, and of the popular lists and counts.",
-        "",
-        "| mode | product | list | count | Redis bytes per cached product | per list or count result |",
-        "|---|---|---|---|---:|---:|",
-    ]
-    for name, mode in modes.items():
-        if probes := mode.get("probes"):
-            memory = mode.get("redis_memory", {})
-            lines.append(
-                f"| {name} | "
-                + " | ".join(_per_hit(probes.get(k)) for k in ("product", "list", "count"))
-                + f" | {_n(memory.get('bytes_per_product'))} | {_n(memory.get('bytes_per_query_result'))} |"
-            )
+    memory = [(name, mode["redis_memory"]) for name, mode in modes.items() if mode.get("redis_memory")]
+    sizes = "; ".join(f"{n} {m['bytes_per_product']:,.0f} / {m['bytes_per_query_result']:,.0f}" for n, m in memory)
+    lines += ["", "**Redis memory** (used_memory's growth over the warming sweep), bytes per cached product / "]
+    lines[-1] += f"per cached list or count result: {sizes}."
     errors = {n: sum(sum(p["wrk"]["errors"].values()) for p in mode["phases"].values()) for n, mode in modes.items()}
     lines += ["", f"wrk errors (socket errors, timeouts, non-2xx/3xx answers) per mode: {errors}."]
     return "\n".join(lines) + "\n"
