@@ -36,7 +36,7 @@ from bench.checker import Checker
 from bench.measure import HttpClient, combine, figures, measured, send_concurrently
 from bench.report import markdown
 from bench.stack import REPO_ROOT, Stack, Web
-from bench.workload import Mix, Request, Workload, write_requests
+from bench.workload import Mix, Workload, write_requests
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "performance"
 LOAD_SCRIPT = Path(__file__).with_name("load.lua")
@@ -55,8 +55,8 @@ MIX = Mix()
 
 def run_wrk(url: str, file: Path, token: str, connections: int, seconds: float) -> dict[str, Any]:
     """One wrk run replaying file; its counts and latency percentiles (µs)."""
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed (apt-get install wrk; scripts/test installs it)")
+    if shutil.which("wrk") is None:  # scripts/test installs it
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
     threads = min(2, connections)
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     argv += ["-s", str(LOAD_SCRIPT), url, "--", str(file), token, str(threads)]
@@ -112,7 +112,7 @@ class Run:
         settings = {k: v for k, v in vars(o).items() if k not in ("out", "keep")} | {"mix": asdict(MIX)}
         settings["mongodb"] = "real MongoDB (MONGODB_URI)" if os.environ.get("MONGODB_URI") else "nx-27017"
         results: dict[str, Any] = {"machine": machine(), "settings": settings, "modes": self.modes}
-        self.stack.start()
+        self.stack.mongo.start()
         try:
             for name in MODES:
                 self.start_mode(name)
@@ -125,7 +125,7 @@ class Run:
         finally:
             for web in self.webs.values():
                 web.stop()
-            self.stack.close()
+            self.stack.mongo.close()
         results["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
         results["elapsed_s"] = round(time.time() - started, 1)
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -149,9 +149,9 @@ class Run:
     def warm(self, name: str) -> None:
         """Fill the cache: every product, then every popular path, once; used_memory's growth over each."""
         web, products = self.webs[name], self.options.products
-        client, popular = web.redis(), [*workload.POPULAR_LISTS, *workload.POPULAR_COUNTS]
+        client, sweep = web.redis(), list(workload.sweep_requests(products))  # every product, then popular paths
         memory = [client.info("memory")["used_memory"]]
-        for requests in (workload.sweep_requests(products), [Request("GET", p) for p in popular]):
+        for requests in (sweep[:products], sweep[products:]):
             send_concurrently(web.url, requests, self.options.connections)
             memory.append(client.info("memory")["used_memory"])
         client.close()
@@ -160,7 +160,7 @@ class Run:
             if name == "floor"
             else {
                 "bytes_per_product": round((memory[1] - memory[0]) / products, 1),
-                "bytes_per_query_result": round((memory[2] - memory[1]) / len(popular), 1),
+                "bytes_per_query_result": round((memory[2] - memory[1]) / (len(sweep) - products), 1),
             }
         )
 

@@ -1,14 +1,12 @@
 """The two apps the service is compared with, each under gunicorn as the Procfile runs the service.
 
-naive: the cache a user would write. Not a pattern to copy. The same documents and route
-shapes, Flask-Caching's `@cache.cached(timeout=60)` on the reads and no invalidation: a
-write changes MongoDB and nothing else, so reads serve old bytes for up to a minute (the
-stale checker proves it). Lists and counts key on the query string. It counts its MongoDB
-commands under the service's name, jollyjet_db_queries_total, where the benchmark reads both.
+naive: the cache a user would write, not a pattern to copy: the same documents and routes,
+Flask-Caching's `@cache.cached(timeout=60)` on the reads (lists and counts keyed on the
+query string) and no invalidation, so reads serve old bytes for up to a minute (the stale
+checker shows it). It counts its MongoDB commands as jollyjet_db_queries_total, like the service.
 
-floor: a bare Flask view returning one Redis GET of pre-rendered bytes. Nothing decoded,
-checked or rendered: the least a Redis-backed read costs on this stack (Flask, gunicorn,
-redis-py), so it bounds what the service's hit path can reach.
+floor: a bare Flask view returning one Redis GET of pre-rendered bytes: the least a
+Redis-backed read costs on this stack (Flask, gunicorn, redis-py).
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The stale-read checker: writes and reads alongside the load, every answer judged whole (tests/support/judge.py).
 
-It works on its own products (a category no load request touches), so every write to
-them is in the judge's history. Each cycle reads a product, updates it and reads it
-again; every eighth cycle it reads the category's page, deletes the product it created
-last time (then reads it and the page: still showing it is stale) and creates one. A
-product's whole body, and the page's ids in order with every body and the total, must be
-what one state of the category held while the request was in flight. The starting state
-is the category's page read before the first write (the load never writes there).
+It works on its own category (the load never touches it), so every write there is in the
+judge's history, which starts from the category's page read before the first write. Each
+cycle reads, updates and reads a product; every eighth cycle also reads the page, deletes
+the product it created last time (then reads it and the page) and creates one.
 """
 
 from __future__ import annotations

@@ -72,15 +72,7 @@ class Stack:
     def __init__(self, workdir: Path, token: str) -> None:
         self.workdir = workdir
         self.token = token
-        self.mongo: MongoForTests = mongo_for_tests()
-
-    def start(self) -> None:
-        """Start the MongoDB (unless MONGODB_URI names a real one)."""
-        self.mongo.start()
-
-    def close(self) -> None:
-        """Stop the MongoDB this stack started; drop its databases."""
-        self.mongo.close()
+        self.mongo: MongoForTests = mongo_for_tests()  # nx-27017, or MONGODB_URI's server: start() and close()
 
     def seed_database(self, plan: workload.SeedPlan | None, seed: int) -> tuple[str, float]:
         """A new database holding the plan's products (none without a plan); its name and the seconds taken."""

@@ -1,9 +1,8 @@
 """What the load reads and writes: the seeded catalog, the popular filters and the request mix.
 
-Ids are fixed 24-hex strings (a prefix and a counter). Three disjoint ranges: the catalog
-that the load reads (Zipf over it) and updates; a reserve that the load deletes (never
-read, so a delete never turns a read into a 404); and the stale checker's own products.
-The mix is generated here only: wrk replays the requests this module writes to a file.
+Ids are fixed 24-hex strings (a prefix and a counter) in three ranges: the catalog the load
+reads (Zipf) and updates; a reserve it deletes (never read, so no read turns into a 404); the
+stale checker's own products. wrk replays the requests this module writes to a file.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def run_mode(stack: Stack, name: str) -> dict[str, Any]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
     """The three modes, one after another, on one MongoDB."""
     stack = Stack(Path(tmp_path_factory.mktemp("bench")), secrets.token_hex(16))
-    stack.start()
+    stack.mongo.start()
     try:
         results = {name: run_mode(stack, name) for name in MODES}
         for name, result in results.items():
@@ -183,7 +183,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
             )
         yield results
     finally:
-        stack.close()
+        stack.mongo.close()
 
 
 def test_every_request_was_served(runs: dict[str, dict[str, Any]]) -> None:
