@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from threading import Event, Thread
 from typing import Any
@@ -34,7 +35,6 @@ import orjson
 from bench import workload
 from bench.checker import Checker
 from bench.measure import HttpClient, combine, figures, measured, send_concurrently
-from bench.report import markdown
 from bench.stack import REPO_ROOT, Stack, Web
 from bench.workload import Mix, Workload, write_requests
 
@@ -109,7 +109,7 @@ class Run:
             "reads": write_requests(self.workdir / "reads.txt", (reads.product_read() for _ in range(100_000))),
             "mixed": write_requests(self.workdir / "mixed.txt", mixed.mixed(200_000)),
         }
-        settings = {k: v for k, v in vars(o).items() if k not in ("out", "keep")} | {"mix": asdict(MIX)}
+        settings = {k: v for k, v in vars(o).items() if k != "out"} | {"mix": asdict(MIX)}
         settings["mongodb"] = "real MongoDB (MONGODB_URI)" if os.environ.get("MONGODB_URI") else "nx-27017"
         results: dict[str, Any] = {"machine": machine(), "settings": settings, "modes": self.modes}
         self.stack.mongo.start()
@@ -140,60 +140,59 @@ class Run:
         self.modes[name] = {"title": title, "seed_s": round(seed_s, 2), "phases": {}}
         print(f"== {name}: {title} ({f'seeded in {seed_s:.1f} s' if seeded else 'no database'})")
 
-    def wrk(self, name: str, file: str, connections: int, seconds: float) -> dict[str, Any]:
-        """One wrk run against one mode, measured."""
-        web = self.webs[name]
-        result, raw = measured(web, lambda: run_wrk(web.url, self.files[file], self.token, connections, seconds))
-        return {"wrk": result, "raw": raw, "app": figures(raw, result["requests"])}
-
     def warm(self, name: str) -> None:
         """Fill the cache: every product, then every popular path, once; used_memory's growth over each."""
         web, products = self.webs[name], self.options.products
-        client, sweep = web.redis(), list(workload.sweep_requests(products))  # every product, then popular paths
+        sweep = list(workload.sweep_requests(products))  # every product, then the popular paths
+        client = web.redis_server.client()
         memory = [client.info("memory")["used_memory"]]
         for requests in (sweep[:products], sweep[products:]):
             send_concurrently(web.url, requests, self.options.connections)
             memory.append(client.info("memory")["used_memory"])
         client.close()
-        self.modes[name]["redis_memory"] = (
-            {}
-            if name == "floor"
-            else {
+        if name != "floor":  # its bodies were stored before it started
+            self.modes[name]["redis_memory"] = {
                 "bytes_per_product": round((memory[1] - memory[0]) / products, 1),
                 "bytes_per_query_result": round((memory[2] - memory[1]) / (len(sweep) - products), 1),
             }
-        )
 
     def interleaved(self, names: list[str], phase: str, connections: int, seconds: float) -> None:
         """One phase for every mode, in rounds (A B C A B C ...); results merged per mode."""
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        each, file = seconds / self.options.rounds, self.files["reads"]
         for _ in range(self.options.rounds):
-            for name in names:
-                rounds[name].append(self.wrk(name, "reads", connections, seconds / self.options.rounds))
+            for name, web in ((name, self.webs[name]) for name in names):
+                result, raw = measured(web, partial(run_wrk, web.url, file, self.token, connections, each))
+                rounds[name].append({"wrk": result, "raw": raw})
         for name in names:
             self.modes[name]["phases"][phase] = merge_rounds(rounds[name])
             self.log(name, phase)
 
     def mixed(self, name: str) -> None:
-        """The mixed load with the stale checker alongside."""
-        web, phases = self.webs[name], self.modes[name]["phases"]
+        """The mixed load with the stale checker alongside, both within the measured window."""
+        web, o = self.webs[name], self.options
         checker, stop = Checker(HttpClient(web.url, self.token), workload.checker_ids(self.plan.checker)), Event()
 
         def cycles() -> None:  # in a thread of this process, which only waits for wrk meanwhile
             while not stop.wait(0.05):  # a pause between cycles: a light load
                 checker.cycle()
 
-        thread = Thread(target=cycles)
-        thread.start()
+        def run() -> dict[str, Any]:
+            thread = Thread(target=cycles)
+            thread.start()
+            try:
+                return run_wrk(web.url, self.files["mixed"], self.token, o.connections, o.mixed_seconds)
+            finally:
+                stop.set()
+                thread.join()
+
         try:
-            phases["mixed"] = mixed = self.wrk(name, "mixed", self.options.connections, self.options.mixed_seconds)
+            result, raw = measured(web, run)
         finally:
-            stop.set()
-            thread.join()
             checker.client.close()
         self.modes[name]["checker"] = summary = checker.summary()
-        # The checker's requests were served in the same window.
-        mixed["app"] = figures(mixed["raw"], mixed["wrk"]["requests"] + summary["requests"])
+        requests = result["requests"] + summary["requests"]  # the checker's were served in the same window
+        self.modes[name]["phases"]["mixed"] = {"wrk": result, "raw": raw, "app": figures(raw, requests)}
         self.log(name, "mixed")
         print(f"   checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale")
 
@@ -234,11 +233,76 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ):
         p.add_argument(flag, type=float, default=seconds, help=f"{text} (default {seconds})")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json and results.md go")
-    p.add_argument("--keep", action="store_true", help="keep the work directory (gunicorn logs, request files)")
     a = p.parse_args(argv)
     if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:
         p.error("need connections in 1..1024, at least 100 products, 1 worker and 1 thread")
     return a
+
+
+def _n(value: float | None, digits: int = 0, unit: str = "") -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def _ms(phase: dict[str, Any] | None) -> str:
+    lat = phase["wrk"]["latency_us"] if phase else None
+    return " / ".join(f"{lat[p] / 1000:.2f}" for p in ("50", "95", "99")) if lat else "-"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The report: machine, settings, and one table per question."""
+    s, m, modes, c = results["settings"], results["machine"], results["modes"], results["settings"]["connections"]
+    reads = {name: mode["phases"].get("reads_c") for name, mode in modes.items()}
+    rps = {name: phase["wrk"]["requests_per_s"] for name, phase in reads.items() if phase}
+    lines = [
+        f"Run of {results['started_at']} ({results['elapsed_s']:.0f} s). Machine: {m['nproc']} CPUs "
+        f"({m['cpu_model']}), Python {m['python']}; load average at start {m['load_average_at_start']}, "
+        f"at end {m['load_average_at_end']}. Settings: {s['products']:,} products, gunicorn {s['workers']} "
+        f"workers x {s['threads']} threads (the service's access line on), wrk {c} connections, "
+        f"MongoDB: {s['mongodb']}, Zipf s={s['mix']['zipf_s']}.",
+        "",
+        f"**Product reads** (Zipf ids, warm cache; {s['reads_seconds']:.0f} s at {c} connections, "
+        f"{s['latency_seconds']:.0f} s at 1, in {s['rounds']} interleaved rounds). Latencies in ms, p50 / p95 / p99.",
+        "",
+        f"| mode | req/s | x naive | x floor | latency at 1 conn | latency at {c} conns | hit ratio "
+        "| Redis round trips / read |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, phase in reads.items():
+        if phase:
+            app, (naive, floor) = phase["app"], [rps[name] / rps[o] if o in rps else None for o in ("naive", "floor")]
+            lines.append(
+                f"| {name}: {modes[name]['title']} | {_n(rps[name])} | {_n(naive, 2, 'x')} | {_n(floor, 2, 'x')} "
+                f"| {_ms(modes[name]['phases']['reads_1'])} | {_ms(phase)} "
+                f"| {_n(app['hit_ratio'] and 100 * app['hit_ratio'], 1, '%')} "
+                f"| {_n(app['redis_round_trips'] / app['requests'] if app['requests'] else None, 2)} |"
+            )
+    lines += [
+        "",
+        f"**Mixed load** ({s['mixed_seconds']:.0f} s at {c} connections: 95% reads, 5% writes, the stale "
+        "checker's requests included). MongoDB queries are the app's own count, background polls included; "
+        "stale answers are judged whole by the tests' judge.",
+        "",
+        "| mode | req/s | hit ratio | MongoDB queries / 1k req | fewer than no cache | stale answers / judged |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    nocache = modes.get("nocache", {}).get("phases", {}).get("mixed")
+    base = nocache["app"]["db_queries_per_1k_requests"] if nocache else None
+    for name, mode in modes.items():
+        if mixed := mode["phases"].get("mixed"):
+            app, checker = mixed["app"], mode["checker"]
+            lines.append(
+                f"| {name} | {_n(mixed['wrk']['requests_per_s'])} "
+                f"| {_n(app['hit_ratio'] and 100 * app['hit_ratio'], 1, '%')} "
+                f"| {_n(db := app['db_queries_per_1k_requests'], 1)} | {_n(base and 100 - 100 * db / base, 1, '%')} "
+                f"| {checker['stale_reads']} / {checker['reads_checked']} |"
+            )
+    memory = [(name, mode["redis_memory"]) for name, mode in modes.items() if mode.get("redis_memory")]
+    sizes = "; ".join(f"{n} {m['bytes_per_product']:,.0f} / {m['bytes_per_query_result']:,.0f}" for n, m in memory)
+    lines += ["", "**Redis memory** (used_memory's growth over the warming sweep), bytes per cached product / "]
+    lines[-1] += f"per cached list or count result: {sizes}."
+    errors = {n: sum(sum(p["wrk"]["errors"].values()) for p in mode["phases"].values()) for n, mode in modes.items()}
+    lines += ["", f"wrk errors (socket errors, timeouts, non-2xx/3xx answers) per mode: {errors}."]
+    return "\n".join(lines) + "\n"
 
 
 def _stop(signum: int, _frame: object) -> None:
@@ -250,19 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     options = parse(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGINT, _stop)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGTERM, _stop)
-    workdir = Path(tempfile.mkdtemp(prefix="jj-bench-"))
-    try:
-        results = Run(options, workdir).execute()
-        out = options.out
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-        (out / "results.md").write_text(text := markdown(results))
-        print(text + f"\nresults: {out / 'results.json'}, {out / 'results.md'}")
-    finally:
-        if options.keep:
-            print(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="jj-bench-") as workdir:  # request files, gunicorn logs
+        results = Run(options, Path(workdir)).execute()
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    (out / "results.md").write_text(text := markdown(results))
+    print(text + f"\nresults: {out / 'results.json'}, {out / 'results.md'}")
     return 0
 
 

@@ -136,7 +136,7 @@ def settle(web: Web, timeout_s: float = 60) -> None:
 
 def measured(web: Web, run: Callable[[], T]) -> tuple[T, dict[str, Any]]:
     """Run one phase between two snapshots; returns its result and the raw deltas meanwhile."""
-    client = web.redis()
+    client = web.redis_server.client()
     try:
         settle(web)
         before = snapshot(web, client)

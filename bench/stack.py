@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 from pymongo import MongoClient
 
 from bench import workload
@@ -53,10 +52,6 @@ class Web:
     def pids(self) -> list[int]:
         """gunicorn's master and workers."""
         return [self.process.pid, *children_of(self.process.pid)]
-
-    def redis(self) -> redis.Redis:
-        """A plain client on this mode's redis-server."""
-        return self.redis_server.client()
 
     def stop(self) -> None:
         """SIGTERM the master (it stops its workers, SIGKILL if it hangs), then the redis-server."""

@@ -7,7 +7,6 @@ stale checker's own products. wrk replays the requests this module writes to a f
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import random
 from collections.abc import Iterable, Iterator
@@ -162,32 +161,25 @@ class Request:
         return {"/api/v1/products": "list", "/api/v1/products/count": "count"}.get(self.path.split("?")[0], "product")
 
 
-class Zipf:
-    """Ranks 0..n-1 with P(rank k) proportional to 1/(k+1)^s (rank 0 the most popular)."""
-
-    def __init__(self, n: int, s: float) -> None:
-        self.cdf = list(itertools.accumulate(1 / (k**s) for k in range(1, n + 1)))
-        self.cdf = [c / self.cdf[-1] for c in self.cdf]
-
-    def draw(self, rng: random.Random) -> int:
-        """One rank."""
-        return bisect.bisect_left(self.cdf, rng.random())
-
-
 class Workload:
     """A deterministic sequence of requests for a seed (deletes walk the given reserve indexes once)."""
 
     def __init__(self, catalog: int, mix: Mix, seed: int, reserve: Iterable[int], nonce: str) -> None:
         self.mix = mix
         self.rng = random.Random(seed)
-        self.zipf = Zipf(catalog, mix.zipf_s)
+        self.ranks = range(catalog)
+        self.cdf = list(itertools.accumulate(1 / (k**mix.zipf_s) for k in range(1, catalog + 1)))
         self.reserve = iter(reserve)
         self.nonce = nonce
         self.created = 0
 
+    def rank(self) -> int:
+        """A catalog index: P(rank k) proportional to 1/(k+1)^s (rank 0 the most popular)."""
+        return self.rng.choices(self.ranks, cum_weights=self.cdf)[0]
+
     def product_read(self) -> Request:
         """GET one product, id by Zipf rank."""
-        return Request("GET", f"/api/v1/products/{product_id(CATALOG_PREFIX, self.zipf.draw(self.rng))}")
+        return Request("GET", f"/api/v1/products/{product_id(CATALOG_PREFIX, self.rank())}")
 
     def write(self, r: float) -> Request:
         """An update, create or delete, chosen by r in [0, p_write)."""
@@ -201,7 +193,7 @@ class Workload:
             return Request("POST", "/api/v1/products", body.encode())
         if r >= mix.p_update + mix.p_create and (index := next(self.reserve, None)) is not None:
             return Request("DELETE", f"/api/v1/products/{product_id(RESERVE_PREFIX, index)}")
-        pid = product_id(CATALOG_PREFIX, self.zipf.draw(self.rng))
+        pid = product_id(CATALOG_PREFIX, self.rank())
         return Request("PATCH", f"/api/v1/products/{pid}", f'{{"stock": {self.rng.randint(0, 60)}}}'.encode())
 
     def next_mixed(self) -> Request:

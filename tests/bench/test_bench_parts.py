@@ -9,7 +9,7 @@ import pytest
 from bench.__main__ import merge_rounds
 from bench.measure import figures, total
 from bench.stack import web_argv
-from bench.workload import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE_PREFIX, Mix, Request, Workload, Zipf
+from bench.workload import CATALOG_PREFIX, POPULAR_COUNTS, POPULAR_LISTS, RESERVE_PREFIX, Mix, Request, Workload
 from tests.support.procfile import command_argv, procfile_env, read_procfile
 
 pytestmark = pytest.mark.bench
@@ -59,11 +59,8 @@ def test_request_kind(method: str, path: str, kind: str) -> None:
 
 
 def test_zipf_favours_low_ranks_and_stays_in_range() -> None:
-    import random
-
-    zipf = Zipf(1000, 1.1)
-    rng = random.Random(3)
-    draws = Counter(zipf.draw(rng) for _ in range(20000))
+    load = Workload(1000, Mix(zipf_s=1.1), seed=3, reserve=range(0), nonce="t")
+    draws = Counter(load.rank() for _ in range(20000))
     assert min(draws) >= 0 and max(draws) < 1000
     assert draws[0] > draws[1] > draws[10] > draws.get(500, 0)
 
