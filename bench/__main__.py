@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -55,8 +54,6 @@ MIX = Mix()
 
 def run_wrk(url: str, file: Path, token: str, connections: int, seconds: float) -> dict[str, Any]:
     """One wrk run replaying file; its counts and latency percentiles (µs)."""
-    if shutil.which("wrk") is None:  # scripts/test installs it
-        raise RuntimeError("wrk is not installed (apt-get install wrk)")
     threads = min(2, connections)
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     argv += ["-s", str(LOAD_SCRIPT), url, "--", str(file), token, str(threads)]
@@ -111,7 +108,13 @@ class Run:
         }
         settings = {k: v for k, v in vars(o).items() if k != "out"} | {"mix": asdict(MIX)}
         settings["mongodb"] = "real MongoDB (MONGODB_URI)" if os.environ.get("MONGODB_URI") else "nx-27017"
-        results: dict[str, Any] = {"machine": machine(), "settings": settings, "modes": self.modes}
+        cpu = [
+            ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln
+        ]
+        machine = {"cpu_model": (cpu or ["?"])[0], "nproc": len(os.sched_getaffinity(0))}
+        results: dict[str, Any] = {"settings": settings, "modes": self.modes, "machine": machine}
+        results["machine"]["python"] = platform.python_version()
+        results["machine"]["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
         self.stack.mongo.start()
         try:
             for name in MODES:
@@ -171,7 +174,7 @@ class Run:
     def mixed(self, name: str) -> None:
         """The mixed load with the stale checker alongside, both within the measured window."""
         web, o = self.webs[name], self.options
-        checker, stop = Checker(HttpClient(web.url, self.token), workload.checker_ids(self.plan.checker)), Event()
+        checker, stop = Checker(HttpClient(web.url, self.token), self.plan.checker), Event()
 
         def cycles() -> None:  # in a thread of this process, which only waits for wrk meanwhile
             while not stop.wait(0.05):  # a pause between cycles: a light load
@@ -193,25 +196,14 @@ class Run:
         self.modes[name]["checker"] = summary = checker.summary()
         requests = result["requests"] + summary["requests"]  # the checker's were served in the same window
         self.modes[name]["phases"]["mixed"] = {"wrk": result, "raw": raw, "app": figures(raw, requests)}
-        self.log(name, "mixed")
-        print(f"   checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale")
+        self.log(name, "mixed", f"  checker: {summary['reads_checked']} answers judged, {summary['stale_reads']} stale")
 
-    def log(self, name: str, phase: str) -> None:
+    def log(self, name: str, phase: str, more: str = "") -> None:
         """One line per measured phase."""
-        wrk, db = self.modes[name]["phases"][phase]["wrk"], self.modes[name]["phases"][phase]["app"]["db_queries"]
-        lat = f"p50 {wrk['latency_us']['50'] / 1000:.2f} ms  p99 {wrk['latency_us']['99'] / 1000:.2f} ms"
-        print(f"   {name:<8} {phase:<8} c={wrk['connections']:<3} {wrk['requests_per_s']:9.1f} req/s  {lat}  db {db}")
-
-
-def machine() -> dict[str, Any]:
-    """The machine the run came from: CPUs, Python, load."""
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), "?"),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+        result = self.modes[name]["phases"][phase]
+        wrk, lat, db = result["wrk"], result["wrk"]["latency_us"], result["app"]["db_queries"]
+        head = f"   {name:<8} {phase:<8} c={wrk['connections']:<3} {wrk['requests_per_s']:9.1f} req/s"
+        print(f"{head}  p50 {lat['50'] / 1000:.2f} ms  p99 {lat['99'] / 1000:.2f} ms  db {db}{more}")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -227,11 +219,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ):
         p.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
     for flag, seconds, text in (
-        ("--reads-seconds", 12, "product reads per mode, all rounds"),
-        ("--latency-seconds", 6, "the same at one connection"),
-        ("--mixed-seconds", 30, "the mixed load"),
+        ("--reads-seconds", 12.0, "product reads per mode, all rounds"),
+        ("--latency-seconds", 6.0, "the same at one connection"),
+        ("--mixed-seconds", 30.0, "the mixed load"),
     ):
-        p.add_argument(flag, type=float, default=seconds, help=f"{text} (default {seconds})")
+        p.add_argument(flag, type=float, default=seconds, help=f"{text} (default {seconds:g})")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results.json and results.md go")
     a = p.parse_args(argv)
     if not 1 <= a.connections <= 1024 or a.products < 100 or a.workers < 1 or a.threads < 1:

@@ -20,7 +20,6 @@ from typing import Any
 
 import redis
 from bson import ObjectId
-from bson.errors import InvalidId
 from flask import Flask, Response, abort, jsonify, request
 from flask_caching import Cache
 from pymongo import MongoClient, ReturnDocument, monitoring
@@ -52,10 +51,9 @@ def floor_app() -> Flask:
 
 
 def _oid(product_id: str) -> ObjectId:
-    try:
-        return ObjectId(product_id)
-    except (InvalidId, TypeError):
+    if not ObjectId.is_valid(product_id):
         abort(404)
+    return ObjectId(product_id)
 
 
 def _cents(value: str) -> int:

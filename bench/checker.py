@@ -17,7 +17,7 @@ from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError
 
 from bench.measure import HttpClient
-from bench.workload import CHECKER_CATEGORY
+from bench.workload import CHECKER_CATEGORY, CHECKER_PREFIX, product_id
 from tests.support.judge import DELETE, CatalogHistory, CatalogJudge
 
 LIST_QUERY = {"category": CHECKER_CATEGORY, "page_size": 100}
@@ -27,9 +27,9 @@ LIST_PATH = f"/api/v1/products?category={CHECKER_CATEGORY}&page_size=100"
 class Checker:
     """One client, one judge; cycle() runs one round of writes and judged reads."""
 
-    def __init__(self, client: HttpClient, product_ids: list[str]) -> None:
+    def __init__(self, client: HttpClient, products: int) -> None:
         self.client = client
-        self.ids = product_ids
+        self.ids = [product_id(CHECKER_PREFIX, i) for i in range(products)]  # seeded by workload.documents
         self.errors = self.cycles = self.requests = 0
         self.created: str | None = None
         self.nonce = uuid.uuid4().hex[:8]

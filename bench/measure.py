@@ -1,12 +1,11 @@
 """What a phase cost, read from outside: the app's own /metrics counters and its redis-server's INFO.
 
-Nothing is instrumented in the app under test. Its counters are read from the files
-prometheus-client's multiprocess mode keeps per gunicorn worker, the ones /metrics sums (a
-scrape over HTTP would be a request the service counts and answers): MongoDB commands
-(jollyjet_db_queries_total, which the naive app counts under the same name), Redis calls
-of the cache (one per round trip, a pipeline or script included) and cache outcomes. Each
-mode has its own redis-server, so INFO's counts are that mode's alone (the naive and floor
-apps send plain commands: a command is a round trip, a keyspace hit a hit).
+Nothing is instrumented in the app under test. Its counters are read from the files that
+prometheus-client's multiprocess mode keeps per gunicorn worker and /metrics sums (a scrape
+over HTTP would be a request the service counts): MongoDB commands (the naive app counts its
+own under the same name), the cache's Redis calls (one per round trip) and cache outcomes.
+Each mode has its own redis-server, so INFO's counts are that mode's alone (the naive and
+floor apps send plain commands: a command is a round trip, a keyspace hit a hit).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Which project files a cached product GET, a cached list GET and a PATCH run (traced, not guessed).
 
-Builds the service on the embedded stores (mongomock, fakeredis), then records, while
-serving one request, every jollyjet/ file with a function called, and the longest chain
-of distinct project files on the call stack at once (the hops a reader follows from the
-route down; helpers that are called and return add files, not depth).
-Run: .venv/bin/python -m bench.request_path
+`.venv/bin/python -m bench.request_path`: the service on the embedded stores (mongomock, fakeredis);
+while it serves one request, every jollyjet/ file with a function called, and the longest chain of
+distinct files on the call stack at once (the hops a reader follows from the route down).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The stack under test: MongoDB (nx-27017 or MONGODB_URI), and per mode a redis-server and a gunicorn.
 
-gunicorn runs the Procfile's `web` line (workers and threads from WEB_CONCURRENCY and
-WEB_THREADS, gunicorn.conf.py, the service's own access line) exactly as deployed; for the
-naive and floor apps only the target `app:app` becomes theirs.
+gunicorn runs the Procfile's `web` line (WEB_CONCURRENCY, WEB_THREADS, gunicorn.conf.py, the
+service's own access line) as deployed; for the naive and floor apps only the target changes.
 """
 
 from __future__ import annotations

@@ -52,11 +52,6 @@ def catalog_ids(count: int) -> list[str]:
     return [product_id(CATALOG_PREFIX, i) for i in range(count)]
 
 
-def checker_ids(count: int) -> list[str]:
-    """Ids of the stale checker's own products."""
-    return [product_id(CHECKER_PREFIX, i) for i in range(count)]
-
-
 @dataclass(frozen=True)
 class SeedPlan:
     """How many products of each range to insert."""
@@ -111,8 +106,7 @@ def seed(db: Database[dict[str, Any]], plan: SeedPlan, seed_value: int = 1, batc
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored document → the API's JSON shape (the same fields and formats as the service)."""
 
-    def stamp(moment: datetime) -> str:
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    def stamp(moment: datetime) -> str:  # every client here reads MongoDB with tz_aware=True
         return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     whole, cents = divmod(doc["price_cents"], 100)

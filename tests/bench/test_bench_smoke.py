@@ -112,7 +112,7 @@ def run_mode(stack: Stack, name: str) -> dict[str, Any]:
     database, _ = stack.seed_database(plan, SEED)
     web = stack.start_web(name, app, database, workers=1, threads=4, env=env)
     load = HttpClient(web.url, token=stack.token)
-    checker = Checker(HttpClient(web.url, token=stack.token), workload.checker_ids(plan.checker))
+    checker = Checker(HttpClient(web.url, token=stack.token), plan.checker)
     try:
         started = time.monotonic()
         probes = {}
