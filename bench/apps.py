@@ -1,14 +1,12 @@
 """The two apps the service is compared with, each under gunicorn as the Procfile runs the service.
 
-naive: the cache a user would write. Not a pattern to copy. The same documents and route
-shapes, Flask-Caching's `@cache.cached(timeout=60)` on the reads and no invalidation: a
-write changes MongoDB and nothing else, so reads serve old bytes for up to a minute (the
-stale checker proves it). Lists and counts key on the query string. It counts its MongoDB
-commands under the service's name, jollyjet_db_queries_total, where the benchmark reads both.
+naive: the cache a user would write, not a pattern to copy: the same documents and routes,
+Flask-Caching's `@cache.cached(timeout=60)` on the reads (lists and counts keyed on the
+query string) and no invalidation, so reads serve old bytes for up to a minute (the stale
+checker shows it). It counts its MongoDB commands as jollyjet_db_queries_total, like the service.
 
-floor: a bare Flask view returning one Redis GET of pre-rendered bytes. Nothing decoded,
-checked or rendered: the least a Redis-backed read costs on this stack (Flask, gunicorn,
-redis-py), so it bounds what the service's hit path can reach.
+floor: a bare Flask view returning one Redis GET of pre-rendered bytes: the least a
+Redis-backed read costs on this stack (Flask, gunicorn, redis-py).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from typing import Any
 
 import redis
 from bson import ObjectId
-from bson.errors import InvalidId
 from flask import Flask, Response, abort, jsonify, request
 from flask_caching import Cache
 from pymongo import MongoClient, ReturnDocument, monitoring
@@ -34,10 +31,10 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{24}")  # keys are never built from raw input
 _SORTS = {"price": "price_cents", "name": "name", "created_at": "created_at", "updated_at": "updated_at"}
 
 
-def floor_app(redis_url: str = "") -> Flask:
-    """The floor on redis_url or REDIS_URL (the runner stores each product's API body under FLOOR_PREFIX + id)."""
+def floor_app() -> Flask:
+    """The floor on REDIS_URL (the runner stores each product's API body under FLOOR_PREFIX + id)."""
     app = Flask("floor")
-    client = redis.Redis.from_url(redis_url or os.environ["REDIS_URL"])
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
 
     @app.get("/health/live")
     def live() -> Response:
@@ -54,10 +51,9 @@ def floor_app(redis_url: str = "") -> Flask:
 
 
 def _oid(product_id: str) -> ObjectId:
-    try:
-        return ObjectId(product_id)
-    except (InvalidId, TypeError):
+    if not ObjectId.is_valid(product_id):
         abort(404)
+    return ObjectId(product_id)
 
 
 def _cents(value: str) -> int:

@@ -1,12 +1,9 @@
 """The stale-read checker: writes and reads alongside the load, every answer judged whole (tests/support/judge.py).
 
-It works on its own products (a category no load request touches), so every write to
-them is in the judge's history. Each cycle reads a product, updates it and reads it
-again; every eighth cycle it reads the category's page, deletes the product it created
-last time (then reads it and the page: still showing it is stale) and creates one. A
-product's whole body, and the page's ids in order with every body and the total, must be
-what one state of the category held while the request was in flight. The starting state
-is the category's page read before the first write (the load never writes there).
+It works on its own category (the load never touches it), so every write there is in the
+judge's history, which starts from the category's page read before the first write. Each
+cycle reads, updates and reads a product; every eighth cycle also reads the page, deletes
+the product it created last time (then reads it and the page) and creates one.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from urllib3 import BaseHTTPResponse
 from urllib3.exceptions import HTTPError
 
 from bench.measure import HttpClient
-from bench.workload import CHECKER_CATEGORY
+from bench.workload import CHECKER_CATEGORY, CHECKER_PREFIX, product_id
 from tests.support.judge import DELETE, CatalogHistory, CatalogJudge
 
 LIST_QUERY = {"category": CHECKER_CATEGORY, "page_size": 100}
@@ -30,9 +27,9 @@ LIST_PATH = f"/api/v1/products?category={CHECKER_CATEGORY}&page_size=100"
 class Checker:
     """One client, one judge; cycle() runs one round of writes and judged reads."""
 
-    def __init__(self, client: HttpClient, product_ids: list[str]) -> None:
+    def __init__(self, client: HttpClient, products: int) -> None:
         self.client = client
-        self.ids = product_ids
+        self.ids = [product_id(CHECKER_PREFIX, i) for i in range(products)]  # seeded by workload.documents
         self.errors = self.cycles = self.requests = 0
         self.created: str | None = None
         self.nonce = uuid.uuid4().hex[:8]

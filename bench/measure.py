@@ -1,15 +1,11 @@
-"""What a phase cost, read from outside: the app's own metrics, its redis-server's INFO and /proc CPU times.
+"""What a phase cost, read from outside: the app's own /metrics counters and its redis-server's INFO.
 
-Nothing is instrumented in the app under test. Its metrics are read from the files
-prometheus-client's multiprocess mode keeps for every gunicorn worker, the ones /metrics
-sums: a scrape without an HTTP request, which the service would count and answer with
-MongoDB reads of its own. The service counts every MongoDB command
-(jollyjet_db_queries_total, its command listener), every Redis call of its cache backend
-(jollyjet_redis_command_duration_seconds_count: a call is one round trip, a pipeline or a
-script included) and its cache outcomes (jollyjet_cache_requests_total); the naive app
-counts its MongoDB commands under the same name. Each mode has a redis-server of its own,
-so INFO's command counts and keyspace hits are that mode's alone (the naive and floor apps
-send plain commands: for them a command is a round trip and a keyspace hit a hit).
+Nothing is instrumented in the app under test. Its counters are read from the files that
+prometheus-client's multiprocess mode keeps per gunicorn worker and /metrics sums (a scrape
+over HTTP would be a request the service counts): MongoDB commands (the naive app counts its
+own under the same name), the cache's Redis calls (one per round trip) and cache outcomes.
+Each mode has its own redis-server, so INFO's counts are that mode's alone (the naive and
+floor apps send plain commands: a command is a round trip, a keyspace hit a hit).
 """
 
 from __future__ import annotations
@@ -69,15 +65,8 @@ def scrape(directory: Path) -> dict[str, float]:
 
 def total(counts: dict[str, float], name: str, *having: str) -> int:
     """The sum of one metric's samples whose labels hold every `having`, the background's left out."""
-    return round(
-        sum(
-            v
-            for k, v in counts.items()
-            if k.startswith(name + "{")
-            and all(h in k for h in having)
-            and not any(f'operation="{b}"' in k for b in BACKGROUND)
-        )
-    )
+    chosen = [k for k in counts if k.startswith(name + "{") and all(h in k for h in having)]
+    return round(sum(counts[k] for k in chosen if not any(f'operation="{b}"' in k for b in BACKGROUND)))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -90,32 +79,27 @@ def cpu_seconds(pid: int) -> float:
 
 
 def snapshot(web: Web, client: redis.Redis) -> dict[str, Any]:
-    """Counters of the app, its Redis commands and keyspace hits, CPU seconds by process group, now."""
+    """Counters of the app, its Redis commands and keyspace hits, now."""
     stats = client.info("stats")
     commands = {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
     redis_counts = {k: n for k, n in commands.items() if k not in ("info", "flushall")}
     redis_counts |= {"keyspace_hits": stats["keyspace_hits"], "keyspace_misses": stats["keyspace_misses"]}
-    cpu = {name: sum(cpu_seconds(p) for p in pids) for name, pids in web.pids().items()}
-    return {"metrics": scrape(web.metrics_dir), "redis": redis_counts, "cpu_s": cpu, "wall_s": time.monotonic()}
+    return {"metrics": scrape(web.metrics_dir), "redis": redis_counts}
 
 
 def between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """after - before, part by part (raw deltas: summable across rounds)."""
-    delta: dict[str, Any] = {"wall_s": after["wall_s"] - before["wall_s"]}
-    for part in ("metrics", "redis", "cpu_s"):  # every metric kept: a series at 0 says the app has it
-        delta[part] = {k: v - before[part].get(k, 0) for k, v in after[part].items()}
-    return delta
+    # Every metric kept: a series at 0 says the app has it.
+    return {part: {k: v - before[part].get(k, 0) for k, v in after[part].items()} for part in ("metrics", "redis")}
 
 
 def combine(raws: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Raw deltas added up."""
-    sum_: dict[str, Any] = {"metrics": {}, "redis": {}, "cpu_s": {}, "wall_s": 0.0}
+    sum_: dict[str, Counter[str]] = {"metrics": Counter(), "redis": Counter()}
     for raw in raws:
-        for part in ("metrics", "redis", "cpu_s"):
-            for k, v in raw[part].items():
-                sum_[part][k] = sum_[part].get(k, 0) + v
-        sum_["wall_s"] += raw["wall_s"]
-    return sum_
+        sum_["metrics"].update(raw["metrics"])  # Counter.update adds
+        sum_["redis"].update(raw["redis"])
+    return dict(sum_)
 
 
 def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
@@ -135,16 +119,13 @@ def figures(raw: dict[str, Any], requests: int) -> dict[str, Any]:
         "hit_ratio": hits / looked_up if looked_up else None,
         "redis_round_trips": total(m, REDIS_CALLS) if by_service else sent,
         "redis_commands": commands,
-        "redis_commands_per_request": sent / requests if requests else None,
-        "cpu_s": raw["cpu_s"],
-        "wall_s": raw["wall_s"],
     }
 
 
 def settle(web: Web, timeout_s: float = 60) -> None:
     """Wait until the app's processes are idle: what a phase left queued is served before the next starts."""
     deadline = time.monotonic() + timeout_s
-    busy = lambda: sum(cpu_seconds(p) for p in web.pids()["app"])  # noqa: E731
+    busy = lambda: sum(cpu_seconds(p) for p in web.pids())  # noqa: E731
     while time.monotonic() < deadline:
         before = busy()
         time.sleep(0.25)
@@ -154,7 +135,7 @@ def settle(web: Web, timeout_s: float = 60) -> None:
 
 def measured(web: Web, run: Callable[[], T]) -> tuple[T, dict[str, Any]]:
     """Run one phase between two snapshots; returns its result and the raw deltas meanwhile."""
-    client = web.redis()
+    client = web.redis_server.client()
     try:
         settle(web)
         before = snapshot(web, client)
@@ -175,56 +156,3 @@ def send_concurrently(base_url: str, requests: Iterable[Request], connections: i
 
     with ThreadPoolExecutor(connections) as pool:
         return dict(Counter(pool.map(send, requests)))
-
-
-def probe(web: Web, requests: list[Request]) -> dict[str, Any]:
-    """Warm keys read one at a time: hits, and Redis round trips and commands per hit."""
-    http = HttpClient(web.url)
-    try:
-        for _ in range(3):  # again when a read missed: the figures are of the hit path alone
-            # Each read once unmeasured first: a process that sat idle refreshes what it needs
-            # before its first hits (the service's recovery fence reads MongoDB once after a
-            # pause), and a list page fills the entries of items the sweep did not read.
-            for request in requests:
-                http.send(request.method, request.path)
-            replies, raw = measured(web, lambda: [http.send(r.method, r.path) for r in requests])
-            counts = figures(raw, len(requests))
-            if counts["hits"] == len(requests):
-                break
-    finally:
-        http.close()
-    hits, commands = counts["hits"], counts["redis_commands"]
-    return {
-        "requests": len(requests),
-        "hits": hits,
-        "x_cache_hits": sum(reply.headers.get("x-cache") == "HIT" for reply in replies),
-        "redis_round_trips": counts["redis_round_trips"],
-        "redis_round_trips_per_hit": counts["redis_round_trips"] / hits if hits else None,
-        "redis_commands_per_hit": sum(commands.values()) / hits if hits else None,
-        "redis_commands_per_hit_by_command": {k: v / hits for k, v in sorted(commands.items())} if hits else {},
-        "db_queries": counts["db_queries"],
-    }
-
-
-def by_kind(web: Web, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[list[T], dict[str, dict[str, Any]]]:
-    """Run (kind, step) pairs one after another, the app's counters read whenever the kind changes:
-    each kind's deltas are its own (a background poll is charged to the kind it fell in)."""
-    results, raws = [], dict[str, list[dict[str, Any]]]()
-    now = lambda: {"metrics": scrape(web.metrics_dir), "redis": {}, "cpu_s": {}, "wall_s": time.monotonic()}  # noqa: E731
-    settle(web)
-    current, before = "", now()
-    for kind, step in steps:
-        if kind != current:
-            after = now()
-            raws.setdefault(current, []).append(between(before, after))
-            current, before = kind, after
-        results.append(step())
-    settle(web)
-    raws.setdefault(current, []).append(between(before, now()))
-    raws.pop("", None)
-    return results, {kind: combine(parts) for kind, parts in raws.items()}
-
-
-def served(raw: dict[str, Any]) -> int:
-    """Requests the app says it answered."""
-    return total(raw["metrics"], HTTP_REQUESTS)

@@ -1,10 +1,8 @@
 """Which project files a cached product GET, a cached list GET and a PATCH run (traced, not guessed).
 
-Builds the service on the embedded stores (mongomock, fakeredis), then records, while
-serving one request, every jollyjet/ file with a function called, and the longest chain
-of distinct project files on the call stack at once (the hops a reader follows from the
-route down; helpers that are called and return add files, not depth).
-Run: .venv/bin/python -m bench.request_path
+`.venv/bin/python -m bench.request_path`: the service on the embedded stores (mongomock, fakeredis);
+while it serves one request, every jollyjet/ file with a function called, and the longest chain of
+distinct files on the call stack at once (the hops a reader follows from the route down).
 """
 
 from __future__ import annotations
@@ -13,9 +11,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench.stack import REPO_ROOT, TOKEN, service
+from jollyjet.app_factory import build_services, create_app
+from jollyjet.settings import load_settings
+from tests.support.procfile import REPO_ROOT
 
 PACKAGE = str(REPO_ROOT / "jollyjet") + "/"
+TOKEN = "bench-trace-token"
 
 
 def traced(call: Callable[[], Any]) -> tuple[list[str], list[str]]:
@@ -46,7 +47,8 @@ def traced(call: Callable[[], Any]) -> tuple[list[str], list[str]]:
 
 def main() -> None:
     """Print the files of a cached product GET, a cached list GET and a PATCH."""
-    app, _, _ = service(log_level="WARNING")
+    settings = load_settings(env="testing", api_tokens_raw=TOKEN, log_level="WARNING")
+    app = create_app(settings, build_services(settings))
     client, auth = app.test_client(), {"Authorization": f"Bearer {TOKEN}"}
     body = {"sku": "TRACE-1", "name": "Trace", "price": "1.00", "currency": "USD", "category": "c", "stock": 1}
     url = f"/api/v1/products/{client.post('/api/v1/products', json=body, headers=auth).get_json()['id']}"

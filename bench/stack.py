@@ -1,9 +1,7 @@
 """The stack under test: MongoDB (nx-27017 or MONGODB_URI), and per mode a redis-server and a gunicorn.
 
-gunicorn runs the Procfile's `web` line (workers and threads from WEB_CONCURRENCY and
-WEB_THREADS, gunicorn.conf.py, the service's own access line) exactly as deployed; for the
-naive and floor apps only the target `app:app` becomes theirs. Every jollyjet import of
-bench/ is in this module (the in-process tools build the service with `service()`).
+gunicorn runs the Procfile's `web` line (WEB_CONCURRENCY, WEB_THREADS, gunicorn.conf.py, the
+service's own access line) as deployed; for the naive and floor apps only the target changes.
 """
 
 from __future__ import annotations
@@ -13,74 +11,46 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
-from flask import Flask
 from pymongo import MongoClient
 
 from bench import workload
 from bench.apps import FLOOR_PREFIX
-from jollyjet import settings as service_constants  # knobs nobody tunes are constants there
-from jollyjet.app_factory import build_services, create_app
-from jollyjet.cache.events import query_member
-from jollyjet.jobs.audit import run_audit
-from jollyjet.jobs.cleanup import run_cleanup
-from jollyjet.jobs.warm import run_warm
-from jollyjet.products.record import ProductQuery
-from jollyjet.settings import Settings, load_settings
 from tests.support.mongo_server import MongoForTests, mongo_for_tests, unique_database_name
 from tests.support.processes import children_of, stop_process
-from tests.support.procfile import REPO_ROOT, bind_to_loopback, command_argv, procfile_env, read_procfile
+from tests.support.procfile import REPO_ROOT, bind_to_loopback, procfile_env, start_process
 from tests.support.redis_server import RedisServer, free_port
 
-__all__ = ["ProductQuery", "query_member", "run_audit", "run_cleanup", "run_warm", "service_constants"]
-TOKEN = "bench-in-process-token"  # a throwaway token of the in-process tools
 APPS = {"naive": "bench.apps:naive_app()", "floor": "bench.apps:floor_app()"}
 
 
-def service(**settings: Any) -> tuple[Flask, Any, Settings]:
-    """The service in process (testing settings, TOKEN, and these): its app, services and settings."""
-    loaded = load_settings(**{"env": "testing", "api_tokens_raw": TOKEN, **settings})
-    services = build_services(loaded)
-    return create_app(loaded, services), services, loaded
-
-
-def web_argv(env: Mapping[str, str], target: str | None = None) -> tuple[list[str], str]:
-    """The Procfile's web argv on the loopback, its app target replaced by target; also the original target."""
-    argv = bind_to_loopback(command_argv(read_procfile()["web"], env))
+def web_argv(argv: list[str], target: str | None = None) -> list[str]:
+    """The Procfile's web argv on the loopback, its app target (`app:app`) replaced by target."""
+    argv = bind_to_loopback(argv)
     found = [i for i, a in enumerate(argv) if ":" in a and not a.startswith("-") and "/" not in a]
     found = [i for i in found if argv[i - 1] not in ("--bind", "-b")]
     if len(found) != 1:
         raise RuntimeError(f"cannot find the app target in the Procfile's web line: {shlex.join(argv)}")
-    original = argv[found[0]]
-    argv[found[0]] = target or original
-    return argv, original
+    argv[found[0]] = target or argv[found[0]]
+    return argv
 
 
+@dataclass
 class Web:
     """One mode: its gunicorn (master and workers) and its redis-server."""
 
-    def __init__(
-        self, process: subprocess.Popen[bytes], url: str, server: RedisServer, mongo_pid: int | None, metrics_dir: Path
-    ) -> None:
-        self.process = process
-        self.metrics_dir = metrics_dir
-        self.url = url
-        self.redis_server = server
-        self.mongo_pid = mongo_pid
+    process: subprocess.Popen[bytes]
+    url: str
+    redis_server: RedisServer
+    metrics_dir: Path
 
-    def pids(self) -> dict[str, list[int]]:
-        """Process ids by part: app (gunicorn's master and workers), redis, mongodb (when started here)."""
-        pids = {"app": [self.process.pid, *children_of(self.process.pid)]}
-        pids["redis"] = [self.redis_server.process.pid] if self.redis_server.process else []
-        return pids | ({"mongodb": [self.mongo_pid]} if self.mongo_pid else {})
-
-    def redis(self) -> redis.Redis:
-        """A plain client on this mode's redis-server."""
-        return self.redis_server.client()
+    def pids(self) -> list[int]:
+        """gunicorn's master and workers."""
+        return [self.process.pid, *children_of(self.process.pid)]
 
     def stop(self) -> None:
         """SIGTERM the master (it stops its workers, SIGKILL if it hangs), then the redis-server."""
@@ -96,19 +66,13 @@ class Stack:
     def __init__(self, workdir: Path, token: str) -> None:
         self.workdir = workdir
         self.token = token
-        self.mongo: MongoForTests = mongo_for_tests()
+        self.mongo: MongoForTests = mongo_for_tests()  # nx-27017, or MONGODB_URI's server: start() and close()
 
-    def start(self) -> None:
-        """Start the MongoDB (unless MONGODB_URI names a real one)."""
-        self.mongo.start()
-
-    def close(self) -> None:
-        """Stop the MongoDB this stack started; drop its databases."""
-        self.mongo.close()
-
-    def seed_database(self, plan: workload.SeedPlan, seed: int) -> tuple[str, float]:
-        """A new database holding the plan's products; returns its name and the seconds taken."""
+    def seed_database(self, plan: workload.SeedPlan | None, seed: int) -> tuple[str, float]:
+        """A new database holding the plan's products (none without a plan); its name and the seconds taken."""
         started, database = time.monotonic(), unique_database_name("jj_bench")
+        if plan is None:
+            return database, 0.0
         client: MongoClient[dict[str, Any]] = MongoClient(self.mongo.uri_for(database), tz_aware=True)
         try:
             workload.seed(client[database], plan, seed)
@@ -141,18 +105,11 @@ class Stack:
             PROMETHEUS_MULTIPROC_DIR=str(self.workdir / f"{name}.metrics"),  # gunicorn.conf.py empties it
             **env,
         )
-        argv, _ = web_argv(full_env, APPS.get(app))
-        log = self.workdir / f"{name}.log"
-        with log.open("wb") as out:
-            out.write(f"$ {shlex.join(argv)}\n".encode())
-            out.flush()
-            process = subprocess.Popen(
-                argv, cwd=REPO_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        mongo_pid = getattr(getattr(self.mongo, "process", None), "pid", None)
-        web = Web(process, f"http://127.0.0.1:{port}", server, mongo_pid, Path(full_env["PROMETHEUS_MULTIPROC_DIR"]))
+        (log_dir := self.workdir / name).mkdir()
+        started = start_process("web", full_env, log_dir, lambda argv: web_argv(argv, APPS.get(app)))
+        web = Web(started.process, f"http://127.0.0.1:{port}", server, Path(full_env["PROMETHEUS_MULTIPROC_DIR"]))
         try:
-            _wait_ready(web, workers, log)
+            _wait_ready(web, workers, started.log)
         except BaseException:
             web.stop()
             raise
@@ -167,7 +124,7 @@ def _wait_ready(web: Web, workers: int, log: Path, timeout_s: float = 60) -> Non
             raise RuntimeError(f"gunicorn exited ({web.process.returncode}):\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(web.url + "/health/live", timeout=2) as response:
-                answered += response.status == 200 and len(web.pids()["app"]) > workers
+                answered += response.status == 200 and len(web.pids()) > workers
         except OSError:
             time.sleep(0.1)
     if answered < 3 * workers:

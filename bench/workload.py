@@ -1,14 +1,12 @@
 """What the load reads and writes: the seeded catalog, the popular filters and the request mix.
 
-Ids are fixed 24-hex strings (a prefix and a counter). Three disjoint ranges: the catalog
-that the load reads (Zipf over it) and updates; a reserve that the load deletes (never
-read, so a delete never turns a read into a 404); and the stale checker's own products.
-The mix is generated here only: wrk replays the requests this module writes to a file.
+Ids are fixed 24-hex strings (a prefix and a counter) in three ranges: the catalog the load
+reads (Zipf) and updates; a reserve it deletes (never read, so no read turns into a 404); the
+stale checker's own products. wrk replays the requests this module writes to a file.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import random
 from collections.abc import Iterable, Iterator
@@ -52,11 +50,6 @@ def product_id(prefix: str, index: int) -> str:
 def catalog_ids(count: int) -> list[str]:
     """Ids of the catalog the load reads, most popular (Zipf rank 1) first."""
     return [product_id(CATALOG_PREFIX, i) for i in range(count)]
-
-
-def checker_ids(count: int) -> list[str]:
-    """Ids of the stale checker's own products."""
-    return [product_id(CHECKER_PREFIX, i) for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -113,8 +106,7 @@ def seed(db: Database[dict[str, Any]], plan: SeedPlan, seed_value: int = 1, batc
 def to_api(doc: dict[str, Any]) -> dict[str, Any]:
     """A stored document → the API's JSON shape (the same fields and formats as the service)."""
 
-    def stamp(moment: datetime) -> str:
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    def stamp(moment: datetime) -> str:  # every client here reads MongoDB with tz_aware=True
         return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     whole, cents = divmod(doc["price_cents"], 100)
@@ -163,32 +155,25 @@ class Request:
         return {"/api/v1/products": "list", "/api/v1/products/count": "count"}.get(self.path.split("?")[0], "product")
 
 
-class Zipf:
-    """Ranks 0..n-1 with P(rank k) proportional to 1/(k+1)^s (rank 0 the most popular)."""
-
-    def __init__(self, n: int, s: float) -> None:
-        self.cdf = list(itertools.accumulate(1 / (k**s) for k in range(1, n + 1)))
-        self.cdf = [c / self.cdf[-1] for c in self.cdf]
-
-    def draw(self, rng: random.Random) -> int:
-        """One rank."""
-        return bisect.bisect_left(self.cdf, rng.random())
-
-
 class Workload:
     """A deterministic sequence of requests for a seed (deletes walk the given reserve indexes once)."""
 
     def __init__(self, catalog: int, mix: Mix, seed: int, reserve: Iterable[int], nonce: str) -> None:
         self.mix = mix
         self.rng = random.Random(seed)
-        self.zipf = Zipf(catalog, mix.zipf_s)
+        self.ranks = range(catalog)
+        self.cdf = list(itertools.accumulate(1 / (k**mix.zipf_s) for k in range(1, catalog + 1)))
         self.reserve = iter(reserve)
         self.nonce = nonce
         self.created = 0
 
+    def rank(self) -> int:
+        """A catalog index: P(rank k) proportional to 1/(k+1)^s (rank 0 the most popular)."""
+        return self.rng.choices(self.ranks, cum_weights=self.cdf)[0]
+
     def product_read(self) -> Request:
         """GET one product, id by Zipf rank."""
-        return Request("GET", f"/api/v1/products/{product_id(CATALOG_PREFIX, self.zipf.draw(self.rng))}")
+        return Request("GET", f"/api/v1/products/{product_id(CATALOG_PREFIX, self.rank())}")
 
     def write(self, r: float) -> Request:
         """An update, create or delete, chosen by r in [0, p_write)."""
@@ -202,7 +187,7 @@ class Workload:
             return Request("POST", "/api/v1/products", body.encode())
         if r >= mix.p_update + mix.p_create and (index := next(self.reserve, None)) is not None:
             return Request("DELETE", f"/api/v1/products/{product_id(RESERVE_PREFIX, index)}")
-        pid = product_id(CATALOG_PREFIX, self.zipf.draw(self.rng))
+        pid = product_id(CATALOG_PREFIX, self.rank())
         return Request("PATCH", f"/api/v1/products/{pid}", f'{{"stock": {self.rng.randint(0, 60)}}}'.encode())
 
     def next_mixed(self) -> Request:
@@ -220,14 +205,6 @@ class Workload:
     def mixed(self, count: int) -> Iterator[Request]:
         """count requests of the mixed workload."""
         return (self.next_mixed() for _ in range(count))
-
-    def phase(self, name: str, count: int) -> Iterator[Request]:
-        """count requests of one phase: reads (product reads), mixed, or writes (updates, creates, deletes)."""
-        if name == "reads":
-            return (self.product_read() for _ in range(count))
-        if name == "writes":
-            return (self.write(self.rng.random() * self.mix.p_write) for _ in range(count))
-        return self.mixed(count)
 
 
 def sweep_requests(catalog: int) -> Iterator[Request]:

@@ -3,7 +3,7 @@
 gunicorn (the Procfile's web line), a redis-server per mode and nx-27017 (or MONGODB_URI),
 500 products; the load is sent one request at a time by the Python client, so the request
 sequence is the same on every machine. The figures are the apps' own /metrics and their
-redis-server's INFO, read whenever the kind of request changes (bench/measure.py by_kind).
+redis-server's INFO, read whenever the kind of request changes (by_kind below).
 The stale checker's cycles are interleaved with the load. Nothing here asserts on time.
 """
 
@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from bench import measure, workload
+from bench import workload
 from bench.checker import Checker
-from bench.measure import DB_QUERIES, HttpClient, by_kind, figures, send_concurrently, served, total
-from bench.stack import Stack
+from bench.measure import (
+    DB_QUERIES,
+    HTTP_REQUESTS,
+    HttpClient,
+    between,
+    combine,
+    figures,
+    measured,
+    scrape,
+    send_concurrently,
+    settle,
+    total,
+)
+from bench.stack import Stack, Web
 from bench.workload import Mix, Request, Workload, sweep_requests
 
 pytestmark = [pytest.mark.bench, pytest.mark.slow]
@@ -42,6 +54,56 @@ MODES = {
     "service": ("service", {"JOLLYJET_POPULARITY_SAMPLE_RATE": "1", "JOLLYJET_LOG_LEVEL": "WARNING"}),
 }
 
+T = TypeVar("T")
+
+
+def by_kind(web: Web, steps: Iterable[tuple[str, Callable[[], T]]]) -> tuple[list[T], dict[str, dict[str, Any]]]:
+    """Run (kind, step) pairs one after another, the app's counters read whenever the kind changes:
+    each kind's deltas are its own (a background poll is charged to the kind it fell in)."""
+    results, raws = [], dict[str, list[dict[str, Any]]]()
+    now = lambda: {"metrics": scrape(web.metrics_dir), "redis": {}}  # noqa: E731
+    settle(web)
+    current, before = "", now()
+    for kind, step in steps:
+        if kind != current:
+            after = now()
+            raws.setdefault(current, []).append(between(before, after))
+            current, before = kind, after
+        results.append(step())
+    settle(web)
+    raws.setdefault(current, []).append(between(before, now()))
+    raws.pop("", None)
+    return results, {kind: combine(parts) for kind, parts in raws.items()}
+
+
+def probe(web: Web, requests: list[Request]) -> dict[str, Any]:
+    """Warm keys read one at a time: hits, and Redis round trips and commands per hit."""
+    http = HttpClient(web.url)
+    try:
+        for _ in range(3):  # again when a read missed: the figures are of the hit path alone
+            # Each read once unmeasured first: a process that sat idle refreshes what it needs
+            # before its first hits (the service's recovery fence reads MongoDB once after a
+            # pause), and a list page fills the entries of items the sweep did not read.
+            for request in requests:
+                http.send(request.method, request.path)
+            replies, raw = measured(web, lambda: [http.send(r.method, r.path) for r in requests])
+            counts = figures(raw, len(requests))
+            if counts["hits"] == len(requests):
+                break
+    finally:
+        http.close()
+    hits, commands = counts["hits"], counts["redis_commands"]
+    return {
+        "requests": len(requests),
+        "hits": hits,
+        "x_cache_hits": sum(reply.headers.get("x-cache") == "HIT" for reply in replies),
+        "redis_round_trips": counts["redis_round_trips"],
+        "redis_round_trips_per_hit": counts["redis_round_trips"] / hits if hits else None,
+        "redis_commands_per_hit": sum(commands.values()) / hits if hits else None,
+        "redis_commands_per_hit_by_command": {k: v / hits for k, v in sorted(commands.items())} if hits else {},
+        "db_queries": counts["db_queries"],
+    }
+
 
 def run_mode(stack: Stack, name: str) -> dict[str, Any]:
     """Seed, serve, warm, probe the hit path, then the mixed workload with the checker interleaved."""
@@ -50,7 +112,7 @@ def run_mode(stack: Stack, name: str) -> dict[str, Any]:
     database, _ = stack.seed_database(plan, SEED)
     web = stack.start_web(name, app, database, workers=1, threads=4, env=env)
     load = HttpClient(web.url, token=stack.token)
-    checker = Checker(HttpClient(web.url, token=stack.token), workload.checker_ids(plan.checker))
+    checker = Checker(HttpClient(web.url, token=stack.token), plan.checker)
     try:
         started = time.monotonic()
         probes = {}
@@ -63,7 +125,7 @@ def run_mode(stack: Stack, name: str) -> dict[str, Any]:
                 "list": [Request("GET", p) for p in workload.POPULAR_LISTS for _ in range(2)],
                 "count": [Request("GET", p) for p in workload.POPULAR_COUNTS for _ in range(2)],
             }
-            probes = {k: measure.probe(web, reqs) for k, reqs in kinds.items()}
+            probes = {k: probe(web, reqs) for k, reqs in kinds.items()}
         warmed = time.monotonic()
         steps: list[tuple[str, Callable[[], int]]] = []
         for i, request in enumerate(Workload(PRODUCTS, Mix(), SEED, range(plan.reserve), name).mixed(MIXED_REQUESTS)):
@@ -77,7 +139,7 @@ def run_mode(stack: Stack, name: str) -> dict[str, Any]:
         per_kind = {
             kind: {
                 "requests": sum(1 for k, _ in steps if k == kind),
-                "served": served(raw),
+                "served": total(raw["metrics"], HTTP_REQUESTS),
                 "db_commands": total(raw["metrics"], DB_QUERIES),
             }
             for kind, raw in raws.items()
@@ -107,7 +169,7 @@ def run_mode(stack: Stack, name: str) -> dict[str, Any]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
     """The three modes, one after another, on one MongoDB."""
     stack = Stack(Path(tmp_path_factory.mktemp("bench")), secrets.token_hex(16))
-    stack.start()
+    stack.mongo.start()
     try:
         results = {name: run_mode(stack, name) for name in MODES}
         for name, result in results.items():
@@ -121,7 +183,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
             )
         yield results
     finally:
-        stack.close()
+        stack.mongo.close()
 
 
 def test_every_request_was_served(runs: dict[str, dict[str, Any]]) -> None:
