@@ -41,7 +41,7 @@ from jollyjet.products.catalog import CachedProductRepository
 from jollyjet.products.catalog_writes import CachePolicy
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.products.views import blp as products_blp
-from jollyjet.settings import Environment, LogFormat, RedisTopology, Settings, load_settings
+from jollyjet.settings import BREAKER_FAILURES, Environment, LogFormat, RedisTopology, Settings, load_settings
 
 log = logging.getLogger(__name__)
 DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-only token
@@ -203,7 +203,7 @@ def build_cache(
     sink receives the cache events (default: events); observer is told of every Redis call."""
     sink = sink or events
     keys = CacheKeys(settings.cache_key_prefix)
-    breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
+    breaker = CircuitBreaker(BREAKER_FAILURES, settings.breaker_cooldown_s)
     client: RedisClient | None = None
     backend: CacheBackend
     epoch_guard: CacheEpochGuard | None = None
