@@ -137,7 +137,7 @@ def measure_size(products: int, rounds: int, requests: int, seed: int) -> dict[s
             # outlasts the default socket timeout on a busy machine; a starved redis-server
             # would turn bulk fills into errors and hits into bypasses (x_cache_of_probed shows it).
             mongodb_timeout_ms=20_000,
-            redis_socket_timeout_ms=2_000,
+            redis_timeout_ms=2_000,
         )
         cache, ids = services.require_cache(), workload.catalog_ids(products)
         hot = [ids[i * products // min(HOT, products // 2)] for i in range(min(HOT, products // 2))]
