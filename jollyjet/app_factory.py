@@ -134,7 +134,7 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
     """The Celery app (app.extensions["celery"]); after a Redis outage, enqueue the repair job at once."""
     celery = celery_init_app(app, settings)
     cache = services.cache
-    if cache is None or not settings.repair_enabled:
+    if cache is None or not settings.job_on("repair"):
         return
 
     def enqueue_repair() -> None:

@@ -8,7 +8,7 @@ junk value raises SettingsError naming the variable; docs/configuration.md lists
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.util import find_spec
 from typing import Any
@@ -120,16 +120,14 @@ class SentinelTarget:
     sentinels: tuple[tuple[str, int], ...]
     master: str
     username: str | None
-    password: str | None
-    sentinel_password: str | None
+    password: str | None = field(repr=False)
+    sentinel_password: str | None = field(repr=False)
     tls: bool
     ca_file: str | None
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:
-    """`redis[s]+sentinel://[[user]:password@]host:port,.../master[?sentinel_password=..&ssl_ca_certs=..]`.
-
-    Raises ValueError saying what is wrong (never echoing a password)."""
+    """`redis[s]+sentinel://[[user]:password@]host:port,.../master[?sentinel_password=..&ssl_ca_certs=..]`."""
     scheme, _, rest = url.partition("://")
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
@@ -183,9 +181,8 @@ class Settings(BaseSettings):
     worker_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
     beat_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
 
-    # --- Redis: the server and its client (None means "embedded fakeredis", only outside production)
-    # The scheme names the topology: redis://, rediss://, unix:// (standalone), redis[s]+cluster://
-    # (any node), redis[s]+sentinel:// (the sentinels, the master's name, credentials and TLS).
+    # --- Redis (None: embedded fakeredis, only outside production). The scheme names the topology:
+    # redis[s]:// or unix:// standalone, redis[s]+cluster:// any node, redis[s]+sentinel:// (docs).
     redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"), repr=False)
     # Socket and connect timeout of every Redis connection (cache, sentinels, rate-limit counts).
     redis_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_TIMEOUT_MS"))
@@ -244,6 +241,8 @@ class Settings(BaseSettings):
             return None  # unset, or set to nothing
         if not (value or "").startswith(schemes):
             raise ValueError(f"must start with {', '.join(schemes[:-1])} or {schemes[-1]}")
+        if info.field_name == "redis_url" and (value or "").startswith(_SENTINEL_URL):
+            parse_sentinel_url(value or "")
         return value
 
     @field_validator("cors_origins_raw")
@@ -252,13 +251,6 @@ class Settings(BaseSettings):
         for origin in (o.strip() for o in value.split(",") if o.strip()):
             if not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _sentinel_url_parses(cls, value: str | None) -> str | None:
-        if value and value.startswith(_SENTINEL_URL):
-            parse_sentinel_url(value)
         return value
 
     @field_validator("jobs_off_raw")
@@ -344,11 +336,6 @@ class Settings(BaseSettings):
         return (self.redis_url or "").replace("+cluster://", "://", 1)
 
     @property
-    def jobs_off(self) -> frozenset[str]:
-        """The jobs named in JOLLYJET_JOBS_OFF."""
-        return frozenset(j.strip() for j in self.jobs_off_raw.split(",") if j.strip())
-
-    @property
     def embedded_redis(self) -> bool:
         """True when no REDIS_URL is set (standalone) and an in-process fakeredis stands in."""
         return self.redis_url is None
@@ -378,25 +365,9 @@ class Settings(BaseSettings):
         """True when tasks can only run in this process (no broker a separate worker could reach)."""
         return self.broker_url.startswith("memory://")
 
-    @property
-    def warm_enabled(self) -> bool:
-        """Beat schedules cache warming and a starting worker enqueues it ("warm" not in JOLLYJET_JOBS_OFF)."""
-        return "warm" not in self.jobs_off
-
-    @property
-    def cleanup_enabled(self) -> bool:
-        """Beat schedules the cleanup ("cleanup" not in JOLLYJET_JOBS_OFF)."""
-        return "cleanup" not in self.jobs_off
-
-    @property
-    def audit_enabled(self) -> bool:
-        """Beat schedules the audit ("audit" not in JOLLYJET_JOBS_OFF)."""
-        return "audit" not in self.jobs_off
-
-    @property
-    def repair_enabled(self) -> bool:
-        """Beat schedules the repair, and a closing breaker enqueues it ("repair" not in JOLLYJET_JOBS_OFF)."""
-        return "repair" not in self.jobs_off
+    def job_on(self, job: str) -> bool:
+        """True unless JOLLYJET_JOBS_OFF names this job (warm, cleanup, audit or repair)."""
+        return job not in {j.strip() for j in self.jobs_off_raw.split(",")}
 
     @property
     def db_bulkhead_size(self) -> int:

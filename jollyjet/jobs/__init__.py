@@ -133,10 +133,10 @@ def periodic_job_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
     if not settings.cache_enabled:
         return {}
     jobs = [
-        ("cache-warm", WARM, settings.warm_enabled, WARM_INTERVAL_S),
-        ("cache-cleanup", CLEANUP, settings.cleanup_enabled, CLEANUP_INTERVAL_S),
-        ("cache-audit", AUDIT, settings.audit_enabled, settings.audit_interval_s),
-        ("cache-repair", REPAIR, settings.repair_enabled, settings.repair_interval_s),
+        ("cache-warm", WARM, settings.job_on("warm"), WARM_INTERVAL_S),
+        ("cache-cleanup", CLEANUP, settings.job_on("cleanup"), CLEANUP_INTERVAL_S),
+        ("cache-audit", AUDIT, settings.job_on("audit"), settings.audit_interval_s),
+        ("cache-repair", REPAIR, settings.job_on("repair"), settings.repair_interval_s),
     ]
     # A run that could not start within one interval is superseded by the next.
     return {

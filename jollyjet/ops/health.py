@@ -244,10 +244,10 @@ def scheduled_intervals(settings: Settings) -> dict[str, int]:
     if not settings.cache_enabled:
         return {}
     jobs = {
-        "warm": (settings.warm_enabled, WARM_INTERVAL_S),
-        "cleanup": (settings.cleanup_enabled, CLEANUP_INTERVAL_S),
-        "audit": (settings.audit_enabled, settings.audit_interval_s),
-        "repair": (settings.repair_enabled, settings.repair_interval_s),
+        "warm": (settings.job_on("warm"), WARM_INTERVAL_S),
+        "cleanup": (settings.job_on("cleanup"), CLEANUP_INTERVAL_S),
+        "audit": (settings.job_on("audit"), settings.audit_interval_s),
+        "repair": (settings.job_on("repair"), settings.repair_interval_s),
     }
     return {task: interval for task, (enabled, interval) in jobs.items() if enabled}
 
