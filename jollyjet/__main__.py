@@ -85,7 +85,7 @@ def start_embedded_jobs(app: Flask) -> None:
     beat = EmbeddedService(celery, thread=True, scheduler_cls=Scheduler)
     beat.start()
     settings = services_of(app).settings
-    if settings.cache_enabled and settings.warm_enabled and settings.warm_on_worker_start:
+    if settings.cache_enabled and settings.job_on("warm"):
         # Only the `celery worker` command sends worker_ready; do here what its handler does.
         celery.send_task(WARM)
     log.info("embedded mode: Celery worker and beat run as threads of this process")

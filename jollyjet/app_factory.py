@@ -42,7 +42,7 @@ from jollyjet.products.catalog_writes import CachePolicy
 from jollyjet.products.hits import ProductHits
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.products.views import blp as products_blp
-from jollyjet.settings import DEV_TOKEN, Environment, RedisTopology, Settings, load_settings
+from jollyjet.settings import BREAKER_FAILURES, DEV_TOKEN, Environment, RedisTopology, Settings, load_settings
 
 log = logging.getLogger(__name__)
 # Fixed values that were settings nobody tuned (the rest: jollyjet/settings.py).
@@ -129,7 +129,7 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
     """The Celery app (app.extensions["celery"]); after a Redis outage, enqueue the repair job at once."""
     celery = celery_init_app(app, settings)
     cache = services.cache
-    if cache is None or not settings.repair_enabled:
+    if cache is None or not settings.job_on("repair"):
         return
 
     def enqueue_repair() -> None:
@@ -198,7 +198,7 @@ def build_cache(
     sink receives the cache events (default: events); observer is told of every Redis call."""
     sink = sink or events
     keys = CacheKeys(settings.cache_key_prefix)
-    breaker = CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_cooldown_s)
+    breaker = CircuitBreaker(BREAKER_FAILURES, settings.breaker_cooldown_s)
     client: RedisClient | None = None
     backend: CacheBackend
     epoch_guard: CacheEpochGuard | None = None

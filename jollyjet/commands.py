@@ -50,7 +50,7 @@ from jollyjet.products.catalog import Catalog
 from jollyjet.products.record import ProductDocument, cents
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku
 from jollyjet.products.schemas import ProductInputSchema
-from jollyjet.settings import CLEANUP_SCAN_BATCH, AuditMode, Settings
+from jollyjet.settings import CLEANUP_SCAN_BATCH, AuditMode, RedisTopology, Settings
 
 log = logging.getLogger(__name__)
 EXIT_BUSY = 3
@@ -175,9 +175,9 @@ def _mongo(settings: Settings) -> None:
 
 
 def _redis_address(settings: Settings) -> str:
-    if settings.redis_url:
-        return f"{maybe_sanitize_url(settings.redis_url)} (REDIS_URL)"
-    return f"the Sentinel master {settings.redis_sentinel_master!r} (JOLLYJET_REDIS_SENTINELS)"
+    if settings.redis_topology is RedisTopology.SENTINEL:
+        return f"the Sentinel master {settings.redis_sentinel.master!r} (REDIS_URL)"
+    return f"{maybe_sanitize_url(settings.redis_url or '')} (REDIS_URL)"
 
 
 def _cache(services: Services) -> CacheServices:

@@ -47,7 +47,13 @@ from jollyjet.ops.metrics import shed_counter
 from jollyjet.products.hits import etag
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Overloaded, ProductNotFound, VersionConflict
 from jollyjet.products.schemas import default_page_size
-from jollyjet.settings import RedisTopology, Settings
+from jollyjet.settings import (
+    RATE_LIMIT_AUTH_FAILURES,
+    RATE_LIMIT_DEEP_PAGES,
+    RATE_LIMIT_SEARCH,
+    RedisTopology,
+    Settings,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -236,8 +242,8 @@ def storage_uri(settings: Settings) -> tuple[str, dict[str, Any]]:
         return uri, {}
     # The cache's timeouts: a hung Redis delays a limited request by these, never longer.
     return uri, {
-        "socket_timeout": settings.redis_socket_timeout_ms / 1000,
-        "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+        "socket_timeout": settings.redis_timeout_ms / 1000,
+        "socket_connect_timeout": settings.redis_timeout_ms / 1000,
     }
 
 
@@ -286,12 +292,10 @@ def register_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     limiter = Limiter(
         client_address,
         application_limits=[
-            ApplicationLimit(settings.rate_limit_search, scope="search", exempt_when=lambda: not is_search()),
+            ApplicationLimit(RATE_LIMIT_SEARCH, scope="search", exempt_when=lambda: not is_search()),
+            ApplicationLimit(RATE_LIMIT_DEEP_PAGES, scope="deep_pages", exempt_when=lambda: not is_deep_page()),
             ApplicationLimit(
-                settings.rate_limit_deep_pages, scope="deep_pages", exempt_when=lambda: not is_deep_page()
-            ),
-            ApplicationLimit(
-                settings.rate_limit_auth_failures,
+                RATE_LIMIT_AUTH_FAILURES,
                 scope="auth_failures",
                 exempt_when=lambda: not _authenticates(),
                 # Counted only when the answer is 401; tested before every request that authenticates.

@@ -8,11 +8,12 @@ junk value raises SettingsError naming the variable; docs/configuration.md lists
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.util import find_spec
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
-from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +23,8 @@ DEV_TOKEN = "dev-token"  # noqa: S105 - a documented, well-known development-onl
 REDIS_RETRIES = 1  # retries of a Redis call on connection errors and timeouts (5-50 ms backoff)
 REDIS_POOL_TIMEOUT_MS = 100  # how long a request waits for a free Redis connection
 REDIS_HEALTH_CHECK_INTERVAL_S = 15  # idle Redis connections are checked with PING after this long
+REDIS_POOL_SIZE = 32  # Redis connections per process (a bounded, blocking pool; per node in a cluster)
+BREAKER_FAILURES = 3  # consecutive Redis failures that open the circuit breaker
 CELERY_MAX_RETRIES = 5  # retries of a job after transient Redis/MongoDB errors
 JOB_PUBLISH_TIMEOUT_S = 3.0  # how long an admin request waits for the broker to take a job before its 503
 CELERY_RESULT_EXPIRES_S = 86400  # how long task states and reports are kept
@@ -36,12 +39,21 @@ AUDIT_MAX_KEYS = 20000  # entries one audit run checks at most
 AUDIT_BATCH = 200  # entries per SCAN / pipelined read / MongoDB query of the audit
 AUDIT_REPAIR = True  # the audit repairs the drift it finds (False: report only)
 AUDIT_HISTORY = 100  # audit runs kept in MongoDB
+WARM_INTERVAL_S = 300  # how often beat schedules the cache warming
+CLEANUP_INTERVAL_S = 3600  # how often beat schedules the TTL cleanup
+# Per client address (flask-limiter syntax; tests/unit/test_overload.py checks they parse):
+RATE_LIMIT_SEARCH = "10/second;120/minute"  # requests with q= (list and count)
+RATE_LIMIT_DEEP_PAGES = "5/second;60/minute"  # list pages starting past DEEP_PAGE_OFFSET items
+RATE_LIMIT_AUTH_FAILURES = "10/minute;100/hour"  # 401s on the endpoints that need a token
+JOBS = ("warm", "cleanup", "audit", "repair")  # what JOLLYJET_JOBS_OFF may name
 
 # What each URL setting may start with.
 _REDIS = ("redis://", "rediss://")
+_SENTINEL_URL = ("redis+sentinel://", "rediss+sentinel://")
+_CLUSTER_URL = ("redis+cluster://", "rediss+cluster://")
 _SCHEMES = {
     "mongodb_uri": ("mongodb://", "mongodb+srv://", "mongomock://"),
-    "redis_url": ("redis://", "rediss://", "unix://"),
+    "redis_url": (*_REDIS, *_CLUSTER_URL, *_SENTINEL_URL, "unix://"),
     "celery_broker_url": ("redis://", "rediss://", "unix://", "sentinel://", "amqp://", "amqps://", "memory://"),
     "celery_result_backend": ("redis://", "rediss://", "unix://", "sentinel://", "cache+memory://"),
     "rate_limit_storage_uri": ("memory://", *_REDIS, "redis+unix://", "redis+sentinel://", "redis+cluster://"),
@@ -50,8 +62,7 @@ _SCHEMES = {
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _ADDRESS = r"^((?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5}))?$"  # HOST:PORT, or empty
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
-_SENTINEL_ONLY: tuple[str, ...] = ("redis_sentinels_raw", "redis_sentinel_master", "redis_username")
-_SENTINEL_ONLY += ("redis_password", "redis_sentinel_password", "redis_tls_ca_file")
+_MASTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def _var(name: str) -> Any:  # a field bound to exactly one environment variable name
@@ -97,7 +108,50 @@ def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
         found.append((host.strip("[]"), int(port)))
     if len(set(found)) != len(found):
         raise ValueError("a sentinel is listed twice")
+    if not found:
+        raise ValueError("no sentinel listed (host:port,host:port)")
     return tuple(found)
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """What a redis+sentinel:// or rediss+sentinel:// REDIS_URL names (docs/redis-topologies.md)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    username: str | None
+    password: str | None = field(repr=False)
+    sentinel_password: str | None = field(repr=False)
+    tls: bool
+    ca_file: str | None
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """`redis[s]+sentinel://[[user]:password@]host:port,.../master[?sentinel_password=..&ssl_ca_certs=..]`."""
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    master = path.strip("/")
+    if not _MASTER.match(master):
+        raise ValueError("name the master after the sentinels: redis+sentinel://host:port,host:port/master")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = set(options) - {"sentinel_password", "ssl_ca_certs"}
+    if unknown:
+        raise ValueError(f"unknown option {sorted(unknown)[0]!r} (sentinel_password, ssl_ca_certs)")
+    tls = scheme == "rediss+sentinel"
+    if "ssl_ca_certs" in options and not tls:
+        raise ValueError("ssl_ca_certs is only used with rediss+sentinel://")
+    return SentinelTarget(
+        sentinels=parse_sentinels(hosts),
+        master=master,
+        username=unquote(username) or None if at else None,
+        password=unquote(password) or None if at else None,
+        sentinel_password=options.get("sentinel_password") or None,
+        tls=tls,
+        ca_file=options.get("ssl_ca_certs") or None,
+    )
 
 
 class Settings(BaseSettings):
@@ -127,25 +181,11 @@ class Settings(BaseSettings):
     worker_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
     beat_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
 
-    # --- Redis: the server and its client (None means "embedded fakeredis", only outside production)
-    redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"))
-    redis_socket_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_SOCKET_TIMEOUT_MS"))
-    redis_connect_timeout_ms: int = Field(
-        100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_CONNECT_TIMEOUT_MS")
-    )
-    redis_pool_size: int = Field(32, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_POOL_SIZE"))
-    # Sentinel has no single URL: the client asks the sentinels where the master is, so its
-    # credentials and TLS are settings of their own (standalone and cluster put them in REDIS_URL).
-    redis_topology: RedisTopology = Field(RedisTopology.STANDALONE, validation_alias=_var("JOLLYJET_REDIS_TOPOLOGY"))
-    redis_sentinels_raw: str = Field("", validation_alias=_var("JOLLYJET_REDIS_SENTINELS"))
-    redis_sentinel_master: str = Field(
-        "", pattern=r"^([A-Za-z0-9_.-]{1,64})?$", validation_alias=_var("JOLLYJET_REDIS_SENTINEL_MASTER")
-    )
-    redis_username: str | None = Field(None, min_length=1, validation_alias=_var("JOLLYJET_REDIS_USERNAME"))
-    redis_password: SecretStr | None = Field(None, validation_alias=_var("JOLLYJET_REDIS_PASSWORD"))
-    redis_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("JOLLYJET_REDIS_SENTINEL_PASSWORD"))
-    redis_tls: bool = Field(False, validation_alias=_var("JOLLYJET_REDIS_TLS"))
-    redis_tls_ca_file: str | None = Field(None, min_length=1, validation_alias=_var("JOLLYJET_REDIS_TLS_CA_FILE"))
+    # --- Redis (None: embedded fakeredis, only outside production). The scheme names the topology:
+    # redis[s]:// or unix:// standalone, redis[s]+cluster:// any node, redis[s]+sentinel:// (docs).
+    redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"), repr=False)
+    # Socket and connect timeout of every Redis connection (cache, sentinels, rate-limit counts).
+    redis_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_TIMEOUT_MS"))
 
     # --- The cache
     cache_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CACHE_ENABLED"))
@@ -155,11 +195,10 @@ class Settings(BaseSettings):
     cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_var("JOLLYJET_CACHE_PRODUCT_TTL_S"))
     cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_LIST_TTL_S"))
     cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_var("JOLLYJET_CACHE_FENCE_POLL_S"))
-    breaker_failure_threshold: int = Field(3, ge=1, le=1000, validation_alias=_var("JOLLYJET_BREAKER_FAILURES"))
     breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
     popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
 
-    # --- Celery and the jobs (an interval of 0 schedules the job never)
+    # --- Celery and the jobs
     celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
     celery_result_backend: str | None = Field(None, validation_alias=_var("CELERY_RESULT_BACKEND"), repr=False)
     celery_queue: str = Field("jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_QUEUE"))
@@ -176,23 +215,18 @@ class Settings(BaseSettings):
     )
     celery_time_limit_s: int = Field(300, ge=2, le=21600, validation_alias=_var("CELERY_TIME_LIMIT_S"))
     celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=_var("CELERY_RETRY_BACKOFF_MAX_S"))
-    warm_interval_s: int = Field(300, ge=0, le=86400, validation_alias=_var("JOLLYJET_WARM_INTERVAL_S"))
-    warm_on_worker_start: bool = Field(True, validation_alias=_var("JOLLYJET_WARM_ON_WORKER_START"))
-    cleanup_interval_s: int = Field(3600, ge=0, le=7 * 86400, validation_alias=_var("JOLLYJET_CLEANUP_INTERVAL_S"))
-    audit_interval_s: int = Field(900, ge=0, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
+    # Jobs beat never schedules (comma-separated: warm, cleanup, audit, repair); warm off also
+    # means no warming when a worker starts, repair off no repair enqueued when a breaker closes.
+    jobs_off_raw: str = Field("", validation_alias=_var("JOLLYJET_JOBS_OFF"))
+    audit_interval_s: int = Field(900, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
     audit_mode: AuditMode = Field(AuditMode.SAMPLE, validation_alias=_var("JOLLYJET_AUDIT_MODE"))
-    repair_interval_s: int = Field(30, ge=0, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
+    repair_interval_s: int = Field(30, ge=1, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
 
     # --- Overload: the MongoDB bulkhead and the rate limits (docs/operations.md, "Overload")
     # The Procfile's and the Dockerfile's gunicorn --threads come from the same variable.
     web_threads: int = Field(4, ge=1, le=1024, validation_alias=_var("WEB_THREADS"))
     db_bulkhead: int | None = Field(None, ge=1, le=1024, validation_alias=_var("JOLLYJET_DB_BULKHEAD"))
     rate_limits_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_RATE_LIMITS_ENABLED"))
-    rate_limit_search: str = Field("10/second;120/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_SEARCH"))
-    rate_limit_deep_pages: str = Field("5/second;60/minute", validation_alias=_var("JOLLYJET_RATE_LIMIT_DEEP_PAGES"))
-    rate_limit_auth_failures: str = Field(
-        "10/minute;100/hour", validation_alias=_var("JOLLYJET_RATE_LIMIT_AUTH_FAILURES")
-    )
     # None: derived from the Redis settings (http.storage_uri). Carries credentials like REDIS_URL.
     rate_limit_storage_uri: str | None = Field(
         None, validation_alias=_var("JOLLYJET_RATE_LIMIT_STORAGE_URI"), repr=False
@@ -207,6 +241,8 @@ class Settings(BaseSettings):
             return None  # unset, or set to nothing
         if not (value or "").startswith(schemes):
             raise ValueError(f"must start with {', '.join(schemes[:-1])} or {schemes[-1]}")
+        if info.field_name == "redis_url" and (value or "").startswith(_SENTINEL_URL):
+            parse_sentinel_url(value or "")
         return value
 
     @field_validator("cors_origins_raw")
@@ -217,28 +253,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
         return value
 
-    @field_validator("redis_sentinels_raw")
+    @field_validator("jobs_off_raw")
     @classmethod
-    def _sentinels_are_host_port(cls, value: str) -> str:
-        parse_sentinels(value)
-        return value
-
-    @field_validator("rate_limit_search", "rate_limit_deep_pages", "rate_limit_auth_failures")
-    @classmethod
-    def _limits_parse(cls, value: str) -> str:
-        # flask-limiter parses these strings on every limited request: a typo must stop the
-        # start-up, not turn into a request that fails or a limit that silently never applies.
-        try:
-            parse_many(value)
-        except ValueError:
-            raise ValueError(f"{value[:80]!r} is not a rate limit like '10/second;120/minute'") from None
+    def _jobs_are_jobs(cls, value: str) -> str:
+        for job in (j.strip() for j in value.split(",") if j.strip()):
+            if job not in JOBS:
+                raise ValueError(f"{job[:40]!r} is not a job ({', '.join(JOBS)})")
         return value
 
     @model_validator(mode="after")
     def _settings_fit_together(self) -> Settings:
-        problem = (
-            self._topology_problem() or self._celery_problem() or self._production_problem() or self._stand_in_problem()
-        )
+        problem = self._celery_problem() or self._production_problem() or self._stand_in_problem()
         if problem:
             raise ValueError(problem)
         return self
@@ -252,31 +277,6 @@ class Settings(BaseSettings):
                 "CELERY_VISIBILITY_TIMEOUT_S: must exceed CELERY_TIME_LIMIT_S + CELERY_RETRY_BACKOFF_MAX_S, "
                 "or a running task is handed to a second worker"
             )
-        return None
-
-    def _topology_problem(self) -> str | None:
-        topology, redis_url = self.redis_topology, self.redis_url
-        if topology is RedisTopology.SENTINEL:
-            if not self.redis_sentinels:
-                return "JOLLYJET_REDIS_SENTINELS: required with JOLLYJET_REDIS_TOPOLOGY=sentinel (host:port,...)"
-            if not self.redis_sentinel_master:
-                return "JOLLYJET_REDIS_SENTINEL_MASTER: required with JOLLYJET_REDIS_TOPOLOGY=sentinel"
-            if redis_url is not None:
-                return "REDIS_URL: not used with sentinel (the sentinels name the master); unset it"
-            if self.redis_tls_ca_file and not self.redis_tls:
-                return "JOLLYJET_REDIS_TLS_CA_FILE: only used with JOLLYJET_REDIS_TLS=true"
-            return None
-        for field in _SENTINEL_ONLY:
-            if getattr(self, field) not in (None, ""):
-                name = type(self).model_fields[field].validation_alias.choices[0]  # type: ignore[union-attr]
-                return f"{name}: only used with JOLLYJET_REDIS_TOPOLOGY=sentinel (standalone and cluster use REDIS_URL)"
-        if self.redis_tls:
-            return "JOLLYJET_REDIS_TLS: only used with sentinel; use a rediss:// REDIS_URL"
-        if topology is RedisTopology.CLUSTER:
-            if redis_url is None:
-                return "REDIS_URL: required with JOLLYJET_REDIS_TOPOLOGY=cluster (any node of the cluster)"
-            if redis_url.startswith("unix://"):
-                return "REDIS_URL: a cluster is reached over TCP (redis:// or rediss://), not unix://"
         return None
 
     def _production_problem(self) -> str | None:
@@ -318,14 +318,27 @@ class Settings(BaseSettings):
         return tuple(t.strip() for t in self.api_tokens_raw.split(",") if t.strip())
 
     @property
-    def redis_sentinels(self) -> tuple[tuple[str, int], ...]:
-        """The sentinels to ask for the master, as (host, port) pairs."""
-        return parse_sentinels(self.redis_sentinels_raw)
+    def redis_topology(self) -> RedisTopology:
+        """Standalone, sentinel or cluster: the scheme of REDIS_URL says which."""
+        url = self.redis_url or ""
+        if url.startswith(_SENTINEL_URL):
+            return RedisTopology.SENTINEL
+        return RedisTopology.CLUSTER if url.startswith(_CLUSTER_URL) else RedisTopology.STANDALONE
+
+    @property
+    def redis_sentinel(self) -> SentinelTarget:
+        """The sentinels, master name, credentials and TLS of a redis[s]+sentinel:// REDIS_URL."""
+        return parse_sentinel_url(self.redis_url or "")
+
+    @property
+    def redis_node_url(self) -> str:
+        """REDIS_URL as redis-py reads it: a cluster's redis[s]+cluster:// becomes redis[s]://."""
+        return (self.redis_url or "").replace("+cluster://", "://", 1)
 
     @property
     def embedded_redis(self) -> bool:
         """True when no REDIS_URL is set (standalone) and an in-process fakeredis stands in."""
-        return self.redis_url is None and self.redis_topology is RedisTopology.STANDALONE
+        return self.redis_url is None
 
     @property
     def embedded_mongo(self) -> bool:
@@ -352,25 +365,9 @@ class Settings(BaseSettings):
         """True when tasks can only run in this process (no broker a separate worker could reach)."""
         return self.broker_url.startswith("memory://")
 
-    @property
-    def warm_enabled(self) -> bool:
-        """Beat schedules cache warming (JOLLYJET_WARM_INTERVAL_S is not 0)."""
-        return self.warm_interval_s > 0
-
-    @property
-    def cleanup_enabled(self) -> bool:
-        """Beat schedules the cleanup (JOLLYJET_CLEANUP_INTERVAL_S is not 0)."""
-        return self.cleanup_interval_s > 0
-
-    @property
-    def audit_enabled(self) -> bool:
-        """Beat schedules the audit (JOLLYJET_AUDIT_INTERVAL_S is not 0)."""
-        return self.audit_interval_s > 0
-
-    @property
-    def repair_enabled(self) -> bool:
-        """Beat schedules the repair, and a closing breaker enqueues it (JOLLYJET_REPAIR_INTERVAL_S is not 0)."""
-        return self.repair_interval_s > 0
+    def job_on(self, job: str) -> bool:
+        """True unless JOLLYJET_JOBS_OFF names this job (warm, cleanup, audit or repair)."""
+        return job not in {j.strip() for j in self.jobs_off_raw.split(",")}
 
     @property
     def db_bulkhead_size(self) -> int:

@@ -45,8 +45,8 @@ def reconnect_mongo(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def warm_on_start(**_: Any) -> None:
-    """Warm the cache when the worker is ready (JOLLYJET_WARM_ON_WORKER_START)."""
-    if settings.warm_enabled and settings.warm_on_worker_start and settings.cache_enabled:
+    """Warm the cache when the worker is ready (unless JOLLYJET_JOBS_OFF names warm)."""
+    if settings.job_on("warm") and settings.cache_enabled:
         app.send_task(WARM)
         log.info("worker ready: cache warming enqueued")
 

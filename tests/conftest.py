@@ -32,6 +32,9 @@ def make_settings(**overrides: Any) -> Settings:
         "api_tokens_raw": TOKEN,
         "log_level": "WARNING",
     }
+    # Settings ignore names they do not know: a stale override would silently change nothing.
+    unknown = set(overrides) - set(Settings.model_fields)
+    assert not unknown, f"not settings: {sorted(unknown)}"
     values.update(overrides)
     return load_settings(**values)
 

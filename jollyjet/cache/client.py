@@ -34,6 +34,7 @@ from redis.sentinel import Sentinel
 
 from jollyjet.settings import (
     REDIS_HEALTH_CHECK_INTERVAL_S,
+    REDIS_POOL_SIZE,
     REDIS_POOL_TIMEOUT_MS,
     REDIS_RETRIES,
     RedisTopology,
@@ -87,8 +88,8 @@ def _retry(settings: Settings) -> Retry:
 def _connection_options(settings: Settings, on_connect: OnConnect | None, cluster: bool = False) -> dict[str, Any]:
     """Per-connection knobs shared by every topology."""
     options: dict[str, Any] = {
-        "socket_timeout": settings.redis_socket_timeout_ms / 1000,
-        "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+        "socket_timeout": settings.redis_timeout_ms / 1000,
+        "socket_connect_timeout": settings.redis_timeout_ms / 1000,
         "socket_keepalive": True,
         "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL_S,
     }
@@ -114,7 +115,7 @@ def _standalone_client(settings: Settings, on_connect: OnConnect | None, check: 
     assert settings.redis_url is not None
     pool = _checked_pool(redis.BlockingConnectionPool, check).from_url(
         settings.redis_url,
-        max_connections=settings.redis_pool_size,
+        max_connections=REDIS_POOL_SIZE,
         # How long a request waits for a free connection before failing fast.
         timeout=REDIS_POOL_TIMEOUT_MS / 1000,
         retry=_retry(settings),
@@ -125,11 +126,11 @@ def _standalone_client(settings: Settings, on_connect: OnConnect | None, check: 
 
 
 def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> redis.Redis:
+    target = settings.redis_sentinel
     tls: dict[str, Any] = {}
-    if settings.redis_tls:
-        tls = {"ssl": True, "ssl_ca_certs": settings.redis_tls_ca_file}
-    sentinel_password = settings.redis_sentinel_password
-    sentinels = list(settings.redis_sentinels)
+    if target.tls:
+        tls = {"ssl": True, "ssl_ca_certs": target.ca_file}
+    sentinels = list(target.sentinels)
     sentinel = Sentinel(
         sentinels,
         # With several sentinels, take a master's address only from one that sees another
@@ -139,22 +140,21 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: Co
         # Without an explicit retry redis-py 8 retries 3 times with 1-10 s backoff per sentinel: a
         # new master connection would block for ~20 s while the sentinels do not answer.
         sentinel_kwargs={
-            "socket_timeout": settings.redis_socket_timeout_ms / 1000,
-            "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+            "socket_timeout": settings.redis_timeout_ms / 1000,
+            "socket_connect_timeout": settings.redis_timeout_ms / 1000,
             "retry": _retry(settings),
-            "password": sentinel_password.get_secret_value() if sentinel_password else None,
+            "password": target.sentinel_password,
             "username": None,
             **tls,
         },
     )
-    password = settings.redis_password
     client: redis.Redis = sentinel.master_for(
-        settings.redis_sentinel_master,
+        target.master,
         connection_pool_class=_checked_pool(_BlockingSentinelPool, check),
-        max_connections=settings.redis_pool_size,
+        max_connections=REDIS_POOL_SIZE,
         timeout=REDIS_POOL_TIMEOUT_MS / 1000,
-        username=settings.redis_username,
-        password=password.get_secret_value() if password else None,
+        username=target.username,
+        password=target.password,
         retry=_retry(settings),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         **tls,
@@ -168,12 +168,11 @@ def _cluster_client(settings: Settings, on_connect: OnConnect | None, check: Con
 
 
 def _connect_cluster(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> RedisCluster:
-    assert settings.redis_url is not None
     return RedisCluster.from_url(
-        settings.redis_url,
+        settings.redis_node_url,
         # One bounded, blocking pool per node.
         connection_pool_class=_checked_pool(redis.BlockingConnectionPool, check),
-        max_connections=settings.redis_pool_size,
+        max_connections=REDIS_POOL_SIZE,
         timeout=REDIS_POOL_TIMEOUT_MS / 1000,
         # Node connections never retry on their own (redis-py); the cluster client retries,
         # refreshing its slot map, as often as a standalone client would.

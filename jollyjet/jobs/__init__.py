@@ -35,7 +35,7 @@ from jollyjet.jobs.cleanup import run_cleanup
 from jollyjet.jobs.repair import run_repair
 from jollyjet.jobs.warm import run_warm
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.settings import CELERY_MAX_RETRIES, CELERY_RESULT_EXPIRES_S, Settings
+from jollyjet.settings import CELERY_MAX_RETRIES, CELERY_RESULT_EXPIRES_S, CLEANUP_INTERVAL_S, WARM_INTERVAL_S, Settings
 
 log = logging.getLogger(__name__)
 # Celery task names: the admin API enqueues by name, the shared tasks register under it.
@@ -133,10 +133,10 @@ def periodic_job_definitions(settings: Settings) -> dict[str, dict[str, Any]]:
     if not settings.cache_enabled:
         return {}
     jobs = [
-        ("cache-warm", WARM, settings.warm_enabled, settings.warm_interval_s),
-        ("cache-cleanup", CLEANUP, settings.cleanup_enabled, settings.cleanup_interval_s),
-        ("cache-audit", AUDIT, settings.audit_enabled, settings.audit_interval_s),
-        ("cache-repair", REPAIR, settings.repair_enabled, settings.repair_interval_s),
+        ("cache-warm", WARM, settings.job_on("warm"), WARM_INTERVAL_S),
+        ("cache-cleanup", CLEANUP, settings.job_on("cleanup"), CLEANUP_INTERVAL_S),
+        ("cache-audit", AUDIT, settings.job_on("audit"), settings.audit_interval_s),
+        ("cache-repair", REPAIR, settings.job_on("repair"), settings.repair_interval_s),
     ]
     # A run that could not start within one interval is superseded by the next.
     return {

@@ -36,7 +36,7 @@ from pymongo.errors import PyMongoError
 from jollyjet.cache.store import CacheError
 from jollyjet.extensions import current_services
 from jollyjet.ops.jobs import JobStatus, all_statuses
-from jollyjet.settings import Settings, SettingsError, load_settings
+from jollyjet.settings import CLEANUP_INTERVAL_S, WARM_INTERVAL_S, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -244,10 +244,10 @@ def scheduled_intervals(settings: Settings) -> dict[str, int]:
     if not settings.cache_enabled:
         return {}
     jobs = {
-        "warm": (settings.warm_enabled, settings.warm_interval_s),
-        "cleanup": (settings.cleanup_enabled, settings.cleanup_interval_s),
-        "audit": (settings.audit_enabled, settings.audit_interval_s),
-        "repair": (settings.repair_enabled, settings.repair_interval_s),
+        "warm": (settings.job_on("warm"), WARM_INTERVAL_S),
+        "cleanup": (settings.job_on("cleanup"), CLEANUP_INTERVAL_S),
+        "audit": (settings.job_on("audit"), settings.audit_interval_s),
+        "repair": (settings.job_on("repair"), settings.repair_interval_s),
     }
     return {task: interval for task, (enabled, interval) in jobs.items() if enabled}
 

@@ -106,12 +106,11 @@ def stack(private_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
         JOLLYJET_CACHE_PRODUCT_TTL_S=str(PRODUCT_TTL_S),
         # The 100 ms production default turns a Redis reply delayed by a busy test machine into
         # a BYPASS read; this test is about drift repair, not timeouts (the fault tests are).
-        JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",
-        JOLLYJET_REDIS_CONNECT_TIMEOUT_MS="2000",
+        JOLLYJET_REDIS_TIMEOUT_MS="2000",
         JOLLYJET_AUDIT_INTERVAL_S="1",
         JOLLYJET_AUDIT_MODE="full",
         # Cleanup also gives TTL-less keys a TTL; off, so the audit is the only job that can repair the drift.
-        JOLLYJET_CLEANUP_INTERVAL_S="0",
+        JOLLYJET_JOBS_OFF="cleanup",
         JOLLYJET_REPAIR_INTERVAL_S="3600",  # nothing to replay here; keep the single pool slot for the audit
         WEB_CONCURRENCY="2",  # two web processes share the cache and the store
         CELERY_CONCURRENCY="1",  # prefork with one child: tasks run in a forked process

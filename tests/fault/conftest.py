@@ -32,8 +32,7 @@ from tests.support.redis_server import RedisServer, free_port
 
 TOKEN = f"fault-{secrets.token_hex(12)}"
 # The timeouts the processes run with; the latency bound asserted is derived from them.
-SOCKET_TIMEOUT_MS = 100
-CONNECT_TIMEOUT_MS = 100
+REDIS_TIMEOUT_MS = 100  # socket and connect timeout
 POOL_TIMEOUT_MS = REDIS_POOL_TIMEOUT_MS  # a constant of the service, no longer a setting
 BREAKER_COOLDOWN_S = 1.0
 FENCE_POLL_S = 1.0
@@ -127,13 +126,12 @@ def running_stack(log_dir: Path, **overrides: str) -> Iterator[FaultStack]:
                 JOLLYJET_CACHE_KEY_PREFIX=f"fault{unique}",
                 CELERY_QUEUE=f"fault-{unique}",
                 JOLLYJET_LOG_LEVEL="WARNING",
-                JOLLYJET_REDIS_SOCKET_TIMEOUT_MS=str(SOCKET_TIMEOUT_MS),
-                JOLLYJET_REDIS_CONNECT_TIMEOUT_MS=str(CONNECT_TIMEOUT_MS),
+                JOLLYJET_REDIS_TIMEOUT_MS=str(REDIS_TIMEOUT_MS),
                 JOLLYJET_BREAKER_COOLDOWN_S=str(BREAKER_COOLDOWN_S),
                 JOLLYJET_CACHE_FENCE_POLL_S=str(FENCE_POLL_S),
                 JOLLYJET_REPAIR_INTERVAL_S="2",
-                JOLLYJET_AUDIT_INTERVAL_S="0",  # the point is what the service does without the audit
-                JOLLYJET_CLEANUP_INTERVAL_S="0",
+                # The point is what the service does without the audit.
+                JOLLYJET_JOBS_OFF="audit,cleanup",
                 WEB_CONCURRENCY="2",
                 CELERY_CONCURRENCY="1",
                 CELERY_BEAT_SCHEDULE=str(log_dir / "beat-schedule"),

@@ -55,10 +55,9 @@ def test_a_worker_killed_between_commit_and_cache_write_leaves_no_older_version_
                 JOLLYJET_CACHE_KEY_PREFIX=f"killed{uuid.uuid4().hex[:8]}",
                 JOLLYJET_LOG_LEVEL="WARNING",
                 # The cache write must hang (not fail fast) while the worker is killed.
-                JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="5000",
+                JOLLYJET_REDIS_TIMEOUT_MS="5000",
                 JOLLYJET_MONGODB_TIMEOUT_MS="2000",
-                JOLLYJET_AUDIT_INTERVAL_S="0",
-                JOLLYJET_CLEANUP_INTERVAL_S="0",
+                JOLLYJET_JOBS_OFF="audit,cleanup",
                 WEB_CONCURRENCY="1",
             )
             with procfile_processes(["web"], env, tmp_path) as processes:

@@ -16,10 +16,9 @@ import pytest
 
 from tests.fault.conftest import (
     BREAKER_COOLDOWN_S,
-    CONNECT_TIMEOUT_MS,
     FENCE_POLL_S,
     POOL_TIMEOUT_MS,
-    SOCKET_TIMEOUT_MS,
+    REDIS_TIMEOUT_MS,
     TOKEN,
     FaultStack,
 )
@@ -35,7 +34,7 @@ REPAIR_TIMEOUT_S = 30.0
 # A read makes at most a handful of Redis calls before the breaker opens, each bounded by
 # the connect and socket timeouts (one retry), plus a pool wait and MongoDB. Generous for
 # a shared two-core machine, and far below anything that would mean "waited on Redis".
-READ_LATENCY_BOUND_S = 5 * 2 * (SOCKET_TIMEOUT_MS + CONNECT_TIMEOUT_MS) / 1000 + POOL_TIMEOUT_MS / 1000 + 2.0
+READ_LATENCY_BOUND_S = 5 * 2 * (REDIS_TIMEOUT_MS + REDIS_TIMEOUT_MS) / 1000 + POOL_TIMEOUT_MS / 1000 + 2.0
 
 
 def run_scenario(
@@ -61,7 +60,7 @@ def run_scenario(
     finally:
         report = traffic.stop()
         stack.heal()
-    settings = f"timeouts {SOCKET_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, fence poll {FENCE_POLL_S} s: "
+    settings = f"timeouts {REDIS_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, fence poll {FENCE_POLL_S} s: "
     outcome = Outcome(name, report, ledger, started, ended, settings=settings)
     print(outcome.summary())
     stack.assert_alive()
@@ -98,7 +97,7 @@ def test_slow_then_blackholed(fault_stack: FaultStack) -> None:
     proxy = fault_stack.proxy
 
     def inject() -> None:
-        proxy.delay(3 * SOCKET_TIMEOUT_MS / 1000)
+        proxy.delay(3 * REDIS_TIMEOUT_MS / 1000)
         time.sleep(2.0)
         proxy.blackhole()
 

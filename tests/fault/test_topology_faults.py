@@ -42,7 +42,7 @@ from jollyjet.cache.keys import CacheKeys
 from tests.fault.conftest import TOKEN, FaultStack, running_stack
 from tests.fault.outcome import Outcome
 from tests.support.ledger import WriteLedger
-from tests.support.redis_topologies import MASTER_NAME, ClusterTopology, RedisNode, SentinelTopology, snapshot_value
+from tests.support.redis_topologies import ClusterTopology, RedisNode, SentinelTopology, snapshot_value
 from tests.support.traffic import Traffic
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -113,10 +113,8 @@ def sentinel_stack(
     yield from _stack_on(
         tmp_path_factory.mktemp("sentinel-stack"),
         lambda: [sentinel_topology.node_at(sentinel_topology.master_address())],
-        JOLLYJET_REDIS_TOPOLOGY="sentinel",
-        JOLLYJET_REDIS_SENTINELS=sentinel_topology.sentinels_setting,
-        JOLLYJET_REDIS_SENTINEL_MASTER=MASTER_NAME,
-        REDIS_URL="",  # the sentinels name the master (the stack's own standalone cache stays unused)
+        # The sentinels name the master (the stack's own standalone cache stays unused).
+        REDIS_URL=sentinel_topology.url(),
     )
 
 
@@ -137,7 +135,6 @@ def cluster_stack(
     yield from _stack_on(
         tmp_path_factory.mktemp("cluster-stack"),
         lambda: list(cluster_topology.nodes),
-        JOLLYJET_REDIS_TOPOLOGY="cluster",
         REDIS_URL=cluster_topology.url,
     )
 

@@ -36,7 +36,8 @@ WAIT_S = 60.0
 def worker_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     with running_stack(
         tmp_path_factory.mktemp("worker-killed"),
-        JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",
+        JOLLYJET_REDIS_TIMEOUT_MS="2000",
+        JOLLYJET_JOBS_OFF="cleanup",  # the audit on (the fault stack's default switches it off)
         JOLLYJET_AUDIT_MODE="full",
         JOLLYJET_AUDIT_INTERVAL_S="2",
         JOLLYJET_REPAIR_INTERVAL_S="2",

@@ -30,10 +30,7 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.integration
 ONLY_THE_AUDIT = {
     "JOLLYJET_AUDIT_INTERVAL_S": "1",
-    "JOLLYJET_WARM_INTERVAL_S": "0",
-    "JOLLYJET_WARM_ON_WORKER_START": "false",
-    "JOLLYJET_CLEANUP_INTERVAL_S": "0",
-    "JOLLYJET_REPAIR_INTERVAL_S": "0",
+    "JOLLYJET_JOBS_OFF": "warm,cleanup,repair",
 }
 SLOTS_WANTED = 3
 # Bounds, not expectations: start-up (imports) takes seconds, much longer on a loaded machine.

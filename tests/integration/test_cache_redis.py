@@ -109,13 +109,12 @@ def test_concurrent_http_misses_cause_one_database_read(
 
 
 @pytest.fixture
-def fragile_app(private_redis: RedisServer) -> Iterator[Flask]:
+def fragile_app(private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setattr("jollyjet.app_factory.BREAKER_FAILURES", 2)
     settings = make_settings(
         redis_url=private_redis.url,
-        breaker_failure_threshold=2,
         breaker_cooldown_s=0.5,
-        redis_socket_timeout_ms=100,
-        redis_connect_timeout_ms=100,
+        redis_timeout_ms=100,
         cache_fence_poll_s=0.1,  # a failed write answers after twice this (the fence's commit wait)
     )
     yield create_app(settings)
@@ -177,10 +176,11 @@ def test_redis_stopped_mid_test_reads_fall_back_and_writes_succeed(
     assert client.get("/api/v1/products").headers["X-Cache"] == "MISS"
 
 
-def test_redis_unreachable_from_the_start_still_serves(tmp_path: object) -> None:
+def test_redis_unreachable_from_the_start_still_serves(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.support.redis_server import free_port
 
-    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", breaker_failure_threshold=1)
+    monkeypatch.setattr("jollyjet.app_factory.BREAKER_FAILURES", 1)
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     client = create_app(settings).test_client()
     product = create(client)
     read = client.get(f"/api/v1/products/{product['id']}")

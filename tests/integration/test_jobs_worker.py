@@ -40,7 +40,7 @@ def jobs_app(redis_server: RedisServer) -> Iterator[Flask]:
         celery_queue=f"jobs-{uuid.uuid4().hex[:12]}",
         popularity_sample_rate=1.0,  # count every read, so "most read" is exact
         audit_mode="full",
-        warm_on_worker_start=False,  # tested on its own below, with a real `celery worker`
+        jobs_off_raw="warm",  # warm-on-start is tested on its own below, with a real `celery worker`
     )
     celery = create_app(settings).extensions["celery"]
     with start_worker(celery, pool="solo", perform_ping_check=False):
@@ -180,7 +180,7 @@ def test_a_starting_worker_enqueues_a_warm_run(
     raw = private_redis.client()
     popular = [str(ObjectId()) for _ in range(3)]
     raw.zadd(CacheKeys(prefix).popular_products, dict.fromkeys(popular, 1.0))
-    env = celery_env(private_redis.url, shared_mongodb_uri, prefix, queue, JOLLYJET_WARM_ON_WORKER_START="true")
+    env = celery_env(private_redis.url, shared_mongodb_uri, prefix, queue)
     args = ["worker", "--pool=solo", "--without-heartbeat", "--without-mingle", "--without-gossip"]
     args += [f"--hostname=ready-{queue}@127.0.0.1", "--loglevel=INFO"]
     with celery_process(args, env, tmp_path / "worker.log") as worker:

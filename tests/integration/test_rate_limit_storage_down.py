@@ -29,8 +29,11 @@ def own_redis() -> Iterator[RedisServer]:
     server.close()
 
 
-def test_limits_fall_back_to_memory_when_redis_dies(own_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
-    settings = make_settings(redis_url=own_redis.url, rate_limit_search="3/minute")
+def test_limits_fall_back_to_memory_when_redis_dies(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jollyjet.http.RATE_LIMIT_SEARCH", "3/minute")
+    settings = make_settings(redis_url=own_redis.url)
     client = make_app(settings).test_client()
     created = client.post(PRODUCTS, json=product_payload(), headers={"Authorization": f"Bearer {TOKEN}"})
     product = f"{PRODUCTS}/{created.get_json()['id']}"

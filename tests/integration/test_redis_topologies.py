@@ -57,19 +57,12 @@ def cluster_topology() -> Iterator[ClusterTopology]:
 
 def sentinel_settings(topology: SentinelTopology, **overrides: Any) -> dict[str, Any]:
     """Settings values selecting the sentinel topology (for make_settings)."""
-    return {
-        "redis_topology": "sentinel",
-        "redis_sentinels_raw": topology.sentinels_setting,
-        "redis_sentinel_master": MASTER_NAME,
-        "redis_password": DATA_PASSWORD,
-        "redis_sentinel_password": SENTINEL_PASSWORD,
-        **overrides,
-    }
+    return {"redis_url": topology.url(DATA_PASSWORD, SENTINEL_PASSWORD), **overrides}
 
 
 def cluster_settings(topology: ClusterTopology, **overrides: Any) -> dict[str, Any]:
     """Settings values selecting the cluster topology (for make_settings)."""
-    return {"redis_topology": "cluster", "redis_url": topology.url, **overrides}
+    return {"redis_url": topology.url, **overrides}
 
 
 @pytest.fixture(params=["sentinel", "cluster"])
@@ -79,7 +72,7 @@ def topology_settings(request: pytest.FixtureRequest, redis_server: RedisServer)
         "celery_broker_url": redis_server.url,
         "celery_result_backend": redis_server.url,
         "celery_queue": f"topo-{uuid.uuid4().hex[:12]}",
-        "warm_on_worker_start": False,
+        "jobs_off_raw": "warm",
         "audit_mode": "full",
     }
     if request.param == "sentinel":
@@ -183,7 +176,7 @@ def test_celery_on_a_sentinel_broker_with_kombu_urls(sentinel_topology: Sentinel
         celery_sentinel_master=MASTER_NAME,
         celery_sentinel_password=SENTINEL_PASSWORD,
         celery_queue=f"topo-{uuid.uuid4().hex[:12]}",
-        warm_on_worker_start=False,
+        jobs_off_raw="warm",
     )
     celery = create_app(settings).extensions["celery"]
     client = celery.flask_app.test_client()
@@ -197,25 +190,27 @@ def test_celery_on_a_sentinel_broker_with_kombu_urls(sentinel_topology: Sentinel
 
 
 def test_sentinel_over_tls() -> None:
-    """JOLLYJET_REDIS_TLS and JOLLYJET_REDIS_TLS_CA_FILE: sentinels and servers that only speak TLS."""
+    """A rediss+sentinel:// REDIS_URL with ?ssl_ca_certs=: sentinels and servers that only speak TLS."""
     topology = SentinelTopology(password=DATA_PASSWORD, tls=True)
     try:
         topology.start()
         assert topology.tls is not None
-        values = sentinel_settings(topology, redis_sentinel_password=None)
-        settings = make_settings(**values, redis_tls=True, redis_tls_ca_file=str(topology.tls.ca_cert))
+        url = topology.url(DATA_PASSWORD)
+        assert url.startswith("rediss+sentinel://") and "ssl_ca_certs=" in url
+        settings = make_settings(redis_url=url)
         connections: list[str] = []
         client = build_redis_client(settings, on_connect=lambda c: connections.append(type(c).__name__))
         client.set("probe", b"1")
         assert client.get("probe") == b"1" and connections == ["SentinelManagedSSLConnection"]
 
-        app = create_app(make_settings(**values, redis_tls=True, redis_tls_ca_file=str(topology.tls.ca_cert)))
+        app = create_app(make_settings(redis_url=url))
         api = app.test_client()
         product = create(api, category="tls")
         assert api.get(f"/api/v1/products/{product['id']}").headers["X-Cache"] == "HIT"
 
         # Without TLS nothing answers: the servers have no plain port.
-        plain = build_redis_client(make_settings(**values))
+        plain_url = url.replace("rediss+", "redis+", 1).partition("?")[0]
+        plain = build_redis_client(make_settings(redis_url=plain_url))
         with pytest.raises(REDIS_ERRORS):
             plain.ping()
     finally:

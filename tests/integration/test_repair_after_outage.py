@@ -42,15 +42,14 @@ def persistent_redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def outage_celery(persistent_redis: RedisServer) -> FlaskCelery:
+def outage_celery(persistent_redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> FlaskCelery:
+    monkeypatch.setattr("jollyjet.app_factory.BREAKER_FAILURES", 1)
     settings = make_settings(
         redis_url=persistent_redis.url,
         celery_queue=f"outage-{uuid.uuid4().hex[:12]}",
-        redis_socket_timeout_ms=100,
-        redis_connect_timeout_ms=100,
-        breaker_failure_threshold=1,
+        redis_timeout_ms=100,
         breaker_cooldown_s=0.3,
-        warm_on_worker_start=False,
+        jobs_off_raw="warm",
     )
     return create_app(settings).extensions["celery"]
 

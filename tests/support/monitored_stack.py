@@ -99,11 +99,10 @@ def monitored_stack(tmp_path: Path, names: list[str], **extra_env: str) -> Itera
             JOLLYJET_LOG_LEVEL="INFO",
             JOLLYJET_WORKER_METRICS_ADDRESS=f"127.0.0.1:{worker_port}",
             JOLLYJET_BEAT_METRICS_ADDRESS=f"127.0.0.1:{beat_port}",
-            JOLLYJET_WARM_ON_WORKER_START="false",
+            JOLLYJET_JOBS_OFF="warm",
             # The 100 ms production default turns a Redis reply delayed by a busy test machine into
             # a BYPASS read; these tests count hits exactly (the fault tests are about timeouts).
-            JOLLYJET_REDIS_SOCKET_TIMEOUT_MS="2000",
-            JOLLYJET_REDIS_CONNECT_TIMEOUT_MS="2000",
+            JOLLYJET_REDIS_TIMEOUT_MS="2000",
             WEB_CONCURRENCY="2",
             CELERY_CONCURRENCY="2",
             CELERY_BEAT_SCHEDULE=str(tmp_path / "beat-schedule"),

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import redis
 
@@ -150,10 +151,15 @@ class SentinelTopology:
             for i in range(3)
         ]
 
-    @property
-    def sentinels_setting(self) -> str:
-        """The JOLLYJET_REDIS_SENTINELS value naming all three sentinels."""
-        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+    def url(self, password: str | None = None, sentinel_password: str | None = None) -> str:
+        """The REDIS_URL naming all three sentinels and MASTER_NAME (rediss+sentinel:// with its CA over TLS)."""
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        options = {"sentinel_password": sentinel_password} if sentinel_password else {}
+        if self.tls is not None:
+            options["ssl_ca_certs"] = str(self.tls.ca_cert)
+        auth = f":{quote(password, safe='')}@" if password else ""
+        query = f"?{urlencode(options)}" if options else ""
+        return f"{'rediss' if self.tls else 'redis'}+sentinel://{auth}{hosts}/{MASTER_NAME}{query}"
 
     def start(self) -> None:
         """Start every process; return when the replica is in sync and all sentinels know both servers."""
@@ -262,7 +268,7 @@ class ClusterTopology:
     @property
     def url(self) -> str:
         """REDIS_URL naming one node (the client discovers the others)."""
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self) -> None:
         """Start the nodes, create the cluster, and wait until every node reports cluster_state:ok."""

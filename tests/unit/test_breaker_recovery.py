@@ -67,7 +67,7 @@ def test_a_failing_listener_does_not_break_the_call_that_closed_the_breaker() ->
 @pytest.mark.parametrize("repair_enabled", [True, False])
 def test_the_app_enqueues_the_repair_job_on_recovery(monkeypatch: pytest.MonkeyPatch, repair_enabled: bool) -> None:
     # A Redis URL nobody listens on: the app builds a real Redis backend and breaker.
-    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0", repair_interval_s=30 if repair_enabled else 0))
+    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0", jobs_off_raw="" if repair_enabled else "repair"))
     sent = threading.Event()
     names_sent: list[str] = []
 

@@ -133,7 +133,7 @@ def test_settings_name_the_variable_when_a_stand_in_is_missing(
 ) -> None:
     for name in STAND_INS:
         monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
-    for name in ("MONGODB_URI", "REDIS_URL", "JOLLYJET_CACHE_ENABLED", "JOLLYJET_REDIS_TOPOLOGY"):
+    for name in ("MONGODB_URI", "REDIS_URL", "JOLLYJET_CACHE_ENABLED"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SettingsError, match=f"{variable}: not set.*install the `embedded` extra") as error:
         load_settings(**overrides)

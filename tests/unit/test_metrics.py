@@ -78,9 +78,10 @@ def test_a_read_that_waited_for_another_fill_is_a_hit_and_refusals_and_failures_
 
 
 @pytest.fixture
-def unreachable_redis_app() -> Iterator[Flask]:
+def unreachable_redis_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     # A Redis URL nobody listens on: the real backend, breaker and probe, all failing fast.
-    yield create_app(make_settings(redis_url="redis://127.0.0.1:1/0", breaker_failure_threshold=2))
+    monkeypatch.setattr("jollyjet.app_factory.BREAKER_FAILURES", 2)
+    yield create_app(make_settings(redis_url="redis://127.0.0.1:1/0"))
 
 
 def redis_errors() -> float:

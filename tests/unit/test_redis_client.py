@@ -12,17 +12,14 @@ from redis.sentinel import SentinelConnectionPool
 from jollyjet.cache.client import build_redis_client
 from tests.conftest import make_settings
 
-KNOBS = {
-    "redis_socket_timeout_ms": 150,
-    "redis_connect_timeout_ms": 120,
-    "redis_pool_size": 7,
-}
+KNOBS = {"redis_timeout_ms": 150}
 
 
 @pytest.fixture(autouse=True)
 def _fixed_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Retries and the pool wait are constants of the service (jollyjet/settings.py), not settings.
+    # Retries, the pool size and wait are constants of the service (jollyjet/settings.py), not settings.
     monkeypatch.setattr("jollyjet.cache.client.REDIS_RETRIES", 2)
+    monkeypatch.setattr("jollyjet.cache.client.REDIS_POOL_SIZE", 7)
     monkeypatch.setattr("jollyjet.cache.client.REDIS_POOL_TIMEOUT_MS", 90)
 
 
@@ -32,17 +29,13 @@ def test_standalone_client_is_bounded() -> None:
     assert isinstance(pool, redis.BlockingConnectionPool)
     assert (pool.max_connections, pool.timeout) == (7, 0.09)
     kwargs = pool.connection_kwargs
-    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.15, 0.12)
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.15, 0.15)
     assert kwargs["retry"].get_retries() == 2
 
 
 def test_sentinel_client_is_bounded_on_master_and_sentinel_connections() -> None:
     settings = make_settings(
-        redis_topology="sentinel",
-        redis_sentinels_raw="127.0.0.1:1,127.0.0.1:2",
-        redis_sentinel_master="catalog",
-        redis_password="data-secret",
-        redis_sentinel_password="sentinel-secret",
+        redis_url="redis+sentinel://:data-secret@127.0.0.1:1,127.0.0.1:2/catalog?sentinel_password=sentinel-secret",
         **KNOBS,
     )
     client = build_redis_client(settings)
@@ -51,13 +44,13 @@ def test_sentinel_client_is_bounded_on_master_and_sentinel_connections() -> None
     assert isinstance(pool, SentinelConnectionPool) and isinstance(pool, redis.BlockingConnectionPool)
     assert (pool.max_connections, pool.timeout, pool.service_name) == (7, 0.09, "catalog")
     kwargs = pool.connection_kwargs
-    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.15, 0.12)
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.15, 0.15)
     assert kwargs["retry"].get_retries() == 2 and kwargs["password"] == "data-secret"
     for sentinel in pool.sentinel_manager.sentinels:
         sentinel_kwargs = sentinel.connection_pool.connection_kwargs
         # redis-py's default would retry each sentinel 3 times with 1-10 s backoff.
         assert sentinel_kwargs["retry"].get_retries() == 2
-        assert (sentinel_kwargs["socket_timeout"], sentinel_kwargs["socket_connect_timeout"]) == (0.15, 0.12)
+        assert (sentinel_kwargs["socket_timeout"], sentinel_kwargs["socket_connect_timeout"]) == (0.15, 0.15)
         assert sentinel_kwargs["password"] == "sentinel-secret"
 
 

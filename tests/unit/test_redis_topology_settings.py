@@ -1,4 +1,4 @@
-"""Sentinel and Cluster settings: what each topology needs, and errors that name the variable."""
+"""Sentinel and Cluster settings (REDIS_URL's scheme): what each topology needs, and errors that name the variable."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pydantic import AliasChoices
 from jollyjet.jobs import celery_config
 from jollyjet.settings import RedisTopology, Settings, SettingsError, load_settings, parse_sentinels
 
-_SENTINEL = {
-    "JOLLYJET_REDIS_TOPOLOGY": "sentinel",
-    "JOLLYJET_REDIS_SENTINELS": "10.0.0.1:26379, sentinel-b.internal:26379,[::1]:26380",
-    "JOLLYJET_REDIS_SENTINEL_MASTER": "catalog",
-}
+_SENTINELS = "10.0.0.1:26379, sentinel-b.internal:26379,[::1]:26380"
+
+
+def _sentinel_url(sentinels: str = _SENTINELS, master: str = "catalog", scheme: str = "redis", tail: str = "") -> str:
+    return f"{scheme}+sentinel://{sentinels}/{master}{tail}"
 
 
 @pytest.fixture(autouse=True)
@@ -30,19 +30,29 @@ def _setenv(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 
 
 def test_sentinel_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
-    _setenv(monkeypatch, {**_SENTINEL, "JOLLYJET_REDIS_PASSWORD": "s3cret", "JOLLYJET_REDIS_TLS": "true"})
+    url = _sentinel_url(
+        f"user:s3cret@{_SENTINELS}", scheme="rediss", tail="?sentinel_password=s%40nt&ssl_ca_certs=/ca.pem"
+    )
+    _setenv(monkeypatch, {"REDIS_URL": url})
     settings = load_settings()
     assert settings.redis_topology is RedisTopology.SENTINEL
-    assert settings.redis_sentinels == (("10.0.0.1", 26379), ("sentinel-b.internal", 26379), ("::1", 26380))
-    assert settings.redis_sentinel_master == "catalog" and settings.redis_tls
+    target = settings.redis_sentinel
+    assert target.sentinels == (("10.0.0.1", 26379), ("sentinel-b.internal", 26379), ("::1", 26380))
+    assert target.master == "catalog" and target.tls and target.ca_file == "/ca.pem"
+    assert (target.username, target.password, target.sentinel_password) == ("user", "s3cret", "s@nt")
     assert not settings.embedded_redis
     assert "s3cret" not in repr(settings)  # the password is a secret, never printed
+    plain = _sentinel_url()
+    _setenv(monkeypatch, {"REDIS_URL": plain})
+    target = load_settings().redis_sentinel
+    assert not target.tls and (target.username, target.password, target.sentinel_password) == (None, None, None)
 
 
 def test_cluster_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
-    _setenv(monkeypatch, {"JOLLYJET_REDIS_TOPOLOGY": "cluster", "REDIS_URL": "rediss://:pw@node-1.internal:7000/0"})
+    _setenv(monkeypatch, {"REDIS_URL": "rediss+cluster://:pw@node-1.internal:7000/0"})
     settings = load_settings()
     assert settings.redis_topology is RedisTopology.CLUSTER and not settings.embedded_redis
+    assert settings.redis_node_url == "rediss://:pw@node-1.internal:7000/0"  # what redis-py's RedisCluster reads
     # A cluster node is no Celery broker: without CELERY_BROKER_URL tasks stay in-process.
     assert settings.broker_url == "memory://"
 
@@ -50,38 +60,32 @@ def test_cluster_settings_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({"JOLLYJET_REDIS_SENTINELS": "10.0.0.1"}, "JOLLYJET_REDIS_SENTINELS"),
-        ({"JOLLYJET_REDIS_SENTINELS": "10.0.0.1:0"}, "JOLLYJET_REDIS_SENTINELS"),
-        ({"JOLLYJET_REDIS_SENTINELS": "10.0.0.1:65536"}, "JOLLYJET_REDIS_SENTINELS"),
-        ({"JOLLYJET_REDIS_SENTINELS": "bad host:26379"}, "JOLLYJET_REDIS_SENTINELS"),
-        ({"JOLLYJET_REDIS_SENTINELS": "a:1,a:1"}, "JOLLYJET_REDIS_SENTINELS"),
-        ({"JOLLYJET_REDIS_SENTINELS": " , "}, "JOLLYJET_REDIS_SENTINELS"),
-        ({"JOLLYJET_REDIS_SENTINEL_MASTER": ""}, "JOLLYJET_REDIS_SENTINEL_MASTER"),
-        ({"JOLLYJET_REDIS_SENTINEL_MASTER": "has space"}, "JOLLYJET_REDIS_SENTINEL_MASTER"),
-        ({"REDIS_URL": "redis://10.0.0.1:6379/0"}, "REDIS_URL"),
-        ({"JOLLYJET_REDIS_TLS_CA_FILE": "/etc/ca.pem"}, "JOLLYJET_REDIS_TLS_CA_FILE"),
+        ({"sentinels": "10.0.0.1"}, "10.0.0.1"),
+        ({"sentinels": "10.0.0.1:0"}, "10.0.0.1:0"),
+        ({"sentinels": "10.0.0.1:65536"}, "10.0.0.1:65536"),
+        ({"sentinels": "bad host:26379"}, "bad host:26379"),
+        ({"sentinels": "a:1,a:1"}, "listed twice"),
+        ({"sentinels": " , "}, "no sentinel"),
+        ({"master": ""}, "name the master"),
+        ({"master": "has space"}, "name the master"),
+        ({"tail": "?ssl_ca_certs=/etc/ca.pem"}, "only used with rediss"),
+        ({"tail": "?password=x"}, "unknown option 'password'"),
     ],
 )
 def test_bad_sentinel_settings_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, values: dict[str, str], named: str
 ) -> None:
-    _setenv(monkeypatch, {**_SENTINEL, **values})
-    with pytest.raises(SettingsError, match=named):
+    _setenv(monkeypatch, {"REDIS_URL": _sentinel_url(**values)})
+    with pytest.raises(SettingsError, match=f"REDIS_URL: .*{named}"):
         load_settings()
 
 
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({"JOLLYJET_REDIS_TOPOLOGY": "cluster"}, "REDIS_URL"),
-        ({"JOLLYJET_REDIS_TOPOLOGY": "cluster", "REDIS_URL": "unix:///tmp/r.sock"}, "REDIS_URL"),
-        (
-            {"JOLLYJET_REDIS_TOPOLOGY": "cluster", "REDIS_URL": "redis://n:7000", "JOLLYJET_REDIS_TLS": "1"},
-            "JOLLYJET_REDIS_TLS",
-        ),
-        ({"REDIS_URL": "redis://n:6379", "JOLLYJET_REDIS_SENTINELS": "a:1"}, "JOLLYJET_REDIS_SENTINELS"),
-        ({"REDIS_URL": "redis://n:6379", "JOLLYJET_REDIS_PASSWORD": "pw"}, "JOLLYJET_REDIS_PASSWORD"),
-        ({"JOLLYJET_REDIS_TOPOLOGY": "mesh"}, "JOLLYJET_REDIS_TOPOLOGY"),
+        ({"REDIS_URL": "unix+cluster:///tmp/r.sock"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis+mesh://n:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "sentinel://10.0.0.1:26379"}, "REDIS_URL"),
         ({"CELERY_BROKER_URL": "sentinel://10.0.0.1:26379"}, "CELERY_SENTINEL_MASTER"),
     ],
 )
@@ -98,8 +102,7 @@ def test_production_on_a_cluster_needs_its_own_broker(monkeypatch: pytest.Monkey
         "JOLLYJET_ENV": "production",
         "MONGODB_URI": "mongodb://db.internal:27017/jollyjet",
         "JOLLYJET_API_TOKENS": "a-production-token-0001",
-        "JOLLYJET_REDIS_TOPOLOGY": "cluster",
-        "REDIS_URL": "redis://node-1.internal:7000/0",
+        "REDIS_URL": "redis+cluster://node-1.internal:7000/0",
     }
     _setenv(monkeypatch, production)
     with pytest.raises(SettingsError, match="CELERY_BROKER_URL"):

@@ -23,7 +23,7 @@ from jollyjet.extensions import Services, services_of
 from jollyjet.jobs import SingleBeatScheduler, periodic_job_definitions, run_job, slot_of
 from jollyjet.jobs.audit import latest_audit
 from jollyjet.products.repository import DatabaseUnavailable
-from jollyjet.settings import Settings
+from jollyjet.settings import Settings, SettingsError
 from tests.conftest import make_settings
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import OutageBackend, job_app
@@ -193,8 +193,11 @@ def test_a_task_failing_transiently_is_retried_up_to_the_limit(monkeypatch: pyte
 
 
 # --- the beat schedule --------------------------------------------------------------------------------
-def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
-    settings = make_settings(warm_interval_s=11, cleanup_interval_s=12, audit_interval_s=13, repair_interval_s=14)
+def test_the_schedule_has_every_job_timed_by_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Warming and cleanup are timed by constants (jollyjet/settings.py), the audit and repair by settings.
+    monkeypatch.setattr("jollyjet.jobs.WARM_INTERVAL_S", 11)
+    monkeypatch.setattr("jollyjet.jobs.CLEANUP_INTERVAL_S", 12)
+    settings = make_settings(audit_interval_s=13, repair_interval_s=14)
 
     definitions = periodic_job_definitions(settings)
 
@@ -208,17 +211,18 @@ def test_the_schedule_has_every_job_timed_by_its_setting() -> None:
 
 @pytest.mark.parametrize(
     ("switch", "entry"),
-    [
-        ("warm_interval_s", "cache-warm"),
-        ("cleanup_interval_s", "cache-cleanup"),
-        ("audit_interval_s", "cache-audit"),
-        ("repair_interval_s", "cache-repair"),
-    ],
+    [("warm", "cache-warm"), ("cleanup", "cache-cleanup"), ("audit", "cache-audit"), ("repair", "cache-repair")],
 )
 def test_each_schedule_entry_is_switched_by_its_setting(switch: str, entry: str) -> None:
-    definitions = periodic_job_definitions(make_settings(**{switch: 0}))
+    definitions = periodic_job_definitions(make_settings(jobs_off_raw=switch))
 
     assert entry not in definitions and len(definitions) == 3
+
+
+def test_jobs_off_names_only_jobs() -> None:
+    assert not periodic_job_definitions(make_settings(jobs_off_raw=" warm, cleanup,audit ,repair"))
+    with pytest.raises(SettingsError, match="JOLLYJET_JOBS_OFF"):
+        make_settings(jobs_off_raw="warm,backup")
 
 
 def test_nothing_is_scheduled_with_the_cache_disabled() -> None:
