@@ -7,6 +7,7 @@ junk value raises SettingsError naming the variable; docs/configuration.md lists
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -46,8 +47,8 @@ RATE_LIMIT_SEARCH = "10/second;120/minute"  # requests with q= (list and count)
 RATE_LIMIT_DEEP_PAGES = "5/second;60/minute"  # list pages starting past DEEP_PAGE_OFFSET items
 RATE_LIMIT_AUTH_FAILURES = "10/minute;100/hour"  # 401s on the endpoints that need a token
 JOBS = ("warm", "cleanup", "audit", "repair")  # what JOLLYJET_JOBS_OFF may name
-
-# What each URL setting may start with.
+# Read by earlier releases (REDIS_URL carries them now): left set, the cache would silently connect elsewhere.
+_RETIRED = ("JOLLYJET_REDIS_TOPOLOGY", "JOLLYJET_REDIS_SENTINELS", "JOLLYJET_REDIS_TLS")
 _REDIS = ("redis://", "rediss://")
 _SENTINEL_URL = ("redis+sentinel://", "rediss+sentinel://")
 _CLUSTER_URL = ("redis+cluster://", "rediss+cluster://")
@@ -385,6 +386,8 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (plus explicit overrides) or raise SettingsError naming each variable."""
+    if retired := [name for name in _RETIRED if name in os.environ]:
+        raise SettingsError(f"no longer read, REDIS_URL carries them (docs/configuration.md): {', '.join(retired)}")
     try:
         return Settings(**overrides)
     except ValidationError as error:

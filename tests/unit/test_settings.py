@@ -151,3 +151,10 @@ def test_production_refuses_development_stand_ins(
 def test_tokens_stay_out_of_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     _setenv(monkeypatch, _PRODUCTION)
     assert "a-production-token-0001" not in repr(load_settings())
+
+
+def test_a_variable_redis_url_now_carries_stops_the_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ignored silently, JOLLYJET_REDIS_TOPOLOGY=cluster with a redis:// URL would run as standalone.
+    monkeypatch.setenv("JOLLYJET_REDIS_TOPOLOGY", "cluster")
+    with pytest.raises(SettingsError, match="JOLLYJET_REDIS_TOPOLOGY"):
+        load_settings()
