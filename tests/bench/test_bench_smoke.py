@@ -54,7 +54,7 @@ MODES = {
     # The recovery fence polls MongoDB (two queries per process per poll) whatever the traffic;
     # this run's requests go one at a time, so at the default 1 s the polls' share of its
     # figures grows with how slow the machine is (a loaded one measured 0.895 where a quiet one
-    # measures 0.91). Every 5 s, the figures are the requests' own on any machine.
+    # measures 0.91). Polling every 5 s leaves a fifth of them: the figures are the requests'.
     "service": (
         "service",
         {"JOLLYJET_POPULARITY_SAMPLE_RATE": "1", "JOLLYJET_LOG_LEVEL": "WARNING", "JOLLYJET_CACHE_FENCE_POLL_S": "5"},
