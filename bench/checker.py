@@ -102,9 +102,8 @@ class Checker:
                 self.write("DELETE", f"/api/v1/products/{self.created}", None, self.created)
                 self.read(self.created)
                 self.read_list()
-            body = {"sku": f"chk-{self.nonce}-{self.cycles}", "name": "Checker item", "price": "5.00"}
-            body["category"] = CHECKER_CATEGORY
-            self.created = self.write("POST", "/api/v1/products", body, None).get("id")
+            body = {"sku": f"chk-{self.nonce}-{self.cycles}", "name": "Item", "category": CHECKER_CATEGORY}
+            self.created = self.write("POST", "/api/v1/products", body | {"price": "5.00"}, None).get("id")
             if self.created is not None:
                 self.read(self.created)
         self.cycles += 1
