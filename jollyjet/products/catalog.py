@@ -329,7 +329,7 @@ class CachedProductRepository:
             # again under the generations it was read with: proof no write changed it since.
             value = decode(raw)
             if isinstance(value, PageOfBodies) and value.moved_on and not fill("", value):
-                raise ValueError(f"a {kind} result's generations moved while its parts were read")
+                raise PageMovedOn(f"a {kind} result's generations moved while its parts were read")
             return value
 
         return self.get_or_create(kind, self.keys.fill_lock(key), lookup, checked, compute, fill)
