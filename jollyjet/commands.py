@@ -36,7 +36,7 @@ from mongoengine import Document
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from jollyjet.cache.epoch import CacheEpochRecord, delete_cached_data
+from jollyjet.cache.epoch import CacheEpochRecord, drop_cached_data
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.store import CacheError
 from jollyjet.db import mongo_problem
@@ -331,8 +331,7 @@ def drop_cache() -> None:
     services = current_services()
     cache = _cache(services)
     with _one_line_errors("drop-cache"):
-        batches = cache.backend.scan(cache.keys.service_pattern(), CLEANUP_SCAN_BATCH)
-        deleted = delete_cached_data(batches, cache.backend.delete)
+        deleted = drop_cached_data(cache.backend, cache.keys, CLEANUP_SCAN_BATCH)
     click.echo(f"drop-cache: {deleted} keys deleted under {cache.keys.service_pattern()}")
 
 

@@ -35,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.keys import CacheKeys, schema_of, survives_new_epoch
-from jollyjet.cache.store import CacheServerSettling
+from jollyjet.cache.store import CacheBackend, CacheServerSettling
 
 log = logging.getLogger(__name__)
 _SCAN_BATCH = 1000
@@ -174,6 +174,11 @@ def delete_cached_data(batches: Iterable[Sequence[str]], unlink: Callable[..., i
         if keys:
             deleted += unlink(*keys)
     return deleted
+
+
+def drop_cached_data(store: CacheBackend, keys: CacheKeys, batch: int) -> int:
+    """delete_cached_data over the store, SCAN batches of `batch`: the drop-cache command and endpoint."""
+    return delete_cached_data(store.scan(keys.service_pattern(), batch), store.delete)
 
 
 def _scan(connection: AbstractConnection, pattern: str) -> Iterator[list[str]]:

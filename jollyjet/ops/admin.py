@@ -16,7 +16,7 @@ from flask_smorest import Blueprint, abort
 from pymongo.errors import PyMongoError
 
 from jollyjet.api import ApiBlueprint, errors, require_token
-from jollyjet.cache.epoch import delete_cached_data
+from jollyjet.cache.epoch import drop_cached_data
 from jollyjet.cache.store import CacheError
 from jollyjet.extensions import CacheServices, current_services
 from jollyjet.jobs.audit import latest_audit
@@ -184,8 +184,7 @@ class Cache(MethodView):
         """Drop this service's cache keys (prefix-scoped SCAN + UNLINK, never FLUSHDB); read counts are kept."""
         cache = _cache()
         try:
-            batches = cache.backend.scan(cache.keys.service_pattern(), CLEANUP_SCAN_BATCH)
-            deleted = delete_cached_data(batches, cache.backend.delete)
+            deleted = drop_cached_data(cache.backend, cache.keys, CLEANUP_SCAN_BATCH)
         except CacheError:
             _fail(503, "Redis is unavailable; nothing was dropped", retry_after=5)
         return {"deleted": deleted}

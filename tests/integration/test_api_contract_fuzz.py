@@ -22,7 +22,7 @@ from schemathesis.config import SchemathesisConfig
 from werkzeug.serving import make_server
 
 from jollyjet import create_app
-from jollyjet.cache.epoch import delete_cached_data
+from jollyjet.cache.epoch import drop_cached_data
 from jollyjet.commands import catalog_products, ensure_indexes, seed_products
 from jollyjet.extensions import services_of
 from jollyjet.products.record import ProductDocument
@@ -76,7 +76,7 @@ class ServedApp:
             ProductDocument.drop_collection()
             ensure_indexes()  # dropped with the collection
         if cache is not None:
-            delete_cached_data(cache.backend.scan(cache.keys.service_pattern(), 1000), cache.backend.delete)
+            drop_cached_data(cache.backend, cache.keys, 1000)
 
     def __enter__(self) -> ServedApp:
         self.thread.start()
