@@ -55,14 +55,14 @@ _REWRITTEN = frozenset({"stale_version", "content_mismatch"})
 
 @dataclass(frozen=True)
 class AuditOptions:
-    """How much to check and whether to repair (from settings)."""
+    """How much to check and whether to repair (the mode from settings, the rest constants there)."""
 
     mode: AuditMode = AuditMode.SAMPLE
-    sample_rate: float = 0.2
-    max_keys: int = 20000
-    batch: int = 200
-    repair: bool = True
-    history: int = 100
+    sample_rate: float = AUDIT_SAMPLE_RATE
+    max_keys: int = AUDIT_MAX_KEYS
+    batch: int = AUDIT_BATCH
+    repair: bool = AUDIT_REPAIR
+    history: int = AUDIT_HISTORY
     lease_ttl_ms: int = BATCH_LEASE_TTL_MS
 
 
@@ -132,14 +132,7 @@ def prune_audits(keep: int) -> int:
 def run_audit(services: Services, settings: Settings) -> AuditRun:
     """The audit job, sized and switched by settings; the run is stored in MongoDB."""
     cache = services.require_cache()
-    options = AuditOptions(
-        mode=settings.audit_mode,
-        sample_rate=AUDIT_SAMPLE_RATE,
-        max_keys=AUDIT_MAX_KEYS,
-        batch=AUDIT_BATCH,
-        repair=AUDIT_REPAIR,
-        history=AUDIT_HISTORY,
-    )
+    options = AuditOptions(mode=settings.audit_mode)
     return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, options).run()
 
 

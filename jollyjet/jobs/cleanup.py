@@ -40,11 +40,11 @@ _NO_TTL_BY_DESIGN = frozenset(
 
 @dataclass(frozen=True)
 class CleanupOptions:
-    """Batch sizes and retention (from settings)."""
+    """Batch sizes and retention (constants in jollyjet/settings.py; tests pass smaller ones)."""
 
-    scan_batch: int = 500
-    popularity_max: int = 10000
-    repair_retention: timedelta = timedelta(days=7)
+    scan_batch: int = CLEANUP_SCAN_BATCH
+    popularity_max: int = POPULARITY_MAX_MEMBERS
+    repair_retention: timedelta = timedelta(days=REPAIR_RETENTION_DAYS)
 
 
 @dataclass
@@ -69,14 +69,9 @@ class CleanupReport:
 
 
 def run_cleanup(services: Services, settings: Settings) -> CleanupReport:
-    """The cleanup job, with batch sizes and retention from settings."""
+    """The cleanup job, with the batch sizes and retention of jollyjet/settings.py."""
     cache = services.require_cache()
-    options = CleanupOptions(
-        scan_batch=CLEANUP_SCAN_BATCH,
-        popularity_max=POPULARITY_MAX_MEMBERS,
-        repair_retention=timedelta(days=REPAIR_RETENTION_DAYS),
-    )
-    return CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs, options).run()
+    return CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs, CleanupOptions()).run()
 
 
 @dataclass
