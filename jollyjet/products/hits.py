@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.http import parse_etags
@@ -42,6 +42,13 @@ _STATUS = {200: "200 OK", 304: "304 Not Modified"}
 def etag(version: int) -> str:
     """Strong ETag for a product version."""
     return f'"v{version}"'
+
+
+def not_modified(environ: Mapping[str, Any], tag: str) -> bool:
+    """If-None-Match names tag or is "*": a GET answers 304 (weak comparison, as RFC 9110 13.1.2 asks)."""
+    # Parsed only when sent: most reads carry no If-None-Match.
+    header = environ.get("HTTP_IF_NONE_MATCH")
+    return header is not None and parse_etags(header).contains_weak(tag[1:-1])
 
 
 class ProductHits:
@@ -82,7 +89,7 @@ class ProductHits:
             return self._onward(environ, start_response, read, request_id)
         tag, cache = etag(read.value.version), read.source.value
         headers = [("ETag", tag), ("X-Cache", cache), ("Cache-Control", self.cache_control)]
-        if "HTTP_IF_NONE_MATCH" in environ and parse_etags(environ["HTTP_IF_NONE_MATCH"]).contains_weak(tag[1:-1]):
+        if not_modified(environ, tag):
             status, body = 304, b""
         else:
             status, body = 200, read.value.body

@@ -24,7 +24,7 @@ from flask.views import MethodView
 
 from jollyjet.api import CACHE_CONTROL_KEY, ApiBlueprint, errors, require_token
 from jollyjet.extensions import current_services
-from jollyjet.products.hits import PREFIX, ROUTE, etag, read_made_before
+from jollyjet.products.hits import PREFIX, ROUTE, etag, not_modified, read_made_before
 from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord, cents, json_array, render
 from jollyjet.products.repository import ProductNotFound, VersionConflict
 from jollyjet.products.schemas import (
@@ -141,13 +141,12 @@ def _read_response(content: bytes, tag: str, source: CacheStatus, headers: dict[
     """A public read: 304 without a body when If-None-Match names its tag (or is "*"), else 200; same headers.
 
     Judged on the answer this request read, the one its 200 would carry: a 304 is never
-    older than the 200 would have been. Weak comparison, as RFC 9110 13.1.2 asks for GET.
+    older than the 200 would have been.
     """
     headers = {"ETag": tag, "X-Cache": source.value, "Cache-Control": current_app.config[CACHE_CONTROL_KEY]} | (
         headers or {}
     )
-    # Parsed only when sent: most reads carry no If-None-Match.
-    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(tag[1:-1]):
+    if not_modified(request.environ, tag):
         return Response(status=304, headers=headers)
     return Response(content, headers=headers, mimetype=_JSON)
 
