@@ -27,7 +27,7 @@ from jollyjet.app_factory import create_app
 from jollyjet.commands import catalog_products, ensure_indexes, seed_products
 from jollyjet.db import mongo_problem
 from jollyjet.extensions import services_of
-from jollyjet.jobs import WARM, FlaskCelery, log_job_runner
+from jollyjet.jobs import FlaskCelery, log_job_runner, warm_on_start
 from jollyjet.ops.health import post_worker_init, pre_request
 from jollyjet.ops.logs import ServiceLogger, configure_logging
 from jollyjet.settings import Settings, SettingsError, load_settings
@@ -84,10 +84,8 @@ def start_embedded_jobs(app: Flask) -> None:
     # times die with the process, like the embedded stores.
     beat = EmbeddedService(celery, thread=True, scheduler_cls=Scheduler)
     beat.start()
-    settings = services_of(app).settings
-    if settings.cache_enabled and settings.job_on("warm"):
-        # Only the `celery worker` command sends worker_ready; do here what its handler does.
-        celery.send_task(WARM)
+    # Only the `celery worker` command sends worker_ready; do here what its handler does.
+    warm_on_start(celery, services_of(app).settings)
     log.info("embedded mode: Celery worker and beat run as threads of this process")
 
 

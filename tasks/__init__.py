@@ -8,7 +8,6 @@ module adds what only a worker or beat process needs.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -16,11 +15,9 @@ from celery import signals
 
 from jollyjet import create_app
 from jollyjet.db import connect_mongo
-from jollyjet.jobs import WARM, FlaskCelery, separate_worker_problem
+from jollyjet.jobs import FlaskCelery, separate_worker_problem, warm_on_start
 from jollyjet.ops.metrics import QueryCounter, connect_celery_exporters, prepare_private_dir
 from jollyjet.settings import SettingsError, load_settings
-
-log = logging.getLogger(__name__)
 
 try:
     settings = load_settings()
@@ -44,11 +41,9 @@ def reconnect_mongo(**_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def warm_on_start(**_: Any) -> None:
-    """Warm the cache when the worker is ready (unless JOLLYJET_JOBS_OFF names warm)."""
-    if settings.job_on("warm") and settings.cache_enabled:
-        app.send_task(WARM)
-        log.info("worker ready: cache warming enqueued")
+def on_worker_ready(**_: Any) -> None:
+    """Warm the cache when the worker is ready."""
+    warm_on_start(app, settings)
 
 
 connect_celery_exporters(settings)

@@ -302,6 +302,13 @@ def describe_job_runner(settings: Settings, *, starts_threads: bool) -> str:
     )
 
 
+def warm_on_start(celery: Celery, settings: Settings) -> None:
+    """A ready worker enqueues the warming, unless the cache is off or JOLLYJET_JOBS_OFF names it."""
+    if settings.cache_enabled and settings.job_on("warm"):
+        celery.send_task(WARM)
+        log.info("worker ready: cache warming enqueued")
+
+
 def log_job_runner(settings: Settings, *, starts_threads: bool) -> None:
     """Log describe_job_runner's line: a warning when no process will run the jobs."""
     line = describe_job_runner(settings, starts_threads=starts_threads)
