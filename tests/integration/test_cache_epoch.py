@@ -29,6 +29,7 @@ from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
+from tests.support.redis_topologies import wait_for
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -194,6 +195,12 @@ class _Clock:
         return self.now
 
 
+def _wait_linked(server: RedisServer) -> None:
+    wait_for(
+        lambda: server.client().info("replication").get("master_link_status") == "up", 15, "the replica to sync"
+    )
+
+
 def _connection(server: RedisServer, guard: CacheEpochGuard) -> redis.Connection:
     connection = redis.Connection(host="127.0.0.1", port=server.port, redis_connect_func=_then(guard))
     connection.connect()
@@ -222,8 +229,12 @@ def test_a_failover_fences_the_old_master_and_the_new_one_waits_for_every_proces
 
         with pytest.raises(UnverifiedCacheServer, match="slave"):
             _connection(replica, on_new)  # a replica is never used
+        _wait_linked(replica)
         replica.client().replicaof("no", "one")  # the failover
         snapshot_redis.client().replicaof("127.0.0.1", replica.port)
+        # A master whose first replica attaches with no backlog of its own takes a new
+        # replication id: wait for the link so that the identity the guards see is the final one.
+        _wait_linked(snapshot_redis)
         to_new = _connection(replica, on_new)
         assert on_new.epochs_started == 1
         with pytest.raises(CacheServerSettling):
