@@ -196,9 +196,7 @@ class _Clock:
 
 
 def _wait_linked(server: RedisServer) -> None:
-    wait_for(
-        lambda: server.client().info("replication").get("master_link_status") == "up", 15, "the replica to sync"
-    )
+    wait_for(lambda: server.client().info("replication").get("master_link_status") == "up", 15, "the replica to sync")
 
 
 def _connection(server: RedisServer, guard: CacheEpochGuard) -> redis.Connection:
