@@ -1,18 +1,10 @@
 """The API's contract with its clients, shared by every blueprint: strict request parsing,
-bearer-token authentication, JSON error bodies, what the OpenAPI document says beyond the
-schemas, and the docs page that shows it.
+bearer-token authentication, JSON error bodies, the OpenAPI document and its docs page.
 
-Parsing: webargs' defaults are lenient where this API must not be: it ignores unknown query
-parameters, treats a non-JSON body as "no body", parses JSON numbers as floats and lets
-decoder failures other than JSONDecodeError escape as 500s. Werkzeug, for its part, decodes
-a query string that is not UTF-8 by quietly substituting U+FFFD and keeps only the first of
-repeated parameters.
-
-The document is a contract that client generators and the schemathesis suite hold the
-service to, so every status an operation can answer is listed (`errors`), and a value that
-depends on settings (page caps) is written from the same config key the validator reads.
-The docs page (/api/docs) is Swagger UI from the pinned swagger-ui-bundle wheel, no CDN:
-it works offline and behind firewalls, and its version changes only with the lock file.
+webargs is lenient where this API must not be (unknown query parameters ignored, a non-JSON
+body taken as none, JSON numbers as floats), and werkzeug quietly replaces a query string that
+is not UTF-8. The document lists every status an operation can answer (schemathesis holds the
+service to it); the docs page is Swagger UI from the pinned wheel, no CDN.
 """
 
 from __future__ import annotations
@@ -200,10 +192,9 @@ def require_token(view: F) -> F:
 
 
 def _problems(errors: Any, path: str = "") -> Iterator[str]:
-    """marshmallow's nested error dict as "location.field: message" lines."""
+    """marshmallow's nested error dict as "location.field: message" lines ("_schema": the whole object)."""
     if isinstance(errors, dict):
         for key, value in errors.items():
-            # "_schema" is marshmallow's name for an error about the whole object.
             name = path if key == "_schema" else f"{path}.{key}" if path else str(key)
             yield from _problems(value, name)
     elif isinstance(errors, list | tuple):
@@ -224,10 +215,7 @@ def describe_errors(errors: Any) -> str:
 
 
 class JsonErrorApi(Api):
-    """flask-smorest's Api whose error bodies always carry a message."""
-
-    # flask-smorest adds "message" only when abort() was given one: validation (422)
-    # and routing (404, 405) errors would reach clients without one.
+    """flask-smorest's Api whose error bodies always carry a message (it adds one only when abort() got one)."""
 
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
         """flask-smorest's payload, plus a message from the validation errors or the HTTP description."""

@@ -1,20 +1,14 @@
-"""The application factory: a short list of named steps, and the Services it builds from settings.
+"""The application factory: create_app's named steps, and the Services it builds from settings.
 
-Building an app connects to no server and writes nothing: the MongoDB and Redis
-clients connect on first use, and what a serving process does once at start-up
-(embedded worker threads, the embedded demo catalog) is its entry point's business
-(app.py, `python -m jollyjet`). What an operator runs once (seeding, indexes) is a
-command of `flask --app app` (jollyjet/commands.py). The web, the worker and beat
-all build their app here, so they all run on the same Services.
+Building an app connects to nothing (clients connect on first use) and writes nothing; what a
+process does once at start-up is its entry point's (app.py, `python -m jollyjet`). The web,
+the worker and beat all build their app here, so they all run on the same Services.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from types import FunctionType
-from typing import Any
 
 from flask import Flask
 from flask_smorest import Api
@@ -30,7 +24,7 @@ from jollyjet.cache.store import CacheBackend, CallObserver
 from jollyjet.commands import register_commands
 from jollyjet.db import connect_mongo, socket_timeout_ms
 from jollyjet.extensions import EXTENSION, CacheServices, Services
-from jollyjet.http import public_cache_control, register_error_handlers, register_http_headers, register_rate_limits
+from jollyjet.http import register_error_handlers, register_http_headers, register_rate_limits
 from jollyjet.jobs import celery_init_app
 from jollyjet.ops.admin import blp as admin_blp
 from jollyjet.ops.admin import init_ops, metrics_blp, stats_blp
@@ -39,7 +33,6 @@ from jollyjet.ops.logs import configure_logging
 from jollyjet.ops.metrics import PrometheusEvents, QueryCounter, redis_observer, shed_counter
 from jollyjet.products.catalog import CachedProductRepository
 from jollyjet.products.catalog_writes import CachePolicy
-from jollyjet.products.hits import ProductHits
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.products.views import blp as products_blp
 from jollyjet.settings import BREAKER_FAILURES, DEV_TOKEN, Environment, RedisTopology, Settings, load_settings
@@ -56,42 +49,18 @@ DB_BULKHEAD_WAIT_MS = 100
 POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
 
 
-class _Flask(Flask):
-    """Flask that checks each plain function once, not on every call, for being a coroutine.
-
-    Flask asks `ensure_sync` about every hook and view of every request (five per cached
-    read here), and each answer costs an `inspect` walk; a function's answer never changes.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sync_functions: set[FunctionType] = set()
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        if type(func) is FunctionType and func in self._sync_functions:
-            return func
-        checked = super().ensure_sync(func)
-        if checked is func and type(func) is FunctionType:
-            self._sync_functions.add(func)
-        return checked
-
-
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     """Build the WSGI app from settings (or the environment); services are built from them unless given."""
     settings = settings or load_settings()
     configure_logging(settings)
-    app = _Flask("jollyjet")
+    app = Flask("jollyjet")
     configure_app(app, settings)
     connect_mongo(settings, [QueryCounter()])
     services = register_services(app, settings, services)
     register_jobs(app, settings, services)
     register_blueprints(init_api(app))
     register_error_handlers(app)
-    # Inside SecurityHeaders (which register_http_headers wraps around it): hits get those headers too.
-    app.wsgi_app = ProductHits(  # type: ignore[method-assign]  # Flask's documented middleware slot
-        app.wsgi_app, services.products, public_cache_control(settings), bool(settings.cors_origins)
-    )
-    register_http_headers(app, settings)
+    register_http_headers(app, settings, services.products)
     init_ops(app, settings, services)
     # After monitoring: its before_request hook must run first, or a 429 would go unmeasured.
     register_rate_limits(app, settings)
@@ -168,10 +137,7 @@ def cache_policy(settings: Settings) -> CachePolicy:
 def build_services(
     settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
 ) -> Services:
-    """Wire the repositories and the cache. A cache_backend replaces the Redis one (unit tests).
-
-    The cache events go to `events` (kept as services.cache.events) and to the metrics;
-    the metrics also time every Redis call."""
+    """Wire the repositories and the cache; a cache_backend replaces the Redis one (unit tests)."""
     mongo = MongoProductRepository()
     # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
     shed = shed_counter()
@@ -193,9 +159,7 @@ def build_cache(
     sink: CacheEvents | None = None,
     observer: CallObserver | None = None,
 ) -> CacheServices:
-    """The cache group: the backend on Redis (or the one handed in) and everything built on it.
-
-    sink receives the cache events (default: events); observer is told of every Redis call."""
+    """The cache group on Redis (or the backend handed in); events go to sink too, Redis calls to observer."""
     sink = sink or events
     keys = CacheKeys(settings.cache_key_prefix)
     breaker = CircuitBreaker(BREAKER_FAILURES, settings.breaker_cooldown_s)

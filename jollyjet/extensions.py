@@ -1,12 +1,8 @@
 """The process's extension: what a request or a task works with (Services), and the one way to reach it.
 
-Built once per app by create_app (jollyjet/app_factory.py) from settings, or handed in by
-tests, and kept in app.extensions["jollyjet"]; current_services() reaches it. Nothing here
-connects at import time. The cache group is None when the cache is switched off
-(JOLLYJET_CACHE_ENABLED=false), so code that needs Redis asks for it once, with a type
-that says so. flask-smorest's Api and flask-limiter's Limiter are made per app in the
-factory instead of here: each holds per-app state (the OpenAPI spec, the limit storage),
-and tests build many apps in one process.
+Built once per app by create_app and kept in app.extensions["jollyjet"]. flask-smorest's Api and
+flask-limiter's Limiter are made per app in the factory instead: each holds per-app state, and
+tests build many apps in one process.
 """
 
 from __future__ import annotations

@@ -1,31 +1,13 @@
-"""HTTP rules every response follows, whichever view produced it: JSON errors for exceptions,
-security and caching headers, CORS for listed origins, and the rate limits (429).
+"""What every response follows, whichever code produced it, and the cached product read.
 
-Headers. The API serves JSON and one HTML page (the API docs), never content meant to be
-framed or sniffed. Write and admin responses are never worth caching by a browser or proxy
-(they carry task ids, deletion counts and fresh ETags), and neither is an error: a stored
-404 or 503 would outlive the condition that caused it. The public product reads carry
-public_cache_control() (the product routes send it with their ETag). CORS is off unless
-JOLLYJET_CORS_ORIGINS names origins: then those origins (and no others) may call the API
-from a browser, with the token, and read the headers clients need.
-
-Rate limits on what is expensive and never served from the cache: q= searches, deep list pages,
-failed authentication. flask-limiter, counting per client address on the service's Redis.
-
-- A search (`q=` on the list or the count) is a case-insensitive substring scan of the
-  catalog, and nearly every distinct one is a cache miss.
-- A deep page (one starting past DEEP_PAGE_OFFSET items) makes MongoDB skip
-  that many documents, and crawlers ask for each page once.
-- Failed authentication: each address may fail so often; beyond, every request that
-  authenticates answers 429 until the window ends (a correct guess too, or the limit
-  would not slow a guesser down).
-Anything else (cached reads, health checks) is filtered out before any limit is looked
-at: it costs no Redis call. A breach answers 429 with Retry-After and the JSON error shape.
-
-The counts live in Redis, shared by every process (memory:// in the embedded mode). When
-that Redis fails, each process counts in its own memory until it answers again: a log line
-when it switches, never a 500 (flask-limiter's in-memory fallback; swallow_errors for
-anything else the limiter raises). docs/operations.md, "Overload".
+- JSON errors for the domain exceptions; security headers; no-store on writes, admin and errors
+  (a stored 404 or 503 would outlive its cause); the reads' Cache-Control; CORS only for the
+  origins JOLLYJET_CORS_ORIGINS names.
+- ProductHits: a found product's GET answered before Flask's dispatch (Django's
+  FetchFromCacheMiddleware shape) by the read the view would make, so every catalog guard
+  applies; anything else goes on to Flask carrying that read, so nothing is read twice.
+- Rate limits on what is expensive and never cached (q= searches, deep pages, failed
+  authentication), per client address on the cache's Redis. docs/operations.md, "Overload".
 """
 
 from __future__ import annotations
@@ -33,20 +15,23 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_etags
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jollyjet.api import CACHE_CONTROL_KEY
-from jollyjet.ops.metrics import shed_counter
-from jollyjet.products.hits import etag
+from jollyjet.ops.logs import REQUEST_ID, access_line, request_id_from
+from jollyjet.ops.metrics import children_of, metrics, shed_counter
+from jollyjet.products.record import ProductBody, Read
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Overloaded, ProductNotFound, VersionConflict
-from jollyjet.products.schemas import default_page_size
+from jollyjet.products.schemas import RESERVED, default_page_size
 from jollyjet.settings import (
     RATE_LIMIT_AUTH_FAILURES,
     RATE_LIMIT_DEEP_PAGES,
@@ -58,14 +43,16 @@ from jollyjet.settings import (
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-log = logging.getLogger(__name__)
-DEEP_PAGE_OFFSET = 1000  # a list page starting this many items in is a deep page (rate limited)
+    from jollyjet.products.catalog import Catalog
 
+log = logging.getLogger(__name__)
+PREFIX = "/api/v1"
+ROUTE = "/products/<product_id:product_id>"
+DEEP_PAGE_OFFSET = 1000  # a list page starting this many items in is a deep page (rate limited)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    # Only frame-ancestors: a script policy would also have to allow the docs page's
-    # inline start-up script, and the JSON responses run no scripts at all.
+    # Only frame-ancestors: a script policy would also have to allow the docs page's inline script.
     "Content-Security-Policy": "frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",
 }
@@ -75,20 +62,18 @@ ADMIN_PREFIXES = ("/api/v1/cache", "/api/v1/tasks")
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match"
 CORS_EXPOSED_HEADERS = "ETag, Link, Location, Retry-After, X-Cache, X-Pagination"
 CORS_MAX_AGE_S = "600"
-
-
-_SECURITY_ITEMS = tuple((name, value, name.lower()) for name, value in SECURITY_HEADERS.items())
-# Browsers and CDNs may store a read but must ask the service before every use (RFC 9111
-# 5.2.2.4), even when the service is unreachable; the ETag makes asking cheap (a 304).
-# "public": the reads never depend on a token a client may send along.
+# Stored by browsers and CDNs but revalidated before every use (RFC 9111 5.2.2.4), even when the
+# service is unreachable; the ETag makes asking cheap. "public": no read depends on a token.
 REVALIDATE_EVERY_USE = "public, no-cache"
-
-
+_SECURITY_ITEMS = tuple((name, value, name.lower()) for name, value in SECURITY_HEADERS.items())
+# The read ProductHits made, for the view when Flask answers: a Read, or the error it raised.
+_READ_KEY = "jollyjet.product_read"
+_PATH = re.compile(re.escape(PREFIX) + r"/products/([^/]+)")
+_STATUS = {200: "200 OK", 304: "304 Not Modified"}
 _LIST = "products.Products"
 _SEARCHABLE = frozenset({_LIST, "products.ProductCount"})
 # Each limit's scope: its Redis key part, the shed metric's reason and what a 429 names.
 _KINDS = {"search": "q= searches", "deep_pages": "deep list pages", "auth_failures": "failed authentications"}
-_UNKNOWN_ADDRESS = "unknown"
 
 
 def error_response(code: int, status: str, message: str) -> Response:
@@ -96,6 +81,17 @@ def error_response(code: int, status: str, message: str) -> Response:
     response = jsonify({"code": code, "status": status, "message": message})
     response.status_code = code
     return response
+
+
+def etag(version: int) -> str:
+    """Strong ETag for a product version."""
+    return f'"v{version}"'
+
+
+def not_modified(environ: Mapping[str, Any], tag: str) -> bool:
+    """If-None-Match names tag or is "*": a GET answers 304 (weak comparison, RFC 9110 13.1.2)."""
+    header = environ.get("HTTP_IF_NONE_MATCH")  # parsed only when sent: most reads carry none
+    return header is not None and parse_etags(header).contains_weak(tag[1:-1])
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -133,23 +129,20 @@ def register_error_handlers(app: Flask) -> None:
             f"overloaded: {error.size} requests of this process are already waiting on the product database; "
             "retry shortly",
         )
-        # A second: the bulkhead frees as soon as MongoDB answers the calls in flight.
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = "1"  # the bulkhead frees as soon as MongoDB answers the calls in flight
         return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(_: RequestEntityTooLarge) -> Response:
         limit = app.config["MAX_CONTENT_LENGTH"]
         response = error_response(413, "Request Entity Too Large", f"the request body is larger than {limit} bytes")
-        # The unread rest of the body is still on the connection: it cannot carry another
-        # request. Servers that honour the app's Connection header (Werkzeug's) close it;
-        # gunicorn drops hop-by-hop headers, and gunicorn.conf.py closes it there.
+        # The unread rest of the body is still on the connection: Werkzeug closes it on this
+        # header; gunicorn drops hop-by-hop headers, and gunicorn.conf.py closes it there.
         response.headers["Connection"] = "close"
         return response
 
-    # Other HTTPExceptions never get here: Flask picks the most specific handler, and
-    # JsonErrorApi registers one for HTTPException. Registering this also stops
-    # TESTING mode from re-raising, so tests see exactly what a client would.
+    # Other HTTPExceptions never get here (JsonErrorApi handles HTTPException). Registering this
+    # also stops TESTING mode from re-raising, so tests see exactly what a client would.
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         log.error("unexpected error serving %s %s", request.method, request.path, exc_info=error)
@@ -171,13 +164,10 @@ def never_cached(method: str, path: str) -> bool:
 
 
 class SecurityHeaders:
-    """WSGI middleware: the fixed headers on every response the app sends (those it did not set
-    itself), and Cache-Control: no-store where never_cached says so and on every error status.
+    """WSGI middleware: the fixed headers on every response, and no-store where never_cached says so or on errors.
 
-    At the WSGI boundary rather than in an after_request hook: the headers are a plain list
-    there, so adding four costs a few appends, where werkzeug's Headers lower-cases every
-    stored name on each lookup and validates each value it adds (docs/performance.md); and
-    every response passes here, whichever part of Flask produced it.
+    At the WSGI boundary: every response passes here, and the headers are a plain list, where
+    werkzeug's Headers would lower-case every name on each lookup (docs/performance.md).
     """
 
     def __init__(self, app: WSGIApplication) -> None:
@@ -189,13 +179,79 @@ class SecurityHeaders:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             present = {name.lower() for name, _ in headers}
             headers.extend((name, value) for name, value, lower in _SECURITY_ITEMS if lower not in present)
-            # An error status: "4xx ..." or "5xx ...", whoever produced it (a view, Flask, a limiter).
-            if no_store or status[0] in "45":
+            if no_store or status[0] in "45":  # an error status, whoever produced it
                 headers[:] = [(n, v) for n, v in headers if n.lower() != "cache-control"]
                 headers.append(("Cache-Control", "no-store"))
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start)
+
+
+class ProductHits:
+    """WSGI middleware: answer a product GET whose product is found (cache hit or fill) without Flask.
+
+    The answer carries what Flask's hooks give every other response (ETag and 304, X-Cache,
+    Cache-Control, X-Request-ID, the request metric, the access line); SecurityHeaders wraps it.
+    Flask's dispatch and werkzeug's Request and Response cost about as much as the read itself.
+    """
+
+    def __init__(self, app: WSGIApplication, products: Catalog, cache_control: str, cors: bool) -> None:
+        self.app = app
+        self.products = products
+        self.cache_control = cache_control
+        self.cors = cors  # with CORS on, a request with an Origin goes to Flask's CORS hook
+        self.duration = children_of(metrics().http_duration)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if (
+            match is None
+            or environ.get("REQUEST_METHOD") != "GET"
+            or match.group(1) in RESERVED
+            or (self.cors and "HTTP_ORIGIN" in environ)
+        ):
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        token = REQUEST_ID.set(request_id)  # the read's log lines and the access line carry it
+        try:
+            try:
+                read: Read[ProductBody | None] = self.products.get_body(match.group(1))
+            except Exception as error:  # answered by Flask's error handlers, like every other error
+                return self._onward(environ, start_response, error, request_id)
+            if read.value is None:
+                return self._onward(environ, start_response, read, request_id)
+            tag, cache = etag(read.value.version), read.source.value
+            headers = [("ETag", tag), ("X-Cache", cache), ("Cache-Control", self.cache_control)]
+            if not_modified(environ, tag):
+                status, body = 304, b""
+            else:
+                status, body = 200, read.value.body
+                headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            headers.append(("X-Request-ID", request_id))
+            seconds = time.perf_counter() - started
+            self.duration("GET", PREFIX + ROUTE, str(status), cache.lower()).observe(seconds)
+            access_line("GET", PREFIX + ROUTE, environ.get("PATH_INFO", ""), status, cache.lower(), seconds)
+            start_response(_STATUS[status], headers)
+            return [body]
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _onward(
+        self, environ: WSGIEnvironment, start_response: StartResponse, read: object, request_id: str
+    ) -> Iterable[bytes]:
+        """Flask answers, with the read made here and this request's id (its hook takes a well-formed one as is)."""
+        environ[_READ_KEY] = read
+        environ["HTTP_X_REQUEST_ID"] = request_id
+        return self.app(environ, start_response)
+
+
+def read_made_before(environ: dict[str, Any]) -> Read[ProductBody | None] | None:
+    """The read ProductHits made for this request and handed on, if any; its error is raised here."""
+    read = environ.pop(_READ_KEY, None)
+    if isinstance(read, Exception):
+        raise read
+    return read
 
 
 def add_cors_headers(response: Response, origins: frozenset[str]) -> Response:
@@ -214,11 +270,12 @@ def add_cors_headers(response: Response, origins: frozenset[str]) -> Response:
     return response
 
 
-def register_http_headers(app: Flask, settings: Settings) -> None:
-    """Security headers on every response; the reads' Cache-Control; CORS headers only when origins are configured."""
-    app.config[CACHE_CONTROL_KEY] = public_cache_control(settings)
-    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]  # Flask's documented middleware slot
+def register_http_headers(app: Flask, settings: Settings, products: Catalog) -> None:
+    """The hit middleware inside SecurityHeaders (hits get those headers too); CORS only when origins are set."""
+    cache_control = app.config[CACHE_CONTROL_KEY] = public_cache_control(settings)
     origins = frozenset(settings.cors_origins)
+    hits = ProductHits(app.wsgi_app, products, cache_control, bool(origins))
+    app.wsgi_app = SecurityHeaders(hits)  # type: ignore[method-assign]  # Flask's documented middleware slot
     if origins:
         app.after_request(lambda response: add_cors_headers(response, origins))
 
@@ -241,36 +298,31 @@ def storage_uri(settings: Settings) -> tuple[str, dict[str, Any]]:
     if uri.startswith("memory://"):
         return uri, {}
     # The cache's timeouts: a hung Redis delays a limited request by these, never longer.
-    return uri, {
-        "socket_timeout": settings.redis_timeout_ms / 1000,
-        "socket_connect_timeout": settings.redis_timeout_ms / 1000,
-    }
+    timeout_s = settings.redis_timeout_ms / 1000
+    return uri, {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
 
 
 def client_address() -> str:
     """The client's address (after ProxyFix when proxies are trusted), normalised; never raw header text."""
     try:
         return str(ipaddress.ip_address(request.remote_addr or ""))
-    except ValueError:
-        # A forwarded value that is no address: one shared bucket, not a key made of the header.
-        return _UNKNOWN_ADDRESS
+    except ValueError:  # a forwarded value that is no address: one shared bucket, not a key made of the header
+        return "unknown"
 
 
 def _authenticates() -> bool:
-    """True when the view serving this request checks a bearer token (jollyjet/api.py marks it)."""
+    """True when the view serving this request checks a bearer token (api.require_token marks it)."""
     view = current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)
     if view_class is not None:
-        method = "get" if request.method == "HEAD" else request.method.lower()
-        view = getattr(view_class, method, None)
+        view = getattr(view_class, "get" if request.method == "HEAD" else request.method.lower(), None)
     return bool(getattr(view, "requires_token", False))
 
 
 def register_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
     """flask-limiter on this app (its own instance: flask-limiter keeps the storage on the instance)."""
     if settings.trusted_proxies:
-        # The address a limit counts by is the one the last trusted proxy saw; without
-        # trusted proxies X-Forwarded-For is anyone's text and is ignored.
+        # Count by the address the last trusted proxy saw; without trusted proxies X-Forwarded-For is anyone's text.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     if not settings.rate_limits_enabled:
         return None
@@ -294,11 +346,12 @@ def register_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
         application_limits=[
             ApplicationLimit(RATE_LIMIT_SEARCH, scope="search", exempt_when=lambda: not is_search()),
             ApplicationLimit(RATE_LIMIT_DEEP_PAGES, scope="deep_pages", exempt_when=lambda: not is_deep_page()),
+            # Beyond the failures allowed, every request that authenticates answers 429 until the
+            # window ends (a correct guess too, or the limit would not slow a guesser down).
             ApplicationLimit(
                 RATE_LIMIT_AUTH_FAILURES,
                 scope="auth_failures",
                 exempt_when=lambda: not _authenticates(),
-                # Counted only when the answer is 401; tested before every request that authenticates.
                 deduct_when=lambda response: response.status_code == 401,
             ),
         ],
@@ -306,20 +359,16 @@ def register_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
         storage_options=options,
         key_prefix=f"{settings.cache_key_prefix}:rl",
         strategy="fixed-window",  # one INCR per limited request
+        # Redis down: each process counts in its own memory until it answers again, never a 500.
         in_memory_fallback_enabled=True,
         swallow_errors=True,
         headers_enabled=False,  # X-RateLimit-* would cost a second Redis call on every limited request
     )
-    # Cached reads, health checks, metrics: no limit applies, and none is looked up.
+    # Cached reads, health checks, metrics: no limit applies, and none is looked up (no Redis call).
     limiter.request_filter(lambda: not (is_search() or is_deep_page() or _authenticates()))
     limiter.init_app(app)
     # flask-limiter logs every breach at INFO: under a flood, a second flood. The metric counts them.
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
-    _register_breach_handler(app, limiter)
-    return limiter
-
-
-def _register_breach_handler(app: Flask, limiter: Limiter) -> None:
     shed = shed_counter()
 
     @app.errorhandler(RateLimitExceeded)
@@ -334,6 +383,8 @@ def _register_breach_handler(app: Flask, limiter: Limiter) -> None:
         )
         response.headers["Retry-After"] = str(_retry_after(limiter, error))
         return response
+
+    return limiter
 
 
 def _retry_after(limiter: Limiter, error: RateLimitExceeded) -> int:

@@ -1,8 +1,7 @@
 """Every setting of the service, from environment variables, validated once at start-up.
 
-One flat model with its fields grouped under comment headings (not nested groups: every module
-reads `settings.<field>`). A value nobody tunes is a named constant here instead. A missing or
-junk value raises SettingsError naming the variable; docs/configuration.md lists them all.
+A value nobody tunes is a named constant here instead. A missing or junk value raises
+SettingsError naming the variable; docs/configuration.md lists them all.
 """
 
 from __future__ import annotations

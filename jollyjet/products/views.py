@@ -24,7 +24,7 @@ from flask.views import MethodView
 
 from jollyjet.api import CACHE_CONTROL_KEY, ApiBlueprint, errors, require_token
 from jollyjet.extensions import current_services
-from jollyjet.products.hits import PREFIX, ROUTE, etag, not_modified, read_made_before
+from jollyjet.http import PREFIX, ROUTE, etag, not_modified, read_made_before
 from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord, cents, json_array, render
 from jollyjet.products.repository import ProductNotFound, VersionConflict
 from jollyjet.products.schemas import (
