@@ -1,13 +1,9 @@
 """The jobs as operations sees them: publishing one from a request, counting every run, each job's last status.
 
-Publishing. Celery's own timeouts do not bound a publish: with a Redis that accepts
-connections but does not answer, `send_task` spends about 20 s in the result backend's
-reconnect retries before it raises a bare RuntimeError. So the publish runs in a
-short-lived thread and the request waits at most JOLLYJET_JOB_PUBLISH_TIMEOUT_S for it.
-A publish that outlives the wait may still land later; every job is idempotent and
-locked, so a late copy costs one skipped run. At most MAX_IN_FLIGHT publishes wait on
-the broker at a time: once they are stuck, further requests get the 503 at once
-instead of piling up threads.
+Celery's timeouts do not bound a publish: a Redis that accepts connections but does not
+answer holds `send_task` about 20 s. So a short-lived thread publishes and the request
+waits at most JOLLYJET_JOB_PUBLISH_TIMEOUT_S; a late publish costs one skipped run (every
+job is idempotent and locked). At most MAX_IN_FLIGHT publishes wait: then 503 at once.
 """
 
 from __future__ import annotations
@@ -37,20 +33,11 @@ JOB_OF_TASK = {task: job for job, task in JOBS.items()}
 # Broker or result-backend failures: the job system is unreachable, not the request wrong.
 QUEUE_ERRORS = (KombuError, RedisError, OSError)
 MAX_IN_FLIGHT = 2
+OUTCOMES = ("success", "skipped", "retry", "failure")
 
 
 class QueueUnavailable(Exception):
     """The broker (or the result backend) did not take the job in time."""
-
-
-def _caused_by_queue_error(error: BaseException) -> bool:
-    """True if a queue error is anywhere in the exception's cause chain."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, QUEUE_ERRORS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class JobPublisher:
@@ -75,7 +62,10 @@ class JobPublisher:
         except queue.Empty:
             raise QueueUnavailable(f"the broker did not take the job within {self._timeout_s:g} s") from None
         if error is not None:
-            if _caused_by_queue_error(error):
+            cause: BaseException | None = error
+            while cause is not None and not isinstance(cause, QUEUE_ERRORS):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:  # a queue error anywhere in the chain
                 raise QueueUnavailable(f"the broker is unreachable ({type(error).__name__})") from error
             raise error
         assert task_id is not None
@@ -99,7 +89,6 @@ class JobStatus(Document):
     """One job's latest run and success, in MongoDB: any process reads what the worker did, across its restarts."""
 
     meta = {"collection": "job_status", "auto_create_index": False}
-
     task = StringField(primary_key=True)
     last_run_at = DateTimeField()
     last_outcome = StringField()
@@ -119,15 +108,12 @@ class JobStatus(Document):
 
 def record_run(task: str, outcome: str, report: dict[str, Any] | None) -> None:
     """Upsert a job's status after a run; a success also stores its report. Never raises."""
-    stamped = ["last_run_at"]
-    changes: dict[str, Any] = {"set__last_outcome": outcome}
-    if outcome == "success":
-        stamped.append("last_success_at")
-        changes["set__last_report"] = report or {}
+    success = outcome == "success"
+    stamped = ["last_run_at", "last_success_at"] if success else ["last_run_at"]
+    changes: dict[str, Any] = {"set__last_outcome": outcome, **({"set__last_report": report or {}} if success else {})}
     try:
         JobStatus.objects(task=task).update_one(upsert=True, __raw__=set_to_server_time(*stamped), **changes)
-    except PyMongoError:
-        # The job itself ran; its status is lost for this run only.
+    except PyMongoError:  # the job itself ran; its status is lost for this run only
         log.warning("could not record the status of job %s", task, exc_info=True)
 
 
@@ -161,17 +147,19 @@ def _on_task(outcome: str) -> Callable[..., None]:
 
 
 def connect_job_signals() -> None:
-    """Count every job run from Celery's task signals, however it ends, in whichever process runs it.
+    """Count every job run from Celery's task signals (the jobs stay plain functions), once per process.
 
-    Signals rather than code in each task: the jobs stay plain functions. Connected once
-    per process (whatever the number of apps built); the series exist at 0 from the start."""
+    The series exist at 0 from the start."""
     m = metrics()
     for task in JOBS:
-        for outcome in ("success", "skipped", "retry", "failure"):
+        for outcome in OUTCOMES:
             m.job_runs.labels(task, outcome)
     for drift_class in DRIFT_CLASSES:
         m.audit_drift_found.labels(drift_class)
         m.audit_drift_repaired.labels(drift_class)
-    signals.task_success.connect(_on_task("success"), weak=False, dispatch_uid="jollyjet-metrics-success")
-    signals.task_retry.connect(_on_task("retry"), weak=False, dispatch_uid="jollyjet-metrics-retry")
-    signals.task_failure.connect(_on_task("failure"), weak=False, dispatch_uid="jollyjet-metrics-failure")
+    for outcome, signal in (
+        ("success", signals.task_success),
+        ("retry", signals.task_retry),
+        ("failure", signals.task_failure),
+    ):
+        signal.connect(_on_task(outcome), weak=False, dispatch_uid=f"jollyjet-metrics-{outcome}")
