@@ -33,7 +33,6 @@ JOB_OF_TASK = {task: job for job, task in JOBS.items()}
 # Broker or result-backend failures: the job system is unreachable, not the request wrong.
 QUEUE_ERRORS = (KombuError, RedisError, OSError)
 MAX_IN_FLIGHT = 2
-OUTCOMES = ("success", "skipped", "retry", "failure")
 
 
 class QueueUnavailable(Exception):
@@ -122,28 +121,27 @@ def all_statuses() -> dict[str, JobStatus]:
     return {status.task: status for status in JobStatus.objects}
 
 
-def job_finished(task: str, outcome: str, report: dict[str, Any] | None) -> None:
-    """Count a run, its drift (audit) and duration; store the job's status."""
-    m = metrics()
-    m.job_runs.labels(task, outcome).inc()
-    if outcome == "success" and report:
-        if isinstance(report.get("duration_s"), int | float):
-            m.job_duration.labels(task).observe(report["duration_s"])
-        if task == "audit":
-            for drift_class in DRIFT_CLASSES:
-                m.audit_drift_found.labels(drift_class).inc(int((report.get("drift") or {}).get(drift_class, 0)))
-                m.audit_drift_repaired.labels(drift_class).inc(int((report.get("repaired") or {}).get(drift_class, 0)))
-    record_run(task, outcome, report)
-
-
 def _on_task(outcome: str) -> Callable[..., None]:
-    def handler(sender: Any = None, result: Any = None, **_: Any) -> None:
+    def job_finished(sender: Any = None, result: Any = None, **_: Any) -> None:
+        """Count a run, its drift (audit) and duration; store the job's status."""
         task = JOB_OF_TASK.get(getattr(sender, "name", None) or "")
-        if task is not None:
-            report = result if outcome == "success" and isinstance(result, dict) else None
-            job_finished(task, "skipped" if report and "skipped" in report else outcome, report)
+        if task is None:
+            return
+        report = result if outcome == "success" and isinstance(result, dict) else None
+        ended = "skipped" if report and "skipped" in report else outcome
+        m = metrics()
+        m.job_runs.labels(task, ended).inc()
+        if ended == "success" and report:
+            if isinstance(report.get("duration_s"), int | float):
+                m.job_duration.labels(task).observe(report["duration_s"])
+            if task == "audit":
+                drift, repaired = report.get("drift") or {}, report.get("repaired") or {}
+                for drift_class in DRIFT_CLASSES:
+                    m.audit_drift_found.labels(drift_class).inc(int(drift.get(drift_class, 0)))
+                    m.audit_drift_repaired.labels(drift_class).inc(int(repaired.get(drift_class, 0)))
+        record_run(task, ended, report)
 
-    return handler
+    return job_finished
 
 
 def connect_job_signals() -> None:
@@ -152,14 +150,11 @@ def connect_job_signals() -> None:
     The series exist at 0 from the start."""
     m = metrics()
     for task in JOBS:
-        for outcome in OUTCOMES:
+        for outcome in ("success", "skipped", "retry", "failure"):
             m.job_runs.labels(task, outcome)
     for drift_class in DRIFT_CLASSES:
         m.audit_drift_found.labels(drift_class)
         m.audit_drift_repaired.labels(drift_class)
-    for outcome, signal in (
-        ("success", signals.task_success),
-        ("retry", signals.task_retry),
-        ("failure", signals.task_failure),
-    ):
-        signal.connect(_on_task(outcome), weak=False, dispatch_uid=f"jollyjet-metrics-{outcome}")
+    signals.task_success.connect(_on_task("success"), weak=False, dispatch_uid="jollyjet-metrics-success")
+    signals.task_retry.connect(_on_task("retry"), weak=False, dispatch_uid="jollyjet-metrics-retry")
+    signals.task_failure.connect(_on_task("failure"), weak=False, dispatch_uid="jollyjet-metrics-failure")
