@@ -339,24 +339,6 @@ def exposition(live: Collector) -> bytes:
     return generate_latest(recorded()) + generate_latest(live)
 
 
-def serve_metrics(settings: Settings, role: str) -> tuple[str, int] | None:
-    """Start the metrics HTTP server of this worker or beat process (in a thread); None when not configured."""
-    from prometheus_client import start_http_server
-
-    address = settings.metrics_address(role)
-    if address is None:
-        return None
-    host, port = address
-    try:
-        start_http_server(port, addr=host, registry=recorded())
-    except OSError as error:
-        # A busy port must not stop the jobs; the missing target shows in Prometheus (up == 0).
-        log.error("%s metrics: cannot listen on %s:%d: %s", role, host, port, error)
-        return None
-    log.info("%s metrics on http://%s:%d/metrics", role, host, port)
-    return address
-
-
 def connect_celery_exporters(settings: Settings) -> None:
     """Serve metrics when the worker or beat starts; forget a pool process's live gauges when it exits.
 
@@ -364,18 +346,27 @@ def connect_celery_exporters(settings: Settings) -> None:
     Prometheus can tell a dead worker (target down) from an idle one. Pool processes record
     into the worker's own multiprocess directory; its main process serves their sum."""
 
+    def serve(role: str) -> None:
+        from prometheus_client import start_http_server
+
+        if (address := settings.metrics_address(role)) is None:
+            return
+        host, port = address
+        try:
+            start_http_server(port, addr=host, registry=recorded())
+        except OSError as error:  # a busy port must not stop the jobs; Prometheus shows the target down
+            log.error("%s metrics: cannot listen on %s:%d: %s", role, host, port, error)
+        else:
+            log.info("%s metrics on http://%s:%d/metrics", role, host, port)
+
     def pool_process_exit(**_: Any) -> None:
         if multiprocess_dir() is not None:
             from prometheus_client.multiprocess import mark_process_dead
 
             mark_process_dead(os.getpid())
 
-    signals.worker_init.connect(
-        lambda **_: serve_metrics(settings, "worker"), weak=False, dispatch_uid="jollyjet-metrics-worker"
-    )
-    signals.beat_init.connect(
-        lambda **_: serve_metrics(settings, "beat"), weak=False, dispatch_uid="jollyjet-metrics-beat"
-    )
+    signals.worker_init.connect(lambda **_: serve("worker"), weak=False, dispatch_uid="jollyjet-metrics-worker")
+    signals.beat_init.connect(lambda **_: serve("beat"), weak=False, dispatch_uid="jollyjet-metrics-beat")
     signals.worker_process_shutdown.connect(pool_process_exit, weak=False, dispatch_uid="jollyjet-metrics-child")
 
 
