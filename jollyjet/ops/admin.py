@@ -20,15 +20,7 @@ from jollyjet.cache.store import CacheError
 from jollyjet.extensions import CacheServices, current_services
 from jollyjet.jobs.audit import latest_audit
 from jollyjet.ops.health import LiveCollector
-from jollyjet.ops.jobs import (
-    JOB_OF_TASK,
-    JOBS,
-    QUEUE_ERRORS,
-    JobPublisher,
-    QueueUnavailable,
-    all_statuses,
-    connect_job_signals,
-)
+from jollyjet.ops.jobs import JOB_OF_TASK, QUEUE_ERRORS, JobPublisher, QueueUnavailable, all_statuses, count_job_runs
 from jollyjet.ops.metrics import CACHE_KINDS, CACHE_RESULTS, exposition, recorded, register_request_hooks, watch_breaker
 from jollyjet.products.repository import translate_db_errors
 from jollyjet.settings import CLEANUP_SCAN_BATCH, JOB_PUBLISH_TIMEOUT_S
@@ -55,7 +47,7 @@ def init_ops(app: Flask, settings: Settings, services: Services) -> None:
         watch_breaker(services.cache.breaker)
     app.extensions[LiveCollector.EXTENSION] = LiveCollector(settings, services)
     app.extensions[PUBLISHER] = JobPublisher(app.extensions["celery"], JOB_PUBLISH_TIMEOUT_S)
-    connect_job_signals()
+    count_job_runs()
 
 
 class TaskSchema(ma.Schema):
@@ -124,7 +116,7 @@ class EnqueueJob(MethodView):
         _cache()
         publisher: JobPublisher = current_app.extensions[PUBLISHER]
         try:
-            task_id = publisher.publish(JOBS[job])
+            task_id = publisher.publish(job)
         except QueueUnavailable as error:
             _queue_down(error)
         response = jsonify({"id": task_id, "job": job, "state": "PENDING"})

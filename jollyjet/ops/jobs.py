@@ -40,7 +40,7 @@ class QueueUnavailable(Exception):
 
 
 class JobPublisher:
-    """Sends tasks by name; raises QueueUnavailable instead of waiting on a dead broker."""
+    """Sends jobs' tasks by name; raises QueueUnavailable instead of waiting on a dead broker."""
 
     def __init__(self, celery: Celery, timeout_s: float) -> None:
         self._celery = celery
@@ -49,13 +49,13 @@ class JobPublisher:
         self._lock = threading.Lock()
         self.in_flight = 0
 
-    def publish(self, task_name: str) -> str:
-        """Enqueue the task; its id, or QueueUnavailable within the timeout."""
+    def publish(self, job: str) -> str:
+        """Enqueue the job's task (JOBS); its id, or QueueUnavailable within the timeout."""
         if not self._slots.acquire(blocking=False):
             raise QueueUnavailable("earlier jobs are still waiting for the broker")
         outcome: queue.Queue[tuple[str | None, BaseException | None]] = queue.Queue(maxsize=1)
         self._count(+1)
-        threading.Thread(target=self._send, args=(task_name, outcome), name="job-publish", daemon=True).start()
+        threading.Thread(target=self._send, args=(JOBS[job], outcome), name="job-publish", daemon=True).start()
         try:
             task_id, error = outcome.get(timeout=self._timeout_s)
         except queue.Empty:
@@ -144,7 +144,7 @@ def _on_task(outcome: str) -> Callable[..., None]:
     return job_finished
 
 
-def connect_job_signals() -> None:
+def count_job_runs() -> None:
     """Count every job run from Celery's task signals (the jobs stay plain functions), once per process.
 
     The series exist at 0 from the start."""

@@ -48,10 +48,9 @@ class Redactor:
         return text
 
 
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
-        return True
+def _with_request_id(record: logging.LogRecord) -> bool:
+    record.request_id = REQUEST_ID.get()
+    return True
 
 
 def _fields(record: logging.LogRecord, *formatting: str) -> dict[str, Any]:
@@ -122,7 +121,7 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     redact = Redactor(secrets)
     handler.setFormatter(_Redacted(JsonFormatter() if json_lines else TextFormatter(), redact))
-    handler.addFilter(_RequestIdFilter())
+    handler.addFilter(_with_request_id)
     setattr(handler, _HANDLER_MARK, redact)  # the mark is its redactor: ServiceLogger lends it
     root.addHandler(handler)
     root.setLevel(settings.log_level)

@@ -58,11 +58,10 @@ def multiprocess_dir() -> Path | None:
 
 def empty_directory(path: Path | None) -> None:
     """Create path if needed and delete the metric files a previous start left in it (they would add old counts)."""
-    if path is None:
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    for leftover in path.glob("*.db"):
-        leftover.unlink(missing_ok=True)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        for leftover in path.glob("*.db"):
+            leftover.unlink(missing_ok=True)
 
 
 def prepare_private_dir(prefix: str) -> Path | None:
