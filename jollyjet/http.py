@@ -27,8 +27,7 @@ from werkzeug.http import parse_etags
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jollyjet.api import CACHE_CONTROL_KEY
-from jollyjet.ops.logs import REQUEST_ID, access_line, request_id_from
-from jollyjet.ops.metrics import children_of, metrics, shed_counter
+from jollyjet.ops.metrics import REQUEST_ID, observe_request, request_id_from, shed_counter
 from jollyjet.products.record import ProductBody, Read
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Overloaded, ProductNotFound, VersionConflict
 from jollyjet.products.schemas import RESERVED, default_page_size
@@ -200,7 +199,6 @@ class ProductHits:
         self.products = products
         self.cache_control = cache_control
         self.cors = cors  # with CORS on, a request with an Origin goes to Flask's CORS hook
-        self.duration = children_of(metrics().http_duration)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
@@ -230,8 +228,7 @@ class ProductHits:
                 headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
             headers.append(("X-Request-ID", request_id))
             seconds = time.perf_counter() - started
-            self.duration("GET", PREFIX + ROUTE, str(status), cache.lower()).observe(seconds)
-            access_line("GET", PREFIX + ROUTE, environ.get("PATH_INFO", ""), status, cache.lower(), seconds)
+            observe_request("GET", PREFIX + ROUTE, environ.get("PATH_INFO", ""), status, cache.lower(), seconds)
             start_response(_STATUS[status], headers)
             return [body]
         finally:

@@ -1,11 +1,10 @@
-"""The ops endpoints: admin (bearer token: enqueue cache jobs, task states, the latest audit, drop the cache),
-GET /metrics (Prometheus text) and GET /api/v1/cache/stats (the same registry's since-start figures and the
-state now, for people); and init_ops, which gives an app its monitoring and job publisher.
-"""
+"""The ops endpoints: admin (bearer token: enqueue jobs, task states, the latest audit, drop the cache), GET /metrics
+and GET /api/v1/cache/stats (the same registry's since-start figures and the state now); init_ops wires an app."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import marshmallow as ma
@@ -21,15 +20,7 @@ from jollyjet.cache.store import CacheError
 from jollyjet.extensions import CacheServices, current_services
 from jollyjet.jobs.audit import latest_audit
 from jollyjet.ops.health import LiveCollector
-from jollyjet.ops.jobs import (
-    JOB_OF_TASK,
-    JOBS,
-    QUEUE_ERRORS,
-    JobPublisher,
-    QueueUnavailable,
-    all_statuses,
-    connect_job_signals,
-)
+from jollyjet.ops.jobs import JOB_OF_TASK, QUEUE_ERRORS, JobPublisher, QueueUnavailable, all_statuses, count_job_runs
 from jollyjet.ops.metrics import CACHE_KINDS, CACHE_RESULTS, exposition, recorded, register_request_hooks, watch_breaker
 from jollyjet.products.repository import translate_db_errors
 from jollyjet.settings import CLEANUP_SCAN_BATCH, JOB_PUBLISH_TIMEOUT_S
@@ -44,8 +35,7 @@ stats_blp = ApiBlueprint("cache_stats", __name__, url_prefix="/api/v1", descript
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 PUBLISHER = "jollyjet_jobs"  # the key of the app's JobPublisher in app.extensions
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
-# MongoDB commands one database read of each kind costs (mongo_repository.py): a list
-# page is a find plus a count, the others one command each.
+# MongoDB commands one database read of each kind costs: a list page is a find plus a count.
 QUERIES_PER_READ = {"product": 1, "list": 2, "count": 1, "categories": 1}
 READ_COMMANDS = ("find", "count", "aggregate", "getMore", "distinct")
 
@@ -57,7 +47,7 @@ def init_ops(app: Flask, settings: Settings, services: Services) -> None:
         watch_breaker(services.cache.breaker)
     app.extensions[LiveCollector.EXTENSION] = LiveCollector(settings, services)
     app.extensions[PUBLISHER] = JobPublisher(app.extensions["celery"], JOB_PUBLISH_TIMEOUT_S)
-    connect_job_signals()
+    count_job_runs()
 
 
 class TaskSchema(ma.Schema):
@@ -126,7 +116,7 @@ class EnqueueJob(MethodView):
         _cache()
         publisher: JobPublisher = current_app.extensions[PUBLISHER]
         try:
-            task_id = publisher.publish(JOBS[job])
+            task_id = publisher.publish(job)
         except QueueUnavailable as error:
             _queue_down(error)
         response = jsonify({"id": task_id, "job": job, "state": "PENDING"})
@@ -258,13 +248,17 @@ class CacheStats(MethodView):
         probe = current_app.extensions[LiveCollector.EXTENSION].probe
         figures = Recorded.now()
         jobs, audit = _jobs()
+        try:
+            pending_repairs = services.cache.repairs.pending_count() if services.cache is not None else None
+        except PyMongoError:
+            pending_repairs = None
         return {
             **since_start(figures),
             "breaker": services.cache.breaker.state.value if services.cache is not None else "disabled",
             # The gauge is the max over the server's live processes: any worker's breaker, not only this one's.
             "breaker_open_anywhere": figures.total("jollyjet_cache_breaker_open") > 0,
             "redis": probe.sample().as_dict() if probe is not None else None,
-            "pending_repairs": _pending_repairs(services.cache),
+            "pending_repairs": pending_repairs,
             "last_audit": audit or None,
             "last_warm": (jobs.get("warm") or {}).get("last_report") or None,
             "jobs": jobs,
@@ -283,25 +277,16 @@ def _jobs() -> tuple[dict[str, Any], dict[str, Any]]:
     return jobs, (audit.as_dict() if audit is not None else {})
 
 
-def _pending_repairs(cache: CacheServices | None) -> int | None:
-    if cache is None:
-        return None
-    try:
-        return cache.repairs.pending_count()
-    except PyMongoError:
-        return None
-
-
+@dataclass
 class Recorded:
     """Recorded samples (name, labels, value), summed the way a scrape sums them."""
 
-    def __init__(self, samples: Iterable[tuple[str, dict[str, str], float]]) -> None:
-        self.samples = list(samples)
+    samples: list[tuple[str, dict[str, str], float]]
 
     @classmethod
     def now(cls) -> Recorded:
         """What this server's processes have recorded since it started."""
-        return cls((s.name, s.labels, s.value) for family in recorded().collect() for s in family.samples)
+        return cls([(s.name, s.labels, s.value) for family in recorded().collect() for s in family.samples])
 
     def total(self, name: str, **labels: str) -> float:
         """The sum of the samples of `name` carrying these label values."""
@@ -309,11 +294,11 @@ class Recorded:
 
     def by(self, name: str, label: str) -> dict[str, float]:
         """The samples of `name` summed per value of one label."""
-        found: dict[str, float] = {}
+        found: defaultdict[str, float] = defaultdict(float)
         for n, have, v in self.samples:
             if n == name and label in have:
-                found[have[label]] = found.get(have[label], 0.0) + v
-        return found
+                found[have[label]] += v
+        return dict(found)
 
 
 def since_start(recorded: Recorded) -> dict[str, Any]:

@@ -1,13 +1,4 @@
-"""Health: liveness, readiness and draining for load balancers, and the figures a scrape samples now.
-
-Draining. Readiness also fails while the process drains: from the SIGTERM that starts a
-graceful shutdown until the process exits, a probe still answered on a kept-alive or
-already accepted connection says 503 "draining", so a load balancer takes the instance
-out instead of routing new requests to a process that is leaving. gunicorn has no hook
-that runs in a worker when its graceful shutdown starts (`worker_int` is for
-SIGINT/SIGQUIT, `worker_exit` runs once the requests are finished, too late), so
-`post_worker_init` wraps the worker's SIGTERM handler: the flag is set first, then
-gunicorn's own handler stops the accept loop.
+"""Health: liveness, readiness and draining for load balancers, gunicorn's hooks, and the figures a scrape samples now.
 
 Scrape-time figures (Redis INFO, the repair backlog, job status and schedule) are read by
 the process answering the scrape, not recorded by every process, so they are never
@@ -35,8 +26,9 @@ from pymongo.errors import PyMongoError
 
 from jollyjet.cache.store import CacheError
 from jollyjet.extensions import current_services
-from jollyjet.ops.jobs import JobStatus, all_statuses
-from jollyjet.settings import CLEANUP_INTERVAL_S, WARM_INTERVAL_S, Settings, SettingsError, load_settings
+from jollyjet.jobs import periodic_job_definitions
+from jollyjet.ops.jobs import JOB_OF_TASK, JobStatus, all_statuses
+from jollyjet.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -48,14 +40,18 @@ blp = Blueprint("health", __name__, url_prefix="/health", description="Health ch
 # Process-wide, like the signal that sets it: every app instance of a draining process drains.
 _draining = threading.Event()
 PROBE_TIMEOUT_S = 0.25
-# MongoDB-backed figures are read at most this often per process: scraping adds at most
+# MongoDB-backed figures are read at most this often per process: a scrape adds at most
 # one `count` and one `find` per process per period to jollyjet_db_queries_total.
 FIGURES_MAX_AGE_S = 10.0
 T = TypeVar("T")
 
 
 def post_worker_init(worker: Any) -> None:
-    """gunicorn hook: wrap the worker's SIGTERM handler to mark the process draining before gunicorn stops accepting."""
+    """gunicorn hook: wrap the worker's SIGTERM handler to mark the process draining before gunicorn stops accepting.
+
+    From then until exit, /health/ready answers 503 on kept-alive or accepted connections, so a
+    load balancer takes the instance out. gunicorn has no hook that runs in a worker when its
+    graceful shutdown starts (`worker_int` is for SIGINT/SIGQUIT, `worker_exit` comes too late)."""
     graceful_stop = signal.getsignal(signal.SIGTERM)
 
     def drain(signum: int, frame: FrameType | None) -> None:
@@ -70,9 +66,8 @@ def post_worker_init(worker: Any) -> None:
 def pre_request(worker: Any, req: Any) -> None:
     """gunicorn hook: a request whose declared body exceeds MAX_CONTENT_LENGTH closes its connection.
 
-    The app answers it 413 without reading the body, whose rest is still on the connection:
-    it must not be reused. Flask's own `Connection` header is hop-by-hop and gunicorn drops
-    it, so the decision is taken here, before the app runs."""
+    The app answers it 413 without reading the body, whose rest is still on the connection.
+    Flask's own `Connection` header is hop-by-hop and gunicorn drops it: decided here."""
     worker.log.debug("%s %s", req.method, req.path)
     limit = getattr(worker.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
     length = next((v for name, v in req.headers if name == "CONTENT-LENGTH"), None)
@@ -110,24 +105,6 @@ class Live(MethodView):
         return {"status": "ok"}
 
 
-def _mongo_ok() -> bool:
-    try:
-        mongoengine.get_db().command("ping")
-    except PyMongoError:
-        return False
-    return True
-
-
-def _cache_state() -> str:
-    cache = current_services().cache
-    if cache is None:
-        return "disabled"
-    try:
-        return "ok" if cache.backend.ping() else "down"
-    except CacheError:
-        return "down"
-
-
 @blp.route("/ready")
 class Ready(MethodView):
     @blp.response(200, ReadySchema)
@@ -135,17 +112,25 @@ class Ready(MethodView):
     @blp.doc(operationId="ready")
     def get(self) -> tuple[dict[str, Any], int]:
         """Ready to serve: MongoDB answers and the process is not shutting down. A Redis outage only degrades."""
-        services = current_services()
-        mongo = _mongo_ok()
-        cache = _cache_state()
-        breaker = services.cache.breaker.state.value if services.cache else "disabled"
-        status = "ok" if mongo and cache in ("ok", "disabled") else ("degraded" if mongo else "unavailable")
+        try:
+            mongoengine.get_db().command("ping")
+        except PyMongoError:
+            mongo = False
+        else:
+            mongo = True
+        cache, redis_state = current_services().cache, "disabled"
+        if cache is not None:
+            try:
+                redis_state = "ok" if cache.backend.ping() else "down"
+            except CacheError:
+                redis_state = "down"
+        status = "ok" if mongo and redis_state in ("ok", "disabled") else ("degraded" if mongo else "unavailable")
         draining = _draining.is_set()
         body = {
             "status": "draining" if draining else status,
             "mongodb": "ok" if mongo else "down",
-            "redis": cache,
-            "breaker": breaker,
+            "redis": redis_state,
+            "breaker": cache.breaker.state.value if cache else "disabled",
         }
         return body, 200 if mongo and not draining else 503
 
@@ -180,9 +165,8 @@ class RedisFigures:
 class RedisProbe:
     """INFO memory, stats and clients in one round trip, on a client of its own.
 
-    Not the request path's pool: no retries, a 250 ms budget, and no effect on the circuit
-    breaker. A dead Redis makes a scrape report `jollyjet_redis_up 0` within that budget
-    instead of holding the scrape."""
+    Not the request path's pool: no retries, a 250 ms budget, no effect on the breaker; a
+    dead Redis makes a scrape report `jollyjet_redis_up 0` instead of holding the scrape."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -190,16 +174,8 @@ class RedisProbe:
     @classmethod
     def for_url(cls, url: str) -> RedisProbe:
         """A probe with its own small, fast-failing connection pool."""
-        return cls(
-            redis.Redis.from_url(
-                url,
-                socket_timeout=PROBE_TIMEOUT_S,
-                socket_connect_timeout=PROBE_TIMEOUT_S,
-                retry_on_timeout=False,
-                retry=None,
-                max_connections=4,
-            )
-        )
+        timeout = {"socket_timeout": PROBE_TIMEOUT_S, "socket_connect_timeout": PROBE_TIMEOUT_S}
+        return cls(redis.Redis.from_url(url, **timeout, retry_on_timeout=False, retry=None, max_connections=4))
 
     def sample(self) -> RedisFigures:
         """Current figures, or RedisFigures(up=False) when Redis does not answer in time."""
@@ -208,13 +184,8 @@ class RedisProbe:
         except (redis.RedisError, OSError) as error:
             log.debug("redis probe failed: %s", type(error).__name__)
             return RedisFigures(up=False)
-        return RedisFigures(
-            up=True,
-            used_memory=int(info.get("used_memory", 0)),
-            maxmemory=int(info.get("maxmemory", 0)),
-            evicted_keys=int(info.get("evicted_keys", 0)),
-            connected_clients=int(info.get("connected_clients", 0)),
-        )
+        names = ("used_memory", "maxmemory", "evicted_keys", "connected_clients")  # INFO's, in the fields' order
+        return RedisFigures(True, *(int(info.get(name, 0)) for name in names))
 
 
 class Throttled(Generic[T]):
@@ -239,40 +210,44 @@ class Throttled(Generic[T]):
             return self._value
 
 
-def scheduled_intervals(settings: Settings) -> dict[str, int]:
-    """Each scheduled job's interval in seconds (what the beat schedule gives beat)."""
-    if not settings.cache_enabled:
-        return {}
-    jobs = {
-        "warm": (settings.job_on("warm"), WARM_INTERVAL_S),
-        "cleanup": (settings.job_on("cleanup"), CLEANUP_INTERVAL_S),
-        "audit": (settings.job_on("audit"), settings.audit_interval_s),
-        "repair": (settings.job_on("repair"), settings.repair_interval_s),
-    }
-    return {task: interval for task, (enabled, interval) in jobs.items() if enabled}
-
-
 class LiveCollector:
     """The scrape-time figures of one app (a prometheus_client collector): app.extensions[EXTENSION]."""
 
     EXTENSION = "jollyjet_live_figures"
 
     def __init__(self, settings: Settings, services: Services) -> None:
-        self.settings = settings
         cache = services.cache
-        # INFO only of a real standalone Redis: embedded fakeredis has none, and Sentinel or
-        # Cluster INFO is per node (not sampled yet).
+        # INFO only of a real standalone Redis: fakeredis has none, Sentinel or Cluster INFO is per node.
         url = settings.redis_url if settings.redis_topology.value == "standalone" else None
         self.probe = RedisProbe.for_url(url) if cache is not None and url is not None else None
         # Without the cache nothing is ever recorded for repair: no backlog to report.
         self.backlog = Throttled(cache.repairs.pending_count) if cache is not None else None
         self.jobs: Throttled[dict[str, JobStatus]] = Throttled(all_statuses)
+        self.intervals = {
+            JOB_OF_TASK[job["task"]]: job["schedule"].total_seconds()
+            for job in periodic_job_definitions(settings).values()
+        }
 
     def collect(self) -> Iterator[Metric]:
         """Every live family (a family whose source is unreachable is left out, except redis_up)."""
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        yield from self._redis()
+        figures = self.probe.sample() if self.probe is not None else None
+        if figures is not None:
+            yield GaugeMetricFamily(
+                "jollyjet_redis_up", "1 when Redis answered INFO within 250 ms", value=int(figures.up)
+            )
+        if figures is not None and figures.up:
+            yield GaugeMetricFamily("jollyjet_redis_memory_used_bytes", "Redis used_memory", value=figures.used_memory)
+            yield GaugeMetricFamily(
+                "jollyjet_redis_memory_max_bytes", "Redis maxmemory (0: no limit)", value=figures.maxmemory
+            )
+            yield CounterMetricFamily(
+                "jollyjet_redis_evicted_keys", "Keys Redis evicted for maxmemory", value=figures.evicted_keys
+            )
+            yield GaugeMetricFamily(
+                "jollyjet_redis_connected_clients", "Redis connected_clients", value=figures.connected_clients
+            )
         backlog = self.backlog.get() if self.backlog is not None else None
         if backlog is not None:
             yield GaugeMetricFamily(
@@ -281,7 +256,7 @@ class LiveCollector:
         intervals = GaugeMetricFamily(
             "jollyjet_job_schedule_interval_seconds", "How often beat schedules each job", labels=["task"]
         )
-        for task, seconds in scheduled_intervals(self.settings).items():
+        for task, seconds in self.intervals.items():
             intervals.add_metric([task], seconds)
         yield intervals
         statuses = self.jobs.get()
@@ -295,23 +270,3 @@ class LiveCollector:
                 if status.last_success_at is not None:
                     success.add_metric([task], status.last_success_at.timestamp())
             yield success
-
-    def _redis(self) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        if self.probe is None:
-            return
-        figures = self.probe.sample()
-        yield GaugeMetricFamily("jollyjet_redis_up", "1 when Redis answered INFO within 250 ms", value=int(figures.up))
-        if not figures.up:
-            return
-        yield GaugeMetricFamily("jollyjet_redis_memory_used_bytes", "Redis used_memory", value=figures.used_memory)
-        yield GaugeMetricFamily(
-            "jollyjet_redis_memory_max_bytes", "Redis maxmemory (0: no limit)", value=figures.maxmemory
-        )
-        yield CounterMetricFamily(
-            "jollyjet_redis_evicted_keys", "Keys Redis evicted for maxmemory", value=figures.evicted_keys
-        )
-        yield GaugeMetricFamily(
-            "jollyjet_redis_connected_clients", "Redis connected_clients", value=figures.connected_clients
-        )

@@ -1,13 +1,9 @@
 """The jobs as operations sees them: publishing one from a request, counting every run, each job's last status.
 
-Publishing. Celery's own timeouts do not bound a publish: with a Redis that accepts
-connections but does not answer, `send_task` spends about 20 s in the result backend's
-reconnect retries before it raises a bare RuntimeError. So the publish runs in a
-short-lived thread and the request waits at most JOLLYJET_JOB_PUBLISH_TIMEOUT_S for it.
-A publish that outlives the wait may still land later; every job is idempotent and
-locked, so a late copy costs one skipped run. At most MAX_IN_FLIGHT publishes wait on
-the broker at a time: once they are stuck, further requests get the 503 at once
-instead of piling up threads.
+Celery's timeouts do not bound a publish: a Redis that accepts connections but does not
+answer holds `send_task` about 20 s. So a short-lived thread publishes and the request
+waits at most JOLLYJET_JOB_PUBLISH_TIMEOUT_S; a late publish costs one skipped run (every
+job is idempotent and locked). At most MAX_IN_FLIGHT publishes wait: then 503 at once.
 """
 
 from __future__ import annotations
@@ -43,18 +39,8 @@ class QueueUnavailable(Exception):
     """The broker (or the result backend) did not take the job in time."""
 
 
-def _caused_by_queue_error(error: BaseException) -> bool:
-    """True if a queue error is anywhere in the exception's cause chain."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, QUEUE_ERRORS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class JobPublisher:
-    """Sends tasks by name; raises QueueUnavailable instead of waiting on a dead broker."""
+    """Sends jobs' tasks by name; raises QueueUnavailable instead of waiting on a dead broker."""
 
     def __init__(self, celery: Celery, timeout_s: float) -> None:
         self._celery = celery
@@ -63,19 +49,22 @@ class JobPublisher:
         self._lock = threading.Lock()
         self.in_flight = 0
 
-    def publish(self, task_name: str) -> str:
-        """Enqueue the task; its id, or QueueUnavailable within the timeout."""
+    def publish(self, job: str) -> str:
+        """Enqueue the job's task (JOBS); its id, or QueueUnavailable within the timeout."""
         if not self._slots.acquire(blocking=False):
             raise QueueUnavailable("earlier jobs are still waiting for the broker")
         outcome: queue.Queue[tuple[str | None, BaseException | None]] = queue.Queue(maxsize=1)
         self._count(+1)
-        threading.Thread(target=self._send, args=(task_name, outcome), name="job-publish", daemon=True).start()
+        threading.Thread(target=self._send, args=(JOBS[job], outcome), name="job-publish", daemon=True).start()
         try:
             task_id, error = outcome.get(timeout=self._timeout_s)
         except queue.Empty:
             raise QueueUnavailable(f"the broker did not take the job within {self._timeout_s:g} s") from None
         if error is not None:
-            if _caused_by_queue_error(error):
+            cause: BaseException | None = error
+            while cause is not None and not isinstance(cause, QUEUE_ERRORS):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:  # a queue error anywhere in the chain
                 raise QueueUnavailable(f"the broker is unreachable ({type(error).__name__})") from error
             raise error
         assert task_id is not None
@@ -99,7 +88,6 @@ class JobStatus(Document):
     """One job's latest run and success, in MongoDB: any process reads what the worker did, across its restarts."""
 
     meta = {"collection": "job_status", "auto_create_index": False}
-
     task = StringField(primary_key=True)
     last_run_at = DateTimeField()
     last_outcome = StringField()
@@ -119,15 +107,12 @@ class JobStatus(Document):
 
 def record_run(task: str, outcome: str, report: dict[str, Any] | None) -> None:
     """Upsert a job's status after a run; a success also stores its report. Never raises."""
-    stamped = ["last_run_at"]
-    changes: dict[str, Any] = {"set__last_outcome": outcome}
-    if outcome == "success":
-        stamped.append("last_success_at")
-        changes["set__last_report"] = report or {}
+    success = outcome == "success"
+    stamped = ["last_run_at", "last_success_at"] if success else ["last_run_at"]
+    changes: dict[str, Any] = {"set__last_outcome": outcome, **({"set__last_report": report or {}} if success else {})}
     try:
         JobStatus.objects(task=task).update_one(upsert=True, __raw__=set_to_server_time(*stamped), **changes)
-    except PyMongoError:
-        # The job itself ran; its status is lost for this run only.
+    except PyMongoError:  # the job itself ran; its status is lost for this run only
         log.warning("could not record the status of job %s", task, exc_info=True)
 
 
@@ -136,35 +121,33 @@ def all_statuses() -> dict[str, JobStatus]:
     return {status.task: status for status in JobStatus.objects}
 
 
-def job_finished(task: str, outcome: str, report: dict[str, Any] | None) -> None:
-    """Count a run, its drift (audit) and duration; store the job's status."""
-    m = metrics()
-    m.job_runs.labels(task, outcome).inc()
-    if outcome == "success" and report:
-        if isinstance(report.get("duration_s"), int | float):
-            m.job_duration.labels(task).observe(report["duration_s"])
-        if task == "audit":
-            for drift_class in DRIFT_CLASSES:
-                m.audit_drift_found.labels(drift_class).inc(int((report.get("drift") or {}).get(drift_class, 0)))
-                m.audit_drift_repaired.labels(drift_class).inc(int((report.get("repaired") or {}).get(drift_class, 0)))
-    record_run(task, outcome, report)
-
-
 def _on_task(outcome: str) -> Callable[..., None]:
-    def handler(sender: Any = None, result: Any = None, **_: Any) -> None:
+    def job_finished(sender: Any = None, result: Any = None, **_: Any) -> None:
+        """Count a run, its drift (audit) and duration; store the job's status."""
         task = JOB_OF_TASK.get(getattr(sender, "name", None) or "")
-        if task is not None:
-            report = result if outcome == "success" and isinstance(result, dict) else None
-            job_finished(task, "skipped" if report and "skipped" in report else outcome, report)
+        if task is None:
+            return
+        report = result if outcome == "success" and isinstance(result, dict) else None
+        ended = "skipped" if report and "skipped" in report else outcome
+        m = metrics()
+        m.job_runs.labels(task, ended).inc()
+        if ended == "success" and report:
+            if isinstance(report.get("duration_s"), int | float):
+                m.job_duration.labels(task).observe(report["duration_s"])
+            if task == "audit":
+                drift, repaired = report.get("drift") or {}, report.get("repaired") or {}
+                for drift_class in DRIFT_CLASSES:
+                    m.audit_drift_found.labels(drift_class).inc(int(drift.get(drift_class, 0)))
+                    m.audit_drift_repaired.labels(drift_class).inc(int(repaired.get(drift_class, 0)))
+        record_run(task, ended, report)
 
-    return handler
+    return job_finished
 
 
-def connect_job_signals() -> None:
-    """Count every job run from Celery's task signals, however it ends, in whichever process runs it.
+def count_job_runs() -> None:
+    """Count every job run from Celery's task signals (the jobs stay plain functions), once per process.
 
-    Signals rather than code in each task: the jobs stay plain functions. Connected once
-    per process (whatever the number of apps built); the series exist at 0 from the start."""
+    The series exist at 0 from the start."""
     m = metrics()
     for task in JOBS:
         for outcome in ("success", "skipped", "retry", "failure"):

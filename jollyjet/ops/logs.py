@@ -1,17 +1,14 @@
 """Structured logs: JSON lines in production, readable lines in development; secrets never written.
 
-Every record carries the id of the request it was logged in. A redacting formatter
-scrubs bearer tokens, the configured API tokens and URL passwords from every line,
-whatever logged them. One handler, on the root logger, writes every line once:
-gunicorn's own messages reach it too (ServiceLogger), and no entry point adds a second.
+Every record carries its request's id. One handler, on the root logger, writes every line
+once, redacted (bearer tokens, the API tokens, URL passwords), whoever logged it: gunicorn's
+own messages reach it too (ServiceLogger), and no entry point adds a second.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Iterable
@@ -21,19 +18,15 @@ from typing import Any
 import orjson
 from gunicorn.glogging import Logger
 
+from jollyjet.ops.metrics import REQUEST_ID
 from jollyjet.settings import DEV_TOKEN, Environment, LogFormat, Settings, SettingsError, load_settings
 
-REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("jollyjet_request_id", default=None)
 REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+")
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
-# Accepted from clients and proxies as is; anything else (too long, spaces, control or
-# quote characters that could forge log lines) is replaced by a fresh id.
-_WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 # Attributes every LogRecord has; anything else was passed in `extra=` and is a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
 _HANDLER_MARK = "_jollyjet_handler"
-access_log = logging.getLogger("jollyjet.access")
 
 
 class Redactor:
@@ -45,8 +38,7 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """text with every secret replaced by [REDACTED]."""
-        # Each pattern runs only where its literal part occurs: most lines (every access line)
-        # hold neither, and the two scans were a tenth of a cached read's CPU.
+        # Each pattern runs only where its literal occurs: the scans were a tenth of a cached read's CPU.
         if "bearer" in text.lower():
             text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
         if "://" in text:
@@ -56,89 +48,55 @@ class Redactor:
         return text
 
 
-def request_id_from(header: str | None) -> str:
-    """The client's X-Request-ID when well-formed, else a new one (32 hex digits)."""
-    if header and _WELL_FORMED_ID.match(header):
-        return header
-    return os.urandom(16).hex()  # what uuid4().hex is, without building a UUID
+def _with_request_id(record: logging.LogRecord) -> bool:
+    record.request_id = REQUEST_ID.get()
+    return True
 
 
-def access_line(method: str, route: str, path: str, status: int, cache: str, seconds: float) -> None:
-    """The one access line of a request (jollyjet.access, INFO)."""
-    if access_log.isEnabledFor(logging.INFO):
-        fields = {"method": method, "route": route, "path": path, "status": status, "cache": cache,
-                  "duration_ms": round(seconds * 1000, 3)}  # fmt: skip
-        # log.info() would first walk the stack for the caller's file and line, which no
-        # formatter here prints; one line per request makes that walk worth skipping.
-        access_log.handle(
-            access_log.makeRecord(
-                access_log.name, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None, extra=fields
-            )
-        )
-
-
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
-        return True
-
-
-def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
-
-
-def _json_line(body: dict[str, Any]) -> str:
-    """body as one JSON line; orjson (a twentieth of json.dumps' cost: every request logs one line)."""
-    try:
-        return orjson.dumps(body, default=str).decode()
-    except TypeError:  # what orjson refuses (an integer beyond 64 bits, say) json.dumps writes
-        return json.dumps(body, default=str, ensure_ascii=False)
+def _fields(record: logging.LogRecord, *formatting: str) -> dict[str, Any]:
+    """The record's `extra=` fields (less the attributes a formatter set on it)."""
+    skip = _STANDARD.union(formatting)
+    return {k: v for k, v in vars(record).items() if k not in skip and not k.startswith("_")}
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id and any extra fields."""
 
-    def __init__(self, redact: Redactor) -> None:
-        super().__init__()
-        self.redact = redact
-
     def format(self, record: logging.LogRecord) -> str:
-        """The record as a redacted JSON line."""
+        """The record as a JSON line."""
         body: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = getattr(record, "request_id", None)
-        if request_id:
+        if request_id := getattr(record, "request_id", None):
             body["request_id"] = request_id
         body.update(_fields(record))
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return self.redact(_json_line(body))
+        try:  # orjson: a twentieth of json.dumps' cost, and every request logs one line
+            return orjson.dumps(body, default=str).decode()
+        except TypeError:  # what orjson refuses (an integer beyond 64 bits, say) json.dumps writes
+            return json.dumps(body, default=str, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger [request id]: message key=value …`, redacted."""
+    """`time LEVEL logger [request id]: message key=value …`."""
 
-    def __init__(self, redact: Redactor) -> None:
+    def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s%(kv)s")
-        self.redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record as a redacted human-readable line."""
+        """The record as a human-readable line."""
         rid = getattr(record, "request_id", None)
         record.rid = f" [{rid}]" if rid else ""
-        fields = _fields(record)
-        fields.pop("rid", None)
-        fields.pop("kv", None)
-        record.kv = "".join(f" {k}={v}" for k, v in fields.items())
-        return self.redact(super().format(record))
+        record.kv = "".join(f" {k}={v}" for k, v in _fields(record, "rid", "kv").items())
+        return super().format(record)
 
 
 class _Redacted(logging.Formatter):
-    """Another handler's formatter, its output redacted like the service's own lines."""
+    """Another formatter's lines, redacted: the service's own, and gunicorn's access log when asked for."""
 
     def __init__(self, inner: logging.Formatter | None, redact: Redactor) -> None:
         super().__init__()
@@ -162,8 +120,8 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     redact = Redactor(secrets)
-    handler.setFormatter(JsonFormatter(redact) if json_lines else TextFormatter(redact))
-    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(_Redacted(JsonFormatter() if json_lines else TextFormatter(), redact))
+    handler.addFilter(_with_request_id)
     setattr(handler, _HANDLER_MARK, redact)  # the mark is its redactor: ServiceLogger lends it
     root.addHandler(handler)
     root.setLevel(settings.log_level)
@@ -172,18 +130,14 @@ def configure_logging(settings: Settings) -> None:
 class ServiceLogger(Logger):
     """gunicorn's own messages written by the service's one redacting handler, in the master too.
 
-    gunicorn gives `gunicorn.error` a handler of its own: lines in a second format
-    (plain text in a JSON stream) that skip the redaction. Here they propagate to the root
-    logger instead, whose handler the master installs from the same settings a worker
-    builds its app with, so every line is written once, redacted. gunicorn's access log
-    stays off unless asked for (`--access-logfile`): the app's `jollyjet.access` line is
-    the one line per request. When asked for, it is redacted too.
-    """
+    gunicorn's own `gunicorn.error` handler would write a second format that skips the
+    redaction: its lines propagate to the root handler instead, installed from the settings
+    a worker builds its app with. gunicorn's access log stays off unless asked for (the
+    app's `jollyjet.access` line is the one per request); when asked for, it is redacted."""
 
     def setup(self, cfg: Any) -> None:
         """gunicorn's setup (also run on a reload), then its messages handed to the root handler."""
         super().setup(cfg)
-
         try:
             configure_logging(load_settings())
         except SettingsError:

@@ -1,19 +1,19 @@
-"""Metrics: every metric the processes record, the hooks and listeners that record them, and what a scrape reads.
+"""Metrics: every metric the processes record, the hooks that record them (one request's too), what a scrape reads.
 
-One rule keeps metrics exact across processes: prometheus-client decides when it is first
-imported whether values live in memory or in files shared by the processes of one server
-(multiprocess mode, PROMETHEUS_MULTIPROC_DIR). So this package imports it only inside
-functions, which run when services or an app are built: after the gunicorn config
-(`gunicorn.conf.py`) or the Celery entry point (`tasks.app`) has chosen the directory
-(prepare_private_dir). tests/unit/test_metrics.py keeps this true.
+prometheus-client decides when first imported whether values live in memory or in files
+shared by a server's processes (PROMETHEUS_MULTIPROC_DIR). So it is imported only inside
+functions, after gunicorn.conf.py or `tasks` has chosen the directory (prepare_private_dir);
+tests/unit/test_metrics.py keeps this true.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import logging
 import os
+import re
 import shutil
 import struct
 import sys
@@ -27,8 +27,6 @@ from celery import signals
 from flask import Flask, Response, g, request
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
-from jollyjet.ops.logs import REQUEST_ID, access_line, request_id_from
-
 if TYPE_CHECKING:
     from prometheus_client.metrics import MetricWrapperBase
     from prometheus_client.metrics_core import Metric
@@ -39,13 +37,17 @@ if TYPE_CHECKING:
     from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("jollyjet.access")
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("jollyjet_request_id", default=None)
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 M = TypeVar("M", bound="MetricWrapperBase")
-
 CACHE_KINDS = ("product", "list", "count", "categories")
 CACHE_RESULTS = ("hit", "miss", "bypass")
 SHED_REASONS = ("bulkhead", "search", "deep_pages", "auth_failures")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Taken from clients and proxies as is; anything else (too long, spaces, control or quote
+# characters that could forge log lines) is replaced by a fresh id.
+_WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
 
 
 def multiprocess_dir() -> Path | None:
@@ -56,19 +58,16 @@ def multiprocess_dir() -> Path | None:
 
 def empty_directory(path: Path | None) -> None:
     """Create path if needed and delete the metric files a previous start left in it (they would add old counts)."""
-    if path is None:
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    for leftover in path.glob("*.db"):
-        leftover.unlink(missing_ok=True)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        for leftover in path.glob("*.db"):
+            leftover.unlink(missing_ok=True)
 
 
 def prepare_private_dir(prefix: str) -> Path | None:
-    """A fresh directory of this process's own (set in the environment, removed at exit).
-
-    None when prometheus_client is already imported: it has chosen in-memory values, and
-    a directory set now would make scrapes read empty files instead of those values."""
+    """A fresh metrics directory of this process's own (set in the environment, removed at exit), or None."""
     if "prometheus_client" in sys.modules:
+        # It has chosen in-memory values: a directory set now would make scrapes read empty files.
         log.warning("prometheus_client was imported before the metrics directory was set: one process's metrics")
         return None
     path = Path(tempfile.mkdtemp(prefix=f"jollyjet-metrics-{prefix}-"))
@@ -76,8 +75,7 @@ def prepare_private_dir(prefix: str) -> Path | None:
     owner = os.getpid()
 
     def remove() -> None:
-        # Forked children run atexit handlers too (Celery's pool): only the creator removes it.
-        if os.getpid() == owner:
+        if os.getpid() == owner:  # forked children (Celery's pool) run atexit handlers too
             shutil.rmtree(path, ignore_errors=True)
 
     atexit.register(remove)
@@ -110,6 +108,7 @@ class Metrics:
             # Mostly milliseconds from Redis, tens of them from MongoDB; the 100 ms alert needs its own boundary.
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
+        self.http_children = children_of(self.http_duration)
         self.redis_duration = Histogram(
             "jollyjet_redis_command_duration_seconds",
             "Latency of each cache backend call to Redis (one call may be a script or a pipeline)",
@@ -167,33 +166,51 @@ def metrics() -> Metrics:
 
 
 def children_of(metric: M) -> Callable[..., M]:
-    """metric.labels(...) remembered per label values: the request path asks for the same few
-    children thousands of times a second, and each labels() call validates, converts and
-    locks. The label values passed must come from small fixed sets (routes, statuses, kinds)."""
+    """metric.labels(...) remembered per label values (from small fixed sets: routes, statuses, kinds)."""
+    # The request path asks for the same few children thousands of times a second; labels() validates and locks.
     children: dict[tuple[str, ...], M] = {}
 
     def child(*values: str) -> M:
         found = children.get(values)
-        if found is None:
-            # A race here only looks the child up twice: labels() returns the same one.
+        if found is None:  # a race only looks the child up twice: labels() returns the same one
             found = children[values] = metric.labels(*values)
         return found
 
     return child
 
 
+def request_id_from(header: str | None) -> str:
+    """The client's X-Request-ID when well-formed, else a new one (32 hex digits)."""
+    if header and _WELL_FORMED_ID.match(header):
+        return header
+    return os.urandom(16).hex()  # what uuid4().hex is, without building a UUID
+
+
+def observe_request(method: str, route: str, path: str, status: int, cache: str, seconds: float) -> None:
+    """Record one answered request: its latency in the histogram and its one access line (jollyjet.access, INFO)."""
+    metrics().http_children(method, route, str(status), cache).observe(seconds)
+    if access_log.isEnabledFor(logging.INFO):
+        fields = {"method": method, "route": route, "path": path, "status": status, "cache": cache,
+                  "duration_ms": round(seconds * 1000, 3)}  # fmt: skip
+        # log.info() would walk the stack for the caller's file and line, which no formatter prints.
+        access_log.handle(
+            access_log.makeRecord(
+                access_log.name, logging.INFO, __file__, 0, "%s %s %s", (method, route, status), None, extra=fields
+            )
+        )
+
+
 class PrometheusEvents:
     """The cache events (jollyjet/cache/events.py) → counters. Cheap (a dict lookup and an increment), never raises."""
 
-    # Read outcomes → the result label; a read that waited for another request's fill is a hit.
+    # A read that waited for another request's fill is a hit.
     _RESULTS = {"hit": "hit", "wait_hit": "hit", "miss": "miss", "bypass": "bypass"}
     _REFUSALS = {"fill_rejected": "fill", "write_refused": "write"}
 
     def __init__(self) -> None:
         self.m = metrics()
         self._requests = children_of(self.m.cache_requests)
-        # Every series exists from the start, at 0: rate() and ratios need no special case
-        # for "nothing happened yet", and dashboards show 0 rather than "no data".
+        # Every series exists from the start, at 0: rate() and ratios need no "nothing yet" case.
         for kind in CACHE_KINDS:
             for result in CACHE_RESULTS:
                 self._requests(kind, result)
@@ -219,33 +236,28 @@ class PrometheusEvents:
 
 
 class QueryCounter(CommandListener):
-    """jollyjet_db_queries_total{operation}, one per command the MongoDB client sends (find, insert, aggregate, …).
+    """jollyjet_db_queries_total{operation}: every command the MongoDB client sends, counted as sent.
 
-    Registered on the client itself (jollyjet/db.py), so "database load" is what the
-    driver sent, not what the code paths we remembered to instrument report."""
+    On the client itself (jollyjet/db.py): database load is what the driver sent, failed commands included."""
 
     def __init__(self) -> None:
         self.queries = metrics().db_queries
 
     def started(self, event: CommandStartedEvent) -> None:
-        """Count the command as it is sent (a failed command loaded the server too)."""
+        """Count the command."""
         self.queries.labels(event.command_name).inc()
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
-        """Nothing to count: the command was counted when sent."""
+        """Counted when sent."""
 
     def failed(self, event: CommandFailedEvent) -> None:
-        """Nothing to count: the command was counted when sent."""
+        """Counted when sent."""
 
 
 def redis_observer() -> CallObserver:
     """Times every Redis call of the cache backend."""
     duration = children_of(metrics().redis_duration)
-
-    def observe(operation: str, seconds: float, ok: bool) -> None:
-        duration(operation, "ok" if ok else "error").observe(seconds)
-
-    return observe
+    return lambda operation, seconds, ok: duration(operation, "ok" if ok else "error").observe(seconds)
 
 
 def shed_counter() -> Callable[[str], None]:
@@ -257,12 +269,10 @@ def shed_counter() -> Callable[[str], None]:
 
 
 def register_request_hooks(app: Flask) -> None:
-    """Give every request of this app an id, time it by URL rule, status and cache outcome, and log one access line."""
-    duration = children_of(metrics().http_duration)
+    """Give every request of this app an id, and observe it by URL rule, status and cache outcome."""
 
     def start() -> None:
-        # The proxies `g` and `request` resolve the context on every attribute access: once here.
-        state = g._get_current_object()
+        state = g._get_current_object()  # the proxies resolve the context on every access: once here
         state.jj_started = time.perf_counter()
         state.jj_request_id = request_id_from(request.headers.get("X-Request-ID"))
         state.jj_request_id_token = REQUEST_ID.set(state.jj_request_id)
@@ -272,15 +282,13 @@ def register_request_hooks(app: Flask) -> None:
         started = state.pop("jj_started", None)
         if started is None:  # a request that failed before the first hook ran
             return response
-        seconds = time.perf_counter() - started
         req = request._get_current_object()  # type: ignore[attr-defined]  # LocalProxy's documented accessor
         # The URL rule, never the raw path: one series per endpoint, not one per product id.
         route = req.url_rule.rule if req.url_rule is not None else "unmatched"
         method = req.method if req.method in _METHODS else "other"
-        cache = response.headers.get("X-Cache", "none").lower()
-        duration(method, route, str(response.status_code), cache).observe(seconds)
         response.headers["X-Request-ID"] = state.jj_request_id
-        access_line(method, route, req.path, response.status_code, cache, seconds)
+        cache = response.headers.get("X-Cache", "none").lower()
+        observe_request(method, route, req.path, response.status_code, cache, time.perf_counter() - started)
         return response
 
     def forget(_: BaseException | None) -> None:
@@ -294,11 +302,7 @@ def register_request_hooks(app: Flask) -> None:
 
 
 class _RecordedFiles:
-    """The multiprocess files summed (MultiProcessCollector), read again when a scrape catches a process creating one.
-
-    A process that records its first value creates its file and then sizes it; a scrape
-    between the two reads an empty file and fails (struct.error). A moment later the
-    file is whole, so read again rather than fail the scrape."""
+    """The multiprocess files summed, read again when a scrape catches a process between creating and sizing one."""
 
     def __init__(self, path: Path) -> None:
         from prometheus_client.multiprocess import MultiProcessCollector
@@ -310,7 +314,7 @@ class _RecordedFiles:
         for attempt in range(5):
             try:
                 return list(self.files.collect())
-            except struct.error:
+            except struct.error:  # an empty file: whole a moment later
                 if attempt == 4:
                     raise
                 time.sleep(0.01 * (attempt + 1))
@@ -318,10 +322,7 @@ class _RecordedFiles:
 
 
 def recorded() -> Collector:
-    """What this server's processes recorded since it started: the multiprocess files, else this process's registry.
-
-    GET /metrics and GET /api/v1/cache/stats both read it: under gunicorn, every worker's
-    files, whichever worker answers. Rates over windows are Prometheus' business."""
+    """What this server's processes recorded since it started (every gunicorn worker's files), for any worker."""
     path = multiprocess_dir()
     if path is None:
         from prometheus_client import REGISTRY
@@ -337,32 +338,25 @@ def exposition(live: Collector) -> bytes:
     return generate_latest(recorded()) + generate_latest(live)
 
 
-def serve_metrics(settings: Settings, role: str) -> tuple[str, int] | None:
-    """Start the metrics HTTP server of this worker or beat process (in a thread); None when not configured."""
-    from prometheus_client import start_http_server
-
-    address = settings.metrics_address(role)
-    if address is None:
-        return None
-    host, port = address
-    try:
-        start_http_server(port, addr=host, registry=recorded())
-    except OSError as error:
-        # A busy port must not stop the jobs; the missing target shows in Prometheus (up == 0).
-        log.error("%s metrics: cannot listen on %s:%d: %s", role, host, port, error)
-        return None
-    log.info("%s metrics on http://%s:%d/metrics", role, host, port)
-    return address
-
-
 def connect_celery_exporters(settings: Settings) -> None:
     """Serve metrics when the worker or beat starts; forget a pool process's live gauges when it exits.
 
-    Each on its own port (JOLLYJET_WORKER/BEAT_METRICS_ADDRESS) rather than pushed to the
-    web's registry: the worker may run on other hosts, a push needs the web to be up, and
-    Prometheus can then tell a dead worker (target down) from an idle one. The pool
-    processes record into the worker's own multiprocess directory (made fresh by
-    `tasks.app` for each start); the worker's main process serves their sum."""
+    Each on its own port rather than pushed to the web: workers may run elsewhere, and
+    Prometheus can tell a dead worker (target down) from an idle one. Pool processes record
+    into the worker's own multiprocess directory; its main process serves their sum."""
+
+    def serve(role: str) -> None:
+        from prometheus_client import start_http_server
+
+        if (address := settings.metrics_address(role)) is None:
+            return
+        host, port = address
+        try:
+            start_http_server(port, addr=host, registry=recorded())
+        except OSError as error:  # a busy port must not stop the jobs; Prometheus shows the target down
+            log.error("%s metrics: cannot listen on %s:%d: %s", role, host, port, error)
+        else:
+            log.info("%s metrics on http://%s:%d/metrics", role, host, port)
 
     def pool_process_exit(**_: Any) -> None:
         if multiprocess_dir() is not None:
@@ -370,12 +364,8 @@ def connect_celery_exporters(settings: Settings) -> None:
 
             mark_process_dead(os.getpid())
 
-    signals.worker_init.connect(
-        lambda **_: serve_metrics(settings, "worker"), weak=False, dispatch_uid="jollyjet-metrics-worker"
-    )
-    signals.beat_init.connect(
-        lambda **_: serve_metrics(settings, "beat"), weak=False, dispatch_uid="jollyjet-metrics-beat"
-    )
+    signals.worker_init.connect(lambda **_: serve("worker"), weak=False, dispatch_uid="jollyjet-metrics-worker")
+    signals.beat_init.connect(lambda **_: serve("beat"), weak=False, dispatch_uid="jollyjet-metrics-beat")
     signals.worker_process_shutdown.connect(pool_process_exit, weak=False, dispatch_uid="jollyjet-metrics-child")
 
 
