@@ -37,6 +37,12 @@ REPAIR_TIMEOUT_S = 30.0
 READ_LATENCY_BOUND_S = 5 * 2 * (REDIS_TIMEOUT_MS + REDIS_TIMEOUT_MS) / 1000 + POOL_TIMEOUT_MS / 1000 + 2.0
 
 
+def _wait_for_repairs(stack: FaultStack) -> None:
+    deadline = time.monotonic() + REPAIR_TIMEOUT_S
+    while stack.pending_repairs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def run_scenario(
     stack: FaultStack, name: str, inject: Callable[[], None], heal: Callable[[], None], fault_s: float
 ) -> Outcome:
@@ -53,13 +59,12 @@ def run_scenario(
         time.sleep(fault_s)
         heal()
         ended = time.monotonic()
-        deadline = ended + REPAIR_TIMEOUT_S
-        while stack.pending_repairs() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _wait_for_repairs(stack)
         time.sleep(AFTER_S)
     finally:
         report = traffic.stop()
         stack.heal()
+    _wait_for_repairs(stack)  # a cache write the after-traffic failed is replayed too (assert_clean checks)
     settings = f"timeouts {REDIS_TIMEOUT_MS} ms, breaker {BREAKER_COOLDOWN_S} s, fence poll {FENCE_POLL_S} s: "
     outcome = Outcome(name, report, ledger, started, ended, settings=settings)
     print(outcome.summary())
