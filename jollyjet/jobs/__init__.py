@@ -223,9 +223,6 @@ def slot_of(entry: ScheduleEntry, now: float) -> tuple[int, float] | None:
 class SingleBeatScheduler(PersistentScheduler):
     """A beat scheduler that sends each periodic slot once, even if two beat processes run."""
 
-    # Each beat claims the entry's slot (floor(now / interval)) with SET NX, TTL two intervals; only the
-    # claimant sends. A double send near a boundary (clock skew) costs a skipped run: jobs are locked.
-
     app: FlaskCelery
 
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
@@ -235,6 +232,8 @@ class SingleBeatScheduler(PersistentScheduler):
 
     def claim(self, entry: ScheduleEntry, now: float) -> bool:
         """True when this process may send entry's current slot."""
+        # It claims the slot (floor(now / interval)) with SET NX for two intervals. A double send near a
+        # boundary (clock skew between hosts) costs a skipped run: the jobs are locked.
         slot = slot_of(entry, now)
         cache = services_of(self.app.flask_app).cache
         if slot is None or cache is None:

@@ -41,14 +41,9 @@ class WarmReport:
     queries_skipped: int = 0
     duration_s: float = 0.0
 
-    @property
-    def keys_warmed(self) -> int:
-        """Cache keys this run wrote."""
-        return self.products_warmed + self.queries_warmed
-
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready report (task result, logs, metrics)."""
-        return {**asdict(self), "keys_warmed": self.keys_warmed}
+        """JSON-ready report (task result, logs, metrics), with the cache keys this run wrote."""
+        return {**asdict(self), "keys_warmed": self.products_warmed + self.queries_warmed}
 
 
 def query_from_member(raw: dict[str, Any]) -> ProductQuery | None:
