@@ -97,17 +97,14 @@ def _settle(fills: LeasedFills, cache: CacheBackend, writer: ProductCacheWriter,
     entries = cache.get_versioned_many([writer.keys.product(pid).entry for pid in looked_at])
     for product_id, entry in zip(looked_at, entries, strict=True):
         record = fills.refused.get(product_id)
-        if record is None:  # deleted since the failed write
-            if entry is not None and not entry.is_tombstone:
-                writer.tombstone(product_id, entry.version)
-                report.tombstoned += 1
-            else:
-                report.unchanged += 1
-        elif _hides(entry, record):
+        if record is None and entry is not None and not entry.is_tombstone:  # deleted since the failed write
+            writer.tombstone(product_id, entry.version)
+            report.tombstoned += 1
+        elif record is not None and _hides(entry, record):
             report.deferred += 1  # the lease was lost and nothing newer replaced the entry
             continue
         else:
-            report.unchanged += 1  # a newer version is cached (a client write since), or nothing is
+            report.unchanged += 1  # nothing cached, a tombstone, or a newer version (a client write since)
         repaired.add(product_id)
     return repaired
 

@@ -39,10 +39,10 @@ def repair(services: Services, database: MongoProductRepository | None = None) -
 def audit(services: Services, database: MongoProductRepository) -> dict[str, int]:
     assert services.cache is not None
     cache = services.cache
-    audit = CacheAudit(
+    job = CacheAudit(
         cache.backend, cache.keys, cache.writer, database, mode=AuditMode.FULL, lease_ttl_ms=CACHE_LEASE_TTL_MS
     )
-    return audit.run().repaired
+    return job.run().repaired
 
 
 def entry_of(services: Services, product_id: str) -> VersionedEntry | None:
