@@ -1,13 +1,9 @@
 """`python -m jollyjet` (what `scripts/serve` runs): the API on gunicorn, one worker process with threads.
 
-The same server the Procfile's `web` runs, sized for one process. The embedded stores
-(mongomock, fakeredis) and the in-memory broker live in that process, where no separate
-`celery worker` could see them: its worker and beat run there as daemon threads
-(start_embedded_jobs; the tasks are jollyjet/jobs' shared tasks, registered with every Celery
-app, so this package never imports tasks/), and it creates the
-indexes and the demo catalog itself (on real servers, `flask --app app ensure-indexes` and
-`seed` do). With MONGODB_URI and REDIS_URL set it serves the real servers the same way; for
-several processes, use the Procfile.
+The embedded stores (mongomock, fakeredis) and in-memory broker live in that process, where no separate
+`celery worker` could see them: the Celery worker and beat run there as daemon threads (jollyjet/jobs'
+shared tasks, so tasks/ is never imported), and it creates the indexes and demo catalog itself. With
+MONGODB_URI and REDIS_URL set it serves the real servers the same way; for several processes, use the Procfile.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from celery.beat import EmbeddedService, Scheduler
 from flask import Flask
@@ -65,8 +60,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def start_embedded_jobs(app: Flask) -> None:
     """Start one solo-pool worker thread and one beat thread on the app's Celery app."""
     celery: FlaskCelery = app.extensions["celery"]
-    # The worker looks its tasks up on Celery's *default* app when no app is current in
-    # its thread; this process has exactly one, so make it the default.
+    # The worker looks its tasks up on Celery's *default* app when none is current in its thread.
     celery.finalize()
     celery.set_default()
     worker = celery.WorkController(
@@ -78,12 +72,8 @@ def start_embedded_jobs(app: Flask) -> None:
         without_gossip=True,
     )
     threading.Thread(target=worker.start, name="embedded-celery-worker", daemon=True).start()
-    # The plain, in-memory Scheduler: a persistent one needs a schedule file (one more
-    # temporary directory left behind by every run), and the single-send claims guard
-    # against a second beat process, which embedded mode cannot have. Its "last run"
-    # times die with the process, like the embedded stores.
-    beat = EmbeddedService(celery, thread=True, scheduler_cls=Scheduler)
-    beat.start()
+    # The in-memory Scheduler: no schedule file left behind, and no second beat to claim slots against.
+    EmbeddedService(celery, thread=True, scheduler_cls=Scheduler).start()
     # Only the `celery worker` command sends worker_ready; do here what its handler does.
     warm_on_start(celery, services_of(app).settings)
     log.info("embedded mode: Celery worker and beat run as threads of this process")
@@ -92,46 +82,39 @@ def start_embedded_jobs(app: Flask) -> None:
 class OneProcessServer(BaseApplication):
     """gunicorn with the app built inside its one worker, where the embedded stores and job threads live."""
 
-    def __init__(self, settings: Settings, options: dict[str, Any], *, seed: bool = True) -> None:
-        self.settings = settings
-        self.options = options
-        self.seed = seed
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.settings, self.args = settings, args
         super().__init__()
 
     def load_config(self) -> None:
-        """The options given, as gunicorn settings (no command line or config file of gunicorn's own)."""
-        for name, value in self.options.items():
+        """One gthread worker, the Procfile's timeouts and the shared hooks (no gunicorn command line or config)."""
+        options = {
+            "bind": f"{self.args.host}:{self.args.port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": self.args.threads,
+            "timeout": 30,
+            "graceful_timeout": 30,  # as gunicorn.conf.py: a SIGTERM lets requests in flight finish
+            "logger_class": ServiceLogger,  # one handler for every line; the app's access line, not gunicorn's
+            "control_socket_disable": True,  # see docs/operations.md (--no-control-socket)
+            "pre_request": pre_request,
+            "post_worker_init": post_worker_init,
+        }
+        for name, value in options.items():
             self.cfg.set(name, value)
 
     def load(self) -> Flask:
         """Build the app in the worker process: the embedded store set up, the job threads when there is no broker."""
         app = create_app(self.settings)
         if self.settings.embedded_mongo:
-            # The in-process store starts empty in this one process, and nothing else can
-            # reach it to run `flask --app app ensure-indexes` or `seed`: do both here, once.
+            # Nothing else can reach the in-process store to run `ensure-indexes` or `seed`: do both here.
             with app.app_context():
                 ensure_indexes()
-                if self.seed:
+                if not self.args.no_seed:
                     seed_products(services_of(app).products, catalog_products())
         if self.settings.embedded_broker:
             start_embedded_jobs(app)
         return app
-
-
-def server_options(args: argparse.Namespace) -> dict[str, Any]:
-    """gunicorn settings: one gthread worker, the Procfile's timeouts, and the shared hooks."""
-    return {
-        "bind": f"{args.host}:{args.port}",
-        "workers": 1,
-        "worker_class": "gthread",
-        "threads": args.threads,
-        "timeout": 30,
-        "graceful_timeout": 30,  # as gunicorn.conf.py: a SIGTERM lets requests in flight finish
-        "logger_class": ServiceLogger,  # one handler for every line; the app's access line, not gunicorn's
-        "control_socket_disable": True,  # see docs/operations.md (--no-control-socket)
-        "pre_request": pre_request,
-        "post_worker_init": post_worker_init,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -141,14 +124,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
     except SettingsError as error:
         raise SystemExit(str(error)) from None
-    problem = mongo_problem(settings)
-    if problem:
+    if problem := mongo_problem(settings):
         raise SystemExit(problem)
     configure_logging(settings)  # the app's own redacting handler; a second (basicConfig's) doubled every line
     log_job_runner(settings, starts_threads=True)
     print(f"JollyJet catalog API on http://{args.host}:{args.port}/api/v1/products", flush=True)
     print(f"API docs:               http://{args.host}:{args.port}/api/docs", flush=True)
-    OneProcessServer(settings, server_options(args), seed=not args.no_seed).run()
+    OneProcessServer(settings, args).run()
 
 
 if __name__ == "__main__":

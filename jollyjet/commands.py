@@ -1,19 +1,9 @@
-"""The Flask CLI (`flask --app app <command>`): what an operator or a release phase runs, once; and the seed catalog.
+"""The Flask CLI (`flask --app app <command>`, docs/operations.md "Commands") and the seed catalog.
 
-seed, ensure-indexes, warm, audit, repair, drop-cache. Each first checks the servers it
-needs (one line naming the setting and the address, never a traceback), then runs the
-very function the Celery job, the admin endpoint or the embedded mode runs, and prints
-one summary line on stdout. Exit status: 0 done; 1 failed (a server unreachable, or the
-run failed: the line on stderr says why); 2 bad usage (click's); 3 another run of the
-job holds its lock, so nothing was done. docs/operations.md ("Commands") lists them.
-
-Seeding makes the 48-product demo catalog, or as many generated products as asked. It is run
-by `seed`, and once by the embedded development mode (`python -m jollyjet` on mongomock,
-whose store starts empty); never by a serving process on real servers. Products are
-deterministic: the n-th product of a category always has the same sku, so a second run
-inserts only what is still missing (the unique sku index turns each duplicate into
-DuplicateSku, which is skipped). Every product goes through services.products, so the cache
-is written through and lists are invalidated as for any client write.
+Each command checks the servers it needs (one line naming the setting, never a traceback), runs the function
+the Celery job, admin endpoint or embedded mode runs, and prints one summary line. Exit status: 0 done; 1
+failed; 2 bad usage; 3 the job's lock is held, nothing done. Seed products are deterministic (the n-th of a
+category has the same sku), so a second run adds only what is missing; they are written through the cache.
 """
 
 from __future__ import annotations
@@ -55,9 +45,7 @@ from jollyjet.settings import CLEANUP_SCAN_BATCH, AuditMode, RedisTopology, Sett
 log = logging.getLogger(__name__)
 EXIT_BUSY = 3
 MAX_SEED = 1_000_000
-# A bar only where one helps: below this, seeding takes about a second.
-PROGRESS_FROM = 500
-# What a run can fail with once the servers answered: a server lost midway, a timeout.
+PROGRESS_FROM = 500  # a bar only where one helps: below this, seeding takes about a second
 _RUN_ERRORS = (CacheError, RedisError, DatabaseUnavailable, PyMongoError)
 
 _CATEGORIES = {
@@ -89,8 +77,8 @@ def _sku_prefix(category: str) -> str:
     return "C" + hashlib.blake2b(category.encode(), digest_size=4).hexdigest().upper()
 
 
-def _product(category: str, position: int, index: int) -> dict[str, Any]:
-    """The index-th product of a category (position: its place in DEMO_CATEGORIES, or 0)."""
+def _product(category: str, index: int) -> dict[str, Any]:
+    position = DEMO_CATEGORIES.index(category) if category in _CATEGORIES else 0
     series, within = divmod(index, _PER_SERIES)
     n_index, variant = divmod(within, len(_VARIANTS))
     name = _CATEGORIES.get(category, _OTHER_NAMES)[n_index]
@@ -111,14 +99,10 @@ def _product(category: str, position: int, index: int) -> dict[str, Any]:
 
 
 def catalog_products(count: int = DEMO_COUNT, categories: Sequence[str] = DEMO_CATEGORIES) -> Iterator[dict[str, Any]]:
-    """The first `count` products, deterministic, taking the categories in turn.
-
-    With the defaults: the demo catalog (4 categories x 4 names x 3 variants)."""
+    """The first `count` products, deterministic, taking the categories in turn (by default: the demo catalog)."""
     for i in range(count):
         index, c_index = divmod(i, len(categories))
-        category = categories[c_index]
-        position = DEMO_CATEGORIES.index(category) if category in _CATEGORIES else 0
-        yield _product(category, position, index)
+        yield _product(categories[c_index], index)
 
 
 def seed_products(
@@ -139,15 +123,13 @@ def seed_products(
     return report
 
 
-# Every collection of the service. Their documents say auto_create_index=False: serving
-# never creates an index (a first write would pay for it, and a MongoDB outage at that
-# moment would fail the write); `flask --app app ensure-indexes` does, in the release phase.
+# Every collection. Serving never creates an index (auto_create_index=False: a first write would pay for it,
+# or fail in a MongoDB outage); `flask --app app ensure-indexes` does, in the release phase.
 DOCUMENTS: tuple[type[Document], ...] = (ProductDocument, CacheRepairRecord, AuditRun, JobStatus, CacheEpochRecord)
 
 
 def ensure_indexes() -> dict[str, int]:
-    """Create the declared indexes of every collection (idempotent); how many indexes each collection has now
-    (a collection with no declared index and no documents yet does not exist: 0)."""
+    """Create the declared indexes of every collection (idempotent); how many indexes each has now."""
     counts = {}
     for document in DOCUMENTS:
         document.ensure_indexes()
@@ -169,15 +151,8 @@ def _mongo(settings: Settings) -> None:
             "MONGODB_URI is unset or mongomock://: this command would work on an in-process store of its "
             "own that vanishes when it exits; set MONGODB_URI to the service's MongoDB"
         )
-    problem = mongo_problem(settings)
-    if problem:
+    if problem := mongo_problem(settings):
         raise click.ClickException(problem)
-
-
-def _redis_address(settings: Settings) -> str:
-    if settings.redis_topology is RedisTopology.SENTINEL:
-        return f"the Sentinel master {settings.redis_sentinel.master!r} (REDIS_URL)"
-    return f"{maybe_sanitize_url(settings.redis_url or '')} (REDIS_URL)"
 
 
 def _cache(services: Services) -> CacheServices:
@@ -195,13 +170,17 @@ def _cache(services: Services) -> CacheServices:
     try:
         services.cache.backend.ping()
     except CacheError as error:
-        raise click.ClickException(f"cannot reach Redis at {_redis_address(settings)}: {error}") from None
+        if settings.redis_topology is RedisTopology.SENTINEL:
+            address = f"the Sentinel master {settings.redis_sentinel.master!r}"
+        else:
+            address = maybe_sanitize_url(settings.redis_url or "")
+        raise click.ClickException(f"cannot reach Redis at {address} (REDIS_URL): {error}") from None
     return services.cache
 
 
 @contextmanager
 def _one_line_errors(command: str) -> Iterator[None]:
-    """A server lost during the run: exit 1 with one line (the logs have the details), not a traceback."""
+    """A server lost or timing out during the run: exit 1 with one line (the logs have the details)."""
     try:
         yield
     except _RUN_ERRORS as error:
@@ -251,9 +230,7 @@ def seed(count: int, categories: tuple[str, ...]) -> None:
     services = current_services()
     _mongo(services.settings)
     if services.cache is not None:
-        # Seeding writes through the cache: with Redis down, each product would leave a
-        # repair record behind instead of a cached entry.
-        _cache(services)
+        _cache(services)  # seeding writes through: with Redis down, each product would leave a repair record
     products = catalog_products(count, categories or DEMO_CATEGORIES)
     with _one_line_errors("seed"):
         ensure_indexes()  # the unique sku index is what makes a second run add nothing
@@ -295,20 +272,13 @@ def warm() -> None:
 def audit(full: bool) -> None:
     """Compare cached products with MongoDB and repair drift (the audit job, once; stored like its runs)."""
     services = current_services()
-    entry: JobEntry = run_audit
-    if full:
-        settings = services.settings.model_copy(update={"audit_mode": AuditMode.FULL})
-        entry = _with_settings(run_audit, settings)
-    report = _run_job(services, "audit", entry).as_dict()
+    settings = services.settings.model_copy(update={"audit_mode": AuditMode.FULL}) if full else services.settings
+    report = _run_job(services, "audit", lambda job_services, _: run_audit(job_services, settings)).as_dict()
     drift = ", ".join(f"{c} {report['drift'][c]}" for c in DRIFT_CLASSES if report["drift"][c]) or "none"
     click.echo(
         f"audit ({report['mode']}): {report['keys_checked']} of {report['keys_scanned']} keys checked, "
         f"drift: {drift}; {sum(report['repaired'].values())} repaired in {report['duration_s']:.2f} s"
     )
-
-
-def _with_settings(entry: JobEntry, settings: Settings) -> JobEntry:
-    return lambda services, _: entry(services, settings)
 
 
 @click.command("repair")
@@ -328,8 +298,7 @@ def repair() -> None:
 @with_appcontext
 def drop_cache() -> None:
     """Delete this service's cached keys (its key prefix only; job locks, beat claims and read counts stay)."""
-    services = current_services()
-    cache = _cache(services)
+    cache = _cache(current_services())
     with _one_line_errors("drop-cache"):
         deleted = drop_cached_data(cache.backend, cache.keys, CLEANUP_SCAN_BATCH)
     click.echo(f"drop-cache: {deleted} keys deleted under {cache.keys.service_pattern()}")

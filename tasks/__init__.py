@@ -1,9 +1,7 @@
 """`celery -A tasks worker|beat` (the Procfile's worker and beat): the Flask app's Celery app, built on import.
 
-As `make_celery.py` in Flask's examples/celery: only the celery command imports this module
-(jollyjet never does, an import-linter contract says so), so building the app here is the
-process's start. The tasks and the beat schedule are the app's own (jollyjet/jobs); this
-module adds what only a worker or beat process needs.
+As `make_celery.py` in Flask's examples/celery: only the celery command imports this module (an import-linter
+contract keeps jollyjet from it). The tasks and schedule are jollyjet/jobs'; this adds what only a worker needs.
 """
 
 from __future__ import annotations
@@ -25,8 +23,8 @@ except SettingsError as error:
     raise SystemExit(str(error)) from None
 if problem := separate_worker_problem(settings):
     raise SystemExit(problem)
-# The pool processes the worker forks record their metrics in files the main process sums,
-# in a directory of this start's own. Chosen before create_app, which first imports prometheus_client.
+# Forked pool processes record metrics in files the main process sums, in a directory of this start's own;
+# chosen before create_app, which first imports prometheus_client.
 prepare_private_dir("celery")
 app: FlaskCelery = create_app(settings).extensions["celery"]
 _parent_pid = os.getpid()

@@ -1,15 +1,9 @@
 """The cache jobs (warm, cleanup, audit, repair) and how they run: Celery bound to the Flask app.
 
-Each job is a plain function `run_<job>(services, settings) -> JobReport` in this package
-(warm.py, cleanup.py, audit.py, repair.py), testable without a worker. As in Flask's
-examples/celery, `celery_init_app` puts the Celery app in app.extensions["celery"], the
-tasks below are @shared_task wrappers, and `celery -A tasks worker|beat` (tasks/__init__.py)
-builds the app. The web process enqueues jobs by name (WARM, ...) and reads their states.
-
-Every task is idempotent (a second run finds nothing left to do), holds a per-job lock so
-two deliveries of it do not work at once, and retries transient Redis or MongoDB failures
-with exponential backoff and jitter. Every reliability choice of the Celery config is here,
-explained, and so is the beat schedule.
+Each job is a plain function `run_<job>(services, settings) -> JobReport` (warm.py, cleanup.py, audit.py,
+repair.py), wrapped in a @shared_task as in Flask's examples/celery; `celery -A tasks worker|beat` builds the
+app (tasks/__init__.py). Every task is idempotent, holds a per-job lock so two deliveries do not work at once,
+and retries transient Redis or MongoDB failures with backoff and jitter. The Celery config and beat schedule are here.
 """
 
 from __future__ import annotations
@@ -48,25 +42,20 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
 
 class JobReport(Protocol):
-    """Counts and timings of one run (WarmReport, CleanupReport, AuditRun, RepairReport)."""
-
-    duration_s: float
+    """One run's report (WarmReport, CleanupReport, AuditRun, RepairReport)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the Celery task's result, the log line, the metrics."""
         ...
 
 
-# run_warm, run_cleanup, run_audit, run_repair: the one way each job is started.
 JobEntry = Callable[[Services, Settings], JobReport]
 
 
 def run_job_once(services: Services, job: str, entry: JobEntry, *, exclusive: bool = True) -> JobReport | None:
     """One run of a job's entry point (the tasks' and the CLI's), under the job's lock when exclusive; None if held."""
-    # Celery with a Redis broker may deliver a task twice, and beat or an operator may enqueue a
-    # job while its previous run is still going: the lock keeps two runs from doing the same work.
-    settings = services.settings
-    cache = services.require_cache()
+    # A Redis broker may deliver a task twice, and beat or an operator may enqueue a job while it runs.
+    settings, cache = services.settings, services.require_cache()
     if not exclusive:
         return entry(services, settings)
     key = cache.keys.job_lock(job)
@@ -77,15 +66,13 @@ def run_job_once(services: Services, job: str, entry: JobEntry, *, exclusive: bo
     try:
         return entry(services, settings)
     finally:
-        # A failed release must not replace the job's own result or error: the lock expires by itself.
-        with contextlib.suppress(CacheError):
+        with contextlib.suppress(CacheError):  # must not replace the run's result or error; the lock expires
             cache.backend.release_lock(key, token)
 
 
 def run_job(task: Task, job: str, entry: JobEntry, exclusive: bool = True) -> dict[str, Any]:
     """Run the job's entry point (under its lock when exclusive); transient failures become retries with backoff."""
     services = current_services()
-    settings = services.settings
     if services.cache is None:
         return {"skipped": "the cache is disabled (JOLLYJET_CACHE_ENABLED=false)"}
     try:
@@ -94,7 +81,7 @@ def run_job(task: Task, job: str, entry: JobEntry, exclusive: bool = True) -> di
             return {"skipped": "another run of this job is in progress"}
         return report.as_dict()
     except TRANSIENT as error:
-        delay = min(settings.celery_retry_backoff_max_s, 2 ** (task.request.retries + 1))
+        delay = min(services.settings.celery_retry_backoff_max_s, 2 ** (task.request.retries + 1))
         countdown = random.uniform(delay / 2, delay)  # jitter: retries of many tasks do not align
         raise task.retry(exc=error, countdown=countdown, max_retries=CELERY_MAX_RETRIES) from error
 
@@ -120,11 +107,8 @@ def audit_task(self: Task) -> dict[str, Any]:
 @shared_task(name=REPAIR, bind=True)
 def repair_task(self: Task) -> dict[str, Any]:
     """Replay cache writes that failed after their database write."""
-    # Without the job lock: the replay is what lifts the recovery fence, and a lock can be
-    # orphaned by the very failure being repaired (a SET NX that timed out on the client
-    # lands late, or an old snapshot brings back a run's lock): it would block the replay
-    # for the whole hard time limit. Two concurrent replays are safe: every rewrite is
-    # version-guarded and records are marked done only after their own rewrite.
+    # Without the job lock: the replay lifts the recovery fence, and the failure being repaired can orphan a
+    # lock (a timed-out SET NX landing late, an old snapshot). Two replays are safe: every rewrite is guarded.
     return run_job(self, "repair", run_repair, exclusive=False)
 
 
@@ -157,55 +141,43 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "timezone": "UTC",
         "enable_utc": True,
-        # A Redis broker may deliver a task more than once, so every task is idempotent;
-        # given that, ack after the task ran: a worker that dies mid-task leaves the
-        # message to be redelivered instead of losing the run.
+        # Tasks are idempotent, so ack after the run: a worker dying mid-task leaves the message redelivered.
         "task_acks_late": True,
-        # ...but not when the worker process itself was killed (OOM, SIGKILL): a task that
-        # kills its worker would otherwise loop forever. Periodic jobs simply run again
-        # at their next beat tick.
+        # ...but not when the task killed its worker (OOM, SIGKILL): it would loop forever; beat runs it again.
         "task_reject_on_worker_lost": False,
-        # Jobs are long and few: a worker takes one message at a time, so a second job
-        # is not stuck behind the first on a busy worker while another worker idles.
+        # Jobs are long and few: a second job must not wait behind the first while another worker idles.
         "worker_prefetch_multiplier": 1,
-        # With acks_late, a task still running when the broker connection drops will be
-        # redelivered; cancel it rather than let two copies run.
+        # With acks_late a running task is redelivered when the broker connection drops: cancel this copy.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_soft_time_limit": settings.celery_time_limit_s * 4 // 5,  # time left to clean up
         "task_time_limit": settings.celery_time_limit_s,
         "task_track_started": True,
-        # Store the task name with its result, so GET /api/v1/tasks/<id> can say which job it was.
-        "result_extended": True,
+        "result_extended": True,  # the task name with its result: GET /api/v1/tasks/<id> says which job
         "result_expires": CELERY_RESULT_EXPIRES_S,
         "broker_connection_retry_on_startup": True,
-        # An admin request that enqueues a job must not hang on a dead broker.
-        "broker_connection_timeout": 2,
+        "broker_connection_timeout": 2,  # an admin request that enqueues a job must not hang on a dead broker
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         "redis_socket_connect_timeout": 2,
         "redis_socket_timeout": 5,
         "worker_hijack_root_logger": False,
         "beat_schedule": periodic_job_definitions(settings),
         "beat_scheduler": "jollyjet.jobs:SingleBeatScheduler",
-        # Beat answers `celery inspect ping -d celerybeat@<host>` (the compose healthcheck),
-        # and stays silent once its scheduler has not ticked for twice its loop interval
-        # (Celery's floor: 60 s). Waking at least every 30 s makes that 60 s, not 10 minutes.
+        # Beat answers `celery inspect ping -d celerybeat@<host>` (the compose healthcheck) until its scheduler
+        # misses two loop intervals (floor 60 s): waking every 30 s makes that 60 s, not 10 minutes.
         "beat_enable_remote_control": True,
         "beat_max_loop_interval": 30,
     }
     if settings.broker_url.startswith(_REDIS_SCHEMES):
-        # Redelivery happens only after the visibility timeout; it exceeds the hard
-        # time limit plus the longest retry delay (validated in settings), so a task
-        # that is still running is never handed to a second worker.
+        # Longer than the hard time limit plus the longest retry delay (validated in settings): a running
+        # task is never redelivered to a second worker.
         config["broker_transport_options"] = {
             "visibility_timeout": settings.celery_visibility_timeout_s,
             "socket_connect_timeout": 2,
         }
     if settings.result_backend.startswith(_REDIS_SCHEMES):
-        # Storing a result retries 20 times by default; a worker should fail the store
-        # quickly and let the task's own retry handle a Redis outage.
+        # Not Celery's 20 retries: fail the store quickly and let the task's own retry ride out the outage.
         config["result_backend_transport_options"] = {"retry_policy": {"max_retries": 2}}
-    # kombu's and Celery's sentinel:// transports find the master by name (master_name).
-    # Settings refuse a sentinel:// URL without CELERY_SENTINEL_MASTER.
+    # sentinel:// transports find the master by name (settings require CELERY_SENTINEL_MASTER with them).
     for url, options in (
         (settings.broker_url, "broker_transport_options"),
         (settings.result_backend, "result_backend_transport_options"),
@@ -249,13 +221,7 @@ def slot_of(entry: ScheduleEntry, now: float) -> tuple[int, float] | None:
 
 
 class SingleBeatScheduler(PersistentScheduler):
-    """A beat scheduler that sends each periodic slot once, even if two beat processes run.
-
-    Two beats started by mistake would each send every job. Before sending, each claims the
-    entry's current slot (floor(now / interval)) in Redis with SET NX and a TTL of two
-    intervals; only the claimant sends. The jobs are idempotent and locked anyway, so a rare
-    double send near a slot boundary (clock skew between hosts) costs a skipped run.
-    """
+    """A beat scheduler that sends each periodic slot once, even if two beat processes run."""
 
     app: FlaskCelery
 
@@ -266,6 +232,8 @@ class SingleBeatScheduler(PersistentScheduler):
 
     def claim(self, entry: ScheduleEntry, now: float) -> bool:
         """True when this process may send entry's current slot."""
+        # It claims the slot (floor(now / interval)) with SET NX for two intervals. A double send near a
+        # boundary (clock skew between hosts) costs a skipped run: the jobs are locked.
         slot = slot_of(entry, now)
         cache = services_of(self.app.flask_app).cache
         if slot is None or cache is None:
@@ -285,8 +253,6 @@ class SingleBeatScheduler(PersistentScheduler):
 
 def describe_job_runner(settings: Settings, *, starts_threads: bool) -> str:
     """One line for the start-up log: who runs jobs, and how to start them when it is not this process."""
-    # Threads of the serving process when no other process could reach the broker (`python -m
-    # jollyjet` starts them, `gunicorn app:app` does not), or separate `celery -A tasks` processes.
     if settings.embedded_broker:
         if starts_threads:
             return "jobs: Celery worker and beat run as threads of this process (no broker configured)"
@@ -311,15 +277,12 @@ def warm_on_start(celery: Celery, settings: Settings) -> None:
 
 def log_job_runner(settings: Settings, *, starts_threads: bool) -> None:
     """Log describe_job_runner's line: a warning when no process will run the jobs."""
-    line = describe_job_runner(settings, starts_threads=starts_threads)
     nobody = settings.embedded_broker and not starts_threads
-    log.log(logging.WARNING if nobody else logging.INFO, line)
+    log.log(logging.WARNING if nobody else logging.INFO, describe_job_runner(settings, starts_threads=starts_threads))
 
 
 def separate_worker_problem(settings: Settings) -> str | None:
     """Why a separate worker or beat process must not start with these settings, or None."""
-    # It would share Redis with the web process but see an in-process database of its own:
-    # its audit would find every cached product missing from "MongoDB" and tombstone it.
     if settings.embedded_mongo and not settings.embedded_broker:
         return (
             "refusing to start: MONGODB_URI is unset or mongomock://, an in-process store. A separate worker "

@@ -1,21 +1,9 @@
-"""Consistency audit: compare cached products with MongoDB, classify drift, repair it.
+"""Consistency audit: compare cached products with MongoDB, classify drift (DRIFT_CLASSES), repair it.
 
-Drift classes:
-- stale_version:    the cache holds an older version than the database;
-- version_ahead:    the cache claims a version the database does not have (e.g. a DB restore);
-- content_mismatch: same version, different content (a bug or a hand-edited key);
-- deleted_in_db:    cached, but the product no longer exists;
-- undecodable:      the bytes do not decode as a product;
-- wrong_ttl:        no TTL, or longer than the policy allows (the key would never expire).
-
-Repairs use the version-guarded writes (ProductCacheWriter), so an audit racing a
-client write can only lose to it, never overwrite it. An entry to rewrite (stale,
-content mismatch) is rewritten like a read miss fills: under its fill lease, taken
-before a second database read of just those products (ProductCacheWriter.fill_leased),
-so a write or delete after that read revokes the lease even when the entry or its
-tombstone has vanished meanwhile. A product whose lease a concurrent fill holds is
-left for the next run. A product entry may show two classes (stale and wrong TTL);
-each is counted.
+Repairs use the version-guarded writes, so an audit racing a client write can only lose to it. A stale or
+mismatched entry is rewritten like a read miss fills: under its lease, taken before a second database read
+(ProductCacheWriter.fill_leased), so a later write or delete revokes it even if the entry has vanished; a
+lease held by a concurrent fill leaves the product for the next run. Each class an entry shows is counted.
 """
 
 from __future__ import annotations
@@ -47,23 +35,13 @@ from jollyjet.settings import (
 )
 
 log = logging.getLogger(__name__)
+# stale_version: an older version than the database; version_ahead: a version the database does not have (a
+# restore); content_mismatch: same version, other content; deleted_in_db: the product is gone; undecodable:
+# not a product's bytes; wrong_ttl: none, or longer than the policy allows.
 DRIFT_CLASSES = ("stale_version", "version_ahead", "content_mismatch", "deleted_in_db", "undecodable", "wrong_ttl")
 # Repaired by rewriting the entry from the database (under its lease); the rest by evicting,
 # tombstoning or setting a TTL, which never write a product's state.
 _REWRITTEN = frozenset({"stale_version", "content_mismatch"})
-
-
-@dataclass(frozen=True)
-class AuditOptions:
-    """How much to check and whether to repair (the mode from settings, the rest constants there)."""
-
-    mode: AuditMode = AuditMode.SAMPLE
-    sample_rate: float = AUDIT_SAMPLE_RATE
-    max_keys: int = AUDIT_MAX_KEYS
-    batch: int = AUDIT_BATCH
-    repair: bool = AUDIT_REPAIR
-    history: int = AUDIT_HISTORY
-    lease_ttl_ms: int = BATCH_LEASE_TTL_MS
 
 
 @dataclass
@@ -102,11 +80,7 @@ class AuditRun(Document):
             "id": str(self.id),
             "started_at": api_timestamp(self.started_at),
             "finished_at": api_timestamp(self.finished_at),
-            "duration_s": self.duration_s,
-            "mode": self.mode,
-            "keys_scanned": self.keys_scanned,
-            "keys_checked": self.keys_checked,
-            "tombstones": self.tombstones,
+            **{name: self[name] for name in ("duration_s", "mode", "keys_scanned", "keys_checked", "tombstones")},
             "drift": dict(self.drift),
             "drift_total": sum(self.drift.values()),
             "repaired": dict(self.repaired),
@@ -121,19 +95,15 @@ def latest_audit() -> AuditRun | None:
 
 def prune_audits(keep: int) -> int:
     """Keep the newest `keep` runs; returns how many older ones were deleted."""
-    # By id past the first `keep`, not "older than the keep-th run's time": MongoDB
-    # stores milliseconds, and runs finishing in the same one (ties at the cutoff)
-    # would all be kept. _id breaks ties (ObjectIds grow with insertion).
-    older = AuditRun.objects.order_by("-finished_at", "-id").skip(keep).scalar("id")
-    ids = list(older)
+    # By id past the first `keep`, not by time: runs finishing in the same millisecond would all be kept.
+    ids = list(AuditRun.objects.order_by("-finished_at", "-id").skip(keep).scalar("id"))
     return int(AuditRun.objects(id__in=ids).delete()) if ids else 0
 
 
 def run_audit(services: Services, settings: Settings) -> AuditRun:
     """The audit job, sized and switched by settings; the run is stored in MongoDB."""
     cache = services.require_cache()
-    options = AuditOptions(mode=settings.audit_mode)
-    return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, options).run()
+    return CacheAudit(cache.backend, cache.keys, cache.writer, services.mongo, mode=settings.audit_mode).run()
 
 
 def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | None, max_ttl: int) -> list[str]:
@@ -142,9 +112,8 @@ def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | Non
     if ttl == -1 or (ttl is not None and ttl > max_ttl):
         found.append("wrong_ttl")
     if entry.payload is None:
-        # A tombstone says "deleted". If the product exists (a database restore, or a
-        # write-through that failed after the tombstone), it hides the product: past the
-        # database's version, evict it; at or below, rewrite it from the database.
+        # A tombstone hiding an existing product (a restore, a failed write-through): past the database's
+        # version, evict it; at or below, rewrite it.
         if record is not None:
             found.append("version_ahead" if entry.version > record.version else "stale_version")
         return found
@@ -165,51 +134,53 @@ def classify(entry: VersionedEntry, ttl: int | None, record: ProductRecord | Non
 
 @dataclass
 class CacheAudit:
-    """One audit run over the product entries of the current schema."""
+    """One audit run over the product entries of the current schema (the mode from settings, the rest constants)."""
 
     cache: CacheBackend
     keys: CacheKeys
     writer: ProductCacheWriter
     database: MongoProductRepository
-    options: AuditOptions
+    mode: AuditMode = AuditMode.SAMPLE
+    sample_rate: float = AUDIT_SAMPLE_RATE
+    max_keys: int = AUDIT_MAX_KEYS
+    batch: int = AUDIT_BATCH
+    repair: bool = AUDIT_REPAIR
+    history: int = AUDIT_HISTORY
+    lease_ttl_ms: int = BATCH_LEASE_TTL_MS
     rng: random.Random | None = None
 
     def run(self) -> AuditRun:
         """Scan, compare, repair, and store the result (MongoDB, newest `history` runs kept)."""
         started_at, started = datetime.now(UTC), time.monotonic()
         tally = _Tally()
-        size = self.options.batch
         chosen: dict[str, str] = {}
-        for page in self.cache.scan(self.keys.product_pattern(), size):
+        for page in self.cache.scan(self.keys.product_pattern(), self.batch):
             tally.scanned += len(page)
-            chosen.update(self._choose(page, self.options.max_keys - tally.checked - len(chosen)))
-            # The sample of several SCAN pages makes one batch: one database query per `batch`
-            # entries checked, not one per page scanned (five times fewer at a 20% sample; the
-            # scale run found the per-page queries growing with the catalog).
-            while len(chosen) >= size:
-                ids = list(chosen)[:size]
+            chosen.update(self._choose(page, self.max_keys - tally.checked - len(chosen)))
+            # One database query per `batch` entries checked, not per page scanned (5x fewer at a 20% sample).
+            while len(chosen) >= self.batch:
+                ids = list(chosen)[: self.batch]
                 self._check({pid: chosen.pop(pid) for pid in ids}, tally)
-            if tally.checked + len(chosen) >= self.options.max_keys:
+            if tally.checked + len(chosen) >= self.max_keys:
                 break
         if chosen:
             self._check(chosen, tally)
-        if self.options.repair and any(c != "wrong_ttl" for c in tally.repaired):
-            # Cached lists may hold the drifted products too.
-            self.writer.invalidate_lists()
+        if self.repair and any(c != "wrong_ttl" for c in tally.repaired):
+            self.writer.invalidate_lists()  # cached lists may hold the drifted products too
         run = AuditRun(
             started_at=started_at,
             finished_at=datetime.now(UTC),
             duration_s=round(time.monotonic() - started, 4),
-            mode=self.options.mode.value,
+            mode=self.mode.value,
             keys_scanned=tally.scanned,
             keys_checked=tally.checked,
             tombstones=tally.tombstones,
             drift={c: tally.drift[c] for c in DRIFT_CLASSES},
             repaired={c: tally.repaired[c] for c in DRIFT_CLASSES},
-            repair_enabled=self.options.repair,
+            repair_enabled=self.repair,
         )
         run.save()
-        prune_audits(self.options.history)
+        prune_audits(self.history)
         log.info("cache audit: %s", run.as_dict())
         return run
 
@@ -220,16 +191,15 @@ class CacheAudit:
             product_id = product_id_from_entry_key(key)  # skips lease keys
             if product_id is None or len(chosen) >= room:
                 continue
-            if self.options.mode is AuditMode.FULL or (self.rng or random).random() < self.options.sample_rate:
+            if self.mode is AuditMode.FULL or (self.rng or random).random() < self.sample_rate:
                 chosen[product_id] = key
         return chosen
 
     def _check(self, chosen: dict[str, str], tally: _Tally) -> None:
         keys = list(chosen.values())
-        entries = self.cache.get_versioned_many(keys)
-        ttls = self.cache.ttl_many(keys)
+        entries, ttls = self.cache.get_versioned_many(keys), self.cache.ttl_many(keys)
         records = self.database.get_many(list(chosen))
-        rewrite: dict[str, list[str]] = {}  # product id → its drift classes a rewrite repairs
+        rewrite: dict[str, list[str]] = {}  # product id → the drift classes a rewrite repairs
         for (product_id, key), entry, ttl in zip(chosen.items(), entries, ttls, strict=True):
             if entry is None:
                 continue  # expired or deleted since the scan
@@ -239,7 +209,7 @@ class CacheAudit:
             max_ttl = self.writer.tombstone_ttl_s if entry.is_tombstone else self.writer.max_product_ttl()
             for drift in classify(entry, ttl, record, max_ttl):
                 tally.drift[drift] += 1
-                if not self.options.repair:
+                if not self.repair:
                     continue
                 if drift in _REWRITTEN:
                     rewrite.setdefault(product_id, []).append(drift)
@@ -247,7 +217,7 @@ class CacheAudit:
                     tally.repaired[drift] += 1
         if rewrite:
             # The read above took no lease: read these again under their leases, and write that.
-            fills = self.writer.fill_leased(list(rewrite), self.database.get_many, self.options.lease_ttl_ms)
+            fills = self.writer.fill_leased(list(rewrite), self.database.get_many, self.lease_ttl_ms)
             for product_id in fills.landed:
                 tally.repaired.update(rewrite[product_id])
 

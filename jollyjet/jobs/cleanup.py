@@ -1,15 +1,9 @@
 """TTL cleanup: what Redis's own expiry does not clean.
 
-- keys of older schema versions (unreadable since the deploy that bumped SCHEMA_VERSION);
-- list/count results of old generations (unreachable since the bump; freed now, not at TTL);
-- keys that should have a TTL and have none: products and tombstones get their policy
-  TTL; locks, leases, results and memos without one are deleted (a lock with no expiry
-  would block its key forever);
-- the popularity sets: trimmed to the configured size, ids of deleted products dropped;
-- repair records that were repaired longer ago than the retention.
-
-Everything is SCAN in bounded batches and UNLINK, never KEYS or FLUSHDB: safe on
-a large production Redis shared with other services.
+Keys of older schema versions and list/count results of old generations (unreachable, freed now); keys
+missing a TTL (products and tombstones get theirs, other kinds are deleted: a lock with no expiry blocks
+forever); popularity trimmed and rid of deleted products; repair records done longer ago than the retention.
+SCAN in bounded batches and UNLINK, never KEYS or FLUSHDB: safe on a large Redis shared with other services.
 """
 
 from __future__ import annotations
@@ -17,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -30,21 +24,11 @@ from jollyjet.products.repository import MongoProductRepository
 from jollyjet.settings import CLEANUP_SCAN_BATCH, POPULARITY_MAX_MEMBERS, REPAIR_RETENTION_DAYS, Settings
 
 log = logging.getLogger(__name__)
-# Kinds kept without a TTL on purpose: the generation must outlive every result key,
-# and popularity is bounded by trimming instead.
-# The filter registry's members lapse by score (scripts.LIVE_FILTERS drops them).
+# Kept without a TTL on purpose: the generation must outlive every result key, popularity is trimmed
+# instead, and the filter registry's members lapse by score (scripts.LIVE_FILTERS drops them).
 _NO_TTL_BY_DESIGN = frozenset(
     {KeyKind.GENERATION, KeyKind.FILTER_REGISTRY, KeyKind.WRITES_IN_FLIGHT, KeyKind.POPULARITY, KeyKind.UNKNOWN}
 )
-
-
-@dataclass(frozen=True)
-class CleanupOptions:
-    """Batch sizes and retention (constants in jollyjet/settings.py; tests pass smaller ones)."""
-
-    scan_batch: int = CLEANUP_SCAN_BATCH
-    popularity_max: int = POPULARITY_MAX_MEMBERS
-    repair_retention: timedelta = timedelta(days=REPAIR_RETENTION_DAYS)
 
 
 @dataclass
@@ -59,49 +43,49 @@ class CleanupReport:
     popularity_trimmed: int = 0
     popularity_deleted_products: int = 0
     repair_records_purged: int = 0
-    by_kind: Counter[str] = field(default_factory=Counter)
     duration_s: float = 0.0
+    by_kind: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready report."""
-        data = {k: v for k, v in self.__dict__.items() if k != "by_kind"}
-        return {**data, "by_kind": dict(self.by_kind)}
+        return {**asdict(self), "by_kind": dict(self.by_kind)}
 
 
 def run_cleanup(services: Services, settings: Settings) -> CleanupReport:
     """The cleanup job, with the batch sizes and retention of jollyjet/settings.py."""
     cache = services.require_cache()
-    return CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs, CleanupOptions()).run()
+    return CacheCleanup(cache.backend, cache.keys, cache.writer, services.mongo, cache.repairs).run()
 
 
 @dataclass
 class CacheCleanup:
-    """One cleanup run."""
+    """One cleanup run (batch sizes and retention: constants in jollyjet/settings.py; tests pass smaller ones)."""
 
     cache: CacheBackend
     keys: CacheKeys
     writer: ProductCacheWriter
     database: MongoProductRepository
     repairs: RepairLog
-    options: CleanupOptions
+    scan_batch: int = CLEANUP_SCAN_BATCH
+    popularity_max: int = POPULARITY_MAX_MEMBERS
+    repair_retention: timedelta = timedelta(days=REPAIR_RETENTION_DAYS)
 
     def run(self) -> CleanupReport:
         """Sweep the service's keys, trim popularity, purge old repair records."""
         started = time.monotonic()
         report = CleanupReport()
         generation = self.cache.get_generation(self.keys.generation)
-        for batch in self.cache.scan(self.keys.service_pattern(), self.options.scan_batch):
+        for batch in self.cache.scan(self.keys.service_pattern(), self.scan_batch):
             report.keys_scanned += len(batch)
             self._sweep(batch, generation, report)
         self._trim_popularity(report)
-        report.repair_records_purged = self.repairs.purge_done(self.options.repair_retention)
+        report.repair_records_purged = self.repairs.purge_done(self.repair_retention)
         report.duration_s = round(time.monotonic() - started, 4)
         log.info("cache cleanup: %s", report.as_dict())
         return report
 
     def _sweep(self, batch: list[str], generation: int, report: CleanupReport) -> None:
-        # The SCAN glob `<prefix>:v*` also matches e.g. `<prefix>:visits`, which carries
-        # no schema (schema_of is None) and is not ours: only `<prefix>:v<N>:` keys are.
+        # The glob `<prefix>:v*` also matches e.g. `<prefix>:visits` (no schema, not ours): skip those.
         old_schema = [k for k in batch if (s := schema_of(k)) is not None and s != self.keys.schema]
         report.old_schema_deleted += self.cache.delete(*old_schema)
         current = [k for k in batch if schema_of(k) == self.keys.schema]
@@ -126,13 +110,10 @@ class CacheCleanup:
             report.no_ttl_deleted += self.cache.delete(key)
 
     def _trim_popularity(self, report: CleanupReport) -> None:
-        keep = self.options.popularity_max
-        # Trim first: it bounds the walk below, whatever the sets grew to since the last
-        # run (a run may therefore end a few members under the limit).
-        report.popularity_trimmed += self.cache.trim_ranked(self.keys.popular_products, keep)
-        report.popularity_trimmed += self.cache.trim_ranked(self.keys.popular_queries, keep)
-        batch = self.options.scan_batch
-        start = 0
+        # Trim first: it bounds the walk below (a run may therefore end a few members under the limit).
+        for key in (self.keys.popular_products, self.keys.popular_queries):
+            report.popularity_trimmed += self.cache.trim_ranked(key, self.popularity_max)
+        batch, start = self.scan_batch, 0
         while True:
             ids = self.cache.top_members(self.keys.popular_products, start, start + batch - 1)
             if not ids:

@@ -1,19 +1,9 @@
-"""Replay cache writes that failed after their database write (Redis was down or timing out).
+"""Replay cache writes that failed after their database write (the records: MongoDB, cache/fence.py).
 
-The records are in MongoDB (cache/fence.py). Each product named is rewritten
-from the database under its fill lease, exactly like a read miss
-(ProductCacheWriter.fill_leased): the lease is taken before the database read, so a
-client write or delete after that read revokes it and the older state never lands,
-even when the entry was evicted or the tombstone expired meanwhile. A product deleted
-since is tombstoned. Then the global generation is bumped once (every list, count and
-the category list). A Redis that comes back with old data (an RDB snapshot from before
-the outage) therefore stops serving it as soon as this job runs.
-
-A record is marked done only when its product's entry was written, or was seen to
-hold that state or a newer one (or nothing), and the bump succeeded. A product whose
-lease another filler held, or whose older entry a lost lease left in place, is
-deferred: its records stay pending for the next run. If Redis fails midway, they all
-stay pending.
+Each product is rewritten from the database under its fill lease like a read miss (a later client write
+revokes it), or tombstoned if deleted since; then the generation is bumped once (lists, counts, categories),
+so a Redis back with old data stops serving it. A record is done only when its entry matches and the bump
+succeeded; a product whose lease is held or lost is deferred, and a Redis failure midway leaves all pending.
 """
 
 from __future__ import annotations
@@ -26,7 +16,7 @@ from typing import Any
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.extensions import Services
-from jollyjet.products.catalog_writes import BATCH_LEASE_TTL_MS, ProductCacheWriter
+from jollyjet.products.catalog_writes import BATCH_LEASE_TTL_MS, LeasedFills, ProductCacheWriter
 from jollyjet.products.record import ProductRecord
 from jollyjet.products.repository import MongoProductRepository
 from jollyjet.settings import REPAIR_BATCH, Settings
@@ -40,12 +30,12 @@ LEASE_CHUNK = 100
 class RepairReport:
     """What one repair run did."""
 
-    records: int = 0  # replayed and marked done (a deferred record stays pending, counted in `remaining`)
+    records: int = 0  # replayed and marked done
     products: int = 0
     rewritten: int = 0
     tombstoned: int = 0
     unchanged: int = 0
-    deferred: int = 0  # not repaired this run (lease held by a concurrent fill, or lost); records stay pending
+    deferred: int = 0  # lease held by a concurrent fill, or lost: its records stay pending
     lists_invalidated: bool = False
     remaining: int = 0
     duration_s: float = 0.0
@@ -80,8 +70,8 @@ def repair_failed_writes(
         try:
             repaired: set[str] = set()
             for start in range(0, len(product_ids), LEASE_CHUNK):
-                chunk = product_ids[start : start + LEASE_CHUNK]
-                repaired |= _rewrite(chunk, cache, writer, database, lease_ttl_ms, report)
+                fills = writer.fill_leased(product_ids[start : start + LEASE_CHUNK], database.get_many, lease_ttl_ms)
+                repaired |= _settle(fills, cache, writer, report)
             if repaired:
                 writer.invalidate_lists()
         except CacheError:
@@ -98,16 +88,8 @@ def repair_failed_writes(
     return report
 
 
-def _rewrite(
-    product_ids: list[str],
-    cache: CacheBackend,
-    writer: ProductCacheWriter,
-    database: MongoProductRepository,
-    lease_ttl_ms: int,
-    report: RepairReport,
-) -> set[str]:
-    """Rewrite these products under their leases; the ids whose entries now match the database."""
-    fills = writer.fill_leased(product_ids, database.get_many, lease_ttl_ms)
+def _settle(fills: LeasedFills, cache: CacheBackend, writer: ProductCacheWriter, report: RepairReport) -> set[str]:
+    """Count one chunk's leased rewrites; the ids whose entries now match the database."""
     report.rewritten += len(fills.landed)
     report.deferred += len(fills.busy)
     repaired = set(fills.landed)
@@ -115,27 +97,20 @@ def _rewrite(
     entries = cache.get_versioned_many([writer.keys.product(pid).entry for pid in looked_at])
     for product_id, entry in zip(looked_at, entries, strict=True):
         record = fills.refused.get(product_id)
-        if record is None:  # deleted since the failed write
-            if entry is not None and not entry.is_tombstone:
-                writer.tombstone(product_id, entry.version)
-                report.tombstoned += 1
-            else:
-                report.unchanged += 1
-        elif _hides(entry, record):
-            # The lease was lost (it expired, or was evicted) and nothing newer replaced the
-            # entry: not repaired, the record stays pending.
-            report.deferred += 1
+        if record is None and entry is not None and not entry.is_tombstone:  # deleted since the failed write
+            writer.tombstone(product_id, entry.version)
+            report.tombstoned += 1
+        elif record is not None and _hides(entry, record):
+            report.deferred += 1  # the lease was lost and nothing newer replaced the entry
             continue
         else:
-            # A newer version is cached (a client write after our read), or nothing is: both
-            # are states the database held, and the next read fills from it.
-            report.unchanged += 1
+            report.unchanged += 1  # nothing cached, a tombstone, or a newer version (a client write since)
         repaired.add(product_id)
     return repaired
 
 
 def _hides(entry: VersionedEntry | None, record: ProductRecord) -> bool:
     """Does the entry hide this database version: an older version, or a tombstone at it?"""
-    if entry is None:
-        return False
-    return entry.version < record.version or (entry.is_tombstone and entry.version == record.version)
+    return entry is not None and (
+        entry.version < record.version or (entry.is_tombstone and entry.version == record.version)
+    )

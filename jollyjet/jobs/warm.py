@@ -1,8 +1,7 @@
 """Cache warming: put the products and list pages clients read most into Redis before they ask.
 
-Products are filled through leases, exactly like read misses, so warming can never
-overwrite a newer value (a write between warming's database read and its cache
-write revokes the lease). Entries already cached are left alone.
+Products are filled through leases like read misses, so warming never overwrites a newer value (a write
+between its database read and its cache write revokes the lease). Entries already cached are left alone.
 """
 
 from __future__ import annotations
@@ -20,20 +19,12 @@ from jollyjet.settings import WARM_TOP_PRODUCTS, WARM_TOP_QUERIES, Settings
 
 log = logging.getLogger(__name__)
 _BATCH = 200  # ids per database query and per lease round
-# ProductQuery's field types. A member is checked against them exactly (type(), not
-# isinstance: True is not a page number), because a hand-edited or corrupt member that
-# reached the database query (a non-str `q`, an unknown sort) would fail the whole run.
+# ProductQuery's field types, checked exactly (type(), not isinstance: True is not a page number): a corrupt
+# member reaching the database query (a non-str `q`, an unknown sort) would fail the whole run.
 _QUERY_FIELDS: dict[str, type] = {
-    "category": str,
-    "tag": str,
-    "min_price_cents": int,
-    "max_price_cents": int,
-    "in_stock": bool,
-    "is_active": bool,
-    "q": str,
-    "sort": str,
-    "page": int,
-    "page_size": int,
+    **dict.fromkeys(("category", "tag", "q", "sort"), str),
+    **dict.fromkeys(("min_price_cents", "max_price_cents", "page", "page_size"), int),
+    **dict.fromkeys(("in_stock", "is_active"), bool),
 }
 _REQUIRED = ("sort", "page", "page_size")
 
@@ -50,14 +41,9 @@ class WarmReport:
     queries_skipped: int = 0
     duration_s: float = 0.0
 
-    @property
-    def keys_warmed(self) -> int:
-        """Cache keys this run wrote."""
-        return self.products_warmed + self.queries_warmed
-
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready report (task result, logs, metrics)."""
-        return {**asdict(self), "keys_warmed": self.keys_warmed}
+        """JSON-ready report (task result, logs, metrics), with the cache keys this run wrote."""
+        return {**asdict(self), "keys_warmed": self.products_warmed + self.queries_warmed}
 
 
 def query_from_member(raw: dict[str, Any]) -> ProductQuery | None:
@@ -83,13 +69,10 @@ def warm_cache(
 ) -> WarmReport:
     """Fill the most-read products and the first page of the most-read list queries."""
     started = time.monotonic()
-    report = WarmReport()
     members = popularity.top_products(top_products)
-    # Key names are built from ObjectId strings only (keys.py raises otherwise): one
-    # corrupt member must not fail the run. Cleanup drops such members for good.
+    # Key names are built from ObjectId strings only (keys.py raises otherwise): skip corrupt members.
     ids = [pid for pid in members if object_id(pid) is not None]
-    report.products_considered = len(members)
-    report.products_skipped = len(members) - len(ids)
+    report = WarmReport(products_considered=len(members), products_skipped=len(members) - len(ids))
     for start in range(0, len(ids), _BATCH):
         report.products_warmed += repository.warm_products(ids[start : start + _BATCH])
     for raw in popularity.top_queries(top_queries):
@@ -97,8 +80,7 @@ def warm_cache(
         query = query_from_member(raw)
         if query is None:
             report.queries_skipped += 1
-            continue
-        if repository.warm_query(query).source is CacheStatus.MISS:
+        elif repository.warm_query(query).source is CacheStatus.MISS:
             report.queries_warmed += 1
     report.duration_s = round(time.monotonic() - started, 4)
     log.info("cache warming: %s", report.as_dict())

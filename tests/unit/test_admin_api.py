@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from jollyjet import jobs
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.extensions import services_of
-from jollyjet.jobs.audit import AuditOptions, CacheAudit
+from jollyjet.jobs.audit import CacheAudit
 from jollyjet.settings import AuditMode
 from tests.support.api import assert_json_error
 from tests.support.fake_cache import FakeCacheBackend
@@ -99,7 +99,7 @@ def test_latest_audit_is_404_before_the_first_and_then_the_newest_run(
         services.cache.keys,
         services.cache.writer,
         services.mongo,
-        AuditOptions(mode=AuditMode.FULL),
+        mode=AuditMode.FULL,
     ).run()
 
     response = client.get("/api/v1/cache/audit/latest", headers=auth)

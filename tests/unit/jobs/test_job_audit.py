@@ -16,7 +16,7 @@ from flask import Flask
 from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S
 from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.extensions import Services
-from jollyjet.jobs.audit import DRIFT_CLASSES, AuditOptions, AuditRun, CacheAudit, latest_audit, prune_audits
+from jollyjet.jobs.audit import DRIFT_CLASSES, AuditRun, CacheAudit, latest_audit, prune_audits
 from jollyjet.products.record import CacheStatus, ProductDocument, ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
 from jollyjet.settings import AuditMode
@@ -42,8 +42,8 @@ def run_audit(
         services.cache.keys,
         services.cache.writer,
         database or services.mongo,
-        AuditOptions(**values),  # type: ignore[arg-type]
         rng=rng,
+        **values,  # type: ignore[arg-type]
     )
     return audit.run()
 

@@ -13,7 +13,7 @@ from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.store import CacheBackend
 from jollyjet.extensions import Services
-from jollyjet.jobs.cleanup import CacheCleanup, CleanupOptions, CleanupReport
+from jollyjet.jobs.cleanup import CacheCleanup, CleanupReport
 from jollyjet.products.record import ProductRecord
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
@@ -32,7 +32,7 @@ def run_cleanup(services: Services, **options: object) -> CleanupReport:
         services.cache.writer,
         services.mongo,
         services.cache.repairs,
-        CleanupOptions(**options),  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
     return cleanup.run()
 

@@ -16,7 +16,7 @@ import pytest
 from jollyjet.app_factory import CACHE_LEASE_TTL_MS
 from jollyjet.cache.store import VersionedEntry
 from jollyjet.extensions import Services
-from jollyjet.jobs.audit import AuditOptions, CacheAudit
+from jollyjet.jobs.audit import CacheAudit
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes
 from jollyjet.products.record import ProductRecord
 from jollyjet.products.repository import MongoProductRepository
@@ -39,8 +39,10 @@ def repair(services: Services, database: MongoProductRepository | None = None) -
 def audit(services: Services, database: MongoProductRepository) -> dict[str, int]:
     assert services.cache is not None
     cache = services.cache
-    options = AuditOptions(mode=AuditMode.FULL, lease_ttl_ms=CACHE_LEASE_TTL_MS)
-    return CacheAudit(cache.backend, cache.keys, cache.writer, database, options).run().repaired
+    job = CacheAudit(
+        cache.backend, cache.keys, cache.writer, database, mode=AuditMode.FULL, lease_ttl_ms=CACHE_LEASE_TTL_MS
+    )
+    return job.run().repaired
 
 
 def entry_of(services: Services, product_id: str) -> VersionedEntry | None:
