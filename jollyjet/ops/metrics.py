@@ -183,7 +183,7 @@ def children_of(metric: M) -> Callable[..., M]:
 
 
 class PrometheusEvents:
-    """The cache events (jollyjet/cache/events.py) → counters. Cheap (a dict lookup and an increment), never raises."""
+    """The cache events (jollyjet/cache/store.py) → counters. Cheap (a dict lookup and an increment), never raises."""
 
     # Read outcomes → the result label; a read that waited for another request's fill is a hit.
     _RESULTS = {"hit": "hit", "wait_hit": "hit", "miss": "miss", "bypass": "bypass"}
