@@ -8,6 +8,7 @@ after its handshake, `check` each time a pool hands one out: together, the cache
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -182,18 +183,13 @@ class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.Blockin
     """SentinelConnectionPool with BlockingConnectionPool's bound: wait `timeout`, then fail."""
 
 
-_EMBEDDED: redis.Redis | None = None
-
-
+@functools.cache
 def _embedded_client() -> redis.Redis:
-    # One fakeredis server per process: every app instance in it shares the data, as with a real Redis.
-    global _EMBEDDED
-    if _EMBEDDED is None:
-        import fakeredis
+    """One fakeredis server per process: every app instance in it shares the data, as with a real Redis."""
+    import fakeredis
 
-        log.warning("REDIS_URL is not set: using an embedded in-process fakeredis server (development only)")
-        _EMBEDDED = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    return _EMBEDDED
+    log.warning("REDIS_URL is not set: using an embedded in-process fakeredis server (development only)")
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
 class BreakerState(StrEnum):

@@ -133,8 +133,9 @@ def delete_cached_data(batches: Iterable[Sequence[str]], unlink: Callable[..., i
     """Unlink (`unlink(*keys)`) our cached data from SCAN batches of `CacheKeys.service_pattern()`; returns how many.
 
     The one way the cache is emptied (a new epoch, drop-cache). Every schema goes; job locks, beat
-    claims and read counts stay (keys.survives_new_epoch). Safe while serving: a fill that read before
-    lost its lease, and a generation restarts from the server clock, above every old one.
+    claims and read counts stay (keys.survives_new_epoch): none is served, deleting a lock or claim
+    would run a job or beat slot twice, and warming needs the counts to refill what was dropped. Safe
+    while serving: a fill that read before lost its lease; a generation restarts above every old one.
     """
     deleted = 0
     for batch in batches:

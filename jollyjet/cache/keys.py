@@ -251,17 +251,20 @@ class PopularityTracker:
         self._queries: Counter[str] = Counter()
         self._flusher_pid: int | None = None  # the process whose flush thread runs (threads do not survive fork)
 
+    def _sampled(self) -> bool:
+        return self.sample_rate >= 1 or self._rng.random() < self.sample_rate
+
     def product_read(self, product_id: str) -> None:
         """Count one read of a product (an ObjectId string, already validated)."""
-        self._count(self._products, product_id)
+        if self._sampled():
+            self._count(self._products, product_id)
 
     def query_read(self, normalized_query: dict[str, Any]) -> None:
         """Count one read of a list query; pages of one query count together (warming fills page 1)."""
-        self._count(self._queries, query_member({**normalized_query, "page": 1}))
+        if self._sampled():
+            self._count(self._queries, query_member({**normalized_query, "page": 1}))
 
     def _count(self, counts: Counter[str], member: str) -> None:
-        if self.sample_rate < 1 and self._rng.random() >= self.sample_rate:
-            return
         with self._lock:
             counts[member] += 1
         if self.flush_interval_s <= 0:
