@@ -1,9 +1,9 @@
 """The cache's store: the operations the service runs on Redis, their errors, and what metrics attach to.
 
-One implementation on redis-py (fakeredis in the unit tests, tests/support/fake_cache.py). Each
-Redis call runs in one guard (`_guard`) under its operation's name: the breaker, the mapping of
-Redis errors to CacheError, the timing. A versioned entry holds a product's body with the version
-it was read at; no write replaces a newer one (scripts.py). Works unchanged on RedisCluster.
+One implementation on redis-py (fakeredis in the unit tests). Each Redis call runs in one guard
+(`_guard`) under its operation's name: the breaker, Redis errors mapped to CacheError, the timing.
+A versioned entry holds a product's body with the version it was read at; no write replaces a newer
+one (scripts.py). On RedisCluster pipelines are non-transactional (split per node); SCAN visits every primary.
 """
 
 from __future__ import annotations
