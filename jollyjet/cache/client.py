@@ -129,7 +129,7 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: Co
             **tls,
         },
     )
-    client: redis.Redis = sentinel.master_for(
+    return sentinel.master_for(
         target.master,
         connection_pool_class=_checked_pool(_BlockingSentinelPool, check),
         username=target.username,
@@ -137,7 +137,6 @@ def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: Co
         **tls,
         **_options(settings, on_connect),
     )
-    return client
 
 
 def _cluster_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> RedisCluster:
