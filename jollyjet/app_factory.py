@@ -17,10 +17,9 @@ from jollyjet import jobs
 from jollyjet.api import init_api
 from jollyjet.cache.client import CircuitBreaker, RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
-from jollyjet.cache.events import CacheEvents, EventCounter, PopularityTracker, TeeEvents
 from jollyjet.cache.fence import RepairFence, RepairLog
-from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.store import CacheBackend, CallObserver
+from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy
+from jollyjet.cache.store import CacheBackend, CacheEvents, CallObserver, EventCounter, TeeEvents
 from jollyjet.commands import register_commands
 from jollyjet.db import connect_mongo, socket_timeout_ms
 from jollyjet.extensions import EXTENSION, CacheServices, Services

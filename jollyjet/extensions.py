@@ -15,10 +15,9 @@ from flask import Flask, current_app
 if TYPE_CHECKING:  # types only: routes import this module and must not import Redis
     from jollyjet.cache.client import CircuitBreaker, RedisClient
     from jollyjet.cache.epoch import CacheEpochGuard
-    from jollyjet.cache.events import CacheEvents, PopularityTracker
     from jollyjet.cache.fence import RepairLog
-    from jollyjet.cache.keys import CacheKeys
-    from jollyjet.cache.store import CacheBackend
+    from jollyjet.cache.keys import CacheKeys, PopularityTracker
+    from jollyjet.cache.store import CacheBackend, CacheEvents
     from jollyjet.products.catalog import CachedProductRepository, Catalog
     from jollyjet.products.catalog_writes import ProductCacheWriter
     from jollyjet.products.repository import MongoProductRepository

@@ -12,8 +12,7 @@ from flask.testing import FlaskClient
 
 from jollyjet import create_app
 from jollyjet.app_factory import build_services
-from jollyjet.cache.events import EventCounter
-from jollyjet.cache.store import CacheBackend
+from jollyjet.cache.store import CacheBackend, EventCounter
 from jollyjet.commands import ensure_indexes
 from jollyjet.settings import Settings, load_settings
 from tests.support.fake_cache import FakeCacheBackend

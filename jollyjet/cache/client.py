@@ -1,25 +1,18 @@
-"""Redis calls that fail fast: the redis-py client with every safety knob set explicitly, and the breaker.
+"""Redis calls that fail fast: redis-py clients with every safety knob set explicitly, and the breaker.
 
-redis-py's defaults are unsafe in the request path: before 8.1 socket timeouts are None
-(a dead Redis hangs a request forever) and 8.1's (5 s, retries) can block one call for a
-minute. Here every timeout, the retry budget and a bounded, blocking pool come from
-settings, in each topology (docs/redis-topologies.md): standalone; Sentinel through
-redis-py's `master_for` (the pool asks the sentinels for the master on each new
-connection); Cluster through `RedisCluster`, built on first use (DeferredCluster: it
-connects in its constructor, and a cluster down while a process starts must not stop it).
-
-`on_connect` runs with each new connection right after its handshake, before its first
-command, on every node; an exception it raises fails that connection and the command
-that needed it. `check` runs each time a pool hands a connection out; an exception it
-raises fails that call. Together they are the cache epoch's fence (epoch.py).
+redis-py's defaults hang a request on a dead Redis (no socket timeout before 8.1; 8.1's retries
+can block a call for a minute). Every timeout, the retry budget and a bounded, blocking pool are
+set here for each topology (docs/redis-topologies.md). `on_connect` runs on each new connection
+after its handshake, `check` each time a pool hands one out: together, the cache epoch's fence.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -42,12 +35,10 @@ from jollyjet.settings import (
 )
 
 log = logging.getLogger(__name__)
-
+# on_connect and check: each raises to fail the connection (or the call that was handed it).
 OnConnect = Callable[[AbstractConnection], None]
-# Called with each connection a pool hands out; raises to refuse it.
 ConnectionCheck = Callable[[AbstractConnection], None]
-# Every error a call on a RedisClient raises for a Redis-side failure. The cluster client
-# raises some (an uncovered slot, say) outside RedisError.
+# Every error a Redis-side failure raises; the cluster client raises some (an uncovered slot) outside RedisError.
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 
@@ -60,8 +51,10 @@ def build_redis_client(
     if settings.redis_topology is RedisTopology.SENTINEL:
         return _sentinel_client(settings, on_connect, check)
     if settings.redis_topology is RedisTopology.CLUSTER:
-        return _cluster_client(settings, on_connect, check)
-    return _standalone_client(settings, on_connect, check)
+        return DeferredCluster(lambda: _cluster_client(settings, on_connect, check))
+    assert settings.redis_url is not None
+    pool_class = _checked_pool(redis.BlockingConnectionPool, check)
+    return redis.Redis(connection_pool=pool_class.from_url(settings.redis_url, **_options(settings, on_connect)))
 
 
 def _checked_pool(pool_class: type[Any], check: ConnectionCheck | None) -> type[Any]:
@@ -81,18 +74,24 @@ def _checked_pool(pool_class: type[Any], check: ConnectionCheck | None) -> type[
     return type(f"Checked{pool_class.__name__}", (pool_class,), {"get_connection": get_connection})
 
 
-def _retry(settings: Settings) -> Retry:
+def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.05, base=0.005), REDIS_RETRIES)
 
 
-def _connection_options(settings: Settings, on_connect: OnConnect | None, cluster: bool = False) -> dict[str, Any]:
-    """Per-connection knobs shared by every topology."""
+def _options(settings: Settings, on_connect: OnConnect | None, cluster: bool = False) -> dict[str, Any]:
+    """Every topology's knobs: timeouts, the pool's bound and wait (then fail fast), retries, the hook."""
     options: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout_ms / 1000,
         "socket_connect_timeout": settings.redis_timeout_ms / 1000,
         "socket_keepalive": True,
         "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL_S,
+        "max_connections": REDIS_POOL_SIZE,
+        "timeout": REDIS_POOL_TIMEOUT_MS / 1000,
+        # A cluster's node connections never retry (redis-py): the cluster client does, refreshing its slot map.
+        "retry": _retry(),
     }
+    if not cluster:
+        options["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
     if on_connect is not None:
         # RedisCluster runs the handshake itself and then calls redis_connect_func; the
         # other clients replace their handshake with it, so it must run the handshake first.
@@ -102,89 +101,56 @@ def _connection_options(settings: Settings, on_connect: OnConnect | None, cluste
 
 def _handshake_then(on_connect: OnConnect) -> OnConnect:
     def connect(connection: AbstractConnection) -> None:
-        # Without the health check, as redis-py's own handshake on a fresh socket: with it
-        # (connection.on_connect()), an overdue health-check PING that fails reconnects,
-        # which runs this function again, recursing until the interpreter gives up.
+        # Without the health check, as redis-py's own handshake on a fresh socket: with it, an
+        # overdue health-check PING that fails reconnects, which runs this function again, forever.
         connection.on_connect_check_health(check_health=False)
         on_connect(connection)
 
     return connect
 
 
-def _standalone_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> redis.Redis:
-    assert settings.redis_url is not None
-    pool = _checked_pool(redis.BlockingConnectionPool, check).from_url(
-        settings.redis_url,
-        max_connections=REDIS_POOL_SIZE,
-        # How long a request waits for a free connection before failing fast.
-        timeout=REDIS_POOL_TIMEOUT_MS / 1000,
-        retry=_retry(settings),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        **_connection_options(settings, on_connect),
-    )
-    return redis.Redis(connection_pool=pool)
-
-
 def _sentinel_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> redis.Redis:
     target = settings.redis_sentinel
-    tls: dict[str, Any] = {}
-    if target.tls:
-        tls = {"ssl": True, "ssl_ca_certs": target.ca_file}
+    tls: dict[str, Any] = {"ssl": True, "ssl_ca_certs": target.ca_file} if target.tls else {}
     sentinels = list(target.sentinels)
     sentinel = Sentinel(
         sentinels,
         # With several sentinels, take a master's address only from one that sees another
         # sentinel: a sentinel cut off from the others may still name the old master.
         min_other_sentinels=1 if len(sentinels) > 1 else 0,
-        # The sentinels' own connections: same timeouts and retry budget, their own password (if any).
-        # Without an explicit retry redis-py 8 retries 3 times with 1-10 s backoff per sentinel: a
-        # new master connection would block for ~20 s while the sentinels do not answer.
+        # Without an explicit retry redis-py 8 retries 3 times with 1-10 s backoff per sentinel:
+        # a new master connection would block for ~20 s while the sentinels do not answer.
         sentinel_kwargs={
             "socket_timeout": settings.redis_timeout_ms / 1000,
             "socket_connect_timeout": settings.redis_timeout_ms / 1000,
-            "retry": _retry(settings),
+            "retry": _retry(),
             "password": target.sentinel_password,
             "username": None,
             **tls,
         },
     )
-    client: redis.Redis = sentinel.master_for(
+    return sentinel.master_for(
         target.master,
         connection_pool_class=_checked_pool(_BlockingSentinelPool, check),
-        max_connections=REDIS_POOL_SIZE,
-        timeout=REDIS_POOL_TIMEOUT_MS / 1000,
         username=target.username,
         password=target.password,
-        retry=_retry(settings),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         **tls,
-        **_connection_options(settings, on_connect),
+        **_options(settings, on_connect),
     )
-    return client
 
 
-def _cluster_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> DeferredCluster:
-    return DeferredCluster(lambda: _connect_cluster(settings, on_connect, check))
-
-
-def _connect_cluster(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> RedisCluster:
+def _cluster_client(settings: Settings, on_connect: OnConnect | None, check: ConnectionCheck | None) -> RedisCluster:
     return RedisCluster.from_url(
         settings.redis_node_url,
-        # One bounded, blocking pool per node.
-        connection_pool_class=_checked_pool(redis.BlockingConnectionPool, check),
-        max_connections=REDIS_POOL_SIZE,
-        timeout=REDIS_POOL_TIMEOUT_MS / 1000,
-        # Node connections never retry on their own (redis-py); the cluster client retries,
-        # refreshing its slot map, as often as a standalone client would.
-        retry=_retry(settings),
-        # A node that is down leaves its slots failing, not the whole cluster.
-        require_full_coverage=False,
-        **_connection_options(settings, on_connect, cluster=True),
+        connection_pool_class=_checked_pool(redis.BlockingConnectionPool, check),  # one per node
+        require_full_coverage=False,  # a node that is down leaves its slots failing, not the whole cluster
+        **_options(settings, on_connect, cluster=True),
     )
 
 
 class DeferredCluster:
-    """Stands in for a RedisCluster built on first use: every attribute is the built cluster client's."""
+    """A RedisCluster built on first use (it connects in its constructor, and a cluster down at start must
+    not stop a process): every attribute is the built cluster client's."""
 
     def __init__(self, build: Callable[[], RedisCluster]) -> None:
         self._build = build
@@ -193,34 +159,19 @@ class DeferredCluster:
 
     def cluster(self) -> RedisCluster:
         """The cluster client, built now if it was not yet (raises what building raises)."""
-        cluster = self._cluster
-        if cluster is None:
+        if self._cluster is None:
             with self._lock:
                 if self._cluster is None:
                     self._cluster = self._build()
-                cluster = self._cluster
-        return cluster
+        return self._cluster
 
-    def register_script(self, script: str) -> DeferredScript:
-        """A callable Lua script that registers with the cluster client on its first call."""
-        return DeferredScript(self, script)
+    def register_script(self, script: str) -> Script:
+        """A Lua script whose calls go to the cluster client (built on the first)."""
+        # Bytes: Script asks the client for an encoder only for a str, which would build the cluster now.
+        return Script(self, script.encode())  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.cluster(), name)
-
-
-class DeferredScript:
-    """redis-py's Script, made once the cluster client exists; called like one."""
-
-    def __init__(self, client: DeferredCluster, text: str) -> None:
-        self._client = client
-        self._text = text
-        self._script: Script | None = None
-
-    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
-        if self._script is None:
-            self._script = self._client.cluster().register_script(self._text)
-        return self._script(keys=list(keys), args=list(args))
 
 
 # What the service calls a Redis client: every topology's client has the same command API.
@@ -231,25 +182,13 @@ class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.Blockin
     """SentinelConnectionPool with BlockingConnectionPool's bound: wait `timeout`, then fail."""
 
 
-_EMBEDDED: redis.Redis | None = None
-
-
+@functools.cache
 def _embedded_client() -> redis.Redis:
-    # One fakeredis server per process, so every app instance in it shares the data,
-    # just as they would share a real Redis.
-    global _EMBEDDED
-    if _EMBEDDED is None:
-        import fakeredis
+    """One fakeredis server per process: every app instance in it shares the data, as with a real Redis."""
+    import fakeredis
 
-        log.warning("REDIS_URL is not set: using an embedded in-process fakeredis server (development only)")
-        _EMBEDDED = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    return _EMBEDDED
-
-
-# --- the circuit breaker ----------------------------------------------------------------------
-# After repeated Redis failures, stop trying for a cool-down: without it every request would
-# wait for a socket timeout while Redis is down. Closed → (threshold consecutive failures) →
-# open → (cool-down elapsed) → half-open: one trial call; success closes, failure re-opens.
+    log.warning("REDIS_URL is not set: using an embedded in-process fakeredis server (development only)")
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
 class BreakerState(StrEnum):
@@ -259,14 +198,12 @@ class BreakerState(StrEnum):
 
 
 class CircuitBreaker:
-    """Thread-safe consecutive-failure breaker."""
+    """Thread-safe consecutive-failure breaker, so no request waits for a socket timeout while Redis is down.
 
-    def __init__(
-        self,
-        failure_threshold: int,
-        cooldown_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    Closed → (failure_threshold consecutive failures) → open → (cooldown_s) → half-open: one
+    trial call; its success closes the breaker, its failure re-opens it."""
+
+    def __init__(self, failure_threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
         self._clock = clock
@@ -275,10 +212,9 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._trial_in_flight = False
         self.times_opened = 0
-        # Called (outside the lock, errors logged) when a trial call closes an open breaker:
-        # Redis is back, and writes that failed meanwhile want repairing now, not at the next tick.
+        # Called outside the lock (errors logged) when a trial closes it: writes that failed meanwhile
+        # want repairing now, not at the next tick; and each time it opens (metrics).
         self.on_recover: list[Callable[[], None]] = []
-        # Called (outside the lock, errors logged) each time the breaker opens (metrics).
         self.on_open: list[Callable[[], None]] = []
 
     @property
@@ -290,9 +226,7 @@ class CircuitBreaker:
     def _state_locked(self) -> BreakerState:
         if self._opened_at is None:
             return BreakerState.CLOSED
-        if self._clock() - self._opened_at >= self.cooldown_s:
-            return BreakerState.HALF_OPEN
-        return BreakerState.OPEN
+        return BreakerState.HALF_OPEN if self._clock() - self._opened_at >= self.cooldown_s else BreakerState.OPEN
 
     def allow(self) -> bool:
         """May a call go to Redis now? In half-open, only one trial at a time."""
@@ -300,12 +234,10 @@ class CircuitBreaker:
             return True
         with self._lock:
             state = self._state_locked()
-            if state is BreakerState.CLOSED:
-                return True
             if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
                 self._trial_in_flight = True
                 return True
-            return False
+            return state is BreakerState.CLOSED
 
     def record_success(self) -> None:
         """A call succeeded: close the breaker (and tell on_recover listeners if it was open)."""

@@ -1,19 +1,10 @@
 """Serve nothing from a Redis that may not hold what we wrote: restarts, snapshot restores, failovers.
 
-A Redis server's *identity* is its `run_id` and `master_replid`: while it stays the same
-the server's data only moves forward; when it changes the server may hold anything (an
-old snapshot, a lagging replica's data, an empty dataset). MongoDB (the source of truth,
-outliving Redis) holds per cache key prefix the one *current* identity of each shard.
-Each new connection (`__call__`, the `on_connect` hook) reads its server's identity; a
-server that is not current starts a new *cache epoch*: this service's cached data on it
-is deleted through that very connection, and only then is its identity made current,
-replacing the old one. Each use of a connection (`check`) requires its identity to be
-current in a view of that record read less than `max_age_s` ago, so two processes never
-use two masters of one shard for longer than that. A server that replaced another one is
-used by nobody until `max_age_s` after that (the wait-out, CacheServerSettling): other
-processes may still be writing to the old one. No clock is compared across processes.
-Deleting is always safe: no guard relies on a key being present. The whole argument,
-and the tests that prove it: docs/reliability.md.
+A server's identity (`run_id`/`master_replid`) stays the same while its data only moves forward.
+MongoDB holds each shard's one *current* identity per key prefix. A new connection to a server
+that is not current starts a new *cache epoch*: our keys on it are deleted, then it is made current.
+A connection is used only while a view of that record under `max_age_s` old names its server, and a
+server that replaced another waits `max_age_s` (CacheServerSettling). The argument: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -33,21 +24,14 @@ from pymongo.errors import PyMongoError
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.keys import CacheKeys, schema_of, survives_new_epoch
-from jollyjet.cache.store import CacheBackend, CacheServerSettling
+from jollyjet.cache.store import CacheBackend, CacheEvents, CacheServerSettling
 
 log = logging.getLogger(__name__)
-_SCAN_BATCH = 1000
-# How long a new connection waits for another connection of this process to finish
-# verifying; longer, and it fails like any Redis error (the request reads MongoDB).
+# How long a new connection waits for another of this process to finish verifying; then it fails like any Redis error.
 VERIFY_WAIT_S = 1.0
-# The shard name of a standalone or Sentinel-managed server: there is only one.
-WHOLE_SERVER = "all"
-# MongoDB failing, or no connection configured at all (mongoengine's own error).
-_MONGO_ERRORS = (PyMongoError, MongoEngineConnectionFailure)
-# The attribute of a redis-py connection that holds the ServerTag it was verified with.
-_TAG = "jollyjet_server"
+_MONGO_ERRORS = (PyMongoError, MongoEngineConnectionFailure)  # mongoengine's: no connection configured
+_TAG = "jollyjet_server"  # the attribute of a redis-py connection holding the ServerTag it was verified as
 
 
 class UnverifiedCacheServer(RedisConnectionError):
@@ -58,10 +42,8 @@ class CacheEpochRecord(Document):
     """The current Redis identity of each shard for one key prefix, and how many epochs there were."""
 
     meta = {"collection": "cache_epochs", "auto_create_index": False}
-
-    id = StringField(primary_key=True)  # the cache key prefix: one record per cache namespace
-    # shard -> {"id": identity, "settled": bool}
-    current = DictField()
+    id = StringField(primary_key=True)  # the cache key prefix
+    current = DictField()  # shard -> {"id": identity, "settled": bool}
     epoch = IntField(default=0)
     updated_at = DateTimeField()
 
@@ -90,26 +72,17 @@ class CurrentServers:
         """One query: every shard's current identity."""
         found = CacheEpochRecord._get_collection().find_one({"_id": self.prefix}, {"current": 1}) or {}
         current = found.get("current")
-        if not isinstance(current, dict):
-            return {}
         return {
             shard: CurrentServer(str(value.get("id", "")), bool(value.get("settled")))
-            for shard, value in current.items()
+            for shard, value in (current.items() if isinstance(current, dict) else ())
             if isinstance(value, dict)
         }
 
     def replace(self, tag: ServerTag, settled: bool) -> None:
         """Make tag's identity the current one of its shard (its old keys are gone) and count a new epoch."""
+        current = {f"current.{tag.shard}": {"id": tag.identity, "settled": settled}, "updated_at": datetime.now(UTC)}
         CacheEpochRecord._get_collection().update_one(
-            {"_id": self.prefix},
-            {
-                "$set": {
-                    f"current.{tag.shard}": {"id": tag.identity, "settled": settled},
-                    "updated_at": datetime.now(UTC),
-                },
-                "$inc": {"epoch": 1},
-            },
-            upsert=True,
+            {"_id": self.prefix}, {"$set": current, "$inc": {"epoch": 1}}, upsert=True
         )
 
     def settle(self, tag: ServerTag) -> None:
@@ -141,7 +114,8 @@ def probe_server(connection: AbstractConnection, cluster: bool) -> tuple[ServerT
     run_id, replid = fields.get("run_id", "").strip(), fields.get("master_replid", "").strip()
     if not run_id:
         raise UnverifiedCacheServer("INFO did not report a run_id")
-    shard = cluster_shard(_text(_command(connection, "CLUSTER", "NODES"))) if cluster else WHOLE_SERVER
+    # A standalone or Sentinel-managed server is the one shard "all".
+    shard = cluster_shard(_text(_command(connection, "CLUSTER", "NODES"))) if cluster else "all"
     return ServerTag(shard, f"{run_id}/{replid}"), fields.get("role", "").strip()
 
 
@@ -156,20 +130,16 @@ def cluster_shard(nodes: str) -> str:
 
 
 def delete_cached_data(batches: Iterable[Sequence[str]], unlink: Callable[..., int]) -> int:
-    """Unlink (`unlink(*keys)`) the cached data in SCAN batches of `CacheKeys.service_pattern()`; returns how many.
+    """Unlink (`unlink(*keys)`) our cached data from SCAN batches of `CacheKeys.service_pattern()`; returns how many.
 
-    The one way this service's cache is emptied: a new epoch (over the new connection)
-    and the drop-cache command and endpoint (over the store). Every schema goes. Job
-    locks, beat claims and read counts stay (keys.survives_new_epoch): nothing in them
-    is served, deleting a lock or claim would let a job or a beat slot run twice, and
-    warming needs the read counts to refill what was just dropped. Safe while serving: a
-    fill that read the database before holds a lease that is gone, so it cannot land; a
-    generation restarts from the server clock, above every old one.
+    The one way the cache is emptied (a new epoch, drop-cache). Every schema goes; job locks, beat
+    claims and read counts stay (keys.survives_new_epoch): none is served, deleting a lock or claim
+    would run a job or beat slot twice, and warming needs the counts to refill what was dropped. Safe
+    while serving: a fill that read before lost its lease; a generation restarts above every old one.
     """
     deleted = 0
     for batch in batches:
-        # The glob `<prefix>:v*` also matches e.g. `<prefix>:visits`, which has no schema
-        # (schema_of is None) and is not ours: only `<prefix>:v<N>:` keys are.
+        # The glob `<prefix>:v*` also matches e.g. `<prefix>:visits`: only `<prefix>:v<N>:` keys are ours.
         keys = [key for key in batch if schema_of(key) is not None and not survives_new_epoch(key)]
         if keys:
             deleted += unlink(*keys)
@@ -184,15 +154,14 @@ def drop_cached_data(store: CacheBackend, keys: CacheKeys, batch: int) -> int:
 def _scan(connection: AbstractConnection, pattern: str) -> Iterator[list[str]]:
     cursor: bytes | str | int = 0
     while True:
-        cursor, found = _command(connection, "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_BATCH)
+        cursor, found = _command(connection, "SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
         yield [_text(key) for key in found]
         if int(cursor) == 0:
             return
 
 
 def _unlink_each(connection: AbstractConnection, *keys: str) -> int:
-    # One UNLINK per key (pipelined), never a multi-key one: on a cluster node the keys
-    # of one SCAN batch belong to different slots.
+    # One UNLINK per key (pipelined): on a cluster node the keys of one SCAN batch are in different slots.
     connection.send_packed_command(connection.pack_commands([("UNLINK", key) for key in keys]))
     return sum(int(connection.read_response()) for _ in keys)
 
@@ -227,27 +196,23 @@ class CacheEpochGuard:
         self.events = events
         self.cluster = cluster
         self.poll_s = poll_s
-        # A view may be late by one poll (a slow query, a busy CPU) before connections stop being used.
-        self.max_age_s = 2 * poll_s
+        self.max_age_s = 2 * poll_s  # a view may be one poll late (a slow query, a busy CPU)
         self._clock = clock
         self._view: _View | None = None
-        # (shard, identity) this process saw replace another one -> when it may be used.
-        self._settles_at: dict[ServerTag, float] = {}
+        self._settles_at: dict[ServerTag, float] = {}  # a server seen replacing another -> when it may be used
         self._seen: dict[str, str] = {}  # shard -> the identity this process last saw current
         self._verifying = threading.Lock()
         self._refreshing = threading.Lock()
         self.epochs_started = 0
 
-    # --- the view of MongoDB's record -------------------------------------------------------------
     def refresh(self) -> None:
         """One query: the current servers. Errors are logged; the old view ages out by itself."""
         try:
             self._read_view()
-        except Exception as error:  # any driver error: a poll never dies; the old view ages out by itself
+        except Exception as error:  # any driver error: a poll never dies
             log.warning("cache epoch: could not read the current Redis servers: %s", error)
 
     def _read_view(self) -> None:
-        """One query: the current servers, installed as this process's view; raises what the driver raises."""
         started = self._clock()
         self._install_view(_View(started, self.store.read()))
 
@@ -266,7 +231,7 @@ class CacheEpochGuard:
     def _fresh_view(self) -> _View:
         view = self._view
         if view is None or self._clock() - view.started_at > 1.5 * self.poll_s:
-            # The background poll is late or idle: one request refreshes, the others use the view they have.
+            # The poll is late or idle: one request refreshes, the others use the view they have.
             if self._refreshing.acquire(blocking=False):
                 try:
                     self.refresh()
@@ -277,7 +242,6 @@ class CacheEpochGuard:
             raise CacheServerSettling("no recent view of the current Redis server (MongoDB unreachable?)")
         return view
 
-    # --- each use of a connection -----------------------------------------------------------------
     def check(self, connection: AbstractConnection) -> None:
         """May this connection carry a command now? Reconnects (and verifies) one to a server no longer current."""
         tag: ServerTag | None = getattr(connection, _TAG, None)
@@ -292,8 +256,7 @@ class CacheEpochGuard:
         if current.settled:
             return
         settles_at = self._settles_at.get(tag)
-        if settles_at is None:
-            # First seen unsettled with no older identity seen here: others may be on the old one.
+        if settles_at is None:  # first seen unsettled with no older identity seen here: others may use the old one
             settles_at = self._settles_at.setdefault(tag, self._clock() + self.max_age_s)
         if self._clock() < settles_at:
             raise CacheServerSettling("a new Redis server is waiting for every process to stop using the old one")
@@ -303,24 +266,20 @@ class CacheEpochGuard:
             raise CacheServerSettling(f"cannot mark the new Redis server settled in MongoDB: {error}") from error
         self.refresh()
 
-    # --- each new connection ----------------------------------------------------------------------
     def __call__(self, connection: AbstractConnection) -> None:
         """Verify the server behind a new connection; start a new epoch on it if it is not current."""
         tag, role = probe_server(connection, self.cluster)
         if role != "master":
             raise UnverifiedCacheServer(f"the Redis server is a {role or 'server of unknown role'}, not a master")
-        if self._is_current(tag, refresh=False):
-            setattr(connection, _TAG, tag)
-            return
-        # One verification at a time in this process: the other new connections wait
-        # (bounded) for it instead of each deleting the same keys.
-        if not self._verifying.acquire(timeout=VERIFY_WAIT_S):
-            raise UnverifiedCacheServer("another connection of this process is still verifying the Redis server")
-        try:
-            if not self._is_current(tag, refresh=True):
-                self._start_epoch(connection, tag)
-        finally:
-            self._verifying.release()
+        if not self._is_current(tag, refresh=False):
+            # One verification at a time in this process: the others wait (bounded) instead of deleting too.
+            if not self._verifying.acquire(timeout=VERIFY_WAIT_S):
+                raise UnverifiedCacheServer("another connection of this process is still verifying the Redis server")
+            try:
+                if not self._is_current(tag, refresh=True):
+                    self._start_epoch(connection, tag)
+            finally:
+                self._verifying.release()
         setattr(connection, _TAG, tag)
 
     def _is_current(self, tag: ServerTag, refresh: bool) -> bool:
@@ -343,9 +302,8 @@ class CacheEpochGuard:
             raise UnverifiedCacheServer(f"cannot record the new Redis server in MongoDB: {error}") from error
         if replaced is not None:
             self._settles_at[tag] = self._clock() + self.max_age_s
-        self._install_view(
-            _View(started, {**self._view.servers, tag.shard: CurrentServer(tag.identity, settled=replaced is None)})
-        )
+        current = CurrentServer(tag.identity, settled=replaced is None)
+        self._install_view(_View(started, {**self._view.servers, tag.shard: current}))
         self.epochs_started += 1
         self.events.emit("epoch_started", "server")
         log.warning(

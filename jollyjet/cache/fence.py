@@ -1,16 +1,10 @@
 """Failed cache writes: their log in MongoDB, and the recovery fence that serves no hit until they are replayed.
 
-A cache write that fails after the MongoDB commit leaves the old entry wherever Redis
-still holds it. The write is recorded in MongoDB (RepairLog: not in Redis, which is what
-failed) and replayed by the repair job. Until then no process serves a hit for that
-product, nor any list, count or category result (any may include it). The process that
-recorded the failure knows at once; the others learn it from a background poll (one
-query per `poll_s`, off the request path) and refuse hits while their last poll is older
-than `max_age_s`; the failed write answers its client only after `max_age_s`
-(`commit_wait`), so any read that begins after that answer, in any process, is judged
-against a poll that began after the record existed (Spanner's commit wait, with a poll
-instead of a clock bound). The same poll refreshes the cache epoch's view (epoch.py).
-Details and measured cost: docs/reliability.md.
+A cache write that fails after the MongoDB commit is recorded in MongoDB (not in Redis, which
+failed) and replayed by the repair job. Until then no process serves a hit for that product, nor
+any list, count or categories result. Other processes learn it from a poll every `poll_s` and serve
+no hit on a poll older than `max_age_s`; the failed write answers only after `max_age_s`
+(`commit_wait`): Spanner's commit wait, with a poll for a clock bound (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -33,10 +27,9 @@ from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.db import null_or_missing, set_to_server_time
 
 log = logging.getLogger(__name__)
-# More pending records than this: every product is fenced (the poll reads no more ids).
-PENDING_CAP = 10_000
-# A process that has not asked the fence for this many poll intervals stops polling (an
-# idle process sends MongoDB nothing); its next request refreshes first, then polls again.
+PENDING_CAP = 10_000  # more pending records than this: every product is fenced
+# A process that has not asked the fence for this many polls stops polling (an idle process
+# sends MongoDB nothing); its next request refreshes first, then polls again.
 IDLE_POLLS = 10
 
 
@@ -48,7 +41,6 @@ class CacheRepairRecord(Document):
         "auto_create_index": False,
         "indexes": [{"fields": ["done_at", "created_at"]}],
     }
-
     product_id = StringField(required=True)
     reason = StringField(required=True)
     created_at = DateTimeField(required=True)
@@ -63,8 +55,7 @@ class RepairLog:
         """Remember that product_id's cache entry and the list generation need repair; False if that failed."""
         try:
             CacheRepairRecord(product_id=product_id, reason=reason[:200], created_at=datetime.now(UTC)).save()
-        except PyMongoError:
-            # The product write itself succeeded; TTLs still bound the staleness.
+        except PyMongoError:  # the product write itself succeeded; TTLs still bound the staleness
             log.exception("could not record cache repair for product %s", product_id)
             return False
         return True
@@ -88,8 +79,7 @@ class RepairLog:
         """Mark records repaired (the repair job calls this after rewriting their keys)."""
         if not record_ids:
             return 0
-        query = CacheRepairRecord.objects(id__in=list(record_ids))
-        return int(query.update(__raw__=set_to_server_time("done_at")))
+        return int(CacheRepairRecord.objects(id__in=list(record_ids)).update(__raw__=set_to_server_time("done_at")))
 
     def mark_attempted(self, record_ids: Sequence[ObjectId]) -> None:
         """Count a failed repair attempt (Redis still unreachable)."""
@@ -123,8 +113,7 @@ class RepairFence:
         self.repairs = repairs
         self.epoch = epoch  # its view of the current Redis servers is polled with this one
         self.poll_s = poll_s
-        # A poll may be late by one interval (a slow query, a busy CPU) before hits stop.
-        self.max_age_s = 2 * poll_s
+        self.max_age_s = 2 * poll_s  # a poll may be one interval late (a slow query, a busy CPU)
         self._clock = clock
         self._background = background
         self._snapshot: _Snapshot | None = None
@@ -135,7 +124,6 @@ class RepairFence:
         self._last_used = clock()
         self.queries = 0
 
-    # --- the read path: no query here unless the poll is late ---------------------------------
     def allows_product(self, product_id: str) -> bool:
         """May a cached entry of this product be served now?"""
         snapshot = self._current()
@@ -151,18 +139,15 @@ class RepairFence:
             return False
         return all(noted < snapshot.started_at for noted in list(self._local.values()))
 
-    # --- the write path -------------------------------------------------------------------------
     def note_failure(self, product_id: str) -> None:
         """A failed write of product_id was just recorded in MongoDB: fence it here at once."""
         with self._lock:
-            # Copied, never changed in place: readers look at it without the lock.
-            self._local = {**self._local, product_id: self._clock()}
+            self._local = {**self._local, product_id: self._clock()}  # copied: readers look without the lock
 
     def commit_wait(self) -> None:
         """Hold the failed write's answer until every process's fresh poll includes its record."""
         time.sleep(self.max_age_s)
 
-    # --- polling --------------------------------------------------------------------------------
     def refresh(self) -> None:
         """One query: the product ids of pending records. Errors are logged; the old view ages out."""
         if self.epoch is not None:
@@ -187,11 +172,9 @@ class RepairFence:
         self._last_used = self._clock()
         if self._background:
             self._ensure_poller()
-        snapshot = self._fresh()
-        if snapshot is not None:
+        if (snapshot := self._fresh()) is not None:
             return snapshot
-        # First use in this process, or the poll is late: refresh here, one request at a time;
-        # the others read MongoDB meanwhile.
+        # First use, or the poll is late: one request refreshes, the others read MongoDB meanwhile.
         if self._refreshing.acquire(blocking=False):
             try:
                 self.refresh()
@@ -211,10 +194,8 @@ class RepairFence:
             if self._poller_pid == os.getpid():
                 return
             self._poller_pid = os.getpid()
-        thread = threading.Thread(
-            target=_poll_while_used, args=(weakref.ref(self), self.poll_s), name="repair-fence", daemon=True
-        )
-        thread.start()
+        args = (weakref.ref(self), self.poll_s)
+        threading.Thread(target=_poll_while_used, args=args, name="repair-fence", daemon=True).start()
 
     def _stop_if_idle(self) -> bool:
         """Called by the poller: stop polling (True) when nobody asked for IDLE_POLLS intervals."""

@@ -1,21 +1,23 @@
-"""The one place cache key names are built; the bytes format and the TTL policy of what they hold.
+"""The one place cache key names are built, parsed back and given TTLs; and the read counts kept under them.
 
-Keys are built only from validated values: ObjectId hex strings and hashes of a
-normalized query, never raw client text. Hash tags (`{...}`) keep the keys that a
-Lua script touches together in one Redis Cluster slot:
-
-- a product's entry and its fill lease share `{<id>}`;
-- list, count and category entries share `{products}` with the generation key they are
-  guarded by (the price: all list caches live on one cluster node; they are small
-  and short-lived, and the alternative — a generation per shard — would make
-  invalidation a fan-out).
+Keys are built only from validated values (ObjectId hex strings, hashes of a normalized query),
+never raw client text. Hash tags keep the keys one Lua script touches in one Redis Cluster slot:
+a product's keys share `{<id>}`; list, count and category entries share `{products}` with the
+generations that guard them (all list caches on one node: small and short-lived, and a generation
+per shard would make invalidation a fan-out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import os
 import random
 import re
+import threading
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,9 +25,11 @@ from typing import Any
 
 import orjson
 
+from jollyjet.cache.store import CacheBackend, CacheError
+
+log = logging.getLogger(__name__)
 # Bump when the cached representation changes shape, so a deploy never reads old bytes.
 SCHEMA_VERSION = 2  # 2: a product entry's `d` is its API body (products/record.py)
-
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _NAME = re.compile(r"^[a-z0-9_.-]{1,64}$")
@@ -70,11 +74,7 @@ class CacheKeys:
     def query_result(
         self, kind: str, generation: int, normalized_query: dict[str, object], filter_generations: Sequence[int] = ()
     ) -> str:
-        """Key of a cached list/count result for one global generation, query and filter generations.
-
-        `<prefix>:<generation>:<query hash>.<filter generation>...`: the read script
-        (scripts.READ_FILTERED) builds the same name from the generations it reads.
-        """
+        """`<prefix>:<generation>:<query hash>.<filter generation>...`, as scripts.READ_FILTERED builds it."""
         tail = "".join(f".{g}" for g in filter_generations)
         return f"{self.query_result_prefix(kind)}{generation}:{query_hash(normalized_query)}{tail}"
 
@@ -132,32 +132,12 @@ def _plain(name: str) -> str:
 
 def query_hash(normalized_query: dict[str, object]) -> str:
     """Stable short hash of an already-normalized query (sorted keys, canonical values)."""
-    canonical = orjson.dumps(normalized_query, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(canonical, digest_size=12).hexdigest()
+    return hashlib.blake2b(query_member(normalized_query).encode(), digest_size=12).hexdigest()
 
 
-def product_id_from_entry_key(key: str) -> str | None:
-    """The product id inside an entry key (any schema), or None for any other key."""
-    match = _PATTERNS[KeyKind.PRODUCT].search(key)
-    return match.group(1) if match else None
-
-
-def survives_new_epoch(key: str) -> bool:
-    """Job locks, beat claims and read counts: they coordinate processes or rank keys for
-    warming, and nothing in them is ever served to a reader, so a new cache epoch keeps them."""
-    return any(_PATTERNS[kind].search(key) for kind in (KeyKind.JOB_LOCK, KeyKind.BEAT_CLAIM, KeyKind.POPULARITY))
-
-
-def schema_of(key: str) -> int | None:
-    """The schema version a key was written under, or None if it is not one of ours."""
-    match = _SCHEMA.match(key)
-    return int(match.group(1)) if match else None
-
-
-def generation_of(key: str) -> int | None:
-    """The generation inside a list/count/categories result key (or its fill lock), else None."""
-    match = _PATTERNS[KeyKind.RESULT].search(key) or _PATTERNS[KeyKind.RESULT_LOCK].search(key)
-    return int(match.group(1)) if match else None
+def query_member(normalized_query: dict[str, Any]) -> str:
+    """The canonical JSON of a normalized query (a sorted-set member naming it)."""
+    return orjson.dumps(normalized_query, option=orjson.OPT_SORT_KEYS).decode()
 
 
 class KeyKind(StrEnum):
@@ -181,8 +161,7 @@ class KeyKind(StrEnum):
 _SCHEMA = re.compile(r"^[^:]+:v([0-9]+):")
 _PRODUCT = r":product:\{([0-9a-f]{24})\}"
 _RESULT = r":products:\{products\}:(?:list|count|categories):([0-9]+):[0-9a-f]+(?:\.[0-9]+)*"
-# Each kind by the tail of its key (after `<prefix>:v<schema>`).
-_PATTERNS = {
+_PATTERNS = {  # each kind by the tail of its key (after `<prefix>:v<schema>`)
     KeyKind.PRODUCT: re.compile(_PRODUCT + "$"),
     KeyKind.LEASE: re.compile(_PRODUCT + ":lease$"),
     KeyKind.PENDING_WRITES: re.compile(_PRODUCT + ":pending$"),
@@ -203,33 +182,30 @@ def kind_of(keys: CacheKeys, key: str) -> KeyKind:
     if not key.startswith(keys.root + ":"):
         return KeyKind.UNKNOWN
     rest = key[len(keys.root) :]
-    for kind, pattern in _PATTERNS.items():
-        if pattern.fullmatch(rest):
-            return kind
-    return KeyKind.UNKNOWN
+    return next((kind for kind, pattern in _PATTERNS.items() if pattern.fullmatch(rest)), KeyKind.UNKNOWN)
 
 
-# orjson was measured against msgpack (`bench/serialization.py`, numbers in docs/cache.md): orjson
-# round-trips a product ~1.8x and a 20-item page ~2.2x faster; msgpack is ~12% smaller. Speed on the
-# hot path and bytes an operator can read in `redis-cli` win. The format's version is in the key
-# (keys.SCHEMA_VERSION), not in the bytes.
+def product_id_from_entry_key(key: str) -> str | None:
+    """The product id inside an entry key (any schema), or None for any other key."""
+    match = _PATTERNS[KeyKind.PRODUCT].search(key)
+    return match.group(1) if match else None
 
 
-class SerializationError(ValueError):
-    """Cached bytes could not be decoded; the entry is treated as a miss."""
+def survives_new_epoch(key: str) -> bool:
+    """Job locks, beat claims and read counts: nothing in them is served, so a new cache epoch keeps them."""
+    return any(_PATTERNS[kind].search(key) for kind in (KeyKind.JOB_LOCK, KeyKind.BEAT_CLAIM, KeyKind.POPULARITY))
 
 
-def dumps(value: Any) -> bytes:
-    """Serialize plain data (dicts, lists, str, int, bool, None, datetimes as ISO)."""
-    return orjson.dumps(value, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+def schema_of(key: str) -> int | None:
+    """The schema version a key was written under, or None if it is not one of ours."""
+    match = _SCHEMA.match(key)
+    return int(match.group(1)) if match else None
 
 
-def loads(data: bytes) -> Any:
-    """Deserialize bytes written by dumps()."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise SerializationError(str(error)) from None
+def generation_of(key: str) -> int | None:
+    """The generation inside a list/count/categories result key (or its fill lock), else None."""
+    match = _PATTERNS[KeyKind.RESULT].search(key) or _PATTERNS[KeyKind.RESULT_LOCK].search(key)
+    return int(match.group(1)) if match else None
 
 
 class TtlPolicy:
@@ -245,3 +221,98 @@ class TtlPolicy:
         """A TTL in whole seconds near base_s (never below 1)."""
         spread = base_s * self.jitter
         return max(1, round(base_s + self._rng.uniform(-spread, spread)))
+
+
+class PopularityTracker:
+    """Counts reads per process and sends them to the popular_* sorted sets; failures are ignored.
+
+    Reads are sampled (`sample_rate`, weighted by 1/sample_rate) and a daemon thread per process
+    flushes them every `flush_interval_s` (0: at once), one pipeline per sorted set, off every
+    request's round trips. Counts lost with a process are harmless: popularity only guides warming.
+    """
+
+    def __init__(
+        self,
+        cache: CacheBackend,
+        keys: CacheKeys,
+        sample_rate: float,
+        rng: random.Random | None = None,
+        flush_interval_s: float = 0.0,
+    ) -> None:
+        if not 0 < sample_rate <= 1:
+            raise ValueError("sample_rate must be in (0, 1]")
+        self.cache = cache
+        self.keys = keys
+        self.sample_rate = sample_rate
+        self.flush_interval_s = flush_interval_s
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._products: Counter[str] = Counter()
+        self._queries: Counter[str] = Counter()
+        self._flusher_pid: int | None = None  # the process whose flush thread runs (threads do not survive fork)
+
+    def _sampled(self) -> bool:
+        return self.sample_rate >= 1 or self._rng.random() < self.sample_rate
+
+    def product_read(self, product_id: str) -> None:
+        """Count one read of a product (an ObjectId string, already validated)."""
+        if self._sampled():
+            self._count(self._products, product_id)
+
+    def query_read(self, normalized_query: dict[str, Any]) -> None:
+        """Count one read of a list query; pages of one query count together (warming fills page 1)."""
+        if self._sampled():
+            self._count(self._queries, query_member({**normalized_query, "page": 1}))
+
+    def _count(self, counts: Counter[str], member: str) -> None:
+        with self._lock:
+            counts[member] += 1
+        if self.flush_interval_s <= 0:
+            self.flush()
+        elif self._flusher_pid != os.getpid():
+            with self._lock:
+                if self._flusher_pid == os.getpid():
+                    return
+                self._flusher_pid = os.getpid()
+            threading.Thread(target=self._flush_forever, name="popularity-flush", daemon=True).start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.flush_interval_s)
+            try:
+                self.flush()
+            except Exception:  # the thread must outlive any surprise; the next batch retries nothing
+                log.exception("popularity flush failed")
+
+    def flush(self) -> None:
+        """Send the counts gathered so far (one pipeline per sorted set); dropped if Redis fails."""
+        with self._lock:
+            products, self._products = self._products, Counter()
+            queries, self._queries = self._queries, Counter()
+        weight = 1 / self.sample_rate
+        with contextlib.suppress(CacheError):
+            if products:
+                self.cache.incr_scores(self.keys.popular_products, {m: n * weight for m, n in products.items()})
+            if queries:
+                self.cache.incr_scores(self.keys.popular_queries, {m: n * weight for m, n in queries.items()})
+
+    def top_products(self, n: int) -> list[str]:
+        """The n most-read product ids, most-read first (this process's unsent counts included)."""
+        self.flush()
+        return self.cache.top_members(self.keys.popular_products, 0, n - 1) if n > 0 else []
+
+    def top_queries(self, n: int) -> list[dict[str, Any]]:
+        """The n most-read list queries (page 1), most-read first; unreadable members are skipped."""
+        if n <= 0:
+            return []
+        self.flush()
+        queries = []
+        for member in self.cache.top_members(self.keys.popular_queries, 0, n - 1):
+            try:
+                value = orjson.loads(member)
+            except orjson.JSONDecodeError:
+                log.warning("skipping an unreadable popular-query member")
+                continue
+            if isinstance(value, dict):
+                queries.append(value)
+        return queries

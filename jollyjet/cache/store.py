@@ -1,16 +1,9 @@
-"""The cache's store: the operations the service calls on Redis, and their errors.
+"""The cache's store: the operations the service runs on Redis, their errors, and what metrics attach to.
 
-A small contract with one implementation, on redis-py: Redis in production and in the
-integration tests, fakeredis in the unit tests (tests/support/fake_cache.py: the same Lua
-scripts); the contract tests (tests/unit/test_backend_contract.py) run on both, and test
-doubles subclass it. Each Redis call of an operation runs in one guard (`_guard`, applied
-by `_guarded` or by the pipeline and SCAN helpers), under the operation's name: the
-breaker, the mapping of Redis errors to CacheError, its timing (the metrics' observer).
-
-Versioned entries hold a product's serialized body with the version it was read at;
-writes and fills carry that version and never replace a newer one (a tombstone is an
-entry without data). Works unchanged on RedisCluster: each script's keys share a hash
-tag; pipelines are non-transactional (split per node); SCAN visits every primary.
+One implementation on redis-py (fakeredis in the unit tests). Each Redis call runs in one guard
+(`_guard`) under its operation's name: the breaker, Redis errors mapped to CacheError, the timing.
+A versioned entry holds a product's body with the version it was read at; no write replaces a newer
+one (scripts.py). On RedisCluster pipelines are non-transactional (split per node); SCAN visits every primary.
 """
 
 from __future__ import annotations
@@ -18,17 +11,21 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from jollyjet.cache import scripts
 from jollyjet.cache.client import REDIS_ERRORS, CircuitBreaker, DeferredCluster, RedisClient
-from jollyjet.cache.keys import ProductKeys
+
+if TYPE_CHECKING:
+    from jollyjet.cache.keys import ProductKeys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,27 +43,20 @@ class CacheUnavailable(CacheError):
 
 
 class CacheServerSettling(RedisError):
-    """The connection's server is current but other processes may still use the one it replaced (epoch.py).
-
-    Not a ConnectionError: nothing is wrong with the connection, so redis-py does not retry
-    or rediscover on it, and the store does not count it as a Redis failure."""
-
-
-# --- the store ------------------------------------------------------------------------------------
+    """The server is current but others may still use the one it replaced (epoch.py); no failure, so no retry."""
 
 
 @dataclass(frozen=True)
 class VersionedEntry:
-    """A cached entry: its version and payload, or payload None for a tombstone (or a cached absence).
+    """A cached entry: its version and payload (None: a tombstone or a cached absence).
 
-    pending: a write of the product began after it was stored (scripts.MARK_PRODUCT_WRITE);
-    it may be older than MongoDB and is never served.
-    """
+    pending: a write of the product began after it was stored (never served); settled: its write
+    finished invalidating lists (scripts.MARK_SETTLED)."""
 
     version: int
     payload: bytes | None
     pending: bool = False
-    settled: bool = False  # its write finished invalidating lists (scripts.MARK_SETTLED)
+    settled: bool = False
 
     @property
     def is_tombstone(self) -> bool:
@@ -81,12 +71,11 @@ def _entry(fields: Sequence[Any]) -> VersionedEntry | None:
 
 
 def _guarded(method: Callable[Concatenate[CacheBackend, P], T]) -> Callable[Concatenate[CacheBackend, P], T]:
-    """The operation goes through the store's guard (breaker, error mapping, timing) under its own name."""
-    operation = method.__name__
+    """The operation goes through the store's guard under its own name."""
 
     @functools.wraps(method)
     def guarded(self: CacheBackend, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._guard(operation, functools.partial(method, self, *args, **kwargs))
+        return self._guard(method.__name__, functools.partial(method, self, *args, **kwargs))
 
     return guarded
 
@@ -116,8 +105,7 @@ class CacheBackend:
         try:
             result = call()
         except CacheServerSettling as error:
-            # A new Redis server waits for every process to leave the old one (epoch.py): the
-            # cache is unusable for a moment, but nothing failed, so the breaker is not told.
+            # Unusable for a moment, but nothing failed: the breaker is not told (epoch.py).
             self.breaker.record_neither()
             raise CacheUnavailable(str(error)) from error
         except REDIS_ERRORS as error:
@@ -147,7 +135,6 @@ class CacheBackend:
 
         return self._guard(operation, run)
 
-    # --- plain keys -----------------------------------------------------------------------------
     @_guarded
     def get(self, key: str) -> bytes | None:
         """Value of key, or None."""
@@ -199,7 +186,6 @@ class CacheBackend:
             if int(cursor) == 0:
                 return
 
-    # --- versioned entries (products) -----------------------------------------------------------
     @_guarded
     def get_versioned(self, key: str) -> VersionedEntry | None:
         """The versioned entry at key, or None."""
@@ -231,8 +217,7 @@ class CacheBackend:
     def swap_versioned(
         self, key: str, lease_key: str, pending_key: str, payload: bytes, version: int, ttl_s: int, token: str
     ) -> tuple[bool, bytes | None]:
-        """The write-through of a marked write (token '' for a create): landed, and the replaced payload if it
-        was exactly version - 1 and settled (the before-image). A write whose mark lapsed lands nothing."""
+        """The write-through of a marked write (token '' for a create): landed, and the settled before-image."""
         landed, before = self._run("SWAP_VERSIONED", [key, lease_key, pending_key], [version, payload, ttl_s, token])
         return bool(landed), before or None
 
@@ -248,8 +233,7 @@ class CacheBackend:
         ttl_s: int,
         settled: bool = False,
     ) -> bool:
-        """Fill after a miss: lands only if the lease is still ours, no write of it is in flight and nothing
-        newer is cached (settled: the entry may serve the next write as a before-image, see mark_settled)."""
+        """Fill after a miss: lands only under our lease, with no write in flight and nothing newer cached."""
         args = [token, version, payload, ttl_s, "1" if settled else "0"]
         return bool(self._run("FILL_VERSIONED", [key, lease_key, pending_key], args))
 
@@ -273,7 +257,6 @@ class CacheBackend:
         """Remove the entry only while it still holds exactly version; always revoke leases."""
         return bool(self._run("EVICT_VERSIONED", [key, lease_key], [version]))
 
-    # --- generations (lists, counts: products/cache/invalidation.py) ----------------------------
     @_guarded
     def get_generation(self, key: str) -> int:
         """Current generation (initialized from the server clock when missing)."""
@@ -291,13 +274,10 @@ class CacheBackend:
         result_prefix: str,
         query_hash: str,
     ) -> tuple[list[int], bytes | None]:
-        """Register the filters; the global and the filter generations (initialized when missing; the global
-        one moved forward first if a write in flight lapsed), and the result cached under them
-        (key: keys.query_result), or None. One round trip."""
+        """Register the filters; the generations, and the result cached under them or None (one round trip)."""
         keys = [generation_key, registry_key, writes_key, *filter_keys]
         result, *generations = self._run("READ_FILTERED", keys, [member, horizon_ms, result_prefix, query_hash])
-        # A Lua false arrives as None.
-        return [int(g) for g in generations], result
+        return [int(g) for g in generations], result  # a Lua false arrives as None
 
     @_guarded
     def fill_filtered(
@@ -326,12 +306,10 @@ class CacheBackend:
     def finish_catalog_write(
         self, writes_key: str, generation_key: str, filter_keys: Sequence[str], token: str, bump_global: bool
     ) -> int:
-        """A write's list invalidation: increment the filter generations that exist (and the global one
-        when asked), then drop the write's catalog mark; returns how many generations moved."""
+        """A write's list invalidation: bump the generations that exist, drop its mark; returns how many moved."""
         keys = [writes_key, generation_key, *filter_keys]
         return int(self._run("FINISH_CATALOG_WRITE", keys, [token, "1" if bump_global else "0"]))
 
-    # --- ranked sets (read popularity) ----------------------------------------------------------
     def incr_scores(self, key: str, increments: Mapping[str, float]) -> None:
         """Add to members' scores in one round trip (ZINCRBY)."""
         self._pipelined("incr_scores", list(increments.items()), lambda pipe, item: pipe.zincrby(key, item[1], item[0]))
@@ -345,14 +323,12 @@ class CacheBackend:
     @_guarded
     def trim_ranked(self, key: str, keep: int) -> int:
         """Keep only the keep highest-scored members; returns how many were removed."""
-        # Ranks count from the lowest score: drop ranks 0 .. -(keep + 1).
-        return int(self.client.zremrangebyrank(key, 0, -(keep + 1)))
+        return int(self.client.zremrangebyrank(key, 0, -(keep + 1)))  # ranks count from the lowest score
 
     def remove_members(self, key: str, members: Sequence[str]) -> int:
         """Remove members; returns how many existed."""
         return int(self._guard("remove_members", lambda: self.client.zrem(key, *members))) if members else 0
 
-    # --- single-flight locks --------------------------------------------------------------------
     @_guarded
     def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
         """Take a short lock (also a product's fill lease); returns its token or None if held."""
@@ -360,7 +336,7 @@ class CacheBackend:
         return token if self.client.set(key, token, nx=True, px=ttl_ms) else None
 
     def acquire_locks(self, keys: Sequence[str], ttl_ms: int) -> list[str | None]:
-        """acquire_lock of many keys in one round trip (pipelined): each token, or None where held."""
+        """acquire_lock of many keys in one round trip: each token, or None where held."""
         tokens = [secrets.token_hex(8) for _ in keys]
         pairs = list(zip(keys, tokens, strict=True))
         acquired = self._pipelined("acquire_locks", pairs, lambda pipe, pair: pipe.set(*pair, nx=True, px=ttl_ms))
@@ -370,3 +346,54 @@ class CacheBackend:
     def release_lock(self, key: str, token: str) -> None:
         """Release the lock if it is still ours."""
         self._run("RELEASE_LOCK", [key], [token])
+
+
+class CacheEvents(Protocol):
+    """Receives each outcome of the catalog cache (the metrics' other hook); must be cheap and never raise.
+
+    Per cached read exactly one of hit, wait_hit (served by another request's fill), miss (served from the
+    database), bypass (Redis failed or the breaker is open). Also db_read, fill, fill_rejected, write_through,
+    write_refused (the version guard kept a newer entry), write_failure, fenced (sent to the database by the
+    recovery fence). Kinds: product, list, count, categories; epoch_started (a server's data deleted before
+    first use) is of kind server."""
+
+    def emit(self, event: str, kind: str) -> None:
+        """Record one event."""
+
+
+class EventCounter:
+    """Thread-safe in-process counts of (event, kind) pairs (tests and the benchmark read them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def emit(self, event: str, kind: str) -> None:
+        with self._lock:
+            self._counts[(event, kind)] += 1
+
+    def count(self, event: str, kind: str | None = None) -> int:
+        """Count of one event, for one kind or summed over kinds."""
+        with self._lock:
+            return sum(n for (e, k), n in self._counts.items() if e == event and (kind is None or k == kind))
+
+    def snapshot(self) -> dict[str, int]:
+        """All counts as {"event:kind": n}."""
+        with self._lock:
+            return {f"{e}:{k}": n for (e, k), n in sorted(self._counts.items())}
+
+    def reset(self) -> None:
+        """Forget all counts."""
+        with self._lock:
+            self._counts.clear()
+
+
+@dataclass(frozen=True)
+class TeeEvents:
+    """Hands every event to each sink in turn (e.g. an EventCounter and the Prometheus sink)."""
+
+    sinks: Sequence[CacheEvents]
+
+    def emit(self, event: str, kind: str) -> None:
+        for sink in self.sinks:
+            sink.emit(event, kind)

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jollyjet.cache.events import PopularityTracker
+from jollyjet.cache.keys import PopularityTracker
 from jollyjet.extensions import Services
 from jollyjet.products.catalog import CachedProductRepository
 from jollyjet.products.record import SORT_FIELDS, CacheStatus, ProductQuery, object_id

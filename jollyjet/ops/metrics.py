@@ -201,7 +201,7 @@ def observe_request(method: str, route: str, path: str, status: int, cache: str,
 
 
 class PrometheusEvents:
-    """The cache events (jollyjet/cache/events.py) → counters. Cheap (a dict lookup and an increment), never raises."""
+    """The cache events (jollyjet/cache/store.py) → counters. Cheap (a dict lookup and an increment), never raises."""
 
     # A read that waited for another request's fill is a hit.
     _RESULTS = {"hit": "hit", "wait_hit": "hit", "miss": "miss", "bypass": "bypass"}

@@ -19,10 +19,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from jollyjet.cache.events import CacheEvents, PopularityTracker
 from jollyjet.cache.fence import RepairFence, RepairLog
-from jollyjet.cache.keys import CacheKeys, TtlPolicy, query_hash
-from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
+from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy, query_hash
+from jollyjet.cache.store import CacheBackend, CacheError, CacheEvents, VersionedEntry
 from jollyjet.products.catalog_writes import CachePolicy, ProductCacheWriter, aspects, filters_member
 from jollyjet.products.record import (
     DECODE_ERRORS,

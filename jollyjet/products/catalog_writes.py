@@ -30,10 +30,9 @@ from typing import Any
 
 import orjson
 
-from jollyjet.cache.events import CacheEvents
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.store import CacheBackend, CacheError
+from jollyjet.cache.store import CacheBackend, CacheError, CacheEvents
 from jollyjet.products.record import (
     DECODE_ERRORS,
     SORT_FIELDS,

@@ -23,8 +23,7 @@ from jollyjet.cache.epoch import (
     UnverifiedCacheServer,
     probe_server,
 )
-from jollyjet.cache.events import EventCounter
-from jollyjet.cache.store import CacheServerSettling
+from jollyjet.cache.store import CacheServerSettling, EventCounter
 from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jollyjet.cache.events import EventCounter
+from jollyjet.cache.store import EventCounter
 from jollyjet.extensions import Services, services_of
 from jollyjet.products.record import CategoryCount, Read
 from tests.conftest import TOKEN, make_app, make_settings

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jollyjet.cache.events import EventCounter
+from jollyjet.cache.store import EventCounter
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.judge import CatalogHistory, CatalogJudge
 from tests.support.judged_traffic import (

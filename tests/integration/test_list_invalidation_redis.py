@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.cache.events import EventCounter
+from jollyjet.cache.store import EventCounter
 from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.cache.events import EventCounter
+from jollyjet.cache.store import EventCounter
 from tests.conftest import make_app, make_settings
 from tests.support.api import PRODUCTS
 from tests.support.factories import product_payload

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from jollyjet.cache.events import EventCounter
 from jollyjet.cache.fence import CacheRepairRecord, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
+from jollyjet.cache.store import CacheBackend, CacheError, EventCounter, VersionedEntry
 from jollyjet.db import connect_mongo
 from jollyjet.products.catalog import CachedProductRepository
 from jollyjet.products.catalog_writes import CachePolicy

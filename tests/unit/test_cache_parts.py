@@ -1,13 +1,11 @@
-"""Small parts of the cache layer: keys, serialization, TTL jitter, circuit breaker."""
+"""Small parts of the cache layer: keys, TTL jitter, circuit breaker."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import pytest
 
-from jollyjet.cache import keys
 from jollyjet.cache.client import BreakerState, CircuitBreaker
 from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys, TtlPolicy, product_id_from_entry_key, query_hash
 
@@ -48,14 +46,6 @@ def test_query_keys_hash_the_normalized_query_and_carry_the_generation() -> None
 def test_schema_version_is_part_of_every_key() -> None:
     assert CacheKeys("jj", schema=2).product("0" * 24).entry.startswith("jj:v2:")
     assert CacheKeys("jj", schema=2).generation.startswith("jj:v2:")
-
-
-def test_serialization_round_trip_and_errors() -> None:
-    value = {"name": "Lamp", "price_cents": 1999, "tags": ["a"], "at": datetime(2026, 1, 2, tzinfo=UTC)}
-    data = keys.dumps(value)
-    assert keys.loads(data) == {**value, "at": "2026-01-02T00:00:00Z"}
-    with pytest.raises(keys.SerializationError):
-        keys.loads(b"\xff not json")
 
 
 def test_ttl_jitter_spreads_within_bounds() -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from jollyjet.cache.events import EventCounter, PopularityTracker, query_member
 from jollyjet.cache.fence import RepairLog
-from jollyjet.cache.keys import CacheKeys, TtlPolicy
+from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy, query_member
+from jollyjet.cache.store import EventCounter
 from jollyjet.db import connect_mongo
 from jollyjet.extensions import services_of
 from jollyjet.jobs import warm as warming
