@@ -1,12 +1,9 @@
 """The catalog cache: every cached read of products, list pages, counts and the category list.
 
-One read-through entry point (get_or_create, dogpile's shape): a hit is served as stored; on a
-miss one caller takes the key's lock (for products, the fill lease), reads MongoDB and fills,
-while concurrent callers wait briefly for its fill. Redis errors turn a read into a database
-read (X-Cache: BYPASS), never an error. Lists, counts and categories live under their filters'
-generations (rules: catalog_writes.py): one script registers the filters and reads the
-generations and the result stored under them (a hit is that round trip); a fill lands only
-while none moved (scripts.FILL_FILTERED). Writes: catalog_writes.ProductCacheWriter.commit.
+One read-through entry point (get_or_create, dogpile's shape): a hit is served as stored; on a miss
+one caller takes the key's lock (for products, the fill lease) and fills from MongoDB while others
+wait briefly for it. Redis errors make a read a database read (X-Cache: BYPASS), never an error.
+Lists, counts and categories live under their filters' generations (docs/cache.md). Writes: catalog_writes.py.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -23,7 +21,7 @@ from jollyjet.cache.events import CacheEvents, PopularityTracker
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy, query_hash
 from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
-from jollyjet.products.catalog_writes import CachePolicy, ProductCacheWriter, aspects, filters_member
+from jollyjet.products.catalog_writes import ProductCacheWriter
 from jollyjet.products.record import (
     DECODE_ERRORS,
     CacheStatus,
@@ -34,7 +32,9 @@ from jollyjet.products.record import (
     ProductQuery,
     ProductRecord,
     Read,
+    aspects,
     body_of,
+    filters_member,
     names,
     object_id,
     page_of,
@@ -52,12 +52,21 @@ _ABSENT: Any = object()
 _REGISTRATION_MARGIN_S = 60
 
 
+@dataclass(frozen=True)
+class CachePolicy:
+    """TTLs and timings of the catalog cache (from settings)."""
+
+    product_ttl_s: int = 3600
+    list_ttl_s: int = 300
+    tombstone_ttl_s: int = 60
+    lease_ttl_ms: int = 2000
+    fill_wait_ms: int = 250
+    # Longer than any MongoDB call can take (db.socket_timeout_ms): a fill after a lapse reads the write's outcome.
+    write_mark_ms: int = 11000
+
+
 class PageMovedOn(ValueError):
     """A stored page one of whose items changed since it was stored: a miss, not damage."""
-
-
-def _categories_from(raw: bytes) -> list[CategoryCount]:
-    return [CategoryCount(category=c, count=n) for c, n in orjson.loads(raw)]
 
 
 class CachedProductRepository:
@@ -75,13 +84,8 @@ class CachedProductRepository:
         popularity: PopularityTracker | None = None,
         fence: RepairFence | None = None,
     ) -> None:
-        self.inner = inner
-        self.cache = cache
-        self.keys = keys
-        self.ttl = ttl
-        self.policy = policy
-        self.events = events
-        self.popularity = popularity
+        self.inner, self.cache, self.keys, self.ttl, self.policy = inner, cache, keys, ttl, policy
+        self.events, self.popularity = events, popularity
         # No hit for a product (or any list, count, categories) whose failed cache write awaits its replay.
         self.fence = fence
         self.writer = ProductCacheWriter(cache, keys, ttl, policy, repairs, events, fence)
@@ -99,25 +103,19 @@ class CachedProductRepository:
         compute: Callable[[], T],
         fill: Callable[[str, T], bool],
     ) -> Read[T]:
-        """A hit, one caller's fill under lock_key, a wait for another's, or MongoDB.
-
-        lookup(): the stored form or None; decode() raises for one not to serve; fill(token, value) stores."""
+        """A hit, one caller's fill under lock_key, a wait for another's, or MongoDB (decode raises for a miss)."""
+        # Each read emits exactly one outcome (hit, wait_hit, miss or bypass) where it is decided,
+        # so the outcome counts add up to the reads (the hit-ratio metric).
         try:
             found = self._decoded(kind, decode, lookup())
-        except CacheError:
-            return self._bypass(kind, compute)
-        if found is not _ABSENT:
-            self.events.emit("hit", kind)
-            return Read(found, CacheStatus.HIT)
-        # Each read emits exactly one outcome (hit, wait_hit, miss or bypass), where it is
-        # decided, so the outcome counts add up to the reads (the hit-ratio metric).
-        try:
+            if found is not _ABSENT:
+                self.events.emit("hit", kind)
+                return Read(found, CacheStatus.HIT)
             token = self.cache.acquire_lock(lock_key, self.policy.lease_ttl_ms)
         except CacheError:
             return self._bypass(kind, compute)
         if token is None:
             # Another request is reading the database for this key: wait briefly for its fill.
-            found = _ABSENT
             with contextlib.suppress(CacheError):  # decoding a page reads its items' entries
                 found = self._decoded(kind, decode, self._wait(lookup))
             if found is not _ABSENT:
@@ -160,8 +158,7 @@ class CachedProductRepository:
         pause = _FIRST_POLL_S
         while time.monotonic() < deadline:
             time.sleep(pause)
-            # Back off so that many waiters on one hot key do not hammer Redis.
-            pause = min(pause * 2, _MAX_POLL_S)
+            pause = min(pause * 2, _MAX_POLL_S)  # back off: many waiters on one hot key must not hammer Redis
             try:
                 value = probe()
             except CacheError:
@@ -186,10 +183,8 @@ class CachedProductRepository:
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         """The product, or None when it does not exist."""
         read = self.get_body(product_id)
-        if read.value is None:
-            return Read(None, read.source)
-        if read.value.record is not None:
-            return Read(read.value.record, read.source)
+        if read.value is None or read.value.record is not None:
+            return Read(None if read.value is None else read.value.record, read.source)
         try:
             return Read(parse(read.value.body), read.source)
         except DECODE_ERRORS:  # names() passed but the rest is damaged: ask the source of truth
@@ -226,8 +221,7 @@ class CachedProductRepository:
 
         if self.fence is not None and not self.fence.allows_product(product_id):
             read = self._bypass("product", compute, fenced=True)
-        else:
-            # The fill lease doubles as the single-flight lock.
+        else:  # the fill lease doubles as the single-flight lock
             read = self.get_or_create("product", keys.lease, lookup, decode, compute, fill)
         if read.value is not None and self.popularity is not None:
             self.popularity.product_read(product_id)
@@ -259,15 +253,16 @@ class CachedProductRepository:
             "list",
             query,
             lambda: page_of(self.inner.list_page(query).value),
-            # A page is stored as ids (with the versions it was read at) and total; its items'
-            # bodies come from the product entries.
+            # Stored as ids (with the versions read) and total; the bodies come from the product entries.
             lambda page: orjson.dumps({"ids": page.ids, "versions": page.versions, "total": page.total}),
             self._page_from_ids,
         )
 
     def count(self, query: ProductQuery) -> Read[int]:
         """How many products match the query's filters."""
-        return self._result("count", query, lambda: self.inner.count(query).value, orjson.dumps, _count_from)
+        return self._result(
+            "count", query, lambda: self.inner.count(query).value, orjson.dumps, lambda raw: int(orjson.loads(raw))
+        )
 
     def categories(self) -> Read[list[CategoryCount]]:
         """Every category with its product count: a cached result of the unfiltered set, like a count."""
@@ -276,7 +271,7 @@ class CachedProductRepository:
             ProductQuery(),
             lambda: self.inner.categories().value,
             lambda rows: orjson.dumps([[r.category, r.count] for r in rows]),
-            _categories_from,
+            lambda raw: [CategoryCount(category=c, count=n) for c, n in orjson.loads(raw)],
         )
 
     def _result(
@@ -319,9 +314,16 @@ class CachedProductRepository:
 
         def fill(_token: str, value: T) -> bool:
             ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
-            payload = encode(value)
             return self.cache.fill_filtered(
-                self.keys.generation, registry, key, filter_keys, generations, member, self.horizon_ms, payload, ttl_s
+                self.keys.generation,
+                registry,
+                key,
+                filter_keys,
+                generations,
+                member,
+                self.horizon_ms,
+                encode(value),
+                ttl_s,
             )
 
         def checked(raw: bytes) -> T:
@@ -352,17 +354,14 @@ class CachedProductRepository:
         bodies, moved_on = [], False
         for pid, entry, version in zip(ids, entries, versions, strict=True):
             if entry is None or entry.pending or entry.payload is None or not names(pid, entry.payload):
-                # Deleted, in doubt (or unreadable) since the page was stored: recompute the page.
-                raise PageMovedOn("a page item is gone")
+                raise PageMovedOn("a page item is gone")  # deleted, in doubt or unreadable since stored
             if entry.version < version or (entry.version > version and not entry.settled):
-                # The page's ids, order and total are one state of MongoDB; an item entry of
-                # another version belongs to another state. Older: the page was read after a
-                # write whose cache update has not landed yet. Newer and unsettled: a write
-                # landed its entry and may not have invalidated this page yet. Either mix shows
-                # a state that never was: recompute.
+                # The page's ids, order and total are one state of MongoDB: an older item entry (its write's
+                # cache update has not landed) or a newer unsettled one (its write may not have invalidated
+                # this page yet) would show a state that never was.
                 raise PageMovedOn("a page item's entry is not the page's version")
-            # Newer and settled: that write finished invalidating, before this page was read or
-            # after; storing the page again under the generations it was read with tells which.
+            # Newer and settled: that write finished invalidating, before this page was read or after;
+            # storing the page again under the generations it was read with tells which.
             moved_on = moved_on or entry.version > version
             bodies.append(entry.payload)
         served_versions = [entry.version for entry in entries if entry is not None]
@@ -380,10 +379,6 @@ class CachedProductRepository:
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
         """Remove the product; returns its last state. Raises ProductNotFound, VersionConflict."""
         return self.writer.commit(product_id, lambda: self.inner.delete(product_id, expected_version), delete=True)
-
-
-def _count_from(raw: bytes) -> int:
-    return int(orjson.loads(raw))
 
 
 # What services.products is: the catalog cache, or (the cache switched off) MongoDB's behind the bulkhead.
