@@ -114,30 +114,24 @@ class CachedProductRepository:
             token = self.cache.acquire_lock(lock_key, self.policy.lease_ttl_ms)
         except CacheError:
             return self._bypass(kind, compute)
-        if token is None:
-            # Another request is reading the database for this key: wait briefly for its fill.
-            with contextlib.suppress(CacheError):  # decoding a page reads its items' entries
-                found = self._decoded(kind, decode, self._wait(lookup))
-            if found is not _ABSENT:
-                self.events.emit("wait_hit", kind)
-                return Read(found, CacheStatus.HIT)
-            self.events.emit("miss", kind)
-            return Read(self._from_db(kind, compute), CacheStatus.MISS)
         try:
-            # A filler may have finished between our miss and our lock: look once more.
-            with contextlib.suppress(CacheError):
-                found = self._decoded(kind, decode, lookup())
+            # Unlocked, another request is reading the database for this key: wait briefly for its fill.
+            # Locked, a filler may have finished between our miss and our lock: look once more.
+            with contextlib.suppress(CacheError):  # decoding a page reads its items' entries
+                found = self._decoded(kind, decode, self._wait(lookup) if token is None else lookup())
             if found is not _ABSENT:
                 self.events.emit("wait_hit", kind)
                 return Read(found, CacheStatus.HIT)
             self.events.emit("miss", kind)
             value = self._from_db(kind, compute)
-            with contextlib.suppress(CacheError):  # the read is served; a later read fills
-                self.events.emit("fill" if fill(token, value) else "fill_rejected", kind)
+            if token is not None:
+                with contextlib.suppress(CacheError):  # the read is served; a later read fills
+                    self.events.emit("fill" if fill(token, value) else "fill_rejected", kind)
             return Read(value, CacheStatus.MISS)
         finally:
-            with contextlib.suppress(CacheError):  # it expires by itself
-                self.cache.release_lock(lock_key, token)
+            if token is not None:
+                with contextlib.suppress(CacheError):  # it expires by itself
+                    self.cache.release_lock(lock_key, token)
 
     @staticmethod
     def _decoded(kind: str, decode: Callable[[R], T], raw: R | None) -> T:
@@ -288,24 +282,18 @@ class CachedProductRepository:
             return self._bypass(kind, compute, fenced=True)
         filters = query.filters()
         member = filters_member(filters)
-        filter_keys = [self.keys.filter_generation(filters, a) for a in aspects(kind, query)]
-        registry = self.keys.filter_registry
+        keys, registry = self.keys, self.keys.filter_registry
+        filter_keys = [keys.filter_generation(filters, a) for a in aspects(kind, query)]
         normalized = query.normalized() if kind == "list" else filters
+        prefix, digest = keys.query_result_prefix(kind), query_hash(normalized)
         try:
             # One round trip: registration, generations and the result stored under them.
             generations, cached = self.cache.read_filtered(
-                self.keys.generation,
-                registry,
-                self.keys.writes_in_flight,
-                filter_keys,
-                member,
-                self.horizon_ms,
-                self.keys.query_result_prefix(kind),
-                query_hash(normalized),
+                keys.generation, registry, keys.writes_in_flight, filter_keys, member, self.horizon_ms, prefix, digest
             )
         except CacheError:
             return self._bypass(kind, compute)
-        key = self.keys.query_result(kind, generations[0], normalized, generations[1:])
+        key = keys.query_result(kind, generations[0], normalized, generations[1:])
         first_lookup = [cached]
 
         def lookup() -> bytes | None:
@@ -313,17 +301,9 @@ class CachedProductRepository:
             return first_lookup.pop() if first_lookup else self.cache.get(key)
 
         def fill(_token: str, value: T) -> bool:
-            ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
+            payload, ttl_s = encode(value), self.ttl.seconds(self.policy.list_ttl_s)
             return self.cache.fill_filtered(
-                self.keys.generation,
-                registry,
-                key,
-                filter_keys,
-                generations,
-                member,
-                self.horizon_ms,
-                encode(value),
-                ttl_s,
+                keys.generation, registry, key, filter_keys, generations, member, self.horizon_ms, payload, ttl_s
             )
 
         def checked(raw: bytes) -> T:
@@ -334,7 +314,7 @@ class CachedProductRepository:
                 raise PageMovedOn(f"a {kind} result's generations moved while its parts were read")
             return value
 
-        return self.get_or_create(kind, self.keys.fill_lock(key), lookup, checked, compute, fill)
+        return self.get_or_create(kind, keys.fill_lock(key), lookup, checked, compute, fill)
 
     def _page_from_ids(self, raw: bytes) -> PageOfBodies:
         """A stored page (ids, total) with its items' bodies from their entries; PageMovedOn if one changed."""

@@ -82,13 +82,8 @@ blp = ApiBlueprint("products", __name__, url_prefix=PREFIX, description="Product
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # Where a created product can be used next: the stateful contract tests follow these.
 _PRODUCT_LINKS = {
-    name: {"operationId": operation, "parameters": {"product_id": "$response.body#/id"}}
-    for name, operation in (
-        ("GetProduct", "getProduct"),
-        ("ReplaceProduct", "replaceProduct"),
-        ("UpdateProduct", "updateProduct"),
-        ("DeleteProduct", "deleteProduct"),
-    )
+    f"{verb}Product": {"operationId": f"{verb.lower()}Product", "parameters": {"product_id": "$response.body#/id"}}
+    for verb in ("Get", "Replace", "Update", "Delete")
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": 'The version, e.g. "v3"'}}
 _X_CACHE = {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS"]}, "required": True}}
