@@ -87,15 +87,9 @@ _PRODUCT_LINKS = {
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": 'The version, e.g. "v3"'}}
 _X_CACHE = {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS"]}, "required": True}}
+_CACHE_CONTROL = '"public, no-cache" (store, but revalidate every use) unless the operator set a max-age'
 # Headers of every public read, on its 200 and on its 304 alike.
-_READ = {
-    **_X_CACHE,
-    "Cache-Control": {
-        "schema": {"type": "string"},
-        "required": True,
-        "description": '"public, no-cache" (store, but revalidate every use) unless the operator set a max-age',
-    },
-}
+_READ = {**_X_CACHE, "Cache-Control": {"schema": {"type": "string"}, "required": True, "description": _CACHE_CONTROL}}
 _CONTENT_ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": "A strong hash of the answer"}}
 _PAGE = {
     **_READ,
