@@ -2,7 +2,8 @@
 
 The body (render/parse) is what GET /api/v1/products/<id> returns and what a cache entry stores
 (keys.SCHEMA_VERSION names its shape: changing product_to_api must bump it), so a hit sends the
-stored bytes as they are. Money is integer cents, never a float; ids are canonical 24-hex ObjectIds.
+stored bytes as they are. Money is integer cents, never a float. Ids are canonical 24-hex ObjectIds;
+every layer checks one with object_id() before building a key or a query.
 """
 
 from __future__ import annotations
@@ -298,7 +299,5 @@ class PageOfBodies:
 
 def page_of(page: ProductPage) -> PageOfBodies:
     """A page of records (and its total) as bodies."""
-    items = page.items
-    return PageOfBodies(
-        [r.id for r in items], [render(r) for r in items], page.total, items, [r.version for r in items]
-    )
+    ids, bodies, versions = [r.id for r in page.items], [render(r) for r in page.items], [r.version for r in page.items]
+    return PageOfBodies(ids, bodies, page.total, page.items, versions)
