@@ -34,8 +34,7 @@ _PRODUCT_ID = re.compile(r"[0-9a-f]{24}")
 
 def utcnow_ms() -> datetime:
     """Now in UTC, truncated to milliseconds: what MongoDB stores, so cache and DB compare equal."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return _aware(datetime.now(UTC))
 
 
 class ProductDocument(Document):

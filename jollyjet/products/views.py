@@ -72,11 +72,6 @@ def content_etag(body: bytes, total: int | None = None) -> str:
 _VERSION_TAG = re.compile(r"v([1-9][0-9]{0,17})")
 
 
-def versions_from_etags(tags: list[str]) -> set[int]:
-    """Versions named by If-Match/If-None-Match entity tags (others are ignored)."""
-    return {int(match.group(1)) for tag in tags if (match := _VERSION_TAG.fullmatch(tag))}
-
-
 _View = TypeVar("_View", bound=Callable[..., Any])
 blp = ApiBlueprint("products", __name__, url_prefix=PREFIX, description="Product catalog")
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -128,7 +123,8 @@ def _conditional(write: Callable[[int | None], ProductRecord]) -> ProductRecord:
     # would count as a client read. Of a list of tags the newest is tried, then the current if named.
     if not request.headers.get("If-Match") or request.if_match.star_tag:
         return write(None)
-    versions = versions_from_etags(list(request.if_match.as_set()))  # strong tags only (RFC 9110)
+    # Strong tags only (RFC 9110); tags naming no version are ignored.
+    versions = {int(match.group(1)) for tag in request.if_match.as_set() if (match := _VERSION_TAG.fullmatch(tag))}
     try:
         return write(max(versions, default=_NO_VERSION))
     except VersionConflict as conflict:
