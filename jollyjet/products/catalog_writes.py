@@ -87,8 +87,7 @@ def written_long_ago(record: ProductRecord) -> bool:
     """May a fill of this record serve the next write as its before-image (scripts.SWAP_VERSIONED)?"""
     # A fill reads a committed version whose write may still be invalidating lists: one written
     # moments ago is left unsettled (the next write then invalidates every list and count).
-    written = record.updated_at if record.updated_at.tzinfo else record.updated_at.replace(tzinfo=UTC)
-    return datetime.now(UTC) - written > SETTLED_AFTER
+    return datetime.now(UTC) - record.updated_at > SETTLED_AFTER  # records hold aware times (record._aware)
 
 
 @dataclass

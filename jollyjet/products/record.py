@@ -122,9 +122,6 @@ def to_record(doc: ProductDocument) -> ProductRecord:
     )
 
 
-_FILTERS = ("category", "tag", "min_price_cents", "max_price_cents", "in_stock", "is_active", "q")
-
-
 @dataclass(frozen=True)
 class ProductQuery:
     """Validated list/count filters, sort and page. Every field is already normalized."""
@@ -142,7 +139,7 @@ class ProductQuery:
 
     def filters(self) -> dict[str, Any]:
         """Only the filter part (what a count depends on), without None values."""
-        return {k: getattr(self, k) for k in _FILTERS if getattr(self, k) is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k not in ("sort", "page", "page_size")}
 
     def normalized(self) -> dict[str, Any]:
         """Filters plus sort and page: what a list result depends on (used for cache keys)."""
