@@ -320,10 +320,9 @@ class CachedProductRepository:
         """A stored page (ids, total) with its items' bodies from their entries; PageMovedOn if one changed."""
         stored = orjson.loads(raw)
         ids, total, versions = stored["ids"], stored["total"], stored.get("versions")
-        if not isinstance(ids, list) or not isinstance(total, int):
-            raise TypeError("not a stored page")
-        if not isinstance(versions, list) or len(versions) != len(ids):
-            raise TypeError("a stored page without its items' versions")
+        well_formed = isinstance(ids, list) and isinstance(total, int) and isinstance(versions, list)
+        if not well_formed or len(versions) != len(ids):
+            raise TypeError("not a stored page with its items' versions")
         entry_keys = [self.keys.product(pid).entry for pid in ids]  # ValueError for anything but ids
         entries = self.cache.get_versioned_many(entry_keys)
         missing = [pid for pid, entry in zip(ids, entries, strict=True) if entry is None or entry.pending]
