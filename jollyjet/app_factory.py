@@ -30,8 +30,7 @@ from jollyjet.ops.admin import init_ops, metrics_blp, stats_blp
 from jollyjet.ops.health import blp as health_blp
 from jollyjet.ops.logs import configure_logging
 from jollyjet.ops.metrics import PrometheusEvents, QueryCounter, redis_observer, shed_counter
-from jollyjet.products.catalog import CachedProductRepository
-from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.catalog import CachedProductRepository, CachePolicy
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
 from jollyjet.products.views import blp as products_blp
 from jollyjet.settings import BREAKER_FAILURES, DEV_TOKEN, Environment, RedisTopology, Settings, load_settings

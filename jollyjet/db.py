@@ -1,12 +1,6 @@
-"""MongoDB: the connection from settings (a real server, or mongomock in-process), the start-up check, and the
-portable query forms (the collections' indexes: jollyjet/commands.py, ensure_indexes).
-
-The portable forms are the one seam for store quirks. The multi-process tests run on
-nx-27017 0.8.1 (a MongoDB wire-protocol server on SQLite, tests/support/mongo_server.py),
-which answers three plain MongoDB forms differently. Each helper returns a form with the
-same meaning on MongoDB that nx-27017 also gets right, so the repositories stay plain
-MongoDB and every workaround is named here (docs/testing.md lists them). When a server
-release fixes one, change its helper.
+"""MongoDB: the connection from settings (a real server, or mongomock in-process), the start-up check,
+and the one seam for store quirks: each query-form helper returns a form with the same meaning on
+MongoDB that nx-27017 0.8.1 (the multi-process tests' server) also gets right (docs/testing.md).
 """
 
 from __future__ import annotations
@@ -28,30 +22,22 @@ log = logging.getLogger(__name__)
 
 
 def connect_mongo(settings: Settings, listeners: Sequence[CommandListener] = ()) -> None:
-    """(Re)bind mongoengine's default connection (process-wide, as mongoengine has one); it connects on first use.
-
-    listeners see every command the client sends (the metrics count them)."""
+    """(Re)bind mongoengine's one default connection; listeners see every command (the metrics count them)."""
     mongoengine.disconnect()
+    common: dict[str, Any] = {"tz_aware": True, "uuidRepresentation": "standard"}
     if settings.embedded_mongo:
         import mongomock
 
-        db = urlsplit(settings.mongodb_uri).path.lstrip("/") or "jollyjet"
         log.warning("MONGODB_URI is mongomock://: using an in-process store (one process only, not persisted)")
-        mongoengine.connect(
-            db=db,
-            host="mongodb://localhost",
-            mongo_client_class=mongomock.MongoClient,
-            tz_aware=True,
-            uuidRepresentation="standard",
-        )
+        db = urlsplit(settings.mongodb_uri).path.lstrip("/") or "jollyjet"
+        mongoengine.connect(db=db, host="mongodb://localhost", mongo_client_class=mongomock.MongoClient, **common)
         return
     timeout = settings.mongodb_timeout_ms
     mongoengine.connect(
         host=settings.mongodb_uri,
-        tz_aware=True,
-        uuidRepresentation="standard",
-        # No connection (nor monitor thread) until the first operation: building the app
-        # touches no server, and a process that forks afterwards forks no client threads.
+        **common,
+        # No connection (nor monitor thread) until the first operation: building the app touches no
+        # server, and a process that forks afterwards forks no client threads.
         connect=False,
         # Small timeouts: a dead MongoDB must turn into a quick 503, not a hung worker.
         serverSelectionTimeoutMS=timeout,
@@ -64,15 +50,6 @@ def connect_mongo(settings: Settings, listeners: Sequence[CommandListener] = ())
 def socket_timeout_ms(settings: Settings) -> int:
     """The longest one MongoDB call may wait for its reply (a write's cache mark outlives it)."""
     return max(settings.mongodb_timeout_ms * 5, 5000)
-
-
-def mongo_addresses(uri: str) -> str:
-    """host:port of every node in the URI, without credentials (or the SRV name)."""
-    try:
-        nodes = parse_uri(uri, connect_timeout=1)["nodelist"]
-    except (InvalidURI, ConfigurationError, ValueError):
-        return "the address in MONGODB_URI"
-    return ", ".join(f"{host}:{port}" for host, port in nodes) or "the address in MONGODB_URI"
 
 
 def mongo_problem(settings: Settings) -> str | None:
@@ -88,7 +65,7 @@ def mongo_problem(settings: Settings) -> str | None:
     except PyMongoError as error:
         reason = str(error).split(",")[0].split(" (configured timeouts")[0][:200]
         return (
-            f"cannot reach MongoDB at {mongo_addresses(settings.mongodb_uri)} (MONGODB_URI) "
+            f"cannot reach MongoDB at {_addresses(settings.mongodb_uri)} (MONGODB_URI) "
             f"within {timeout} ms (JOLLYJET_MONGODB_TIMEOUT_MS): {reason}"
         )
     finally:
@@ -96,28 +73,25 @@ def mongo_problem(settings: Settings) -> str | None:
     return None
 
 
-def array_contains(value: Any) -> dict[str, Any]:
-    """Match an array field holding value.
+def _addresses(uri: str) -> str:
+    """host:port of every node in the URI, without credentials (or the SRV name)."""
+    try:
+        nodes = parse_uri(uri, connect_timeout=1)["nodelist"]
+    except (InvalidURI, ConfigurationError, ValueError):
+        nodes = []
+    return ", ".join(f"{host}:{port}" for host, port in nodes) or "the address in MONGODB_URI"
 
-    MongoDB reads `{field: value}` the same way (and uses the index for `$in` of one
-    value too); nx-27017 misses elements with the plain form on an indexed array field.
-    """
+
+def array_contains(value: Any) -> dict[str, Any]:
+    """Match an array field holding value (nx-27017 misses elements with `{field: value}` on an indexed array)."""
     return {"$in": [value]}
 
 
 def null_or_missing() -> dict[str, Any]:
-    """Match a field that is null or absent.
-
-    MongoDB reads `{field: None}` the same way; nx-27017 counts only documents without
-    the field for that plain form.
-    """
+    """Match a null or absent field (nx-27017 counts only absent ones for `{field: None}`)."""
     return {"$in": [None]}
 
 
 def set_to_server_time(*fields: str) -> dict[str, Any]:
-    """An update setting fields to the server's clock, stored as a date (millisecond precision).
-
-    A datetime sent with `$set` is stored as a string by nx-27017; `$currentDate` is a
-    date on every server, and the server's clock is the one MongoDB itself uses.
-    """
+    """An update setting fields to the server's clock as dates (nx-27017 stores a `$set` datetime as a string)."""
     return {"$currentDate": {field: True for field in fields}}

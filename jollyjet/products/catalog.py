@@ -1,12 +1,9 @@
 """The catalog cache: every cached read of products, list pages, counts and the category list.
 
-One read-through entry point (get_or_create, dogpile's shape): a hit is served as stored; on a
-miss one caller takes the key's lock (for products, the fill lease), reads MongoDB and fills,
-while concurrent callers wait briefly for its fill. Redis errors turn a read into a database
-read (X-Cache: BYPASS), never an error. Lists, counts and categories live under their filters'
-generations (rules: catalog_writes.py): one script registers the filters and reads the
-generations and the result stored under them (a hit is that round trip); a fill lands only
-while none moved (scripts.FILL_FILTERED). Writes: catalog_writes.ProductCacheWriter.commit.
+One read-through entry point (get_or_create, dogpile's shape): a hit is served as stored; on a miss
+one caller takes the key's lock (for products, the fill lease) and fills from MongoDB while others
+wait briefly for it. Redis errors make a read a database read (X-Cache: BYPASS), never an error.
+Lists, counts and categories live under their filters' generations (docs/cache.md). Writes: catalog_writes.py.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -22,7 +20,7 @@ import orjson
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy, query_hash
 from jollyjet.cache.store import CacheBackend, CacheError, CacheEvents, VersionedEntry
-from jollyjet.products.catalog_writes import CachePolicy, ProductCacheWriter, aspects, filters_member
+from jollyjet.products.catalog_writes import ProductCacheWriter
 from jollyjet.products.record import (
     DECODE_ERRORS,
     CacheStatus,
@@ -33,7 +31,9 @@ from jollyjet.products.record import (
     ProductQuery,
     ProductRecord,
     Read,
+    aspects,
     body_of,
+    filters_member,
     names,
     object_id,
     page_of,
@@ -51,12 +51,21 @@ _ABSENT: Any = object()
 _REGISTRATION_MARGIN_S = 60
 
 
+@dataclass(frozen=True)
+class CachePolicy:
+    """TTLs and timings of the catalog cache (from settings)."""
+
+    product_ttl_s: int = 3600
+    list_ttl_s: int = 300
+    tombstone_ttl_s: int = 60
+    lease_ttl_ms: int = 2000
+    fill_wait_ms: int = 250
+    # Longer than any MongoDB call can take (db.socket_timeout_ms): a fill after a lapse reads the write's outcome.
+    write_mark_ms: int = 11000
+
+
 class PageMovedOn(ValueError):
     """A stored page one of whose items changed since it was stored: a miss, not damage."""
-
-
-def _categories_from(raw: bytes) -> list[CategoryCount]:
-    return [CategoryCount(category=c, count=n) for c, n in orjson.loads(raw)]
 
 
 class CachedProductRepository:
@@ -74,13 +83,8 @@ class CachedProductRepository:
         popularity: PopularityTracker | None = None,
         fence: RepairFence | None = None,
     ) -> None:
-        self.inner = inner
-        self.cache = cache
-        self.keys = keys
-        self.ttl = ttl
-        self.policy = policy
-        self.events = events
-        self.popularity = popularity
+        self.inner, self.cache, self.keys, self.ttl, self.policy = inner, cache, keys, ttl, policy
+        self.events, self.popularity = events, popularity
         # No hit for a product (or any list, count, categories) whose failed cache write awaits its replay.
         self.fence = fence
         self.writer = ProductCacheWriter(cache, keys, ttl, policy, repairs, events, fence)
@@ -98,47 +102,35 @@ class CachedProductRepository:
         compute: Callable[[], T],
         fill: Callable[[str, T], bool],
     ) -> Read[T]:
-        """A hit, one caller's fill under lock_key, a wait for another's, or MongoDB.
-
-        lookup(): the stored form or None; decode() raises for one not to serve; fill(token, value) stores."""
+        """A hit, one caller's fill under lock_key, a wait for another's, or MongoDB (decode raises for a miss)."""
+        # Each read emits exactly one outcome (hit, wait_hit, miss or bypass) where it is decided,
+        # so the outcome counts add up to the reads (the hit-ratio metric).
         try:
             found = self._decoded(kind, decode, lookup())
-        except CacheError:
-            return self._bypass(kind, compute)
-        if found is not _ABSENT:
-            self.events.emit("hit", kind)
-            return Read(found, CacheStatus.HIT)
-        # Each read emits exactly one outcome (hit, wait_hit, miss or bypass), where it is
-        # decided, so the outcome counts add up to the reads (the hit-ratio metric).
-        try:
+            if found is not _ABSENT:
+                self.events.emit("hit", kind)
+                return Read(found, CacheStatus.HIT)
             token = self.cache.acquire_lock(lock_key, self.policy.lease_ttl_ms)
         except CacheError:
             return self._bypass(kind, compute)
-        if token is None:
-            # Another request is reading the database for this key: wait briefly for its fill.
-            found = _ABSENT
-            with contextlib.suppress(CacheError):  # decoding a page reads its items' entries
-                found = self._decoded(kind, decode, self._wait(lookup))
-            if found is not _ABSENT:
-                self.events.emit("wait_hit", kind)
-                return Read(found, CacheStatus.HIT)
-            self.events.emit("miss", kind)
-            return Read(self._from_db(kind, compute), CacheStatus.MISS)
         try:
-            # A filler may have finished between our miss and our lock: look once more.
-            with contextlib.suppress(CacheError):
-                found = self._decoded(kind, decode, lookup())
+            # Unlocked, another request is reading the database for this key: wait briefly for its fill.
+            # Locked, a filler may have finished between our miss and our lock: look once more.
+            with contextlib.suppress(CacheError):  # decoding a page reads its items' entries
+                found = self._decoded(kind, decode, self._wait(lookup) if token is None else lookup())
             if found is not _ABSENT:
                 self.events.emit("wait_hit", kind)
                 return Read(found, CacheStatus.HIT)
             self.events.emit("miss", kind)
             value = self._from_db(kind, compute)
-            with contextlib.suppress(CacheError):  # the read is served; a later read fills
-                self.events.emit("fill" if fill(token, value) else "fill_rejected", kind)
+            if token is not None:
+                with contextlib.suppress(CacheError):  # the read is served; a later read fills
+                    self.events.emit("fill" if fill(token, value) else "fill_rejected", kind)
             return Read(value, CacheStatus.MISS)
         finally:
-            with contextlib.suppress(CacheError):  # it expires by itself
-                self.cache.release_lock(lock_key, token)
+            if token is not None:
+                with contextlib.suppress(CacheError):  # it expires by itself
+                    self.cache.release_lock(lock_key, token)
 
     @staticmethod
     def _decoded(kind: str, decode: Callable[[R], T], raw: R | None) -> T:
@@ -159,8 +151,7 @@ class CachedProductRepository:
         pause = _FIRST_POLL_S
         while time.monotonic() < deadline:
             time.sleep(pause)
-            # Back off so that many waiters on one hot key do not hammer Redis.
-            pause = min(pause * 2, _MAX_POLL_S)
+            pause = min(pause * 2, _MAX_POLL_S)  # back off: many waiters on one hot key must not hammer Redis
             try:
                 value = probe()
             except CacheError:
@@ -185,10 +176,8 @@ class CachedProductRepository:
     def get(self, product_id: str) -> Read[ProductRecord | None]:
         """The product, or None when it does not exist."""
         read = self.get_body(product_id)
-        if read.value is None:
-            return Read(None, read.source)
-        if read.value.record is not None:
-            return Read(read.value.record, read.source)
+        if read.value is None or read.value.record is not None:
+            return Read(None if read.value is None else read.value.record, read.source)
         try:
             return Read(parse(read.value.body), read.source)
         except DECODE_ERRORS:  # names() passed but the rest is damaged: ask the source of truth
@@ -225,8 +214,7 @@ class CachedProductRepository:
 
         if self.fence is not None and not self.fence.allows_product(product_id):
             read = self._bypass("product", compute, fenced=True)
-        else:
-            # The fill lease doubles as the single-flight lock.
+        else:  # the fill lease doubles as the single-flight lock
             read = self.get_or_create("product", keys.lease, lookup, decode, compute, fill)
         if read.value is not None and self.popularity is not None:
             self.popularity.product_read(product_id)
@@ -258,15 +246,16 @@ class CachedProductRepository:
             "list",
             query,
             lambda: page_of(self.inner.list_page(query).value),
-            # A page is stored as ids (with the versions it was read at) and total; its items'
-            # bodies come from the product entries.
+            # Stored as ids (with the versions read) and total; the bodies come from the product entries.
             lambda page: orjson.dumps({"ids": page.ids, "versions": page.versions, "total": page.total}),
             self._page_from_ids,
         )
 
     def count(self, query: ProductQuery) -> Read[int]:
         """How many products match the query's filters."""
-        return self._result("count", query, lambda: self.inner.count(query).value, orjson.dumps, _count_from)
+        return self._result(
+            "count", query, lambda: self.inner.count(query).value, orjson.dumps, lambda raw: int(orjson.loads(raw))
+        )
 
     def categories(self) -> Read[list[CategoryCount]]:
         """Every category with its product count: a cached result of the unfiltered set, like a count."""
@@ -275,7 +264,7 @@ class CachedProductRepository:
             ProductQuery(),
             lambda: self.inner.categories().value,
             lambda rows: orjson.dumps([[r.category, r.count] for r in rows]),
-            _categories_from,
+            lambda raw: [CategoryCount(category=c, count=n) for c, n in orjson.loads(raw)],
         )
 
     def _result(
@@ -292,24 +281,18 @@ class CachedProductRepository:
             return self._bypass(kind, compute, fenced=True)
         filters = query.filters()
         member = filters_member(filters)
-        filter_keys = [self.keys.filter_generation(filters, a) for a in aspects(kind, query)]
-        registry = self.keys.filter_registry
+        keys, registry = self.keys, self.keys.filter_registry
+        filter_keys = [keys.filter_generation(filters, a) for a in aspects(kind, query)]
         normalized = query.normalized() if kind == "list" else filters
+        prefix, digest = keys.query_result_prefix(kind), query_hash(normalized)
         try:
             # One round trip: registration, generations and the result stored under them.
             generations, cached = self.cache.read_filtered(
-                self.keys.generation,
-                registry,
-                self.keys.writes_in_flight,
-                filter_keys,
-                member,
-                self.horizon_ms,
-                self.keys.query_result_prefix(kind),
-                query_hash(normalized),
+                keys.generation, registry, keys.writes_in_flight, filter_keys, member, self.horizon_ms, prefix, digest
             )
         except CacheError:
             return self._bypass(kind, compute)
-        key = self.keys.query_result(kind, generations[0], normalized, generations[1:])
+        key = keys.query_result(kind, generations[0], normalized, generations[1:])
         first_lookup = [cached]
 
         def lookup() -> bytes | None:
@@ -317,10 +300,9 @@ class CachedProductRepository:
             return first_lookup.pop() if first_lookup else self.cache.get(key)
 
         def fill(_token: str, value: T) -> bool:
-            ttl_s = self.ttl.seconds(self.policy.list_ttl_s)
-            payload = encode(value)
+            payload, ttl_s = encode(value), self.ttl.seconds(self.policy.list_ttl_s)
             return self.cache.fill_filtered(
-                self.keys.generation, registry, key, filter_keys, generations, member, self.horizon_ms, payload, ttl_s
+                keys.generation, registry, key, filter_keys, generations, member, self.horizon_ms, payload, ttl_s
             )
 
         def checked(raw: bytes) -> T:
@@ -331,16 +313,15 @@ class CachedProductRepository:
                 raise PageMovedOn(f"a {kind} result's generations moved while its parts were read")
             return value
 
-        return self.get_or_create(kind, self.keys.fill_lock(key), lookup, checked, compute, fill)
+        return self.get_or_create(kind, keys.fill_lock(key), lookup, checked, compute, fill)
 
     def _page_from_ids(self, raw: bytes) -> PageOfBodies:
         """A stored page (ids, total) with its items' bodies from their entries; PageMovedOn if one changed."""
         stored = orjson.loads(raw)
         ids, total, versions = stored["ids"], stored["total"], stored.get("versions")
-        if not isinstance(ids, list) or not isinstance(total, int):
-            raise TypeError("not a stored page")
-        if not isinstance(versions, list) or len(versions) != len(ids):
-            raise TypeError("a stored page without its items' versions")
+        well_formed = isinstance(ids, list) and isinstance(total, int) and isinstance(versions, list)
+        if not well_formed or len(versions) != len(ids):
+            raise TypeError("not a stored page with its items' versions")
         entry_keys = [self.keys.product(pid).entry for pid in ids]  # ValueError for anything but ids
         entries = self.cache.get_versioned_many(entry_keys)
         missing = [pid for pid, entry in zip(ids, entries, strict=True) if entry is None or entry.pending]
@@ -351,17 +332,14 @@ class CachedProductRepository:
         bodies, moved_on = [], False
         for pid, entry, version in zip(ids, entries, versions, strict=True):
             if entry is None or entry.pending or entry.payload is None or not names(pid, entry.payload):
-                # Deleted, in doubt (or unreadable) since the page was stored: recompute the page.
-                raise PageMovedOn("a page item is gone")
+                raise PageMovedOn("a page item is gone")  # deleted, in doubt or unreadable since stored
             if entry.version < version or (entry.version > version and not entry.settled):
-                # The page's ids, order and total are one state of MongoDB; an item entry of
-                # another version belongs to another state. Older: the page was read after a
-                # write whose cache update has not landed yet. Newer and unsettled: a write
-                # landed its entry and may not have invalidated this page yet. Either mix shows
-                # a state that never was: recompute.
+                # The page's ids, order and total are one state of MongoDB: an older item entry (its write's
+                # cache update has not landed) or a newer unsettled one (its write may not have invalidated
+                # this page yet) would show a state that never was.
                 raise PageMovedOn("a page item's entry is not the page's version")
-            # Newer and settled: that write finished invalidating, before this page was read or
-            # after; storing the page again under the generations it was read with tells which.
+            # Newer and settled: that write finished invalidating, before this page was read or after;
+            # storing the page again under the generations it was read with tells which.
             moved_on = moved_on or entry.version > version
             bodies.append(entry.payload)
         served_versions = [entry.version for entry in entries if entry is not None]
@@ -379,10 +357,6 @@ class CachedProductRepository:
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
         """Remove the product; returns its last state. Raises ProductNotFound, VersionConflict."""
         return self.writer.commit(product_id, lambda: self.inner.delete(product_id, expected_version), delete=True)
-
-
-def _count_from(raw: bytes) -> int:
-    return int(orjson.loads(raw))
 
 
 # What services.products is: the catalog cache, or (the cache switched off) MongoDB's behind the bulkhead.

@@ -1,21 +1,9 @@
 """Every write of the catalog cache: product entries, the protocol of a client write, invalidation.
 
-Entry writes are version-guarded Lua scripts (cache/scripts.py): no caller (request, warming,
-audit, repair) can move an entry backwards. A client write (commit) marks itself in Redis
-before MongoDB sees it: until its cache update lands, or the mark lapses after the longest a
-MongoDB call can take, the product is read from MongoDB and a lapse invalidates every list,
-so a write whose outcome nobody heard of never leaves an older state served. A cache failure
-never fails the write: it is recorded for the repair job.
-
-Invalidation is django-cacheops' (a cached query registers its conditions; a write invalidates
-the queries its object matched before or after it), made exact for the API's fixed filters
-and the sort order. A result lives under the generations of the *aspects* it depends on: a
-count on its filters' `members`, a page also on `order.<sort field>`, the category list on
-`members` and `group.category`. A write bumps only the aspects it changed for each
-registered filter set: entering or leaving it changes `members`; staying in it, each sort
-field and the category that changed. `q` (MongoDB's regex, not re-implemented) is assumed to
-match, and a name change changes its members. With no before-image (the previous version was
-not cached) the write bumps the global generation: every list, count and category list.
+Entry writes are version-guarded scripts (cache/scripts.py): no caller can move an entry backwards.
+A client write (commit) is marked in Redis before MongoDB sees it: until its cache update lands or
+the mark lapses, the product is read from MongoDB. A cache failure never fails the write: it is
+recorded for the repair job. Invalidation by filter set and aspect: docs/cache.md.
 """
 
 from __future__ import annotations
@@ -26,7 +14,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -35,9 +23,10 @@ from jollyjet.cache.keys import CacheKeys, TtlPolicy
 from jollyjet.cache.store import CacheBackend, CacheError, CacheEvents
 from jollyjet.products.record import (
     DECODE_ERRORS,
+    GROUP_CATEGORY,
+    MEMBERS,
     SORT_FIELDS,
     ProductBody,
-    ProductQuery,
     ProductRecord,
     body_of,
     object_id,
@@ -46,56 +35,16 @@ from jollyjet.products.record import (
 )
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, ProductNotFound, VersionConflict
 
+if TYPE_CHECKING:
+    from jollyjet.products.catalog import CachePolicy
+
 log = logging.getLogger(__name__)
-
-# A version written longer ago than this has finished its list invalidation (a request
-# that takes longer has timed out: gunicorn's --timeout is 30 s), with room for clock skew
-# between MongoDB, which stamps updated_at, and this process.
+# A version written longer ago has finished its list invalidation (a longer request has timed out:
+# gunicorn's --timeout is 30 s), with room for clock skew between MongoDB (updated_at) and us.
 SETTLED_AFTER = timedelta(seconds=120)
-# The leases of a job's batch (repair, audit) outlive its one database read and its fills, one
-# round trip each, on a slow Redis too (100 products at 100 ms: 10 s); a request's fill lease
-# (JOLLYJET_CACHE_LEASE_TTL_MS) covers one read. Writes revoke them all the same, and a run
-# hands back what it holds when it ends; only a killed run leaves its products unfilled this long.
+# A job's batch leases (repair, audit) outlive its one database read and its fills on a slow Redis
+# (100 products at 100 ms: 10 s); writes revoke them all the same, and a run hands back what it holds.
 BATCH_LEASE_TTL_MS = 30_000
-MEMBERS = "members"
-# The category list groups by this field: a product that stays in a set but changes category moves a count.
-GROUP_CATEGORY = "group.category"
-
-
-@dataclass(frozen=True)
-class CachePolicy:
-    """TTLs and timings of the catalog cache (from settings)."""
-
-    product_ttl_s: int = 3600
-    list_ttl_s: int = 300
-    tombstone_ttl_s: int = 60
-    lease_ttl_ms: int = 2000
-    fill_wait_ms: int = 250
-    # How long a write's mark lasts: longer than any MongoDB call can take (db.py's socket
-    # timeout), so a fill after a lapse reads the write's outcome, whatever it was.
-    write_mark_ms: int = 11000
-
-
-# --- which lists, counts and categories a write changes --------------------------------
-
-
-def order_aspect(sort: str) -> str:
-    """The aspect a page sorted by `sort` (e.g. "-price") depends on besides its members (named after the field)."""
-    return f"order.{SORT_FIELDS[sort.lstrip('-')]}"
-
-
-def aspects(kind: str, query: ProductQuery) -> list[str]:
-    """The aspects a cached count, list page or category list depends on."""
-    if kind == "count":
-        return [MEMBERS]
-    if kind == "categories":
-        return [MEMBERS, GROUP_CATEGORY]
-    return [MEMBERS, order_aspect(query.sort)]
-
-
-def filters_member(filters: dict[str, Any]) -> str:
-    """The registry member naming a filter set (canonical JSON)."""
-    return orjson.dumps(filters, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _filters_of(member: str) -> dict[str, Any] | None:
@@ -127,22 +76,17 @@ def changed_aspects(filters: dict[str, Any], before: ProductRecord | None, after
     in_after = after is not None and matches(filters, after)
     if not in_before and not in_after:
         return set()
-    if before is None or after is None or in_before != in_after:
-        return {MEMBERS}
-    if "q" in filters and before.name != after.name:
+    if before is None or after is None or in_before != in_after or ("q" in filters and before.name != after.name):
         return {MEMBERS}
     changed = {f"order.{field}" for field in SORT_FIELDS.values() if getattr(before, field) != getattr(after, field)}
-    if before.category != after.category:
-        changed.add(GROUP_CATEGORY)
-    return changed
+    return (changed | {GROUP_CATEGORY}) if before.category != after.category else changed
 
 
 def written_long_ago(record: ProductRecord) -> bool:
     """May a fill of this record serve the next write as its before-image (scripts.SWAP_VERSIONED)?"""
     # A fill reads a committed version whose write may still be invalidating lists: one written
     # moments ago is left unsettled (the next write then invalidates every list and count).
-    written = record.updated_at if record.updated_at.tzinfo else record.updated_at.replace(tzinfo=UTC)
-    return datetime.now(UTC) - written > SETTLED_AFTER
+    return datetime.now(UTC) - record.updated_at > SETTLED_AFTER  # records hold aware times (record._aware)
 
 
 @dataclass
@@ -168,14 +112,9 @@ class ProductCacheWriter:
         events: CacheEvents,
         fence: RepairFence | None = None,
     ) -> None:
-        self.cache = cache
-        self.keys = keys
-        self.ttl = ttl
-        self.policy = policy
+        self.cache, self.keys, self.ttl, self.policy = cache, keys, ttl, policy
         self.tombstone_ttl_s = policy.tombstone_ttl_s
-        self.repairs = repairs
-        self.events = events
-        self.fence = fence
+        self.repairs, self.events, self.fence = repairs, events, fence
 
     def product_ttl(self) -> int:
         """A jittered product TTL."""
@@ -187,18 +126,15 @@ class ProductCacheWriter:
 
     # --- entries ------------------------------------------------------------------------
     def write_through(self, record: ProductRecord, token: str) -> tuple[bool, ProductRecord | None]:
-        """Store a committed write unless a newer version is cached: whether it landed, and the
-        before-image (the state it replaced, if that was the previous version) for invalidation.
+        """Store a committed write unless newer is cached: whether it landed, and the state it replaced if previous.
 
         token: the write's mark ('' for a create); a lapsed mark lands nothing (scripts.SWAP_VERSIONED)."""
         keys = self.keys.product(record.id)
         landed, before = self.cache.swap_versioned(
             keys.entry, keys.lease, keys.pending, render(record), record.version, self.product_ttl(), token
         )
-        if before is None:
-            return landed, None
         try:
-            return landed, parse(before)
+            return landed, None if before is None else parse(before)
         except DECODE_ERRORS:
             return landed, None
 
@@ -236,22 +172,19 @@ class ProductCacheWriter:
     def fill_leased(
         self, product_ids: Sequence[str], load: Callable[[list[str]], dict[str, ProductRecord]], lease_ttl_ms: int
     ) -> LeasedFills:
-        """Rewrite these entries from one database query; each lease is taken before it, so a write
-        after the query revokes the lease and nothing older than that write lands."""
+        """Rewrite these entries from one query under leases taken before it (a later write revokes one)."""
         fills = LeasedFills()
         held: dict[str, str] = {}
         try:
-            # Every lease in one round trip: taken one by one on a slow Redis, the first would
-            # expire before the batch's fills land.
+            # Every lease in one round trip: one by one on a slow Redis, the first would expire before the fills.
             leases = self.cache.acquire_locks([self.keys.product(pid).lease for pid in product_ids], lease_ttl_ms)
             for pid, token in zip(product_ids, leases, strict=True):
                 if token:
                     held[pid] = token
                 else:
                     fills.busy.append(pid)  # a read miss is filling it from a database read of its own
-            tokens = dict(held)
-            records = load(list(tokens)) if tokens else {}
-            for pid, token in tokens.items():
+            records = load(list(held)) if held else {}
+            for pid, token in list(held.items()):
                 record = records.get(pid)
                 if record is None:
                     self.cache.release_lock(self.keys.product(pid).lease, token)
@@ -262,8 +195,7 @@ class ProductCacheWriter:
                     fills.refused[pid] = record
                 del held[pid]
         finally:
-            # A failed run (Redis or MongoDB) hands back the leases it still holds rather than
-            # keeping read misses of those products from filling until the leases expire.
+            # A failed run (Redis or MongoDB) hands back the leases it still holds, so read misses can fill.
             for pid, token in held.items():
                 with contextlib.suppress(CacheError):
                     self.cache.release_lock(self.keys.product(pid).lease, token)
@@ -315,9 +247,8 @@ class ProductCacheWriter:
                 product, self.keys.writes_in_flight, self.keys.generation, token, self.policy.write_mark_ms
             )
         except CacheError as error:
-            # Redis is failing: the cache update after the commit will most likely fail too, and
-            # is then recorded for repair, as before marks existed. Recording it here, before the
-            # commit, would let a repair run between the two and re-cache the old version.
+            # Redis is failing: the update after the commit will most likely fail too and be recorded
+            # for repair then. Recorded now, before the commit, a repair could re-cache the old version.
             log.warning("cache mark before a write failed: %s", error)
             return "" if product_id is not None else token
         return token
@@ -339,9 +270,7 @@ class ProductCacheWriter:
             raise
 
     def _in_doubt(self, product_id: str | None, token: str) -> None:
-        """An unknown outcome: the product stays in doubt until its mark lapses, lists go now.
-
-        Unmarked (Redis failing) or unable to invalidate: recorded for repair, as a failed cache update is."""
+        """An unknown outcome: the product stays in doubt until its mark lapses, lists go now (else: a repair)."""
         try:
             if not token:
                 raise CacheError("the write was not marked")
@@ -363,17 +292,14 @@ class ProductCacheWriter:
         except CacheError as error:
             self._record_failure(record.id, "write", error)
             return
-        # Only now may this version be the next write's before-image (scripts.SWAP_VERSIONED):
-        # a write that compared against it earlier could answer its client before this one
-        # had invalidated what it changed. Unmarked, the next write invalidates everything.
+        # Only now may this version be the next write's before-image (scripts.SWAP_VERSIONED): a write
+        # comparing against it earlier could answer before this one invalidated what it changed.
         with contextlib.suppress(CacheError):
             self.cache.mark_settled(self.keys.product(record.id).entry, record.version)
 
     def _record_failure(self, product_id: str, operation: str, error: CacheError) -> None:
         self.events.emit("write_failure", "product")
         log.warning("cache %s for product %s failed after the database commit: %s", operation, product_id, error)
-        recorded = self.repairs.record(product_id, f"{operation}: {type(error).__name__}")
-        if recorded and self.fence is not None:
+        if self.repairs.record(product_id, f"{operation}: {type(error).__name__}") and self.fence is not None:
             self.fence.note_failure(product_id)
-            # The client hears of this write only once every process's fence includes it.
-            self.fence.commit_wait()
+            self.fence.commit_wait()  # the client hears of this write only once every process's fence includes it

@@ -1,10 +1,9 @@
 """One product: the MongoDB document, the plain record every layer passes around, and its one body codec.
 
-The body (render/parse) is exactly what GET /api/v1/products/<id> returns and what a cache
-entry stores (keys.SCHEMA_VERSION names the shape: changing product_to_api must bump it),
-so a hit sends the stored bytes as they are and a list response joins its items' bodies.
-Money is integer cents, never a float. Ids are MongoDB ObjectIds in their canonical 24-hex
-form; every layer checks one with object_id() before building a key or a query.
+The body (render/parse) is what GET /api/v1/products/<id> returns and what a cache entry stores
+(keys.SCHEMA_VERSION names its shape: changing product_to_api must bump it), so a hit sends the
+stored bytes as they are. Money is integer cents, never a float. Ids are canonical 24-hex ObjectIds;
+every layer checks one with object_id() before building a key or a query.
 """
 
 from __future__ import annotations
@@ -19,11 +18,9 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from bson import ObjectId
-from bson.errors import InvalidId
 from mongoengine import BooleanField, DateTimeField, Document, IntField, ListField, StringField
 
 T = TypeVar("T")
-
 # Public sort names → the record's (and the document's) fields.
 SORT_FIELDS = {
     "price": "price_cents",
@@ -37,8 +34,7 @@ _PRODUCT_ID = re.compile(r"[0-9a-f]{24}")
 
 def utcnow_ms() -> datetime:
     """Now in UTC, truncated to milliseconds: what MongoDB stores, so cache and DB compare equal."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return _aware(datetime.now(UTC))
 
 
 class ProductDocument(Document):
@@ -46,8 +42,8 @@ class ProductDocument(Document):
 
     meta = {
         "collection": "products",
-        # Indexes are created by `flask --app app ensure-indexes` (the release phase), never
-        # while serving: a Mongo outage at a first query must be a 503, not a crash.
+        # Created by `flask --app app ensure-indexes` (the release phase), never while serving:
+        # a Mongo outage at a first query must be a 503, not a crash.
         "auto_create_index": False,
         "indexes": [
             {"fields": ["sku"], "unique": True},
@@ -57,7 +53,6 @@ class ProductDocument(Document):
             {"fields": ["price_cents"]},
         ],
     }
-
     sku = StringField(required=True)
     name = StringField(required=True)
     description = StringField(default="")
@@ -74,12 +69,7 @@ class ProductDocument(Document):
 
 def object_id(product_id: str) -> ObjectId | None:
     """The ObjectId for a canonical 24-hex id, or None for anything else."""
-    if not _PRODUCT_ID.fullmatch(product_id):
-        return None
-    try:
-        return ObjectId(product_id)
-    except InvalidId:
-        return None
+    return ObjectId(product_id) if _PRODUCT_ID.fullmatch(product_id) else None
 
 
 class CacheStatus(StrEnum):
@@ -110,8 +100,7 @@ class ProductRecord:
 
 
 def _aware(value: datetime) -> datetime:
-    # BSON dates hold milliseconds; mongomock's $currentDate keeps microseconds. Truncating
-    # here (a no-op on MongoDB) keeps a record equal to its API body.
+    # BSON dates hold milliseconds; mongomock's $currentDate keeps microseconds: truncated, a record equals its body.
     moment = value if value.tzinfo else value.replace(tzinfo=UTC)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
@@ -150,12 +139,34 @@ class ProductQuery:
 
     def filters(self) -> dict[str, Any]:
         """Only the filter part (what a count depends on), without None values."""
-        keys = ("category", "tag", "min_price_cents", "max_price_cents", "in_stock", "is_active", "q")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k not in ("sort", "page", "page_size")}
 
     def normalized(self) -> dict[str, Any]:
         """Filters plus sort and page: what a list result depends on (used for cache keys)."""
         return {**self.filters(), "sort": self.sort, "page": self.page, "page_size": self.page_size}
+
+
+# What a cached result depends on (which write changes which: catalog_writes.changed_aspects).
+MEMBERS = "members"
+# The category list groups by this field: a product that stays in a set but changes category moves a count.
+GROUP_CATEGORY = "group.category"
+
+
+def order_aspect(sort: str) -> str:
+    """The aspect a page sorted by `sort` (e.g. "-price") depends on besides its members."""
+    return f"order.{SORT_FIELDS[sort.lstrip('-')]}"
+
+
+def aspects(kind: str, query: ProductQuery) -> list[str]:
+    """The aspects a cached count, list page or category list depends on."""
+    if kind == "count":
+        return [MEMBERS]
+    return [MEMBERS, GROUP_CATEGORY if kind == "categories" else order_aspect(query.sort)]
+
+
+def filters_member(filters: dict[str, Any]) -> str:
+    """The registry member naming a filter set (canonical JSON)."""
+    return orjson.dumps(filters, option=orjson.OPT_SORT_KEYS).decode()
 
 
 @dataclass(frozen=True)
@@ -192,9 +203,8 @@ def cents(amount: Decimal) -> int:
 
 def money(cents_value: int) -> str:
     """Integer cents → "12.34"."""
-    sign = "-" if cents_value < 0 else ""
     whole, part = divmod(abs(cents_value), 100)
-    return f"{sign}{whole}.{part:02d}"
+    return f"{'-' if cents_value < 0 else ''}{whole}.{part:02d}"
 
 
 def api_timestamp(moment: datetime) -> str:
@@ -226,8 +236,8 @@ def render(record: ProductRecord) -> bytes:
     return orjson.dumps(product_to_api(record))
 
 
-# What a corrupt or foreign entry can raise while decoding; such an entry is a miss.
-# (ArithmeticError: decimal.InvalidOperation from a price that is not a number.)
+# What a corrupt or foreign entry can raise while decoding (such an entry is a miss);
+# ArithmeticError: decimal.InvalidOperation from a price that is not a number.
 DECODE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError)
 
 
@@ -259,11 +269,10 @@ def json_array(bodies: Iterable[bytes]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ProductBody:
-    """One product's API body and the version its ETag names."""
+    """One product's API body, the version its ETag names, and the record when at hand (spares a parse)."""
 
     version: int
     body: bytes
-    # The record it was rendered from, when at hand (a database read): spares a parse.
     record: ProductRecord | None = None
 
 
@@ -279,12 +288,9 @@ class PageOfBodies:
     ids: list[str]
     bodies: list[bytes]
     total: int
-    # The records the bodies were rendered from, when at hand (a database read).
-    records: list[ProductRecord] | None = None
-    # Each item's version when the page was read from the database (stored with the ids).
-    versions: list[int] | None = None
-    # Read from the cache with items newer than the stored page (see catalog._page_from_ids).
-    moved_on: bool = False
+    records: list[ProductRecord] | None = None  # when read from the database
+    versions: list[int] | None = None  # each item's version as read (stored with the ids)
+    moved_on: bool = False  # from the cache, with items newer than the stored page (catalog._page_from_ids)
 
 
 def page_of(page: ProductPage) -> PageOfBodies:

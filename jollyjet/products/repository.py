@@ -1,12 +1,9 @@
 """The product repository on MongoDB (mongoengine), the source of truth, behind the bulkhead; and its errors.
 
-The bulkhead: at most N calls of a process wait on MongoDB at once; beyond, a call is shed.
-Without it a flood of cache misses (unique searches, say) holds every request thread of a
-process in MongoDB, and cached reads queue behind them. A call takes a slot, waiting at
-most a short while for one; a call that gets none raises Overloaded (503 with Retry-After,
-jollyjet/errors.py) without sending anything to MongoDB. Only what really goes to MongoDB
-takes one (cache misses, bypasses, fenced reads and writes); cache hits never do, and the
-jobs' repository (services.mongo) has no bulkhead.
+The bulkhead: at most N calls of a process wait on MongoDB at once, so a flood of cache misses cannot
+hold every request thread while cached reads queue behind them. A call that gets no slot within a
+short wait raises Overloaded (503 with Retry-After) without sending anything. Only what goes to
+MongoDB takes a slot; the jobs' repository (services.mongo) has no bulkhead.
 """
 
 from __future__ import annotations
@@ -57,10 +54,7 @@ class DuplicateSku(Exception):
 
 
 class DatabaseUnavailable(Exception):
-    """MongoDB could not be reached or timed out.
-
-    never_sent: no server was selected, so no command left this process (the write certainly
-    did not happen); otherwise a write's outcome is unknown."""
+    """MongoDB could not be reached or timed out; never_sent: no command left this process (a certain failure)."""
 
     def __init__(self, reason: str, never_sent: bool = False) -> None:
         super().__init__(reason)
@@ -68,10 +62,7 @@ class DatabaseUnavailable(Exception):
 
 
 class Overloaded(DatabaseUnavailable):
-    """Every bulkhead slot stayed taken for the whole wait; nothing was sent to MongoDB.
-
-    A DatabaseUnavailable that was never sent: a shed write is a certain failure (the
-    cached repository drops its marks instead of invalidating), and jobs retry it."""
+    """Every bulkhead slot stayed taken for the whole wait: never sent, so a shed write is a certain failure."""
 
     def __init__(self, size: int) -> None:
         super().__init__(f"{size} MongoDB calls already in flight in this process", never_sent=True)
@@ -82,9 +73,7 @@ class Bulkhead:
     """A counting semaphore with a bounded wait; on_shed is told of each call it refuses."""
 
     def __init__(self, size: int, wait_ms: int, on_shed: Callable[[], None] | None = None) -> None:
-        self.size = size
-        self.wait_s = wait_ms / 1000
-        self.on_shed = on_shed
+        self.size, self.wait_s, self.on_shed = size, wait_ms / 1000, on_shed
         self._slots = threading.BoundedSemaphore(size)
 
     @contextmanager
@@ -117,11 +106,7 @@ def build_filter(query: ProductQuery) -> dict[str, Any]:
         spec["category"] = query.category
     if query.tag is not None:
         spec["tags"] = array_contains(query.tag)
-    price: dict[str, int] = {}
-    if query.min_price_cents is not None:
-        price["$gte"] = query.min_price_cents
-    if query.max_price_cents is not None:
-        price["$lte"] = query.max_price_cents
+    price = {op: v for op, v in (("$gte", query.min_price_cents), ("$lte", query.max_price_cents)) if v is not None}
     if price:
         spec["price_cents"] = price
     if query.in_stock is not None:
@@ -129,25 +114,21 @@ def build_filter(query: ProductQuery) -> dict[str, Any]:
     if query.is_active is not None:
         spec["is_active"] = query.is_active
     if query.q:
-        # String form of $regex (not a BSON regex object) with the text escaped:
-        # a substring match, never a pattern supplied by the client.
+        # $regex as an escaped string (not a BSON regex): a substring match, never the client's pattern.
         spec["name"] = {"$regex": re.escape(query.q), "$options": "i"}
     return spec
 
 
 def _sort_keys(sort: str) -> list[str]:
     """The order_by keys of a public sort; _id breaks ties so pages are stable."""
-    descending = sort.startswith("-")
-    field = SORT_FIELDS[sort.lstrip("-")]
-    sign = "-" if descending else "+"
-    return [f"{sign}{field}", f"{sign}id"]
+    sign = "-" if sort.startswith("-") else "+"
+    return [f"{sign}{SORT_FIELDS[sort.lstrip('-')]}", f"{sign}id"]
 
 
 class MongoProductRepository:
-    """Atomic version increments with findAndModify; unique sku by index (jollyjet/db.py ensure_indexes).
+    """Products on MongoDB: versions incremented atomically (findAndModify), a unique sku by index.
 
-    Reads return Read[...] (served without the cache: BYPASS), as the catalog cache's do, so
-    views call either; writes return the committed state."""
+    Reads return Read[...] (BYPASS) like the catalog cache's, so views call either; writes the committed state."""
 
     def __init__(self, bulkhead: Bulkhead | None = None) -> None:
         self.bulkhead = bulkhead
@@ -183,18 +164,16 @@ class MongoProductRepository:
 
     def list_page(self, query: ProductQuery) -> Read[ProductPage]:
         """One page of products matching the query, with the total."""
-        spec = build_filter(query)
         skip = (query.page - 1) * query.page_size
         with self._db():
-            matching = ProductDocument.objects(__raw__=spec)
+            matching = ProductDocument.objects(__raw__=build_filter(query))
             docs = list(matching.order_by(*_sort_keys(query.sort)).skip(skip).limit(query.page_size))
             if (docs and len(docs) < query.page_size) or (not docs and skip == 0):
-                # The last (or only) page: its total follows from the same query, so the page
-                # and its total are one state of the catalog, and one query instead of two.
+                # The last (or only) page: the total follows from the same query (one state, one query).
                 total = skip + len(docs)
             else:
-                # A full page (more may follow) or past the end: a second query, which a write can
-                # fall between (MongoDB has no snapshot across two reads outside a transaction).
+                # More may follow, or past the end: a second query, which a write can fall between
+                # (MongoDB has no snapshot across two reads outside a transaction).
                 total = matching.count()
         return Read(ProductPage(items=[to_record(d) for d in docs], total=total))
 
@@ -227,44 +206,38 @@ class MongoProductRepository:
 
     def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
         """Set fields and increment version atomically; raises ProductNotFound, VersionConflict, DuplicateSku."""
-        oid, selector = _selector(product_id, expected_version)
+        selector = _selector(product_id, expected_version)
         changes = {f"set__{name}": value for name, value in values.items()}
         with self._db():
             try:
-                # updated_at from the server's clock; the record, and so the cache, is built
-                # from the returned document.
+                # updated_at from the server's clock; the record (and so the cache) from the returned document.
                 doc = ProductDocument.objects(**selector).modify(
                     new=True, inc__version=1, __raw__=set_to_server_time("updated_at"), **changes
                 )
             except NotUniqueError:
                 raise DuplicateSku(values.get("sku")) from None
-            if doc is None:
-                self._raise_missing_or_conflict(oid)
-        return to_record(doc)
+            return _found(doc, selector["id"])
 
     def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
         """Remove the product; returns its last state. Raises ProductNotFound, VersionConflict."""
-        oid, selector = _selector(product_id, expected_version)
+        selector = _selector(product_id, expected_version)
         with self._db():
-            doc = ProductDocument.objects(**selector).modify(remove=True)
-            if doc is None:
-                self._raise_missing_or_conflict(oid)
-        return to_record(doc)
-
-    @staticmethod
-    def _raise_missing_or_conflict(oid: ObjectId) -> None:
-        current = ProductDocument.objects(id=oid).only("version").first()
-        if current is None:
-            raise ProductNotFound(str(oid))
-        raise VersionConflict(current.version)
+            return _found(ProductDocument.objects(**selector).modify(remove=True), selector["id"])
 
 
-def _selector(product_id: str, expected_version: int | None) -> tuple[ObjectId, dict[str, Any]]:
-    """The product's ObjectId and the filter a versioned write matches; ProductNotFound for a malformed id."""
+def _selector(product_id: str, expected_version: int | None) -> dict[str, Any]:
+    """The filter a versioned write matches; ProductNotFound for a malformed id."""
     oid = object_id(product_id)
     if oid is None:
         raise ProductNotFound(product_id)
-    selector: dict[str, Any] = {"id": oid}
-    if expected_version is not None:
-        selector["version"] = expected_version
-    return oid, selector
+    return {"id": oid} if expected_version is None else {"id": oid, "version": expected_version}
+
+
+def _found(doc: ProductDocument | None, oid: ObjectId) -> ProductRecord:
+    """A versioned write's document as a record; ProductNotFound or VersionConflict when it matched none."""
+    if doc is not None:
+        return to_record(doc)
+    current = ProductDocument.objects(id=oid).only("version").first()
+    if current is None:
+        raise ProductNotFound(str(oid))
+    raise VersionConflict(current.version)

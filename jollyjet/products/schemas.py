@@ -17,27 +17,22 @@ from jollyjet.products.record import SORT_FIELDS
 
 MAX_PRICE = Decimal("1000000000.00")
 MAX_STOCK = 1_000_000_000
-# Regexp validators use re.match: anchored at the start only, and "$" also matches
-# before a trailing newline, so patterns end in \Z.
-# "Blank" is what str.isspace() says, spelled out: \s means other characters in JSON
-# Schema's (ECMA 262) regexes than in Python's, and this class is both the server's
-# rule and the document's pattern.
+# Regexp validators use re.match (anchored at the start only; "$" matches before a trailing newline): \Z.
+# "Blank" is str.isspace() spelled out: \s differs between ECMA 262 (the document's) and Python (the rule).
 _NOT_BLANK = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 _TEXT = validate.Regexp(f".*?{_NOT_BLANK}", flags=re.DOTALL, error="must contain a non-blank character")
 # How the OpenAPI document states _TEXT (JSON Schema patterns are searched, not anchored).
 _TEXT_DOC = {"pattern": _NOT_BLANK}
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 DEFAULT_PAGE_SIZE = 20
-# Field metadata naming the app config key that caps an integer query parameter: the
-# validator and the OpenAPI document (jollyjet/api.py) read the same key.
+# Field metadata naming the config key capping an integer query parameter (validator and jollyjet/api.py).
 CAP_SETTING = "cap_setting"
 MAX_PAGE_KEY = "JOLLYJET_MAX_PAGE"
 MAX_PAGE_SIZE_KEY = "JOLLYJET_MAX_PAGE_SIZE"
 SORT_CHOICES = tuple(f"{sign}{name}" for name in SORT_FIELDS for sign in ("", "-"))
 
-
-# The one spelling of a price the API accepts as text, and documents as the JSON Schema
-# pattern: no sign, no leading zeros, at most two decimals, at most MAX_PRICE.
+# The one spelling of a price as text (the rule and the document's pattern): no sign, no leading zeros,
+# at most two decimals, at most MAX_PRICE.
 MONEY_TEXT = r"(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?|1000000000(\.00?)?"
 MONEY_PATTERN = f"^({MONEY_TEXT})$"
 _MONEY_NUMBER_SCHEMA = {"type": "number", "minimum": 0, "maximum": int(MAX_PRICE), "multipleOf": 0.01}
@@ -47,11 +42,8 @@ _MONEY_TEXT_SCHEMA = {"type": "string", "pattern": MONEY_PATTERN}
 class Money(fields.Decimal):
     """Exact money, 0 to MAX_PRICE with at most two places: a JSON number, or text such as "19.99".
 
-    Decimal() alone would also take " 1.00", "1_000" and "1E+2"; a price string is not
-    the place for Python's number syntax. The range and places are checked here rather
-    than by validators, so that the OpenAPI document states exactly this rule (see
-    openapi_schema) instead of apispec's rendering of a Decimal range as strings.
-    """
+    Not Decimal()'s syntax (" 1.00", "1_000", "1E+2"); range and places checked here, not by validators,
+    so the OpenAPI document states this rule rather than apispec's rendering of a Decimal range."""
 
     def __init__(self, *, text_only: bool = False, **kwargs: Any) -> None:
         # text_only: a query parameter, where every value arrives as text.
@@ -96,7 +88,7 @@ class ProductInputSchema(StrictSchema):
     """Fields a client may send. POST and PUT need the required ones; PATCH any subset."""
 
     class Meta(StrictSchema.Meta):
-        # Shown by the docs page, and sent as is by the contract tests' examples phase.
+        # Shown by the docs page, and sent as is by the contract tests.
         openapi_extra = {
             "example": {"sku": "MUG-1", "name": "Mug", "price": "9.50", "category": "kitchen", "tags": ["kitchen"]}
         }
@@ -112,8 +104,7 @@ class ProductInputSchema(StrictSchema):
     name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _TEXT], metadata=_TEXT_DOC)
     description = fields.String(load_default="", validate=validate.Length(max=5000))
     price = Money(required=True)
-    # The form of an ISO 4217 code, not the list: a list kept in the code would go stale, and
-    # the catalog stores the code without doing currency arithmetic. docs/api.md says so.
+    # The form of an ISO 4217 code, not the list (it would go stale; no currency arithmetic): docs/api.md.
     currency = fields.String(
         load_default="USD",
         validate=validate.Regexp(r"[A-Z]{3}\Z", error="three upper-case letters, e.g. USD"),
@@ -143,8 +134,7 @@ class ProductPatchSchema(ProductInputSchema):
 
 
 class ProductSchema(Schema):
-    """A product as the API returns it. Responses are built by product_to_api (the hot path);
-    tests/unit/test_openapi_contract.py holds the two together field by field."""
+    """A product as the API returns it (built by product_to_api: test_openapi_contract.py holds them together)."""
 
     id = fields.String(required=True, metadata={"description": "ObjectId hex string", "pattern": "^[0-9a-f]{24}$"})
     sku = fields.String(required=True)
@@ -224,10 +214,8 @@ class CategorySchema(Schema):
     count = fields.Integer(required=True)
 
 
-# The product id path segment is anything but a sibling route's name: `/products/count` is its
-# own route, and with a plain string converter Werkzeug would also match it as a product id,
-# so OPTIONS (and the Allow header of a 405) would advertise PUT, PATCH and DELETE on it.
-# Malformed ids still reach the handler, which answers 404.
+# A product id segment is anything but a sibling route's name: matched as an id, `/products/count` would
+# get PUT, PATCH and DELETE in OPTIONS and a 405's Allow. Malformed ids still reach the handler (404).
 RESERVED = ("count",)
 
 
@@ -239,6 +227,5 @@ class ProductIdConverter(BaseConverter):
 
 def product_id_schema(_: ProductIdConverter) -> dict[str, Any]:
     """How the OpenAPI document describes the segment."""
-    # In words, not as {"not": {"enum": [...]}}: a generator that tries schema-violating
-    # values would send exactly /products/count, which is a valid URL of another operation.
+    # In words, not {"not": {"enum": [...]}}: a fuzzer would send /products/count, another operation's URL.
     return {"type": "string", "description": "Product id (any segment but " + ", ".join(RESERVED) + ")"}

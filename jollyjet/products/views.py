@@ -1,10 +1,8 @@
 """Product endpoints under /api/v1: handlers parse, authorize and call the catalog (services.products).
 
-Reads hand-build their responses: the cache hands back stored bytes (a product's body, a
-page's items' bodies), which are sent as they are, never decoded and re-encoded by a schema;
-counts and categories share the same conditional-GET path (a content ETag over the bytes
-sent). Writes answer with the body the cache stores (record.render), so a write's answer and
-the next hit are the same bytes. The schemas (blp.response) document every answer.
+Responses are built by hand: reads send the bytes the cache hands back (a body, a page's item bodies)
+as they are, counts and categories share their conditional GET (a content ETag), and writes answer
+with the body the cache stores (record.render). The schemas (blp.response) document every answer.
 """
 
 from __future__ import annotations
@@ -48,47 +46,30 @@ def values_from_input(data: dict[str, Any]) -> dict[str, Any]:
     if "price" in values:
         values["price_cents"] = cents(values.pop("price"))
     if "tags" in values:
-        # Order-preserving de-duplication: a tag listed twice means nothing more.
-        values["tags"] = list(dict.fromkeys(values["tags"]))
+        values["tags"] = list(dict.fromkeys(values["tags"]))  # a tag listed twice means nothing more
     return values
 
 
 def query_from_args(args: dict[str, Any]) -> ProductQuery:
     """Validated query string → ProductQuery (money in cents, text trimmed)."""
-    return ProductQuery(
-        category=args.get("category"),
-        tag=args.get("tag"),
-        min_price_cents=cents(args["min_price"]) if "min_price" in args else None,
-        max_price_cents=cents(args["max_price"]) if "max_price" in args else None,
-        in_stock=args.get("in_stock"),
-        is_active=args.get("is_active"),
-        q=args["q"].strip() or None if "q" in args else None,
-        sort=args.get("sort", "-created_at"),
-        page=args.get("page", 1),
-        page_size=args.get("page_size", 20),
-    )
+    kept = ("category", "tag", "in_stock", "is_active", "sort", "page", "page_size")
+    prices: dict[str, Any] = {f"{name}_cents": cents(args[name]) for name in ("min_price", "max_price") if name in args}
+    q = args["q"].strip() or None if "q" in args else None
+    return ProductQuery(**{name: args[name] for name in kept if name in args}, **prices, q=q)
 
 
 def content_etag(body: bytes, total: int | None = None) -> str:
     """Strong ETag for an answer validated by its bytes (a list page with its total, a count, the categories)."""
-    # SHA-256 (OpenSSL's, with the CPU's SHA instructions where present: 4x BLAKE2b's speed
-    # on the benchmark machine), cut to 128 bits: a collision (a 304 for a changed answer)
-    # is out of reach by chance, and the tag is 24 bytes. docs/api.md says why not generations.
+    # SHA-256 (with the CPU's SHA instructions: 4x BLAKE2b here) cut to 128 bits: no collision by chance,
+    # a 24-byte tag. docs/api.md says why not generations.
     digest = hashlib.sha256(body)
-    if total is not None:
-        # A page's total is in X-Pagination and Link, not in its body. JSON text holds no NUL.
+    if total is not None:  # a page's total is in X-Pagination and Link, not its body (JSON holds no NUL)
         digest.update(b"\0%d" % total)
     return '"' + base64.urlsafe_b64encode(digest.digest()[:16]).rstrip(b"=").decode() + '"'
 
 
-# Exactly the tags etag() produces. str.isdigit() is not enough: it accepts "²",
-# which int() refuses, and "v01" is a different entity tag from "v1".
+# Exactly the tags etag() produces (str.isdigit() takes "²", and "v01" is another tag than "v1").
 _VERSION_TAG = re.compile(r"v([1-9][0-9]{0,17})")
-
-
-def versions_from_etags(tags: list[str]) -> set[int]:
-    """Versions named by If-Match/If-None-Match entity tags (others are ignored)."""
-    return {int(match.group(1)) for tag in tags if (match := _VERSION_TAG.fullmatch(tag))}
 
 
 _View = TypeVar("_View", bound=Callable[..., Any])
@@ -96,25 +77,14 @@ blp = ApiBlueprint("products", __name__, url_prefix=PREFIX, description="Product
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # Where a created product can be used next: the stateful contract tests follow these.
 _PRODUCT_LINKS = {
-    name: {"operationId": operation, "parameters": {"product_id": "$response.body#/id"}}
-    for name, operation in (
-        ("GetProduct", "getProduct"),
-        ("ReplaceProduct", "replaceProduct"),
-        ("UpdateProduct", "updateProduct"),
-        ("DeleteProduct", "deleteProduct"),
-    )
+    f"{verb}Product": {"operationId": f"{verb.lower()}Product", "parameters": {"product_id": "$response.body#/id"}}
+    for verb in ("Get", "Replace", "Update", "Delete")
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": 'The version, e.g. "v3"'}}
 _X_CACHE = {"X-Cache": {"schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS"]}, "required": True}}
+_CACHE_CONTROL = '"public, no-cache" (store, but revalidate every use) unless the operator set a max-age'
 # Headers of every public read, on its 200 and on its 304 alike.
-_READ = {
-    **_X_CACHE,
-    "Cache-Control": {
-        "schema": {"type": "string"},
-        "required": True,
-        "description": '"public, no-cache" (store, but revalidate every use) unless the operator set a max-age',
-    },
-}
+_READ = {**_X_CACHE, "Cache-Control": {"schema": {"type": "string"}, "required": True, "description": _CACHE_CONTROL}}
 _CONTENT_ETAG = {"ETag": {"schema": {"type": "string"}, "required": True, "description": "A strong hash of the answer"}}
 _PAGE = {
     **_READ,
@@ -130,40 +100,31 @@ def _products() -> Catalog:
     return current_services().products
 
 
-_JSON = "application/json"
+def _product_response(record: ProductRecord, status: int = 200, **headers: str) -> Response:
+    headers = {"ETag": etag(record.version), **headers}
+    return Response(render(record), status=status, headers=headers, mimetype="application/json")
 
 
-def _product_response(record: ProductRecord, status: int = 200) -> Response:
-    return Response(render(record), status=status, headers={"ETag": etag(record.version)}, mimetype=_JSON)
-
-
-def _read_response(content: bytes, tag: str, source: CacheStatus, headers: dict[str, str] | None = None) -> Response:
-    """A public read: 304 without a body when If-None-Match names its tag (or is "*"), else 200; same headers.
-
-    Judged on the answer this request read, the one its 200 would carry: a 304 is never
-    older than the 200 would have been.
-    """
-    headers = {"ETag": tag, "X-Cache": source.value, "Cache-Control": current_app.config[CACHE_CONTROL_KEY]} | (
-        headers or {}
-    )
+def _read_response(content: bytes, tag: str, source: CacheStatus, **headers: str) -> Response:
+    """A public read: 304 without a body when If-None-Match names the tag of what it read (or is "*"), else 200."""
+    headers = {"ETag": tag, "X-Cache": source.value, "Cache-Control": current_app.config[CACHE_CONTROL_KEY], **headers}
     if not_modified(request.environ, tag):
         return Response(status=304, headers=headers)
-    return Response(content, headers=headers, mimetype=_JSON)
+    return Response(content, headers=headers, mimetype="application/json")
 
 
-# Versions start at 1: a write expecting version 0 always conflicts, and the conflict
-# reports the current version (what a 412 for tags naming no version must carry).
+# Versions start at 1: expecting 0 always conflicts, reporting the current version (a 412 for tags naming none).
 _NO_VERSION = 0
 
 
 def _conditional(write: Callable[[int | None], ProductRecord]) -> ProductRecord:
     """Run write(expected_version) under the request's If-Match, judged by MongoDB's atomic check."""
-    # Not judged by reading the product first: that read may be served by a cache entry
-    # a failed write-through left stale, and it would count as a client read. For a list
-    # of tags, the newest is tried first, then the current version if the list names it.
+    # Not by reading the product first: a stale entry of a failed write-through could answer, and it
+    # would count as a client read. Of a list of tags the newest is tried, then the current if named.
     if not request.headers.get("If-Match") or request.if_match.star_tag:
         return write(None)
-    versions = versions_from_etags(list(request.if_match.as_set()))  # strong tags only (RFC 9110)
+    # Strong tags only (RFC 9110); tags naming no version are ignored.
+    versions = {int(match.group(1)) for tag in request.if_match.as_set() if (match := _VERSION_TAG.fullmatch(tag))}
     try:
         return write(max(versions, default=_NO_VERSION))
     except VersionConflict as conflict:
@@ -192,14 +153,12 @@ class Products(MethodView):
         Conditional: `If-None-Match` with the page's `ETag` answers `304`."""
         query = query_from_args(args)
         read = _products().list_bodies(query)
-        page = read.value
-        pagination = _pagination(page.total, query.page, query.page_size)
+        pagination = _pagination(read.value.total, query.page, query.page_size)
         headers = {"X-Pagination": json.dumps(pagination)}
-        links = _links(args, pagination)
-        if links:
+        if links := _links(args, pagination):
             headers["Link"] = links
-        content = json_array(page.bodies)
-        return _read_response(content, content_etag(content, page.total), read.source, headers)
+        content = json_array(read.value.bodies)
+        return _read_response(content, content_etag(content, read.value.total), read.source, **headers)
 
     @require_token  # outermost: authenticate before parsing the body
     @blp.arguments(ProductInputSchema)
@@ -209,9 +168,7 @@ class Products(MethodView):
     def post(self, data: dict[str, Any]) -> Response:
         """Create a product."""
         record = _products().create(values_from_input(data))
-        response = _product_response(record, 201)
-        response.headers["Location"] = url_for("products.Product", product_id=record.id)
-        return response
+        return _product_response(record, 201, Location=url_for("products.Product", product_id=record.id))
 
 
 @blp.route("/products/count")
@@ -233,10 +190,8 @@ class ProductCount(MethodView):
 def _documentation_of(*decorators: Callable[[Any], Any]) -> Callable[[_View], _View]:
     """Give a view the OpenAPI documentation of flask-smorest decorators without their per-call wrappers.
 
-    blp.response wraps a view to dump its return value with the schema, and a MethodView
-    adds its own dispatch; a view that returns a ready Response gains nothing from either
-    but pays for both on every call. Only GET by id, the hot path, is registered this way.
-    """
+    A view returning a ready Response gains nothing from blp.response's dump or MethodView's dispatch
+    but pays for both on every call: only GET by id, the hot path, is registered this way."""
 
     def document(view: _View) -> _View:
         documented: Any = view
@@ -332,11 +287,8 @@ _LINK_RELATIONS = (("first", "first_page"), ("prev", "previous_page"), ("next", 
 def _links(args: dict[str, Any], pagination: dict[str, int]) -> str | None:
     """RFC 8288 Link header: the pages X-Pagination names that the API serves, keeping the request's filters.
 
-    Built from the validated arguments, re-encoded (quote_plus leaves nothing but letters,
-    digits and "_.-~" unescaped, so no text of the client's can close the <...> or start
-    another link), never from the raw query string; relative to this host, so no Host
-    header a client sent is repeated. A page past JOLLYJET_MAX_PAGE would be a 422: not linked.
-    """
+    From the validated arguments re-encoded (quote_plus escapes all but letters, digits and "_.-~": no
+    client text closes the <...>), relative (no client Host repeated); pages past JOLLYJET_MAX_PAGE (422) unlinked."""
     cap = current_app.config[MAX_PAGE_KEY]
     pages = [(rel, pagination[field]) for rel, field in _LINK_RELATIONS if pagination.get(field, cap + 1) <= cap]
     if not pages:

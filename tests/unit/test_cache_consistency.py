@@ -18,8 +18,7 @@ from jollyjet.cache.fence import CacheRepairRecord, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
 from jollyjet.cache.store import CacheBackend, CacheError, EventCounter, VersionedEntry
 from jollyjet.db import connect_mongo
-from jollyjet.products.catalog import CachedProductRepository
-from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.catalog import CachedProductRepository, CachePolicy
 from jollyjet.products.record import CacheStatus, ProductQuery, parse
 from jollyjet.products.repository import MongoProductRepository
 from tests.conftest import make_settings

@@ -7,15 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jollyjet.products.catalog_writes import (
-    GROUP_CATEGORY,
-    MEMBERS,
-    aspects,
-    changed_aspects,
-    matches,
-    order_aspect,
-)
-from jollyjet.products.record import ProductQuery, ProductRecord
+from jollyjet.products.catalog_writes import changed_aspects, matches
+from jollyjet.products.record import GROUP_CATEGORY, MEMBERS, ProductQuery, ProductRecord, aspects, order_aspect
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=1)

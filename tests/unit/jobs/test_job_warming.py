@@ -19,8 +19,7 @@ from jollyjet.db import connect_mongo
 from jollyjet.extensions import services_of
 from jollyjet.jobs import warm as warming
 from jollyjet.jobs.warm import query_from_member, warm_cache
-from jollyjet.products.catalog import CachedProductRepository
-from jollyjet.products.catalog_writes import CachePolicy
+from jollyjet.products.catalog import CachedProductRepository, CachePolicy
 from jollyjet.products.record import ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
 from tests.conftest import make_settings
