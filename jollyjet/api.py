@@ -32,11 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Where the product routes find the Cache-Control value of their successful reads (set by jollyjet/http.py).
 CACHE_CONTROL_KEY = "JOLLYJET_CACHE_CONTROL"
 
-# Lone UTF-16 surrogates are legal as JSON escapes ("\ud800") but not as text:
-# MongoDB cannot encode them, so they are refused with the rest of the bad JSON.
+# Lone UTF-16 surrogates are legal as JSON escapes ("\ud800") but not as text: MongoDB cannot encode them.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-# No field takes an integer anywhere near this long. Refusing here names the problem;
-# int() would refuse only past 4300 digits, with a message about interpreter limits.
+# No field takes an integer near this long; int() would refuse only past 4300 digits, citing interpreter limits.
 _MAX_INT_DIGITS = 30
 _LISTED_PROBLEMS = 5
 _MAX_MESSAGE_CHARS = 500
@@ -53,8 +51,7 @@ def _bounded_int(text: str) -> int:
 
 
 def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads would silently keep the last of two equal keys; which one a client
-    # meant is a guess, and proxies or other parsers may guess differently.
+    # json.loads would keep the last of two equal keys: a guess, and proxies or other parsers may guess differently.
     document: dict[str, Any] = {}
     for key, value in pairs:
         if key in document:
@@ -77,36 +74,30 @@ def _has_lone_surrogate(document: Any) -> bool:
     return False
 
 
-def decode_json_body(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity or repeated keys, fractions as exact Decimals; raises ValueError."""
-    document = json.loads(
-        body.decode("utf-8"),
-        parse_float=Decimal,
-        parse_int=_bounded_int,
-        parse_constant=_not_json_constant,
-        object_pairs_hook=_object_without_duplicate_keys,
-    )
-    if _has_lone_surrogate(document):
-        raise ValueError("lone surrogate in a JSON string")
-    return document
-
-
 class StrictFlaskParser(FlaskParser):
     """JSON bodies must be JSON; unknown query parameters are errors, like unknown body fields."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION | {"query": ma.RAISE, "querystring": ma.RAISE}
 
     def load_json(self, req: flask.Request, schema: ma.Schema) -> Any:
-        """The decoded body: 415 unless it is JSON, 400 when it is empty or does not decode."""
+        """Strict JSON (UTF-8, no NaN/Infinity or repeated keys, fractions as Decimals): 415 or 400 otherwise."""
         if not is_json_request(req):
             abort(415, message="the request body must be JSON (Content-Type: application/json)")
         body = req.get_data(cache=True)  # 413 beyond MAX_CONTENT_LENGTH
         if not body:
-            # An empty body is not a JSON document: the same 400 as any other text that
-            # does not decode, rather than a 422 listing every field as missing.
+            # Not a JSON document: the same 400 as other text that does not decode, not a 422 naming every field.
             abort(400, message="the request body is empty; send a JSON object", errors={"json": ["empty body"]})
         try:
-            return decode_json_body(body)
+            document = json.loads(
+                body.decode("utf-8"),
+                parse_float=Decimal,
+                parse_int=_bounded_int,
+                parse_constant=_not_json_constant,
+                object_pairs_hook=_object_without_duplicate_keys,
+            )
+            if not _has_lone_surrogate(document):
+                return document
+            raise ValueError("lone surrogate in a JSON string")
         except UnicodeDecodeError as error:  # a ValueError too: it must come first
             _bad_json(error, "it is not UTF-8 text")
         except RecursionError as error:  # what the decoder raises on absurdly deep nesting

@@ -42,9 +42,7 @@ CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
 CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
 CACHE_LEASE_TTL_MS = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
 CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before reading MongoDB itself
-# A waiter on the bulkhead holds its thread this long at most: a few ordinary MongoDB calls,
-# so a short burst of misses waits and a sustained flood is shed.
-DB_BULKHEAD_WAIT_MS = 100
+DB_BULKHEAD_WAIT_MS = 100  # a bulkhead waiter's longest wait (a few MongoDB calls): a burst waits, a flood is shed
 POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
 
 
@@ -95,8 +93,7 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
         except Exception:  # the broker may be down too; beat runs the repair anyway
             log.warning("could not enqueue the cache repair after Redis recovered", exc_info=True)
 
-    # In a thread: the listener runs inside the request that closed the breaker, and a
-    # slow or dead broker must not hold that request up.
+    # In a thread: the listener runs inside the request that closed the breaker, which a dead broker must not hold up.
     services.cache.breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
 
 
@@ -107,9 +104,8 @@ def build_services(
     mongo = MongoProductRepository()
     # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
     shed = shed_counter()
-    bounded = MongoProductRepository(
-        Bulkhead(settings.db_bulkhead_size, DB_BULKHEAD_WAIT_MS, on_shed=lambda: shed("bulkhead"))
-    )
+    bulkhead = Bulkhead(settings.db_bulkhead_size, DB_BULKHEAD_WAIT_MS, on_shed=lambda: shed("bulkhead"))
+    bounded = MongoProductRepository(bulkhead)
     if not settings.cache_enabled:
         return Services(settings=settings, products=bounded, mongo=mongo)
     events = events or EventCounter()
@@ -119,18 +115,16 @@ def build_services(
     client: RedisClient | None = None
     epoch_guard: CacheEpochGuard | None = None
     fence: RepairFence | None = None
-    backend = cache_backend
+    backend, poll_s = cache_backend, settings.cache_fence_poll_s
     if backend is None:
         # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
         if not settings.embedded_redis:
             cluster = settings.redis_topology is RedisTopology.CLUSTER
-            epoch_guard = CacheEpochGuard(
-                settings.cache_key_prefix, events, settings.cache_fence_poll_s, cluster=cluster
-            )
+            epoch_guard = CacheEpochGuard(settings.cache_key_prefix, events, poll_s, cluster=cluster)
         client = build_redis_client(settings, on_connect=epoch_guard, check=epoch_guard and epoch_guard.check)
         backend = CacheBackend(client, breaker, redis_observer())
         # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
-        fence = RepairFence(repairs, settings.cache_fence_poll_s, epoch=epoch_guard)
+        fence = RepairFence(repairs, poll_s, epoch=epoch_guard)
     popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate, flush_interval_s=POPULARITY_FLUSH_S)
     policy = CachePolicy(
         product_ttl_s=settings.cache_product_ttl_s,

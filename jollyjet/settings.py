@@ -41,10 +41,6 @@ AUDIT_REPAIR = True  # the audit repairs the drift it finds (False: report only)
 AUDIT_HISTORY = 100  # audit runs kept in MongoDB
 WARM_INTERVAL_S = 300  # how often beat schedules the cache warming
 CLEANUP_INTERVAL_S = 3600  # how often beat schedules the TTL cleanup
-# Per client address (flask-limiter syntax; tests/unit/test_overload.py checks they parse):
-RATE_LIMIT_SEARCH = "10/second;120/minute"  # requests with q= (list and count)
-RATE_LIMIT_DEEP_PAGES = "5/second;60/minute"  # list pages starting past DEEP_PAGE_OFFSET items
-RATE_LIMIT_AUTH_FAILURES = "10/minute;100/hour"  # 401s on the endpoints that need a token
 JOBS = ("warm", "cleanup", "audit", "repair")  # what JOLLYJET_JOBS_OFF may name
 # Read by earlier releases (REDIS_URL carries them now): left set, the cache would silently connect elsewhere.
 _RETIRED = ("JOLLYJET_REDIS_TOPOLOGY", "JOLLYJET_REDIS_SENTINELS", "JOLLYJET_REDIS_TLS")
@@ -62,7 +58,7 @@ _SCHEMES = {
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _ADDRESS = r"^((?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5}))?$"  # HOST:PORT, or empty
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
-_MASTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # a Redis master's or a Celery queue's name
 
 
 def _env(variable: str, default: Any, **constraints: Any) -> Any:  # a field read from one environment variable
@@ -136,7 +132,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     userinfo, at, hosts = netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
     master = path.strip("/")
-    if not _MASTER.match(master):
+    if not re.match(_NAME, master):
         raise ValueError("name the master after the sentinels: redis+sentinel://host:port,host:port/master")
     options = dict(parse_qsl(query, keep_blank_values=True))
     if unknown := sorted(set(options) - {"sentinel_password", "ssl_ca_certs"}):
@@ -193,9 +189,9 @@ class Settings(BaseSettings):
     # --- Celery and the jobs
     celery_broker_url: str | None = _env("CELERY_BROKER_URL", None, repr=False)
     celery_result_backend: str | None = _env("CELERY_RESULT_BACKEND", None, repr=False)
-    celery_queue: str = _env("CELERY_QUEUE", "jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    celery_queue: str = _env("CELERY_QUEUE", "jollyjet", pattern=_NAME)
     # kombu's Sentinel transport finds the broker's master by this name (sentinel:// URLs).
-    celery_sentinel_master: str | None = _env("CELERY_SENTINEL_MASTER", None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    celery_sentinel_master: str | None = _env("CELERY_SENTINEL_MASTER", None, pattern=_NAME)
     # The sentinels' own password for those URLs (the master's goes in the URL: sentinel://:pw@host:port).
     celery_sentinel_password: SecretStr | None = _env("CELERY_SENTINEL_PASSWORD", None)
     # An unacknowledged task is handed out again after this: it must exceed the hard time limit plus the longest retry.
@@ -229,20 +225,14 @@ class Settings(BaseSettings):
             parse_sentinel_url(value or "")
         return value
 
-    @field_validator("cors_origins_raw")
+    @field_validator("cors_origins_raw", "jobs_off_raw")
     @classmethod
-    def _origins_are_origins(cls, value: str) -> str:
-        for origin in _items(value):
-            if not _ORIGIN.fullmatch(origin):
-                raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
-        return value
-
-    @field_validator("jobs_off_raw")
-    @classmethod
-    def _jobs_are_jobs(cls, value: str) -> str:
-        for job in _items(value):
-            if job not in JOBS:
-                raise ValueError(f"{job[:40]!r} is not a job ({', '.join(JOBS)})")
+    def _items_are_known(cls, value: str, info: ValidationInfo) -> str:
+        for item in _items(value):
+            if info.field_name == "cors_origins_raw" and not _ORIGIN.fullmatch(item):
+                raise ValueError(f"{item[:80]!r} is not an origin like https://shop.example.com[:port]")
+            if info.field_name == "jobs_off_raw" and item not in JOBS:
+                raise ValueError(f"{item[:40]!r} is not a job ({', '.join(JOBS)})")
         return value
 
     @model_validator(mode="after")
@@ -269,8 +259,7 @@ class Settings(BaseSettings):
                 raise ValueError("JOLLYJET_API_TOKENS: production needs at least one API token")
             if any(len(t) < 16 for t in self.api_tokens):
                 raise ValueError("JOLLYJET_API_TOKENS: production tokens must be at least 16 characters")
-        # Production installs (requirements.lock, the Docker image) leave the stand-ins out:
-        # say which variable is missing instead of failing on an import at first use.
+        # Production installs (requirements.lock, the Docker image) leave the stand-ins out: name the variable.
         extra = "or install the `embedded` extra (requirements-embedded.lock; `bash scripts/serve` does)"
         if self.embedded_mongo and find_spec("mongomock") is None:
             raise ValueError(f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}")
@@ -343,8 +332,7 @@ class Settings(BaseSettings):
     @property
     def db_bulkhead_size(self) -> int:
         """Concurrent MongoDB calls per process: JOLLYJET_DB_BULKHEAD, else half the web threads (rounded up)."""
-        # Half: however many misses arrive, at least half a process's threads stay free for
-        # what never touches MongoDB (cache hits, health checks, 429s).
+        # However many misses arrive, half the threads stay free for what needs no MongoDB (hits, health, 429s).
         return self.db_bulkhead or (self.web_threads + 1) // 2
 
     def metrics_address(self, role: str) -> tuple[str, int] | None:
