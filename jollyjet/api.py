@@ -142,8 +142,7 @@ def require_token(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
         given = presented.strip().encode()
         # Constant time: a list, not a generator, so every accepted token is compared (no early exit).
         matches = [hmac.compare_digest(given, token.encode()) for token in current_app.config["JOLLYJET_API_TOKENS"]]

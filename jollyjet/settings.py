@@ -205,8 +205,7 @@ class Settings(BaseSettings):
     audit_mode: AuditMode = _env("JOLLYJET_AUDIT_MODE", AuditMode.SAMPLE)
     repair_interval_s: int = _env("JOLLYJET_REPAIR_INTERVAL_S", 30, ge=1, le=86400)
     # --- Overload: the MongoDB bulkhead and the rate limits (docs/operations.md, "Overload")
-    # The Procfile's and the Dockerfile's gunicorn --threads come from the same variable.
-    web_threads: int = _env("WEB_THREADS", 4, ge=1, le=1024)
+    web_threads: int = _env("WEB_THREADS", 4, ge=1, le=1024)  # the Procfile's and Dockerfile's gunicorn --threads
     db_bulkhead: int | None = _env("JOLLYJET_DB_BULKHEAD", None, ge=1, le=1024)
     rate_limits_enabled: bool = _env("JOLLYJET_RATE_LIMITS_ENABLED", True)
     # None: derived from the Redis settings (http.storage_uri). Carries credentials like REDIS_URL.
@@ -352,7 +351,6 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for item in error.errors():
             loc = ".".join(str(p) for p in item["loc"]) or "settings"
-            field = Settings.model_fields.get(loc)
-            alias = field.validation_alias if field else None
+            alias = getattr(Settings.model_fields.get(loc), "validation_alias", None)
             lines.append(f"{alias.choices[0] if isinstance(alias, AliasChoices) else loc}: {item['msg']}")
         raise SettingsError("invalid configuration: " + "; ".join(lines)) from None
