@@ -255,8 +255,7 @@ def init_api(app: Flask) -> Api:
     app.register_blueprint(assets)
     api = JsonErrorApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    # Money documents its own oneOf (text or number); without this, apispec would add
-    # the Decimal field's "type": "number" beside it and forbid the text form.
+    # Money documents its own oneOf (text or number); apispec would add "type": "number" and forbid the text form.
     api.register_field(schemas.Money, None, None)
     app.url_map.converters["product_id"] = schemas.ProductIdConverter
     api.register_converter(schemas.ProductIdConverter, schemas.product_id_schema)
@@ -271,8 +270,7 @@ def init_api(app: Flask) -> Api:
     converter.add_attribute_function(configured_caps)
     plain_schema = converter.schema2jsonschema
 
-    # apispec has no hook for schema-level keywords (such as minProperties); a schema's
-    # Meta.openapi_extra is merged into its JSON Schema here.
+    # apispec has no hook for schema-level keywords (minProperties): a schema's Meta.openapi_extra is merged here.
     def schema_with_extras(schema: Any) -> dict[str, Any]:
         return {**plain_schema(schema), **getattr(getattr(schema, "Meta", None), "openapi_extra", {})}
 

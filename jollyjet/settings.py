@@ -198,8 +198,7 @@ class Settings(BaseSettings):
     celery_visibility_timeout_s: int = _env("CELERY_VISIBILITY_TIMEOUT_S", 3600, ge=60, le=86400)
     celery_time_limit_s: int = _env("CELERY_TIME_LIMIT_S", 300, ge=2, le=21600)
     celery_retry_backoff_max_s: int = _env("CELERY_RETRY_BACKOFF_MAX_S", 120, ge=1, le=3600)
-    # Jobs beat never schedules (comma-separated: warm, cleanup, audit, repair); warm off also
-    # means no warming when a worker starts, repair off no repair enqueued when a breaker closes.
+    # Jobs beat never schedules (see JOBS); warm off: none at worker start, repair off: none when a breaker closes.
     jobs_off_raw: str = _env("JOLLYJET_JOBS_OFF", "")
     audit_interval_s: int = _env("JOLLYJET_AUDIT_INTERVAL_S", 900, ge=1, le=7 * 86400)
     audit_mode: AuditMode = _env("JOLLYJET_AUDIT_MODE", AuditMode.SAMPLE)
