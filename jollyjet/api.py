@@ -1,10 +1,9 @@
 """The API's contract with its clients, shared by every blueprint: strict request parsing,
 bearer-token authentication, JSON error bodies, the OpenAPI document and its docs page.
 
-webargs is lenient where this API must not be (unknown query parameters ignored, a non-JSON
-body taken as none, JSON numbers as floats), and werkzeug quietly replaces a query string that
-is not UTF-8. The document lists every status an operation can answer (schemathesis holds the
-service to it); the docs page is Swagger UI from the pinned wheel, no CDN.
+webargs is lenient where this API must not be (unknown query parameters ignored, a non-JSON body
+taken as none, JSON numbers as floats), and werkzeug quietly replaces a query string that is not
+UTF-8. schemathesis holds the service to the document; the docs page is Swagger UI from the wheel.
 """
 
 from __future__ import annotations
@@ -23,29 +22,19 @@ import flask
 import marshmallow as ma
 from flask import Flask, Response, current_app, request, send_from_directory
 from flask_smorest import Api, Blueprint, abort
-from marshmallow import fields
 from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from jollyjet.products.schemas import (
-    CAP_SETTING,
-    MAX_PAGE_SIZE_KEY,
-    Money,
-    ProductIdConverter,
-    default_page_size,
-    product_id_schema,
-)
+from jollyjet.products import schemas
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Where the product routes find the Cache-Control value of their successful reads (set by jollyjet/http.py).
 CACHE_CONTROL_KEY = "JOLLYJET_CACHE_CONTROL"
 
-# Lone UTF-16 surrogates are legal as JSON escapes ("\ud800") but not as text:
-# MongoDB cannot encode them, so they are refused with the rest of the bad JSON.
+# Lone UTF-16 surrogates are legal as JSON escapes ("\ud800") but not as text: MongoDB cannot encode them.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-# No field takes an integer anywhere near this long. Refusing here names the problem;
-# int() would refuse only past 4300 digits, with a message about interpreter limits.
+# No field takes an integer near this long; int() would refuse only past 4300 digits, citing interpreter limits.
 _MAX_INT_DIGITS = 30
 _LISTED_PROBLEMS = 5
 _MAX_MESSAGE_CHARS = 500
@@ -62,8 +51,7 @@ def _bounded_int(text: str) -> int:
 
 
 def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads would silently keep the last of two equal keys; which one a client
-    # meant is a guess, and proxies or other parsers may guess differently.
+    # json.loads would keep the last of two equal keys: a guess, and proxies or other parsers may guess differently.
     document: dict[str, Any] = {}
     for key, value in pairs:
         if key in document:
@@ -77,51 +65,39 @@ def _has_lone_surrogate(document: Any) -> bool:
     pending = [document]
     while pending:
         item = pending.pop()
-        if isinstance(item, str):
-            if _LONE_SURROGATE.search(item):
-                return True
-        elif isinstance(item, list):
+        if isinstance(item, str) and _LONE_SURROGATE.search(item):
+            return True
+        if isinstance(item, list):
             pending.extend(item)
         elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            pending.extend([*item, *item.values()])
     return False
-
-
-def decode_json_body(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity or repeated keys, fractions as exact Decimals; raises ValueError."""
-    document = json.loads(
-        body.decode("utf-8"),
-        parse_float=Decimal,
-        parse_int=_bounded_int,
-        parse_constant=_not_json_constant,
-        object_pairs_hook=_object_without_duplicate_keys,
-    )
-    if _has_lone_surrogate(document):
-        raise ValueError("lone surrogate in a JSON string")
-    return document
 
 
 class StrictFlaskParser(FlaskParser):
     """JSON bodies must be JSON; unknown query parameters are errors, like unknown body fields."""
 
-    DEFAULT_UNKNOWN_BY_LOCATION = {
-        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
-        "query": ma.RAISE,
-        "querystring": ma.RAISE,
-    }
+    DEFAULT_UNKNOWN_BY_LOCATION = FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION | {"query": ma.RAISE, "querystring": ma.RAISE}
 
     def load_json(self, req: flask.Request, schema: ma.Schema) -> Any:
-        """The decoded body: 415 unless it is JSON, 400 when it is empty or does not decode."""
+        """Strict JSON (UTF-8, no NaN/Infinity or repeated keys, fractions as Decimals): 415 or 400 otherwise."""
         if not is_json_request(req):
             abort(415, message="the request body must be JSON (Content-Type: application/json)")
         body = req.get_data(cache=True)  # 413 beyond MAX_CONTENT_LENGTH
         if not body:
-            # An empty body is not a JSON document: the same 400 as any other text that
-            # does not decode, rather than a 422 listing every field as missing.
+            # Not a JSON document: the same 400 as other text that does not decode, not a 422 naming every field.
             abort(400, message="the request body is empty; send a JSON object", errors={"json": ["empty body"]})
         try:
-            return decode_json_body(body)
+            document = json.loads(
+                body.decode("utf-8"),
+                parse_float=Decimal,
+                parse_int=_bounded_int,
+                parse_constant=_not_json_constant,
+                object_pairs_hook=_object_without_duplicate_keys,
+            )
+            if not _has_lone_surrogate(document):
+                return document
+            raise ValueError("lone surrogate in a JSON string")
         except UnicodeDecodeError as error:  # a ValueError too: it must come first
             _bad_json(error, "it is not UTF-8 text")
         except RecursionError as error:  # what the decoder raises on absurdly deep nesting
@@ -161,24 +137,16 @@ class ApiBlueprint(Blueprint):
     ARGUMENTS_PARSER = StrictFlaskParser()
 
 
-def token_is_valid(presented: str, accepted: tuple[str, ...]) -> bool:
-    """Constant-time comparison against every accepted token (no early exit)."""
-    given = presented.encode()
-    matched = False
-    for token in accepted:
-        matched |= hmac.compare_digest(given, token.encode())
-    return matched
-
-
 def require_token(view: F) -> F:
     """401 unless the request carries `Authorization: Bearer <token>` with an accepted token."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        accepted: tuple[str, ...] = current_app.config["JOLLYJET_API_TOKENS"]
-        if scheme.lower() != "bearer" or not presented or not token_is_valid(presented.strip(), accepted):
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        given = presented.strip().encode()
+        # Constant time: a list, not a generator, so every accepted token is compared (no early exit).
+        matches = [hmac.compare_digest(given, token.encode()) for token in current_app.config["JOLLYJET_API_TOKENS"]]
+        if scheme.lower() != "bearer" or not presented or not any(matches):
             abort(
                 401,
                 message="a valid 'Authorization: Bearer <token>' header is required",
@@ -251,7 +219,6 @@ _HEADERS: dict[int, dict[str, Any]] = {
 
 def errors(blp: Blueprint, *codes: int, why: dict[int, str] | None = None) -> Callable[[F], F]:
     """Document each status in codes as a JSON error (the Error schema) on one operation."""
-
     if 401 in codes and 429 not in codes:
         codes = (*codes, 429)  # every operation that authenticates has the failed-authentication limit
 
@@ -264,48 +231,14 @@ def errors(blp: Blueprint, *codes: int, why: dict[int, str] | None = None) -> Ca
     return decorate
 
 
-def _register_contract(api: Api, app: Flask) -> None:
-    """Path converters, and what the spec generator must know about Money, caps and schema keywords."""
-    # Money documents its own oneOf (text or number); without this, apispec would add
-    # the Decimal field's "type": "number" beside it and forbid the text form.
-    api.register_field(Money, None, None)
-    app.url_map.converters["product_id"] = ProductIdConverter
-    api.register_converter(ProductIdConverter, product_id_schema)
-
-    def configured_caps(_converter: Any, field: fields.Field, **_: Any) -> dict[str, Any]:
-        setting = field.metadata.get(CAP_SETTING)
-        if setting is None:
-            return {}
-        cap = app.config[setting]
-        if setting == MAX_PAGE_SIZE_KEY:
-            return {"maximum": cap, "default": default_page_size(cap)}
-        return {"maximum": cap}
-
-    converter = api.ma_plugin.converter
-    converter.add_attribute_function(configured_caps)
-    plain_schema = converter.schema2jsonschema
-
-    # apispec has no hook for schema-level keywords (such as minProperties); a schema's
-    # Meta.openapi_extra is merged into its JSON Schema here.
-    def schema_with_extras(schema: Any) -> dict[str, Any]:
-        jsonschema: dict[str, Any] = plain_schema(schema)
-        jsonschema.update(getattr(getattr(schema, "Meta", None), "openapi_extra", {}))
-        return jsonschema
-
-    converter.schema2jsonschema = schema_with_extras
-
-
-DOCS_PATH = "docs"  # under OPENAPI_URL_PREFIX (/api)
 ASSETS_URL = "/api/docs/assets/"
-ASSET_MAX_AGE_S = 3600
-
 assets = flask.Blueprint("api_docs_assets", __name__)
 
 
 @assets.get(f"{ASSETS_URL}<path:filename>")
 def asset(filename: str) -> Response:
     """One Swagger UI file (send_from_directory refuses paths outside the bundle)."""
-    return send_from_directory(str(swagger_ui_path), filename, max_age=ASSET_MAX_AGE_S)
+    return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
 
 
 def init_api(app: Flask) -> Api:
@@ -316,11 +249,30 @@ def init_api(app: Flask) -> Api:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH=DOCS_PATH,
+        OPENAPI_SWAGGER_UI_PATH="docs",  # under OPENAPI_URL_PREFIX
         OPENAPI_SWAGGER_UI_URL=ASSETS_URL,
     )
     app.register_blueprint(assets)
     api = JsonErrorApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    _register_contract(api, app)
+    # Money documents its own oneOf (text or number); apispec would add "type": "number" and forbid the text form.
+    api.register_field(schemas.Money, None, None)
+    app.url_map.converters["product_id"] = schemas.ProductIdConverter
+    api.register_converter(schemas.ProductIdConverter, schemas.product_id_schema)
+
+    def configured_caps(_converter: Any, field: ma.fields.Field, **_: Any) -> dict[str, Any]:
+        setting = field.metadata.get(schemas.CAP_SETTING)
+        if setting == schemas.MAX_PAGE_SIZE_KEY:
+            return {"maximum": app.config[setting], "default": schemas.default_page_size(app.config[setting])}
+        return {} if setting is None else {"maximum": app.config[setting]}
+
+    converter = api.ma_plugin.converter
+    converter.add_attribute_function(configured_caps)
+    plain_schema = converter.schema2jsonschema
+
+    # apispec has no hook for schema-level keywords (minProperties): a schema's Meta.openapi_extra is merged here.
+    def schema_with_extras(schema: Any) -> dict[str, Any]:
+        return {**plain_schema(schema), **getattr(getattr(schema, "Meta", None), "openapi_extra", {})}
+
+    converter.schema2jsonschema = schema_with_extras
     return api

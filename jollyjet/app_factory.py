@@ -11,7 +11,6 @@ import logging
 import threading
 
 from flask import Flask
-from flask_smorest import Api
 
 from jollyjet import jobs
 from jollyjet.api import init_api
@@ -19,7 +18,7 @@ from jollyjet.cache.client import CircuitBreaker, RedisClient, build_redis_clien
 from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy
-from jollyjet.cache.store import CacheBackend, CacheEvents, CallObserver, EventCounter, TeeEvents
+from jollyjet.cache.store import CacheBackend, CacheEvents, EventCounter, TeeEvents
 from jollyjet.commands import register_commands
 from jollyjet.db import connect_mongo, socket_timeout_ms
 from jollyjet.extensions import EXTENSION, CacheServices, Services
@@ -41,9 +40,7 @@ CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
 CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
 CACHE_LEASE_TTL_MS = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
 CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before reading MongoDB itself
-# A waiter on the bulkhead holds its thread this long at most: a few ordinary MongoDB calls,
-# so a short burst of misses waits and a sustained flood is shed.
-DB_BULKHEAD_WAIT_MS = 100
+DB_BULKHEAD_WAIT_MS = 100  # a bulkhead waiter's longest wait (a few MongoDB calls): a burst waits, a flood is shed
 POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
 
 
@@ -52,11 +49,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or load_settings()
     configure_logging(settings)
     app = Flask("jollyjet")
-    configure_app(app, settings)
+    app.config.update(
+        TESTING=settings.env is Environment.TESTING,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JOLLYJET_API_TOKENS=api_tokens(settings),
+        JOLLYJET_MAX_PAGE=settings.max_page,
+        JOLLYJET_MAX_PAGE_SIZE=settings.max_page_size,
+    )
     connect_mongo(settings, [QueryCounter()])
-    services = register_services(app, settings, services)
+    services = app.extensions[EXTENSION] = services or build_services(settings)
     register_jobs(app, settings, services)
-    register_blueprints(init_api(app))
+    api = init_api(app)
+    for blueprint in (products_blp, admin_blp, health_blp, stats_blp, metrics_blp):
+        api.register_blueprint(blueprint)  # through the Api, so each appears in the OpenAPI document
     register_error_handlers(app)
     register_http_headers(app, settings, services.products)
     init_ops(app, settings, services)
@@ -74,29 +79,10 @@ def api_tokens(settings: Settings) -> tuple[str, ...]:
     return (DEV_TOKEN,)
 
 
-def configure_app(app: Flask, settings: Settings) -> None:
-    """Flask configuration, and what the views read, derived from settings."""
-    app.config.update(
-        TESTING=settings.env is Environment.TESTING,
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        JOLLYJET_API_TOKENS=api_tokens(settings),
-        JOLLYJET_MAX_PAGE=settings.max_page,
-        JOLLYJET_MAX_PAGE_SIZE=settings.max_page_size,
-    )
-
-
-def register_services(app: Flask, settings: Settings, services: Services | None) -> Services:
-    """Repositories, cache and service (built from settings unless given), reachable as current_services()."""
-    services = services or build_services(settings)
-    app.extensions[EXTENSION] = services
-    return services
-
-
 def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
     """The Celery app (app.extensions["celery"]); after a Redis outage, enqueue the repair job at once."""
     celery = celery_init_app(app, settings)
-    cache = services.cache
-    if cache is None or not settings.job_on("repair"):
+    if services.cache is None or not settings.job_on("repair"):
         return
 
     def enqueue_repair() -> None:
@@ -105,31 +91,8 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
         except Exception:  # the broker may be down too; beat runs the repair anyway
             log.warning("could not enqueue the cache repair after Redis recovered", exc_info=True)
 
-    # In a thread: the listener runs inside the request that closed the breaker, and a
-    # slow or dead broker must not hold that request up.
-    cache.breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
-
-
-def register_blueprints(api: Api) -> None:
-    """Every blueprint, through the Api so each appears in the OpenAPI document."""
-    api.register_blueprint(products_blp)
-    api.register_blueprint(admin_blp)
-    api.register_blueprint(health_blp)
-    api.register_blueprint(stats_blp)
-    api.register_blueprint(metrics_blp)
-
-
-def cache_policy(settings: Settings) -> CachePolicy:
-    """The cached repository's TTLs and timings."""
-    return CachePolicy(
-        product_ttl_s=settings.cache_product_ttl_s,
-        list_ttl_s=settings.cache_list_ttl_s,
-        tombstone_ttl_s=CACHE_TOMBSTONE_TTL_S,
-        lease_ttl_ms=CACHE_LEASE_TTL_MS,
-        fill_wait_ms=CACHE_FILL_WAIT_MS,
-        # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
-        write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
-    )
+    # In a thread: the listener runs inside the request that closed the breaker, which a dead broker must not hold up.
+    services.cache.breaker.on_recover.append(lambda: threading.Thread(target=enqueue_repair, daemon=True).start())
 
 
 def build_services(
@@ -144,58 +107,37 @@ def build_services(
     if not settings.cache_enabled:
         return Services(settings=settings, products=bounded, mongo=mongo)
     events = events or EventCounter()
-    sink = TeeEvents([events, PrometheusEvents()])
-    cache = build_cache(settings, bounded, cache_backend, events, sink, redis_observer())
-    return Services(settings=settings, products=cache.repository, mongo=mongo, cache=cache)
-
-
-def build_cache(
-    settings: Settings,
-    mongo: MongoProductRepository,
-    cache_backend: CacheBackend | None,
-    events: CacheEvents,
-    sink: CacheEvents | None = None,
-    observer: CallObserver | None = None,
-) -> CacheServices:
-    """The cache group on Redis (or the backend handed in); events go to sink too, Redis calls to observer."""
-    sink = sink or events
     keys = CacheKeys(settings.cache_key_prefix)
     breaker = CircuitBreaker(BREAKER_FAILURES, settings.breaker_cooldown_s)
+    repairs = RepairLog()
     client: RedisClient | None = None
-    backend: CacheBackend
     epoch_guard: CacheEpochGuard | None = None
-    if cache_backend is None:
+    fence: RepairFence | None = None
+    backend, poll_s = cache_backend, settings.cache_fence_poll_s
+    if backend is None:
         # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
         if not settings.embedded_redis:
-            epoch_guard = CacheEpochGuard(
-                settings.cache_key_prefix,
-                events,
-                settings.cache_fence_poll_s,
-                cluster=settings.redis_topology is RedisTopology.CLUSTER,
-            )
-        client = build_redis_client(
-            settings,
-            on_connect=epoch_guard,
-            check=epoch_guard.check if epoch_guard is not None else None,
-        )
-        backend = CacheBackend(client, breaker, observer)
-    else:
-        backend = cache_backend
-    repairs = RepairLog()
-    popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate, flush_interval_s=POPULARITY_FLUSH_S)
-    repository = CachedProductRepository(
-        mongo,
-        backend,
-        keys,
-        TtlPolicy(CACHE_TTL_JITTER),
-        cache_policy(settings),
-        repairs,
-        sink,
-        popularity=popularity,
+            cluster = settings.redis_topology is RedisTopology.CLUSTER
+            epoch_guard = CacheEpochGuard(settings.cache_key_prefix, events, poll_s, cluster=cluster)
+        client = build_redis_client(settings, on_connect=epoch_guard, check=epoch_guard and epoch_guard.check)
+        backend = CacheBackend(client, breaker, redis_observer())
         # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
-        fence=RepairFence(repairs, settings.cache_fence_poll_s, epoch=epoch_guard) if cache_backend is None else None,
+        fence = RepairFence(repairs, poll_s, epoch=epoch_guard)
+    popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate, flush_interval_s=POPULARITY_FLUSH_S)
+    policy = CachePolicy(
+        product_ttl_s=settings.cache_product_ttl_s,
+        list_ttl_s=settings.cache_list_ttl_s,
+        tombstone_ttl_s=CACHE_TOMBSTONE_TTL_S,
+        lease_ttl_ms=CACHE_LEASE_TTL_MS,
+        fill_wait_ms=CACHE_FILL_WAIT_MS,
+        # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
+        write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
     )
-    return CacheServices(
+    sink = TeeEvents([events, PrometheusEvents()])
+    repository = CachedProductRepository(
+        bounded, backend, keys, TtlPolicy(CACHE_TTL_JITTER), policy, repairs, sink, popularity=popularity, fence=fence
+    )
+    cache = CacheServices(
         backend=backend,
         keys=keys,
         repository=repository,
@@ -207,3 +149,4 @@ def build_cache(
         client=client,
         epoch_guard=epoch_guard,
     )
+    return Services(settings=settings, products=repository, mongo=mongo, cache=cache)

@@ -1,14 +1,13 @@
-"""The process's extension: what a request or a task works with (Services), and the one way to reach it.
+"""What a request or a task works with (Services), built once per app, and the one way to reach it.
 
-Built once per app by create_app and kept in app.extensions["jollyjet"]. flask-smorest's Api and
-flask-limiter's Limiter are made per app in the factory instead: each holds per-app state, and
-tests build many apps in one process.
+flask-smorest's Api and flask-limiter's Limiter are made per app in the factory instead: each
+holds per-app state, and tests build many apps in one process.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from flask import Flask, current_app
 
@@ -70,5 +69,4 @@ def current_services() -> Services:
 
 def services_of(app: Flask) -> Services:
     """The services an app was built with."""
-    services: Services = app.extensions[EXTENSION]
-    return services
+    return cast(Services, app.extensions[EXTENSION])

@@ -31,13 +31,7 @@ from jollyjet.ops.metrics import REQUEST_ID, observe_request, request_id_from, s
 from jollyjet.products.record import ProductBody, Read
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Overloaded, ProductNotFound, VersionConflict
 from jollyjet.products.schemas import RESERVED, default_page_size
-from jollyjet.settings import (
-    RATE_LIMIT_AUTH_FAILURES,
-    RATE_LIMIT_DEEP_PAGES,
-    RATE_LIMIT_SEARCH,
-    RedisTopology,
-    Settings,
-)
+from jollyjet.settings import RedisTopology, Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -48,6 +42,10 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 ROUTE = "/products/<product_id:product_id>"
 DEEP_PAGE_OFFSET = 1000  # a list page starting this many items in is a deep page (rate limited)
+# Per client address (flask-limiter syntax; tests/unit/test_overload.py checks they parse):
+RATE_LIMIT_SEARCH = "10/second;120/minute"  # requests with q= (list and count)
+RATE_LIMIT_DEEP_PAGES = "5/second;60/minute"  # list pages starting past DEEP_PAGE_OFFSET items
+RATE_LIMIT_AUTH_FAILURES = "10/minute;100/hour"  # 401s on the endpoints that need a token
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",

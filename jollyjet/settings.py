@@ -41,10 +41,6 @@ AUDIT_REPAIR = True  # the audit repairs the drift it finds (False: report only)
 AUDIT_HISTORY = 100  # audit runs kept in MongoDB
 WARM_INTERVAL_S = 300  # how often beat schedules the cache warming
 CLEANUP_INTERVAL_S = 3600  # how often beat schedules the TTL cleanup
-# Per client address (flask-limiter syntax; tests/unit/test_overload.py checks they parse):
-RATE_LIMIT_SEARCH = "10/second;120/minute"  # requests with q= (list and count)
-RATE_LIMIT_DEEP_PAGES = "5/second;60/minute"  # list pages starting past DEEP_PAGE_OFFSET items
-RATE_LIMIT_AUTH_FAILURES = "10/minute;100/hour"  # 401s on the endpoints that need a token
 JOBS = ("warm", "cleanup", "audit", "repair")  # what JOLLYJET_JOBS_OFF may name
 # Read by earlier releases (REDIS_URL carries them now): left set, the cache would silently connect elsewhere.
 _RETIRED = ("JOLLYJET_REDIS_TOPOLOGY", "JOLLYJET_REDIS_SENTINELS", "JOLLYJET_REDIS_TLS")
@@ -62,11 +58,15 @@ _SCHEMES = {
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _ADDRESS = r"^((?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5}))?$"  # HOST:PORT, or empty
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
-_MASTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # a Redis master's or a Celery queue's name
 
 
-def _var(name: str) -> Any:  # a field bound to exactly one environment variable name
-    return AliasChoices(name)
+def _env(variable: str, default: Any, **constraints: Any) -> Any:  # a field read from one environment variable
+    return Field(default, validation_alias=AliasChoices(variable), **constraints)
+
+
+def _items(raw: str) -> list[str]:  # a comma-separated list, blanks dropped
+    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 class Environment(StrEnum):
@@ -99,9 +99,7 @@ class SettingsError(RuntimeError):
 def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
     """`host:port,host:port` → ((host, port), ...); raises ValueError naming the bad entry."""
     found = []
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
+    for item in _items(raw):
         host, sep, port = item.rpartition(":")
         if not sep or not _HOST.match(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"{item!r} is not host:port (port 1-65535)")
@@ -134,12 +132,11 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     userinfo, at, hosts = netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
     master = path.strip("/")
-    if not _MASTER.match(master):
+    if not re.match(_NAME, master):
         raise ValueError("name the master after the sentinels: redis+sentinel://host:port,host:port/master")
     options = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = set(options) - {"sentinel_password", "ssl_ca_certs"}
-    if unknown:
-        raise ValueError(f"unknown option {sorted(unknown)[0]!r} (sentinel_password, ssl_ca_certs)")
+    if unknown := sorted(set(options) - {"sentinel_password", "ssl_ca_certs"}):
+        raise ValueError(f"unknown option {unknown[0]!r} (sentinel_password, ssl_ca_certs)")
     tls = scheme == "rediss+sentinel"
     if "ssl_ca_certs" in options and not tls:
         raise ValueError("ssl_ca_certs is only used with rediss+sentinel://")
@@ -160,78 +157,59 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     # --- The service: environment, MongoDB, the HTTP API, logs and metrics exporters
-    env: Environment = Field(Environment.DEVELOPMENT, validation_alias=_var("JOLLYJET_ENV"))
-    mongodb_uri: str = Field(EMBEDDED_MONGODB_URI, validation_alias=_var("MONGODB_URI"))
-    mongodb_timeout_ms: int = Field(2000, ge=50, le=60000, validation_alias=_var("JOLLYJET_MONGODB_TIMEOUT_MS"))
-    api_tokens_raw: str = Field("", validation_alias=_var("JOLLYJET_API_TOKENS"), repr=False)
-    max_body_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024, validation_alias=_var("JOLLYJET_MAX_BODY_BYTES"))
-    max_page_size: int = Field(100, ge=1, le=1000, validation_alias=_var("JOLLYJET_MAX_PAGE_SIZE"))
-    max_page: int = Field(10000, ge=1, le=1_000_000, validation_alias=_var("JOLLYJET_MAX_PAGE"))
-    # Browser origins allowed to call the API (CORS); empty: CORS off. jollyjet/http.py.
-    cors_origins_raw: str = Field("", validation_alias=_var("JOLLYJET_CORS_ORIGINS"))
-    # Staleness an operator accepts from browsers and CDNs on the public GETs; both 0 (the
-    # default): they store but revalidate every use. jollyjet/http.py, docs/api.md.
-    http_max_age_s: int = Field(0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_MAX_AGE_S"))
-    http_stale_while_revalidate_s: int = Field(
-        0, ge=0, le=3600, validation_alias=_var("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S")
-    )
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", validation_alias=_var("JOLLYJET_LOG_LEVEL"))
-    log_format: LogFormat = Field(LogFormat.AUTO, validation_alias=_var("JOLLYJET_LOG_FORMAT"))
+    env: Environment = _env("JOLLYJET_ENV", Environment.DEVELOPMENT)
+    mongodb_uri: str = _env("MONGODB_URI", EMBEDDED_MONGODB_URI)
+    mongodb_timeout_ms: int = _env("JOLLYJET_MONGODB_TIMEOUT_MS", 2000, ge=50, le=60000)
+    api_tokens_raw: str = _env("JOLLYJET_API_TOKENS", "", repr=False)
+    max_body_bytes: int = _env("JOLLYJET_MAX_BODY_BYTES", 65536, ge=1024, le=16 * 1024 * 1024)
+    max_page_size: int = _env("JOLLYJET_MAX_PAGE_SIZE", 100, ge=1, le=1000)
+    max_page: int = _env("JOLLYJET_MAX_PAGE", 10000, ge=1, le=1_000_000)
+    cors_origins_raw: str = _env("JOLLYJET_CORS_ORIGINS", "")  # browser origins allowed (CORS); empty: CORS off
+    # Staleness browsers and CDNs may serve on the public GETs; both 0: they revalidate every use (docs/api.md).
+    http_max_age_s: int = _env("JOLLYJET_HTTP_MAX_AGE_S", 0, ge=0, le=3600)
+    http_stale_while_revalidate_s: int = _env("JOLLYJET_HTTP_STALE_WHILE_REVALIDATE_S", 0, ge=0, le=3600)
+    log_level: str = _env("JOLLYJET_LOG_LEVEL", "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: LogFormat = _env("JOLLYJET_LOG_FORMAT", LogFormat.AUTO)
     # HOST:PORT, e.g. 0.0.0.0:9101. Off by default: two workers on one host must not fight over a port.
-    worker_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_WORKER_METRICS_ADDRESS"))
-    beat_metrics_address: str = Field("", pattern=_ADDRESS, validation_alias=_var("JOLLYJET_BEAT_METRICS_ADDRESS"))
-
+    worker_metrics_address: str = _env("JOLLYJET_WORKER_METRICS_ADDRESS", "", pattern=_ADDRESS)
+    beat_metrics_address: str = _env("JOLLYJET_BEAT_METRICS_ADDRESS", "", pattern=_ADDRESS)
     # --- Redis (None: embedded fakeredis, only outside production). The scheme names the topology:
     # redis[s]:// or unix:// standalone, redis[s]+cluster:// any node, redis[s]+sentinel:// (docs).
-    redis_url: str | None = Field(None, validation_alias=_var("REDIS_URL"), repr=False)
+    redis_url: str | None = _env("REDIS_URL", None, repr=False)
     # Socket and connect timeout of every Redis connection (cache, sentinels, rate-limit counts).
-    redis_timeout_ms: int = Field(100, ge=1, le=10000, validation_alias=_var("JOLLYJET_REDIS_TIMEOUT_MS"))
-
+    redis_timeout_ms: int = _env("JOLLYJET_REDIS_TIMEOUT_MS", 100, ge=1, le=10000)
     # --- The cache
-    cache_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_CACHE_ENABLED"))
-    cache_key_prefix: str = Field(
-        "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$", validation_alias=_var("JOLLYJET_CACHE_KEY_PREFIX")
-    )
-    cache_product_ttl_s: int = Field(3600, ge=1, le=604800, validation_alias=_var("JOLLYJET_CACHE_PRODUCT_TTL_S"))
-    cache_list_ttl_s: int = Field(300, ge=1, le=86400, validation_alias=_var("JOLLYJET_CACHE_LIST_TTL_S"))
-    cache_fence_poll_s: float = Field(1.0, ge=0.05, le=60, validation_alias=_var("JOLLYJET_CACHE_FENCE_POLL_S"))
-    breaker_cooldown_s: float = Field(5.0, gt=0, le=600, validation_alias=_var("JOLLYJET_BREAKER_COOLDOWN_S"))
-    popularity_sample_rate: float = Field(0.1, gt=0, le=1, validation_alias=_var("JOLLYJET_POPULARITY_SAMPLE_RATE"))
-
+    cache_enabled: bool = _env("JOLLYJET_CACHE_ENABLED", True)
+    cache_key_prefix: str = _env("JOLLYJET_CACHE_KEY_PREFIX", "jj", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    cache_product_ttl_s: int = _env("JOLLYJET_CACHE_PRODUCT_TTL_S", 3600, ge=1, le=604800)
+    cache_list_ttl_s: int = _env("JOLLYJET_CACHE_LIST_TTL_S", 300, ge=1, le=86400)
+    cache_fence_poll_s: float = _env("JOLLYJET_CACHE_FENCE_POLL_S", 1.0, ge=0.05, le=60)
+    breaker_cooldown_s: float = _env("JOLLYJET_BREAKER_COOLDOWN_S", 5.0, gt=0, le=600)
+    popularity_sample_rate: float = _env("JOLLYJET_POPULARITY_SAMPLE_RATE", 0.1, gt=0, le=1)
     # --- Celery and the jobs
-    celery_broker_url: str | None = Field(None, validation_alias=_var("CELERY_BROKER_URL"), repr=False)
-    celery_result_backend: str | None = Field(None, validation_alias=_var("CELERY_RESULT_BACKEND"), repr=False)
-    celery_queue: str = Field("jollyjet", pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_QUEUE"))
+    celery_broker_url: str | None = _env("CELERY_BROKER_URL", None, repr=False)
+    celery_result_backend: str | None = _env("CELERY_RESULT_BACKEND", None, repr=False)
+    celery_queue: str = _env("CELERY_QUEUE", "jollyjet", pattern=_NAME)
     # kombu's Sentinel transport finds the broker's master by this name (sentinel:// URLs).
-    celery_sentinel_master: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", validation_alias=_var("CELERY_SENTINEL_MASTER")
-    )
+    celery_sentinel_master: str | None = _env("CELERY_SENTINEL_MASTER", None, pattern=_NAME)
     # The sentinels' own password for those URLs (the master's goes in the URL: sentinel://:pw@host:port).
-    celery_sentinel_password: SecretStr | None = Field(None, validation_alias=_var("CELERY_SENTINEL_PASSWORD"))
-    # Redis-broker redelivery: an unacknowledged task is handed out again after this
-    # long, so it must exceed the longest task (hard limit) plus the longest retry delay.
-    celery_visibility_timeout_s: int = Field(
-        3600, ge=60, le=86400, validation_alias=_var("CELERY_VISIBILITY_TIMEOUT_S")
-    )
-    celery_time_limit_s: int = Field(300, ge=2, le=21600, validation_alias=_var("CELERY_TIME_LIMIT_S"))
-    celery_retry_backoff_max_s: int = Field(120, ge=1, le=3600, validation_alias=_var("CELERY_RETRY_BACKOFF_MAX_S"))
-    # Jobs beat never schedules (comma-separated: warm, cleanup, audit, repair); warm off also
-    # means no warming when a worker starts, repair off no repair enqueued when a breaker closes.
-    jobs_off_raw: str = Field("", validation_alias=_var("JOLLYJET_JOBS_OFF"))
-    audit_interval_s: int = Field(900, ge=1, le=7 * 86400, validation_alias=_var("JOLLYJET_AUDIT_INTERVAL_S"))
-    audit_mode: AuditMode = Field(AuditMode.SAMPLE, validation_alias=_var("JOLLYJET_AUDIT_MODE"))
-    repair_interval_s: int = Field(30, ge=1, le=86400, validation_alias=_var("JOLLYJET_REPAIR_INTERVAL_S"))
-
+    celery_sentinel_password: SecretStr | None = _env("CELERY_SENTINEL_PASSWORD", None)
+    # An unacknowledged task is handed out again after this: it must exceed the hard time limit plus the longest retry.
+    celery_visibility_timeout_s: int = _env("CELERY_VISIBILITY_TIMEOUT_S", 3600, ge=60, le=86400)
+    celery_time_limit_s: int = _env("CELERY_TIME_LIMIT_S", 300, ge=2, le=21600)
+    celery_retry_backoff_max_s: int = _env("CELERY_RETRY_BACKOFF_MAX_S", 120, ge=1, le=3600)
+    # Jobs beat never schedules (see JOBS); warm off: none at worker start, repair off: none when a breaker closes.
+    jobs_off_raw: str = _env("JOLLYJET_JOBS_OFF", "")
+    audit_interval_s: int = _env("JOLLYJET_AUDIT_INTERVAL_S", 900, ge=1, le=7 * 86400)
+    audit_mode: AuditMode = _env("JOLLYJET_AUDIT_MODE", AuditMode.SAMPLE)
+    repair_interval_s: int = _env("JOLLYJET_REPAIR_INTERVAL_S", 30, ge=1, le=86400)
     # --- Overload: the MongoDB bulkhead and the rate limits (docs/operations.md, "Overload")
-    # The Procfile's and the Dockerfile's gunicorn --threads come from the same variable.
-    web_threads: int = Field(4, ge=1, le=1024, validation_alias=_var("WEB_THREADS"))
-    db_bulkhead: int | None = Field(None, ge=1, le=1024, validation_alias=_var("JOLLYJET_DB_BULKHEAD"))
-    rate_limits_enabled: bool = Field(True, validation_alias=_var("JOLLYJET_RATE_LIMITS_ENABLED"))
+    web_threads: int = _env("WEB_THREADS", 4, ge=1, le=1024)  # the Procfile's and Dockerfile's gunicorn --threads
+    db_bulkhead: int | None = _env("JOLLYJET_DB_BULKHEAD", None, ge=1, le=1024)
+    rate_limits_enabled: bool = _env("JOLLYJET_RATE_LIMITS_ENABLED", True)
     # None: derived from the Redis settings (http.storage_uri). Carries credentials like REDIS_URL.
-    rate_limit_storage_uri: str | None = Field(
-        None, validation_alias=_var("JOLLYJET_RATE_LIMIT_STORAGE_URI"), repr=False
-    )
-    trusted_proxies: int = Field(0, ge=0, le=5, validation_alias=_var("JOLLYJET_TRUSTED_PROXIES"))
+    rate_limit_storage_uri: str | None = _env("JOLLYJET_RATE_LIMIT_STORAGE_URI", None, repr=False)
+    trusted_proxies: int = _env("JOLLYJET_TRUSTED_PROXIES", 0, ge=0, le=5)
 
     @field_validator(*_SCHEMES)
     @classmethod
@@ -245,77 +223,57 @@ class Settings(BaseSettings):
             parse_sentinel_url(value or "")
         return value
 
-    @field_validator("cors_origins_raw")
+    @field_validator("cors_origins_raw", "jobs_off_raw")
     @classmethod
-    def _origins_are_origins(cls, value: str) -> str:
-        for origin in (o.strip() for o in value.split(",") if o.strip()):
-            if not _ORIGIN.fullmatch(origin):
-                raise ValueError(f"{origin[:80]!r} is not an origin like https://shop.example.com[:port]")
-        return value
-
-    @field_validator("jobs_off_raw")
-    @classmethod
-    def _jobs_are_jobs(cls, value: str) -> str:
-        for job in (j.strip() for j in value.split(",") if j.strip()):
-            if job not in JOBS:
-                raise ValueError(f"{job[:40]!r} is not a job ({', '.join(JOBS)})")
+    def _items_are_known(cls, value: str, info: ValidationInfo) -> str:
+        for item in _items(value):
+            if info.field_name == "cors_origins_raw" and not _ORIGIN.fullmatch(item):
+                raise ValueError(f"{item[:80]!r} is not an origin like https://shop.example.com[:port]")
+            if info.field_name == "jobs_off_raw" and item not in JOBS:
+                raise ValueError(f"{item[:40]!r} is not a job ({', '.join(JOBS)})")
         return value
 
     @model_validator(mode="after")
     def _settings_fit_together(self) -> Settings:
-        problem = self._celery_problem() or self._production_problem() or self._stand_in_problem()
-        if problem:
-            raise ValueError(problem)
-        return self
-
-    def _celery_problem(self) -> str | None:
         celery_urls = (self.celery_broker_url or "", self.celery_result_backend or "")
         if any(url.startswith("sentinel://") for url in celery_urls) and not self.celery_sentinel_master:
-            return "CELERY_SENTINEL_MASTER: required when a Celery URL is sentinel://"
+            raise ValueError("CELERY_SENTINEL_MASTER: required when a Celery URL is sentinel://")
         if self.celery_visibility_timeout_s <= self.celery_time_limit_s + self.celery_retry_backoff_max_s:
-            return (
+            raise ValueError(
                 "CELERY_VISIBILITY_TIMEOUT_S: must exceed CELERY_TIME_LIMIT_S + CELERY_RETRY_BACKOFF_MAX_S, "
                 "or a running task is handed to a second worker"
             )
-        return None
-
-    def _production_problem(self) -> str | None:
-        if self.env is not Environment.PRODUCTION:
-            return None
-        if self.celery_broker_url is not None and self.celery_broker_url.startswith("memory://"):
-            return "CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker"
-        if self.embedded_mongo:
-            return "MONGODB_URI: production needs a real MongoDB URI, not mongomock://"
-        if self.embedded_redis and self.cache_enabled:
-            return "REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)"
-        if self.redis_topology is not RedisTopology.STANDALONE and not self.celery_broker_url:
-            # Celery's Redis transport speaks neither Cluster nor our sentinel settings.
-            return "CELERY_BROKER_URL: required with a sentinel or cluster topology (see docs)"
-        if not self.api_tokens:
-            return "JOLLYJET_API_TOKENS: production needs at least one API token"
-        if any(len(t) < 16 for t in self.api_tokens):
-            return "JOLLYJET_API_TOKENS: production tokens must be at least 16 characters"
-        return None
-
-    def _stand_in_problem(self) -> str | None:
-        # Production installs (requirements.lock, the Docker image) leave the stand-ins out:
-        # say which variable is missing instead of failing on an import at first use.
+        if self.env is Environment.PRODUCTION:
+            if (self.celery_broker_url or "").startswith("memory://"):
+                raise ValueError("CELERY_BROKER_URL: memory:// is in-process only; production needs a real broker")
+            if self.embedded_mongo:
+                raise ValueError("MONGODB_URI: production needs a real MongoDB URI, not mongomock://")
+            if self.embedded_redis and self.cache_enabled:
+                raise ValueError("REDIS_URL: production needs a Redis URL (or JOLLYJET_CACHE_ENABLED=false)")
+            if self.redis_topology is not RedisTopology.STANDALONE and not self.celery_broker_url:
+                # Celery's Redis transport speaks neither Cluster nor our sentinel settings.
+                raise ValueError("CELERY_BROKER_URL: required with a sentinel or cluster topology (see docs)")
+            if not self.api_tokens:
+                raise ValueError("JOLLYJET_API_TOKENS: production needs at least one API token")
+            if any(len(t) < 16 for t in self.api_tokens):
+                raise ValueError("JOLLYJET_API_TOKENS: production tokens must be at least 16 characters")
+        # Production installs (requirements.lock, the Docker image) leave the stand-ins out: name the variable.
         extra = "or install the `embedded` extra (requirements-embedded.lock; `bash scripts/serve` does)"
         if self.embedded_mongo and find_spec("mongomock") is None:
-            return f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}"
+            raise ValueError(f"MONGODB_URI: not set (or mongomock://) and mongomock is not installed: set it, {extra}")
         if self.embedded_redis and self.cache_enabled and find_spec("fakeredis") is None:
-            return f"REDIS_URL: not set and fakeredis is not installed: set it, {extra}"
-        return None
+            raise ValueError(f"REDIS_URL: not set and fakeredis is not installed: set it, {extra}")
+        return self
 
     @property
     def cors_origins(self) -> tuple[str, ...]:
         """Origins allowed to call the API from a browser (comma-separated in JOLLYJET_CORS_ORIGINS)."""
-        return tuple(o.strip() for o in self.cors_origins_raw.split(",") if o.strip())
+        return tuple(_items(self.cors_origins_raw))
 
     @property
     def api_tokens(self) -> tuple[str, ...]:
         """Tokens accepted for writes (comma-separated in JOLLYJET_API_TOKENS)."""
-        return tuple(t.strip() for t in self.api_tokens_raw.split(",") if t.strip())
+        return tuple(_items(self.api_tokens_raw))
 
     @property
     def redis_topology(self) -> RedisTopology:
@@ -367,13 +325,12 @@ class Settings(BaseSettings):
 
     def job_on(self, job: str) -> bool:
         """True unless JOLLYJET_JOBS_OFF names this job (warm, cleanup, audit or repair)."""
-        return job not in {j.strip() for j in self.jobs_off_raw.split(",")}
+        return job not in _items(self.jobs_off_raw)
 
     @property
     def db_bulkhead_size(self) -> int:
         """Concurrent MongoDB calls per process: JOLLYJET_DB_BULKHEAD, else half the web threads (rounded up)."""
-        # Half: however many misses arrive, at least half a process's threads stay free for
-        # what never touches MongoDB (cache hits, health checks, 429s).
+        # However many misses arrive, half the threads stay free for what needs no MongoDB (hits, health, 429s).
         return self.db_bulkhead or (self.web_threads + 1) // 2
 
     def metrics_address(self, role: str) -> tuple[str, int] | None:
@@ -393,7 +350,6 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for item in error.errors():
             loc = ".".join(str(p) for p in item["loc"]) or "settings"
-            field = Settings.model_fields.get(loc)
-            alias = field.validation_alias if field else None
+            alias = getattr(Settings.model_fields.get(loc), "validation_alias", None)
             lines.append(f"{alias.choices[0] if isinstance(alias, AliasChoices) else loc}: {item['msg']}")
         raise SettingsError("invalid configuration: " + "; ".join(lines)) from None

@@ -42,7 +42,7 @@ TIMEOUT_S = 10.0
 STARTUP_S = 30.0
 # Distinct client addresses, as the trusted proxy (the test itself) reports them.
 FLOOD_ADDRESS, HOT_ADDRESS, AFTER_ADDRESS = "203.0.113.9", "198.51.100.20", "192.0.2.33"
-# The defaults the run uses (RATE_LIMIT_SEARCH in jollyjet/settings.py): one address gets at most 120 searches a minute.
+# The defaults the run uses (RATE_LIMIT_SEARCH in jollyjet/http.py): one address gets at most 120 searches a minute.
 SEARCHES_PER_MINUTE = 120
 # A search costs MongoDB at most two commands (the page, then its total); the rest is slack
 # for the processes' own commands (connection handshakes, the readiness checks).

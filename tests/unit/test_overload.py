@@ -14,8 +14,9 @@ from limits import parse_many
 from prometheus_client import REGISTRY
 
 from jollyjet.extensions import services_of
+from jollyjet.http import RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_DEEP_PAGES, RATE_LIMIT_SEARCH
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
-from jollyjet.settings import RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_DEEP_PAGES, RATE_LIMIT_SEARCH, SettingsError
+from jollyjet.settings import SettingsError
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
 from tests.support.fake_cache import FakeCacheBackend
