@@ -26,8 +26,6 @@ from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from jollyjet.products import schemas
-
 F = TypeVar("F", bound=Callable[..., Any])
 # Where the product routes find the Cache-Control value of their successful reads (set by jollyjet/http.py).
 CACHE_CONTROL_KEY = "JOLLYJET_CACHE_CONTROL"
@@ -38,6 +36,11 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_INT_DIGITS = 30
 _LISTED_PROBLEMS = 5
 _MAX_MESSAGE_CHARS = 500
+DEFAULT_PAGE_SIZE = 20
+# Field metadata naming the config key that caps an integer query parameter (PageCaps and the document).
+CAP_SETTING = "cap_setting"
+MAX_PAGE_KEY = "JOLLYJET_MAX_PAGE"
+MAX_PAGE_SIZE_KEY = "JOLLYJET_MAX_PAGE_SIZE"
 
 
 def _not_json_constant(name: str) -> NoReturn:
@@ -241,6 +244,43 @@ def asset(filename: str) -> Response:
     return send_from_directory(str(swagger_ui_path), filename, max_age=3600)
 
 
+def default_page_size(cap: int) -> int:
+    """The page size when the client names none: never above the configured cap."""
+    return min(DEFAULT_PAGE_SIZE, cap)
+
+
+def _check_cap(value: int, setting: str) -> None:
+    cap = current_app.config[setting]
+    if value > cap:
+        raise ma.ValidationError(f"must be at most {cap}")
+
+
+class PageCaps(ma.Schema):
+    """The caps of a paginated query's `page` and `page_size` (from settings), and page_size's default under its cap."""
+
+    @ma.validates("page")
+    def _page_cap(self, value: int, **_: Any) -> None:
+        _check_cap(value, MAX_PAGE_KEY)
+
+    @ma.validates("page_size")
+    def _page_size_cap(self, value: int, **_: Any) -> None:
+        _check_cap(value, MAX_PAGE_SIZE_KEY)
+
+    @ma.post_load
+    def _default_page_size(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data.setdefault("page_size", default_page_size(current_app.config[MAX_PAGE_SIZE_KEY]))
+        return data
+
+
+class AtLeastOneField(ma.Schema):
+    """A partial update must change something (the document says so with Meta.openapi_extra's minProperties)."""
+
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ma.ValidationError("send at least one field to change", "_schema")
+
+
 def init_api(app: Flask) -> Api:
     """flask-smorest's Api with its docs page and contract. One per app: it holds the app's OpenAPI spec."""
     app.config.update(
@@ -255,15 +295,11 @@ def init_api(app: Flask) -> Api:
     app.register_blueprint(assets)
     api = JsonErrorApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    # Money documents its own oneOf (text or number); apispec would add "type": "number" and forbid the text form.
-    api.register_field(schemas.Money, None, None)
-    app.url_map.converters["product_id"] = schemas.ProductIdConverter
-    api.register_converter(schemas.ProductIdConverter, schemas.product_id_schema)
 
     def configured_caps(_converter: Any, field: ma.fields.Field, **_: Any) -> dict[str, Any]:
-        setting = field.metadata.get(schemas.CAP_SETTING)
-        if setting == schemas.MAX_PAGE_SIZE_KEY:
-            return {"maximum": app.config[setting], "default": schemas.default_page_size(app.config[setting])}
+        setting = field.metadata.get(CAP_SETTING)
+        if setting == MAX_PAGE_SIZE_KEY:
+            return {"maximum": app.config[setting], "default": default_page_size(app.config[setting])}
         return {} if setting is None else {"maximum": app.config[setting]}
 
     converter = api.ma_plugin.converter

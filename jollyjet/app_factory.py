@@ -31,6 +31,7 @@ from jollyjet.ops.logs import configure_logging
 from jollyjet.ops.metrics import PrometheusEvents, QueryCounter, redis_observer, shed_counter
 from jollyjet.products.catalog import CachedProductRepository, CachePolicy
 from jollyjet.products.repository import Bulkhead, MongoProductRepository
+from jollyjet.products.schemas import register_product_contract
 from jollyjet.products.views import blp as products_blp
 from jollyjet.settings import BREAKER_FAILURES, DEV_TOKEN, Environment, RedisTopology, Settings, load_settings
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services = app.extensions[EXTENSION] = services or build_services(settings)
     register_jobs(app, settings, services)
     api = init_api(app)
+    register_product_contract(api, app)
     for blueprint in (products_blp, admin_blp, health_blp, stats_blp, metrics_blp):
         api.register_blueprint(blueprint)  # through the Api, so each appears in the OpenAPI document
     register_error_handlers(app)

@@ -26,11 +26,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_etags
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from jollyjet.api import CACHE_CONTROL_KEY
+from jollyjet.api import CACHE_CONTROL_KEY, default_page_size
 from jollyjet.ops.metrics import REQUEST_ID, observe_request, request_id_from, shed_counter
 from jollyjet.products.record import ProductBody, Read
 from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Overloaded, ProductNotFound, VersionConflict
-from jollyjet.products.schemas import RESERVED, default_page_size
+from jollyjet.products.schemas import RESERVED
 from jollyjet.settings import RedisTopology, Settings
 
 if TYPE_CHECKING:

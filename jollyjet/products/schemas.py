@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import current_app
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from flask import Flask
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.routing import BaseConverter
 
+from jollyjet.api import CAP_SETTING, MAX_PAGE_KEY, MAX_PAGE_SIZE_KEY, AtLeastOneField, PageCaps
 from jollyjet.products.record import SORT_FIELDS
+
+if TYPE_CHECKING:
+    from flask_smorest import Api
 
 MAX_PRICE = Decimal("1000000000.00")
 MAX_STOCK = 1_000_000_000
@@ -24,11 +28,6 @@ _TEXT = validate.Regexp(f".*?{_NOT_BLANK}", flags=re.DOTALL, error="must contain
 # How the OpenAPI document states _TEXT (JSON Schema patterns are searched, not anchored).
 _TEXT_DOC = {"pattern": _NOT_BLANK}
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-DEFAULT_PAGE_SIZE = 20
-# Field metadata naming the config key capping an integer query parameter (validator and jollyjet/api.py).
-CAP_SETTING = "cap_setting"
-MAX_PAGE_KEY = "JOLLYJET_MAX_PAGE"
-MAX_PAGE_SIZE_KEY = "JOLLYJET_MAX_PAGE_SIZE"
 SORT_CHOICES = tuple(f"{sign}{name}" for name in SORT_FIELDS for sign in ("", "-"))
 
 # The one spelling of a price as text (the rule and the document's pattern): no sign, no leading zeros,
@@ -120,17 +119,11 @@ class ProductInputSchema(StrictSchema):
     is_active = StrictBoolean(load_default=True)
 
 
-class ProductPatchSchema(ProductInputSchema):
+class ProductPatchSchema(ProductInputSchema, AtLeastOneField):
     """PATCH: any subset of the input fields, at least one."""
 
     class Meta(StrictSchema.Meta):
-        # Read by jollyjet/api.py: what _not_empty enforces, in the document.
-        openapi_extra = {"minProperties": 1, "example": {"stock": 12}}
-
-    @validates_schema
-    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
-        if not data:
-            raise ValidationError("send at least one field to change", "_schema")
+        openapi_extra = {"minProperties": 1, "example": {"stock": 12}}  # what AtLeastOneField enforces
 
 
 class ProductSchema(Schema):
@@ -172,37 +165,13 @@ class ProductFilterSchema(StrictSchema):
     )
 
 
-class ProductListQuerySchema(ProductFilterSchema):
+class ProductListQuerySchema(ProductFilterSchema, PageCaps):
     """Filters plus sort and pagination. Caps come from settings; the OpenAPI document states them."""
 
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORT_CHOICES))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={CAP_SETTING: MAX_PAGE_KEY})
-    # No load_default: the default is DEFAULT_PAGE_SIZE cut to the configured cap (post_load).
+    # No load_default: the default is DEFAULT_PAGE_SIZE cut to the configured cap (PageCaps' post_load).
     page_size = fields.Integer(validate=validate.Range(min=1), metadata={CAP_SETTING: MAX_PAGE_SIZE_KEY})
-
-    @validates("page")
-    def _page_cap(self, value: int, **_: Any) -> None:
-        _check_cap(value, MAX_PAGE_KEY)
-
-    @validates("page_size")
-    def _page_size_cap(self, value: int, **_: Any) -> None:
-        _check_cap(value, MAX_PAGE_SIZE_KEY)
-
-    @post_load
-    def _default_page_size(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        data.setdefault("page_size", default_page_size(current_app.config[MAX_PAGE_SIZE_KEY]))
-        return data
-
-
-def default_page_size(cap: int) -> int:
-    """The page size when the client names none: never above the configured cap."""
-    return min(DEFAULT_PAGE_SIZE, cap)
-
-
-def _check_cap(value: int, setting: str) -> None:
-    cap = current_app.config[setting]
-    if value > cap:
-        raise ValidationError(f"must be at most {cap}")
 
 
 class CountSchema(Schema):
@@ -223,6 +192,14 @@ class ProductIdConverter(BaseConverter):
     """One path segment that is not a reserved sibling route name."""
 
     regex = "(?!(?:" + "|".join(RESERVED) + r")(?:/|$))[^/]+"
+
+
+def register_product_contract(api: Api, app: Flask) -> None:
+    """Before the blueprints: the id path converter, and Money as it documents itself."""
+    # Money states its own oneOf (text or number); apispec would add "type": "number" and forbid the text form.
+    api.register_field(Money, None, None)
+    app.url_map.converters["product_id"] = ProductIdConverter
+    api.register_converter(ProductIdConverter, product_id_schema)
 
 
 def product_id_schema(_: ProductIdConverter) -> dict[str, Any]:

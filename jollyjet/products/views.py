@@ -20,13 +20,12 @@ import orjson
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
-from jollyjet.api import CACHE_CONTROL_KEY, ApiBlueprint, errors, require_token
+from jollyjet.api import CACHE_CONTROL_KEY, MAX_PAGE_KEY, ApiBlueprint, errors, require_token
 from jollyjet.extensions import current_services
 from jollyjet.http import PREFIX, ROUTE, etag, not_modified, read_made_before
 from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord, cents, json_array, render
 from jollyjet.products.repository import ProductNotFound, VersionConflict
 from jollyjet.products.schemas import (
-    MAX_PAGE_KEY,
     CategorySchema,
     CountSchema,
     ProductFilterSchema,
