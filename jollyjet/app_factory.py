@@ -14,9 +14,9 @@ from flask import Flask
 
 from jollyjet import jobs
 from jollyjet.api import init_api
-from jollyjet.cache.client import CircuitBreaker, RedisClient, build_redis_client
+from jollyjet.cache.client import RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
-from jollyjet.cache.fence import RepairFence, RepairLog
+from jollyjet.cache.fence import CircuitBreaker, RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy
 from jollyjet.cache.store import CacheBackend, CacheEvents, EventCounter, TeeEvents
 from jollyjet.commands import register_commands

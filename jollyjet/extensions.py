@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, cast
 from flask import Flask, current_app
 
 if TYPE_CHECKING:  # types only: routes import this module and must not import Redis
-    from jollyjet.cache.client import CircuitBreaker, RedisClient
+    from jollyjet.cache.client import RedisClient
     from jollyjet.cache.epoch import CacheEpochGuard
-    from jollyjet.cache.fence import RepairLog
+    from jollyjet.cache.fence import CircuitBreaker, RepairLog
     from jollyjet.cache.keys import CacheKeys, PopularityTracker
     from jollyjet.cache.store import CacheBackend, CacheEvents
     from jollyjet.products.catalog import CachedProductRepository, Catalog

@@ -22,9 +22,10 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from jollyjet.cache import scripts
-from jollyjet.cache.client import REDIS_ERRORS, CircuitBreaker, DeferredCluster, RedisClient
+from jollyjet.cache.client import REDIS_ERRORS, DeferredCluster, RedisClient
 
 if TYPE_CHECKING:
+    from jollyjet.cache.fence import CircuitBreaker
     from jollyjet.cache.keys import ProductKeys
 
 log = logging.getLogger(__name__)

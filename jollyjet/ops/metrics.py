@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
 
-    from jollyjet.cache.client import CircuitBreaker
+    from jollyjet.cache.fence import CircuitBreaker
     from jollyjet.cache.store import CallObserver
     from jollyjet.settings import Settings
 

@@ -20,7 +20,7 @@ import orjson
 from jollyjet.cache.fence import RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy, query_hash
 from jollyjet.cache.store import CacheBackend, CacheError, CacheEvents, VersionedEntry
-from jollyjet.products.catalog_writes import ProductCacheWriter
+from jollyjet.products.catalog_writes import CatalogWrites, ProductCacheWriter
 from jollyjet.products.record import (
     DECODE_ERRORS,
     CacheStatus,
@@ -68,7 +68,7 @@ class PageMovedOn(ValueError):
     """A stored page one of whose items changed since it was stored: a miss, not damage."""
 
 
-class CachedProductRepository:
+class CachedProductRepository(CatalogWrites):
     """The catalog cache over the product repository: what views, commands and jobs call when the cache is on."""
 
     def __init__(
@@ -344,19 +344,6 @@ class CachedProductRepository:
             bodies.append(entry.payload)
         served_versions = [entry.version for entry in entries if entry is not None]
         return PageOfBodies(ids, bodies, total, versions=served_versions, moved_on=moved_on)
-
-    # --- writes: MongoDB first, then the cache (catalog_writes.py) ------------------------
-    def create(self, values: dict[str, Any]) -> ProductRecord:
-        """Insert a new product at version 1; raises DuplicateSku."""
-        return self.writer.commit(None, lambda: self.inner.create(values))
-
-    def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
-        """Set fields and increment version atomically; raises ProductNotFound, VersionConflict, DuplicateSku."""
-        return self.writer.commit(product_id, lambda: self.inner.update(product_id, values, expected_version))
-
-    def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
-        """Remove the product; returns its last state. Raises ProductNotFound, VersionConflict."""
-        return self.writer.commit(product_id, lambda: self.inner.delete(product_id, expected_version), delete=True)
 
 
 # What services.products is: the catalog cache, or (the cache switched off) MongoDB's behind the bulkhead.

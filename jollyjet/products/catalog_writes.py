@@ -37,6 +37,7 @@ from jollyjet.products.repository import DatabaseUnavailable, DuplicateSku, Prod
 
 if TYPE_CHECKING:
     from jollyjet.products.catalog import CachePolicy
+    from jollyjet.products.repository import MongoProductRepository
 
 log = logging.getLogger(__name__)
 # A version written longer ago has finished its list invalidation (a longer request has timed out:
@@ -303,3 +304,22 @@ class ProductCacheWriter:
         if self.repairs.record(product_id, f"{operation}: {type(error).__name__}") and self.fence is not None:
             self.fence.note_failure(product_id)
             self.fence.commit_wait()  # the client hears of this write only once every process's fence includes it
+
+
+class CatalogWrites:
+    """The catalog cache's client writes (CachedProductRepository's): MongoDB first, then the cache (commit)."""
+
+    inner: MongoProductRepository
+    writer: ProductCacheWriter
+
+    def create(self, values: dict[str, Any]) -> ProductRecord:
+        """Insert a new product at version 1; raises DuplicateSku."""
+        return self.writer.commit(None, lambda: self.inner.create(values))
+
+    def update(self, product_id: str, values: dict[str, Any], expected_version: int | None) -> ProductRecord:
+        """Set fields and increment version atomically; raises ProductNotFound, VersionConflict, DuplicateSku."""
+        return self.writer.commit(product_id, lambda: self.inner.update(product_id, values, expected_version))
+
+    def delete(self, product_id: str, expected_version: int | None) -> ProductRecord:
+        """Remove the product; returns its last state. Raises ProductNotFound, VersionConflict."""
+        return self.writer.commit(product_id, lambda: self.inner.delete(product_id, expected_version), delete=True)

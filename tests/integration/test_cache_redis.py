@@ -11,8 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
-from jollyjet.cache.client import BreakerState
-from jollyjet.cache.fence import CacheRepairRecord
+from jollyjet.cache.fence import BreakerState, CacheRepairRecord
 from jollyjet.cache.store import CacheBackend, CacheUnavailable
 from jollyjet.extensions import services_of
 from jollyjet.jobs.repair import repair_failed_writes

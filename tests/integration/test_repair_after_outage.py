@@ -19,8 +19,7 @@ from celery.contrib.testing.worker import start_worker
 from flask.testing import FlaskClient
 
 from jollyjet import create_app
-from jollyjet.cache.client import BreakerState
-from jollyjet.cache.fence import CacheRepairRecord
+from jollyjet.cache.fence import BreakerState, CacheRepairRecord
 from jollyjet.extensions import services_of
 from jollyjet.jobs import FlaskCelery
 from tests.conftest import make_settings

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fakeredis
 
-from jollyjet.cache.client import CircuitBreaker
+from jollyjet.cache.fence import CircuitBreaker
 from jollyjet.cache.keys import ProductKeys
 from jollyjet.cache.store import CacheBackend
 

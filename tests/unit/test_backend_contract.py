@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jollyjet.cache.client import CircuitBreaker
+from jollyjet.cache.fence import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys, query_hash
 from jollyjet.cache.store import CacheBackend, VersionedEntry
 from tests.support.fake_cache import FakeCacheBackend, write_entry

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jollyjet import create_app, jobs
-from jollyjet.cache.client import CircuitBreaker
+from jollyjet.cache.fence import CircuitBreaker
 from jollyjet.extensions import services_of
 from tests.conftest import make_settings
 

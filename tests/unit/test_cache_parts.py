@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from jollyjet.cache.client import BreakerState, CircuitBreaker
+from jollyjet.cache.fence import BreakerState, CircuitBreaker
 from jollyjet.cache.keys import SCHEMA_VERSION, CacheKeys, TtlPolicy, product_id_from_entry_key, query_hash
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from jollyjet.cache.client import CircuitBreaker
+from jollyjet.cache.fence import CircuitBreaker
 from jollyjet.cache.keys import CacheKeys, ProductKeys
 from jollyjet.cache.store import CacheBackend
 from tests.support.redis_server import RedisServer
