@@ -24,11 +24,6 @@ LIST_QUERY = {"category": CHECKER_CATEGORY, "page_size": 100}
 LIST_PATH = f"/api/v1/products?category={CHECKER_CATEGORY}&page_size=100"
 
 
-def _shed(reply: BaseHTTPResponse) -> bool:
-    """A 503 the bulkhead answered before the write reached MongoDB."""
-    return bool(reply.status == 503 and orjson.loads(reply.data or b"{}").get("message", "").startswith("overloaded:"))
-
-
 class Checker:
     """One client, one judge; cycle() runs one round of writes and judged reads."""
 
@@ -88,9 +83,9 @@ class Checker:
             raise
         if reply.status not in (200, 201, 204):
             self.errors += 1
-            # A refusal did not happen, nor did a write the bulkhead shed ("overloaded: ...", never
-            # sent to MongoDB: docs/operations.md); any other server error may have committed.
-            (history.fail_write if 400 <= reply.status < 500 or _shed(reply) else history.unknown_write)(token)
+            # A refusal or a write the bulkhead shed (503 "overloaded: ...") never reached MongoDB; other 5xx may have.
+            failed = 400 <= reply.status < 500 or (reply.status == 503 and b'"message":"overloaded:' in reply.data)
+            (history.fail_write if failed else history.unknown_write)(token)
             return {}
         product = orjson.loads(reply.data) if reply.data else {}
         history.complete_write(token, product or None, at=completed)

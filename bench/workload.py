@@ -64,9 +64,8 @@ class SeedPlan:
 def documents(plan: SeedPlan, seed: int = 1) -> Iterator[dict[str, Any]]:
     """Every document of the plan exactly as the service stores it, deterministic for a seed (timestamps aside)."""
     rng = random.Random(seed)
-    # Written a day before the run, as a production catalog was written before the cache
-    # warmed: a fill of a version written in the last two minutes may not serve the next
-    # write as its before-image, which would make a fresh catalog look written during the run.
+    # Written a day before, as a real catalog is: a fill of a version written in the last two minutes
+    # may not serve the next write as its before-image, so a fresh catalog would look written mid-run.
     now = datetime.now(UTC) - timedelta(days=1)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     ranges = ((CATALOG_PREFIX, plan.catalog, None), (RESERVE_PREFIX, plan.reserve, "bench-reserve"))
