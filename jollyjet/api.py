@@ -98,9 +98,9 @@ class StrictFlaskParser(FlaskParser):
                 parse_constant=_not_json_constant,
                 object_pairs_hook=_object_without_duplicate_keys,
             )
-            if not _has_lone_surrogate(document):
-                return document
-            raise ValueError("lone surrogate in a JSON string")
+            if _has_lone_surrogate(document):
+                raise ValueError("lone surrogate in a JSON string")
+            return document
         except UnicodeDecodeError as error:  # a ValueError too: it must come first
             _bad_json(error, "it is not UTF-8 text")
         except RecursionError as error:  # what the decoder raises on absurdly deep nesting

@@ -13,7 +13,7 @@ import threading
 from flask import Flask
 
 from jollyjet import jobs
-from jollyjet.api import init_api
+from jollyjet.api import MAX_PAGE_KEY, MAX_PAGE_SIZE_KEY, init_api
 from jollyjet.cache.client import RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.fence import CircuitBreaker, RepairFence, RepairLog
@@ -54,8 +54,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         TESTING=settings.env is Environment.TESTING,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JOLLYJET_API_TOKENS=api_tokens(settings),
-        JOLLYJET_MAX_PAGE=settings.max_page,
-        JOLLYJET_MAX_PAGE_SIZE=settings.max_page_size,
+        # The keys the page caps are read under (api.PageCaps and the OpenAPI document).
+        **{MAX_PAGE_KEY: settings.max_page, MAX_PAGE_SIZE_KEY: settings.max_page_size},
     )
     connect_mongo(settings, [QueryCounter()])
     services = app.extensions[EXTENSION] = services or build_services(settings)
