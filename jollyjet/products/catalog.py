@@ -27,9 +27,7 @@ from jollyjet.products.record import (
     CategoryCount,
     PageOfBodies,
     ProductBody,
-    ProductPage,
     ProductQuery,
-    ProductRecord,
     Read,
     aspects,
     body_of,
@@ -37,7 +35,6 @@ from jollyjet.products.record import (
     names,
     object_id,
     page_of,
-    parse,
 )
 from jollyjet.products.repository import MongoProductRepository
 
@@ -173,17 +170,6 @@ class CachedProductRepository(CatalogWrites):
         return Read(self._from_db(kind, compute), CacheStatus.BYPASS)
 
     # --- products -----------------------------------------------------------------------
-    def get(self, product_id: str) -> Read[ProductRecord | None]:
-        """The product, or None when it does not exist."""
-        read = self.get_body(product_id)
-        if read.value is None or read.value.record is not None:
-            return Read(None if read.value is None else read.value.record, read.source)
-        try:
-            return Read(parse(read.value.body), read.source)
-        except DECODE_ERRORS:  # names() passed but the rest is damaged: ask the source of truth
-            log.warning("undecodable product cache entry; reading the database")
-            return self._bypass("product", lambda: self.inner.get(product_id).value)
-
     def get_body(self, product_id: str) -> Read[ProductBody | None]:
         """The product's API body; a hit is the stored bytes as they are, after one HMGET."""
         if object_id(product_id) is None:
@@ -225,13 +211,6 @@ class CachedProductRepository(CatalogWrites):
         return self.writer.fill_missing(product_ids, self.inner.get_many)
 
     # --- lists, counts, categories ------------------------------------------------------
-    def list_page(self, query: ProductQuery) -> Read[ProductPage]:
-        """One page of products matching the query, with the total."""
-        read = self.list_bodies(query)
-        page = read.value
-        records = page.records if page.records is not None else [parse(b) for b in page.bodies]
-        return Read(ProductPage(items=records, total=page.total), read.source)
-
     def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
         """One page as its items' bodies: the ids and total from the list entry, the bodies from product entries."""
         read = self.warm_query(query)

@@ -269,7 +269,7 @@ def json_array(bodies: Iterable[bytes]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ProductBody:
-    """One product's API body, the version its ETag names, and the record when at hand (spares a parse)."""
+    """One product's API body, the version its ETag names, and the record when read from MongoDB (a fill dates it)."""
 
     version: int
     body: bytes
@@ -288,7 +288,6 @@ class PageOfBodies:
     ids: list[str]
     bodies: list[bytes]
     total: int
-    records: list[ProductRecord] | None = None  # when read from the database
     versions: list[int] | None = None  # each item's version as read (stored with the ids)
     moved_on: bool = False  # from the cache, with items newer than the stored page (catalog._page_from_ids)
 
@@ -296,4 +295,4 @@ class PageOfBodies:
 def page_of(page: ProductPage) -> PageOfBodies:
     """A page of records (and its total) as bodies."""
     ids, bodies, versions = [r.id for r in page.items], [render(r) for r in page.items], [r.version for r in page.items]
-    return PageOfBodies(ids, bodies, page.total, page.items, versions)
+    return PageOfBodies(ids, bodies, page.total, versions)

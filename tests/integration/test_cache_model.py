@@ -26,9 +26,9 @@ from jollyjet import create_app
 from jollyjet.cache.store import CacheError
 from jollyjet.extensions import CacheServices, Services, services_of
 from jollyjet.jobs.repair import repair_failed_writes
-from jollyjet.products.record import ProductQuery, ProductRecord, product_to_api
+from jollyjet.products.record import ProductQuery, ProductRecord, parse, product_to_api
 from tests.conftest import make_settings
-from tests.support.factories import product_values
+from tests.support.factories import product_values, record_read
 from tests.support.judge import DELETE, CatalogHistory, CatalogJudge
 from tests.support.redis_server import RedisServer
 
@@ -135,7 +135,7 @@ class CacheModel(RuleBasedStateMachine):
     def read(self, data: st.DataObject) -> None:
         product_id = data.draw(st.sampled_from(sorted(self.model)))
         began = time.monotonic()
-        read = self.cache.repository.get(product_id)
+        read = record_read(self.cache.repository.get_body(product_id))
         ended, found = time.monotonic(), read.value
         assert (None if found is None else found.version) == self.model[product_id], "stale product"
         answer = None if found is None else product_to_api(found)
@@ -146,11 +146,12 @@ class CacheModel(RuleBasedStateMachine):
     def read_list_and_count(self) -> None:
         query = ProductQuery(category=CATEGORY, page_size=100)
         began = time.monotonic()
-        listed = self.cache.repository.list_page(query)
+        listed = self.cache.repository.list_bodies(query)
         ended, page = time.monotonic(), listed.value
-        assert sorted((r.id, r.version) for r in page.items) == sorted((pid, self.model[pid]) for pid in self.live)
+        records = [parse(body) for body in page.bodies]
+        assert sorted((r.id, r.version) for r in records) == sorted((pid, self.model[pid]) for pid in self.live)
         # Whole: the ids in the service's order (-created_at, then -id), each item's body, the total.
-        items = [product_to_api(r) for r in page.items]
+        items = [product_to_api(r) for r in records]
         self.judge.page({"category": CATEGORY, "page_size": 100}, began, ended, items, page.total, listed.source.value)
         began = time.monotonic()
         counted = self.cache.repository.count(query)

@@ -16,6 +16,7 @@ import pytest
 
 from jollyjet.extensions import Services, services_of
 from tests.conftest import make_app, make_settings
+from tests.support.factories import record_read
 from tests.support.job_stack import RepositoryWithHook, product_values
 from tests.support.redis_server import RedisServer
 from tests.unit.jobs.test_job_leases import (
@@ -100,5 +101,5 @@ def test_a_job_racing_a_real_maxmemory_eviction_does_not_land_the_older_version(
     assert evicted and evicted[0] > 0  # the hook ran, and Redis evicted
     entry = entry_of(services, product.id)
     assert entry is None or entry.version == 3  # never the v2 the job read
-    read = services.products.get(product.id).value
+    read = record_read(services.products.get_body(product.id)).value
     assert read is not None and (read.version, read.stock) == (3, 8)

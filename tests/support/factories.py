@@ -1,9 +1,11 @@
-"""Product payloads (API bodies) and document values (service/repository input) for tests."""
+"""Product payloads (API bodies) and document values (service/repository input) for tests; served bodies decoded."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
+
+from jollyjet.products.record import ProductBody, ProductRecord, Read, parse
 
 _counter = itertools.count(1)
 
@@ -41,3 +43,8 @@ def product_values(**overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return values
+
+
+def record_read(read: Read[ProductBody | None]) -> Read[ProductRecord | None]:
+    """A get_body read as the record its served bytes hold (what a client decodes), with the same source."""
+    return Read(None if read.value is None else parse(read.value.body), read.source)

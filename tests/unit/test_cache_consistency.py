@@ -22,7 +22,7 @@ from jollyjet.products.catalog import CachedProductRepository, CachePolicy
 from jollyjet.products.record import CacheStatus, ProductQuery, parse
 from jollyjet.products.repository import MongoProductRepository
 from tests.conftest import make_settings
-from tests.support.factories import product_values
+from tests.support.factories import product_values, record_read
 from tests.support.fake_cache import FakeCacheBackend, write_entry
 from tests.support.interleaving import Pause, SlowReadRepository, run_in_thread
 
@@ -79,7 +79,7 @@ def test_every_write_kind_goes_through_to_the_cache(stack: Stack) -> None:
     stack.repo.delete(created.id, expected_version=updated.version)
     entry = cached_version(stack, created.id)
     assert entry is not None and entry.is_tombstone
-    read = stack.repo.get(created.id)
+    read = stack.repo.get_body(created.id)
     assert read.value is None and read.source is CacheStatus.HIT  # served by the tombstone
     assert stack.slow.reads == 0  # not one database read for any of it
 
@@ -87,7 +87,7 @@ def test_every_write_kind_goes_through_to_the_cache(stack: Stack) -> None:
 def test_reads_after_a_write_are_hits_with_the_new_state(stack: Stack) -> None:
     created = stack.repo.create(values())
     stack.repo.update(created.id, {"name": "Desk lamp"}, expected_version=None)
-    read = stack.repo.get(created.id)
+    read = record_read(stack.repo.get_body(created.id))
     assert read.source is CacheStatus.HIT and read.value is not None and read.value.name == "Desk lamp"
 
 
@@ -135,7 +135,7 @@ def test_slow_fill_after_write_and_eviction_is_refused(stack: Stack) -> None:
 
     pause = Pause()
     stack.slow.pause_after_get = pause
-    reader, result = run_in_thread(lambda: stack.repo.get(created.id))
+    reader, result = run_in_thread(lambda: record_read(stack.repo.get_body(created.id)))
     assert pause.reached.wait(5)  # the reader holds the lease and has read version 1
 
     stack.repo.update(created.id, {"stock": 42}, None)  # v2: written through, lease revoked
@@ -146,7 +146,7 @@ def test_slow_fill_after_write_and_eviction_is_refused(stack: Stack) -> None:
     assert result[0].value.version == 1  # the reader itself was concurrent with the write
     assert cached_version(stack, created.id) is None  # but its fill did not land
     assert stack.events.count("fill_rejected", "product") == 1
-    after = stack.repo.get(created.id)
+    after = record_read(stack.repo.get_body(created.id))
     assert after.source is CacheStatus.MISS and after.value is not None and after.value.version == 2
     assert cached_version(stack, created.id).version == 2  # type: ignore[union-attr]
 
@@ -156,7 +156,7 @@ def test_version_guard_alone_keeps_newer_value_when_not_evicted(stack: Stack) ->
     stack.cache.delete(stack.keys.product(created.id).entry)
     pause = Pause()
     stack.slow.pause_after_get = pause
-    reader, _ = run_in_thread(lambda: stack.repo.get(created.id))
+    reader, _ = run_in_thread(lambda: stack.repo.get_body(created.id))
     assert pause.reached.wait(5)
     stack.repo.update(created.id, {"stock": 42}, None)
     pause.release.set()
@@ -170,7 +170,7 @@ def test_late_fill_cannot_resurrect_a_deleted_product(stack: Stack) -> None:
     stack.cache.delete(stack.keys.product(created.id).entry)
     pause = Pause()
     stack.slow.pause_after_get = pause
-    reader, _ = run_in_thread(lambda: stack.repo.get(created.id))
+    reader, _ = run_in_thread(lambda: stack.repo.get_body(created.id))
     assert pause.reached.wait(5)  # read version 1 from the database
     stack.repo.delete(created.id, None)
     pause.release.set()
@@ -178,7 +178,7 @@ def test_late_fill_cannot_resurrect_a_deleted_product(stack: Stack) -> None:
 
     entry = cached_version(stack, created.id)
     assert entry is not None and entry.is_tombstone and entry.version == 2
-    assert stack.repo.get(created.id).value is None
+    assert stack.repo.get_body(created.id).value is None
 
 
 def test_tombstone_expires_and_the_product_stays_gone() -> None:
@@ -190,25 +190,25 @@ def test_tombstone_expires_and_the_product_stays_gone() -> None:
     assert tombstone is not None and tombstone.is_tombstone
     time.sleep(1.1)  # past the tombstone TTL
     assert cached_version(stack, created.id) is None
-    read = stack.repo.get(created.id)
+    read = stack.repo.get_body(created.id)
     assert read.value is None and read.source is CacheStatus.MISS
 
 
 # --- lists and counts under generations --------------------------------------------------------
 def test_lists_and_counts_are_invalidated_by_every_write_kind(stack: Stack) -> None:
     query = ProductQuery(category="home")
-    assert stack.repo.list_page(query).source is CacheStatus.MISS
-    assert stack.repo.list_page(query).source is CacheStatus.HIT
+    assert stack.repo.list_bodies(query).source is CacheStatus.MISS
+    assert stack.repo.list_bodies(query).source is CacheStatus.HIT
     assert stack.repo.count(query).value == 0
     assert stack.repo.count(query).source is CacheStatus.HIT
 
     created = stack.repo.create(values())
-    page = stack.repo.list_page(query)
-    assert page.source is CacheStatus.MISS and [r.id for r in page.value.items] == [created.id]
+    page = stack.repo.list_bodies(query)
+    assert page.source is CacheStatus.MISS and [parse(b).id for b in page.value.bodies] == [created.id]
     assert stack.repo.count(query).value == 1
 
     stack.repo.update(created.id, {"category": "garden"}, None)
-    assert stack.repo.list_page(query).value.total == 0
+    assert stack.repo.list_bodies(query).value.total == 0
     assert stack.repo.count(ProductQuery(category="garden")).value == 1
 
     stack.repo.delete(created.id, None)
@@ -226,7 +226,7 @@ def test_list_fill_computed_under_an_old_generation_is_dropped(stack: Stack) -> 
         return result
 
     stack.slow.list_page = paused_list  # type: ignore[method-assign]
-    reader, _ = run_in_thread(lambda: stack.repo.list_page(query))
+    reader, _ = run_in_thread(lambda: stack.repo.list_bodies(query))
     assert gate.reached.wait(5)  # computed the (empty) page under generation g
     stack.repo.create(values())  # bumps to g + 1
     gate.release.set()
@@ -234,7 +234,7 @@ def test_list_fill_computed_under_an_old_generation_is_dropped(stack: Stack) -> 
     stack.slow.list_page = original  # type: ignore[method-assign]
 
     assert stack.events.count("fill_rejected", "list") == 1
-    assert stack.repo.list_page(query).value.total == 1
+    assert stack.repo.list_bodies(query).value.total == 1
 
 
 # --- stampede protection -------------------------------------------------------------------------
@@ -246,7 +246,7 @@ def test_concurrent_misses_on_one_product_cause_one_database_read() -> None:
 
     def read() -> object:
         start.wait()
-        return stack.repo.get(created.id)
+        return record_read(stack.repo.get_body(created.id))
 
     threads = [run_in_thread(read) for _ in range(20)]
     for thread, _ in threads:
@@ -263,7 +263,7 @@ def test_concurrent_misses_on_one_list_cause_one_database_query() -> None:
 
     def read() -> object:
         start.wait()
-        return stack.repo.list_page(ProductQuery())
+        return stack.repo.list_bodies(ProductQuery())
 
     threads = [run_in_thread(read) for _ in range(20)]
     for thread, _ in threads:
@@ -278,9 +278,9 @@ def test_waiters_fall_back_to_the_database_when_the_filler_is_too_slow() -> None
     stack.cache.delete(stack.keys.product(created.id).entry)
     pause = Pause()
     stack.slow.pause_after_get = pause
-    leader, _ = run_in_thread(lambda: stack.repo.get(created.id))
+    leader, _ = run_in_thread(lambda: stack.repo.get_body(created.id))
     assert pause.reached.wait(5)
-    follower = stack.repo.get(created.id)  # waits 20 ms, then reads the database itself
+    follower = record_read(stack.repo.get_body(created.id))  # waits 20 ms, then reads the database itself
     assert follower.value == created and follower.source is CacheStatus.MISS
     pause.release.set()
     leader.join(5)
@@ -306,9 +306,9 @@ def test_cache_failures_never_fail_reads_or_writes_and_are_recorded() -> None:
     stack = build_stack(cache=FailingBackend())
     created = stack.repo.create(values())
     updated = stack.repo.update(created.id, {"stock": 0}, None)
-    read = stack.repo.get(created.id)
+    read = record_read(stack.repo.get_body(created.id))
     assert read.value == updated and read.source is CacheStatus.BYPASS
-    assert stack.repo.list_page(ProductQuery()).source is CacheStatus.BYPASS
+    assert stack.repo.list_bodies(ProductQuery()).source is CacheStatus.BYPASS
     assert stack.repo.count(ProductQuery()).value == 1
     stack.repo.delete(created.id, None)
     records = list(CacheRepairRecord.objects(product_id=created.id))
@@ -320,11 +320,11 @@ def test_undecodable_cache_entry_is_treated_as_a_miss(stack: Stack) -> None:
     created = stack.repo.create(values())
     pk = stack.keys.product(created.id)
     write_entry(stack.cache, pk, b"{not json", 1, 60)
-    read = stack.repo.get(created.id)
+    read = record_read(stack.repo.get_body(created.id))
     assert read.value == created and read.source is CacheStatus.MISS
 
 
 def test_malformed_ids_never_reach_the_cache_or_database(stack: Stack) -> None:
     for bad in ("xyz", "0123456789ABCDEF01234567", "*", "../../etc", "0" * 25):
-        assert stack.repo.get(bad).value is None
+        assert stack.repo.get_body(bad).value is None
     assert stack.slow.reads == 0

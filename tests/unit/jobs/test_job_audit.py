@@ -20,6 +20,7 @@ from jollyjet.jobs.audit import DRIFT_CLASSES, AuditRun, CacheAudit, latest_audi
 from jollyjet.products.record import CacheStatus, ProductDocument, ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
 from jollyjet.settings import AuditMode
+from tests.support.factories import record_read
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
     RepositoryWithHook,
@@ -171,14 +172,14 @@ def test_without_repair_drift_is_only_reported(services: Services, backend: Cach
 def test_repaired_product_drift_invalidates_cached_lists(services: Services) -> None:
     product = create(services)
     repository = services.products
-    assert repository.list_page(ProductQuery()).source is CacheStatus.MISS
-    assert repository.list_page(ProductQuery()).source is CacheStatus.HIT
+    assert repository.list_bodies(ProductQuery()).source is CacheStatus.MISS
+    assert repository.list_bodies(ProductQuery()).source is CacheStatus.HIT
     services.mongo.update(product.id, {"name": "Renamed"}, None)  # the cached page still says "Lamp"
 
     run_audit(services)
 
-    page = repository.list_page(ProductQuery())
-    assert page.source is CacheStatus.MISS and [r.name for r in page.value.items] == ["Renamed"]
+    page = repository.list_bodies(ProductQuery())
+    assert page.source is CacheStatus.MISS and [parse(b).name for b in page.value.bodies] == ["Renamed"]
 
 
 def test_ttl_only_drift_leaves_cached_lists_alone(services: Services, backend: CacheBackend) -> None:
@@ -356,6 +357,6 @@ def test_a_tombstone_hiding_an_existing_product_is_repaired(services: Services) 
     assert run.drift["version_ahead"] == 1 and run.drift["stale_version"] == 1
     assert run.repaired["version_ahead"] == 1 and run.repaired["stale_version"] == 1
     assert entry_of(services, restored.id) is None  # evicted: the next read fills it
-    assert services.products.get(restored.id).value == restored
+    assert record_read(services.products.get_body(restored.id)).value == restored
     fixed = entry_of(services, behind.id)
     assert fixed is not None and fixed.payload is not None and parse(fixed.payload) == behind

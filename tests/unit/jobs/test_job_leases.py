@@ -21,6 +21,7 @@ from jollyjet.jobs.repair import RepairReport, repair_failed_writes
 from jollyjet.products.record import ProductRecord
 from jollyjet.products.repository import MongoProductRepository
 from jollyjet.settings import AuditMode
+from tests.support.factories import record_read
 from tests.support.job_stack import RepositoryWithHook, product_values
 
 
@@ -88,7 +89,7 @@ def test_repair_racing_an_eviction_does_not_land_the_older_version(services: Ser
 
     assert entry_of(services, product.id) is None  # not the v2 the repair read
     assert (report.rewritten, report.unchanged, report.remaining) == (0, 1, 0)  # nothing stale is cached: done
-    read = services.products.get(product.id).value
+    read = record_read(services.products.get_body(product.id)).value
     assert read is not None and (read.version, read.stock) == (3, 8)
 
 
@@ -105,7 +106,7 @@ def test_repair_racing_a_delete_whose_tombstone_expired_does_not_recreate_it(ser
     report = repair(services, database=racing)
 
     assert entry_of(services, product.id) is None
-    assert services.products.get(product.id).value is None
+    assert services.products.get_body(product.id).value is None
     assert (report.rewritten, report.remaining) == (0, 0)
 
 
@@ -160,7 +161,7 @@ def test_audit_racing_a_delete_whose_tombstone_expired_does_not_recreate_it(serv
 
     assert repaired["stale_version"] == 0
     assert entry_of(services, product.id) is None
-    assert services.products.get(product.id).value is None
+    assert services.products.get_body(product.id).value is None
 
 
 def test_audit_racing_an_eviction_does_not_land_the_older_version(services: Services) -> None:
@@ -178,7 +179,7 @@ def test_audit_racing_an_eviction_does_not_land_the_older_version(services: Serv
 
     entry = entry_of(services, product.id)
     assert entry is None or entry.version == 3
-    read = services.products.get(product.id).value
+    read = record_read(services.products.get_body(product.id)).value
     assert read is not None and (read.version, read.stock) == (3, 8)
 
 

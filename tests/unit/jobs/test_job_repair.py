@@ -53,7 +53,7 @@ def test_writes_that_failed_during_an_outage_are_replayed(
     app: Flask, services: Services, backend: OutageBackend
 ) -> None:
     updated, deleted = create(services), create(services)
-    assert services.products.list_page(ProductQuery()).source is CacheStatus.MISS  # cached: both products
+    assert services.products.list_bodies(ProductQuery()).source is CacheStatus.MISS  # cached: both products
 
     backend.failing = {"*"}  # Redis goes down; every write still commits to MongoDB
     services.products.update(updated.id, {"stock": 1}, None)
@@ -63,7 +63,7 @@ def test_writes_that_failed_during_an_outage_are_replayed(
     assert services.cache.repairs.pending_count() == 4
     backend.failing = set()  # Redis is back, with the data it had before
 
-    stale = services.products.list_page(ProductQuery())
+    stale = services.products.list_bodies(ProductQuery())
     assert stale.source is CacheStatus.HIT and stale.value.total == 2  # what the repair job is for
 
     report = repair(services)
@@ -83,8 +83,8 @@ def test_writes_that_failed_during_an_outage_are_replayed(
         entry = entry_of(services, product.id)
         assert entry is not None and parse(entry.payload or b"") == services.mongo.get(product.id).value
     assert entry_of(services, deleted.id) == VersionedEntry(deleted.version + 1, None)
-    page = services.products.list_page(ProductQuery())
-    assert page.source is CacheStatus.MISS and {r.id for r in page.value.items} == {updated.id, created.id}
+    page = services.products.list_bodies(ProductQuery())
+    assert page.source is CacheStatus.MISS and {parse(b).id for b in page.value.bodies} == {updated.id, created.id}
     assert all(r.done_at is not None for r in CacheRepairRecord.objects)
 
     client = app.test_client()

@@ -116,7 +116,7 @@ def test_warming_fills_missing_popular_products_with_one_query_per_batch(
     products = [stack.create() for _ in range(7)]
     for rank, product in enumerate(products):
         for _ in range(10 - rank):
-            stack.repo.get(product.id)  # products[0] is the most read
+            stack.repo.get_body(product.id)  # products[0] is the most read
     for product in products:
         stack.evict(product.id)
     stack.database.get_many_calls.clear()
@@ -133,7 +133,7 @@ def test_warming_fills_missing_popular_products_with_one_query_per_batch(
 def test_already_cached_products_are_neither_read_nor_rewritten(stack: Stack) -> None:
     products = [stack.create() for _ in range(4)]
     for product in products:
-        stack.repo.get(product.id)
+        stack.repo.get_body(product.id)
     stack.evict(products[1].id)
     stack.evict(products[3].id)
     cached_entry = stack.keys.product(products[0].id).entry
@@ -154,7 +154,7 @@ def test_already_cached_products_are_neither_read_nor_rewritten(stack: Stack) ->
 
 def test_warming_never_overwrites_a_version_written_after_its_database_read(stack: Stack) -> None:
     product = stack.create()
-    stack.repo.get(product.id)
+    stack.repo.get_body(product.id)
     stack.evict(product.id)
     # Warming has read v1 and holds the lease; a client write commits and caches v2.
     stack.database.after_get_many = lambda: stack.repo.update(product.id, {"stock": 77}, None)
@@ -168,7 +168,7 @@ def test_warming_never_overwrites_a_version_written_after_its_database_read(stac
 
 def test_deleted_products_are_not_cached_by_warming(stack: Stack) -> None:
     product = stack.create()
-    stack.repo.get(product.id)
+    stack.repo.get_body(product.id)
     stack.repo.delete(product.id, None)
     stack.evict(product.id)  # the tombstone expired; the id is still popular
 
@@ -182,7 +182,7 @@ def test_deleted_products_are_not_cached_by_warming(stack: Stack) -> None:
 
 def test_a_cached_tombstone_is_left_alone(stack: Stack) -> None:
     product = stack.create()
-    stack.repo.get(product.id)
+    stack.repo.get_body(product.id)
     stack.repo.delete(product.id, None)
 
     assert stack.warm().products_warmed == 0
