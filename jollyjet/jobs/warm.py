@@ -74,7 +74,7 @@ def warm_cache(
     ids = [pid for pid in members if object_id(pid) is not None]
     report = WarmReport(products_considered=len(members), products_skipped=len(members) - len(ids))
     for start in range(0, len(ids), _BATCH):
-        report.products_warmed += repository.warm_products(ids[start : start + _BATCH])
+        report.products_warmed += repository.writer.fill_missing(ids[start : start + _BATCH], repository.inner.get_many)
     for raw in popularity.top_queries(top_queries):
         report.queries_considered += 1
         query = query_from_member(raw)

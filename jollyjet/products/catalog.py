@@ -206,10 +206,6 @@ class CachedProductRepository(CatalogWrites):
             self.popularity.product_read(product_id)
         return read
 
-    def warm_products(self, product_ids: list[str]) -> int:
-        """Fill the missing entries of these products (leases, one database query); how many landed."""
-        return self.writer.fill_missing(product_ids, self.inner.get_many)
-
     # --- lists, counts, categories ------------------------------------------------------
     def list_bodies(self, query: ProductQuery) -> Read[PageOfBodies]:
         """One page as its items' bodies: the ids and total from the list entry, the bodies from product entries."""
