@@ -36,11 +36,8 @@ from jollyjet.products.views import blp as products_blp
 from jollyjet.settings import BREAKER_FAILURES, DEV_TOKEN, Environment, RedisTopology, Settings, load_settings
 
 log = logging.getLogger(__name__)
-# Fixed values that were settings nobody tuned (the rest: jollyjet/settings.py).
+# Fixed values that were settings nobody tuned (the rest: jollyjet/settings.py; the cache's timings: CachePolicy).
 CACHE_TTL_JITTER = 0.1  # TTLs are spread uniformly by +- this fraction
-CACHE_TOMBSTONE_TTL_S = 60  # how long a deleted product's tombstone blocks late fills
-CACHE_LEASE_TTL_MS = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
-CACHE_FILL_WAIT_MS = 250  # how long a reader waits for another's fill before reading MongoDB itself
 DB_BULKHEAD_WAIT_MS = 100  # a bulkhead waiter's longest wait (a few MongoDB calls): a burst waits, a flood is shed
 POPULARITY_FLUSH_S = 5.0  # seconds between a process's batched sends of its read counts (0: at once)
 
@@ -129,9 +126,6 @@ def build_services(
     policy = CachePolicy(
         product_ttl_s=settings.cache_product_ttl_s,
         list_ttl_s=settings.cache_list_ttl_s,
-        tombstone_ttl_s=CACHE_TOMBSTONE_TTL_S,
-        lease_ttl_ms=CACHE_LEASE_TTL_MS,
-        fill_wait_ms=CACHE_FILL_WAIT_MS,
         # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
         write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
     )

@@ -50,13 +50,13 @@ _REGISTRATION_MARGIN_S = 60
 
 @dataclass(frozen=True)
 class CachePolicy:
-    """TTLs and timings of the catalog cache (from settings)."""
+    """TTLs and timings of the catalog cache: the TTLs and write_mark_ms from settings, the rest fixed here."""
 
     product_ttl_s: int = 3600
     list_ttl_s: int = 300
-    tombstone_ttl_s: int = 60
-    lease_ttl_ms: int = 2000
-    fill_wait_ms: int = 250
+    tombstone_ttl_s: int = 60  # how long a deleted product's tombstone blocks late fills
+    lease_ttl_ms: int = 2000  # fill lease / single-flight lock lifetime (longer than a slow MongoDB read)
+    fill_wait_ms: int = 250  # how long a reader waits for another's fill before reading MongoDB itself
     # Longer than any MongoDB call can take (db.socket_timeout_ms): a fill after a lapse reads the write's outcome.
     write_mark_ms: int = 11000
 

@@ -28,9 +28,10 @@ from bson import ObjectId
 from pymongo.collection import Collection
 
 from jollyjet import jobs
-from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S, CACHE_TTL_JITTER
+from jollyjet.app_factory import CACHE_TTL_JITTER
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.scripts import RELEASE_LOCK
+from jollyjet.products.catalog import CachePolicy
 from tests.support.factories import product_payload
 from tests.support.mongo_server import mongo_for_tests, unique_database_name
 from tests.support.procfile import (
@@ -51,7 +52,7 @@ TOKEN = f"e2e-{secrets.token_hex(12)}"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CATEGORY = "e2e"
 # Set explicitly so the TTL bounds asserted below are the ones the processes use.
-PRODUCT_TTL_S, TTL_JITTER, TOMBSTONE_TTL_S = 600, CACHE_TTL_JITTER, CACHE_TOMBSTONE_TTL_S
+PRODUCT_TTL_S, TTL_JITTER, TOMBSTONE_TTL_S = 600, CACHE_TTL_JITTER, CachePolicy().tombstone_ttl_s
 STARTUP_TIMEOUT_S = 20.0
 AUDIT_TIMEOUT_S = 20.0
 PLANTED = {

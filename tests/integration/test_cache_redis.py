@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from flask import Flask
@@ -83,12 +84,13 @@ def test_categories_hit_until_a_write_changes_them(redis_app: Flask) -> None:
 def test_concurrent_http_misses_cause_one_database_read(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A generous fill wait: on 2 busy cores the leader's read may take longer than the default.
-    monkeypatch.setattr("jollyjet.app_factory.CACHE_FILL_WAIT_MS", 3000)
     redis_app = create_app(make_settings(redis_url=redis_server.url))
     client = redis_app.test_client()
     product = create(client)
     services = services_of(redis_app)
+    # A generous fill wait: on 2 busy cores the leader's read may take longer than the default.
+    repository = services.require_cache().repository
+    monkeypatch.setattr(repository, "policy", replace(repository.policy, fill_wait_ms=3000))
     services.cache.backend.delete(services.cache.keys.product(product["id"]).entry)
     services.cache.events.reset()
     start = threading.Barrier(16)

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
-from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S
 from jollyjet.cache.store import CacheBackend, VersionedEntry
 from jollyjet.extensions import Services
 from jollyjet.jobs.audit import DRIFT_CLASSES, AuditRun, CacheAudit, latest_audit, prune_audits
+from jollyjet.products.catalog import CachePolicy
 from jollyjet.products.record import CacheStatus, ProductDocument, ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
 from jollyjet.settings import AuditMode
@@ -119,7 +119,7 @@ def test_every_drift_class_is_found_and_repaired_and_the_api_serves_the_database
         entry = entry_of(services, product.id)
         assert entry is not None and entry.is_tombstone
         ttl = ttl_of(services, product.id)
-        assert ttl is not None and 0 < ttl <= CACHE_TOMBSTONE_TTL_S
+        assert ttl is not None and 0 < ttl <= CachePolicy().tombstone_ttl_s
     # The audit's tombstone is one version past the one it saw, like a delete's.
     assert entry_of(services, deleted.id) == VersionedEntry(deleted.version + 1, None)
 

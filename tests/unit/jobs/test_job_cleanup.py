@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from jollyjet.app_factory import CACHE_TOMBSTONE_TTL_S
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.keys import CacheKeys
 from jollyjet.cache.store import CacheBackend
 from jollyjet.extensions import Services
 from jollyjet.jobs.cleanup import CacheCleanup, CleanupReport
+from jollyjet.products.catalog import CachePolicy
 from jollyjet.products.record import ProductRecord
 from tests.support.fake_cache import write_entry
 from tests.support.job_stack import (
@@ -108,7 +108,7 @@ def test_cleanup_handles_each_kind_of_leftover_and_nothing_else(services: Servic
     permanent_ttl = backend.client.ttl(keys.product(permanent.id).entry)
     assert permanent_ttl is not None and 0 < permanent_ttl <= services.cache.writer.max_product_ttl()  # type: ignore[union-attr]
     tombstone_ttl = backend.client.ttl(keys.product(deleted.id).entry)
-    assert tombstone_ttl is not None and 0 < tombstone_ttl <= CACHE_TOMBSTONE_TTL_S
+    assert tombstone_ttl is not None and 0 < tombstone_ttl <= CachePolicy().tombstone_ttl_s
     assert backend.get_versioned(keys.product(deleted.id).entry).is_tombstone  # type: ignore[union-attr]
     # Entries that had a TTL keep theirs; a current-generation result stays readable.
     assert backend.get_versioned(keys.product(expiring.id).entry).version == 1  # type: ignore[union-attr]

@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import pytest
 
-from jollyjet.app_factory import CACHE_LEASE_TTL_MS
 from jollyjet.cache.store import VersionedEntry
 from jollyjet.extensions import Services
 from jollyjet.jobs.audit import CacheAudit
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes
+from jollyjet.products.catalog import CachePolicy
 from jollyjet.products.record import ProductRecord
 from jollyjet.products.repository import MongoProductRepository
 from jollyjet.settings import AuditMode
@@ -33,7 +33,7 @@ def repair(services: Services, database: MongoProductRepository | None = None) -
         services.cache.writer,
         database or services.mongo,
         500,
-        lease_ttl_ms=CACHE_LEASE_TTL_MS,
+        lease_ttl_ms=CachePolicy().lease_ttl_ms,
     )
 
 
@@ -41,7 +41,7 @@ def audit(services: Services, database: MongoProductRepository) -> dict[str, int
     assert services.cache is not None
     cache = services.cache
     job = CacheAudit(
-        cache.backend, cache.keys, cache.writer, database, mode=AuditMode.FULL, lease_ttl_ms=CACHE_LEASE_TTL_MS
+        cache.backend, cache.keys, cache.writer, database, mode=AuditMode.FULL, lease_ttl_ms=CachePolicy().lease_ttl_ms
     )
     return job.run().repaired
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from jollyjet.app_factory import CACHE_LEASE_TTL_MS
 from jollyjet.cache.fence import CacheRepairRecord
 from jollyjet.cache.store import CacheError, VersionedEntry
 from jollyjet.extensions import Services
 from jollyjet.jobs.repair import RepairReport, repair_failed_writes
+from jollyjet.products.catalog import CachePolicy
 from jollyjet.products.record import CacheStatus, ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
 from tests.support.job_stack import OutageBackend, RepositoryWithHook, product_values
@@ -36,7 +36,7 @@ def repair(
         services.cache.writer,
         database or services.mongo,
         batch,
-        lease_ttl_ms=CACHE_LEASE_TTL_MS,
+        lease_ttl_ms=CachePolicy().lease_ttl_ms,
     )
 
 
