@@ -92,11 +92,6 @@ class CurrentServers:
             {"$set": {f"current.{tag.shard}.settled": True}},
         )
 
-    def current_epoch(self) -> int:
-        """How many server changes this prefix has been through (0 before the first)."""
-        found = CacheEpochRecord._get_collection().find_one({"_id": self.prefix}, {"epoch": 1})
-        return int(found.get("epoch", 0)) if found else 0
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 
 from jollyjet.cache.epoch import (
     CacheEpochGuard,
+    CacheEpochRecord,
     CurrentServer,
     CurrentServers,
     UnverifiedCacheServer,
@@ -101,7 +102,7 @@ def test_restart_from_an_old_snapshot_serves_no_old_product_list_or_count(
     assert sorted((p["id"], p["version"]) for p in listing.json) == sorted((p["id"], 2) for p in updated[1:])
     assert get(client, COUNT_URL).json == {"count": 2}
     assert services.epoch_guard.epochs_started == 2  # the first connection ever, and the restarted server
-    assert CurrentServers(services.keys.prefix).current_epoch() == 2
+    assert CacheEpochRecord.objects.get(id=services.keys.prefix).epoch == 2
 
 
 def test_a_flush_without_restart_loses_data_but_serves_nothing_old(app: Flask, snapshot_redis: RedisServer) -> None:
