@@ -25,8 +25,10 @@ REDACTED = "[REDACTED]"
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+")
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 # Attributes every LogRecord has; anything else was passed in `extra=` and is a field.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id"}
+_TEXT_STANDARD = _STANDARD | {"rid", "kv"}  # what TextFormatter sets on a record
 _HANDLER_MARK = "_jollyjet_handler"
+_SECOND: list[tuple[int, str]] = [(0, "")]  # the last second _timestamp formatted
 
 
 class Redactor:
@@ -53,10 +55,19 @@ def _with_request_id(record: logging.LogRecord) -> bool:
     return True
 
 
-def _fields(record: logging.LogRecord, *formatting: str) -> dict[str, Any]:
-    """The record's `extra=` fields (less the attributes a formatter set on it)."""
-    skip = _STANDARD.union(formatting)
+def _fields(record: logging.LogRecord, skip: frozenset[str] = _STANDARD) -> dict[str, Any]:
+    """The record's `extra=` fields: its attributes less skip (the standard ones, and any a formatter set)."""
     return {k: v for k, v in vars(record).items() if k not in skip and not k.startswith("_")}
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 in UTC, to the millisecond; the part up to the second is formatted once per second."""
+    whole = int(created)
+    second, text = _SECOND[0]  # one read: another thread may replace the pair meanwhile
+    if second != whole:
+        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _SECOND[0] = (whole, text)
+    return f"{text}.{int((created - whole) * 1000):03d}+00:00"
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,7 +76,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as a JSON line."""
         body: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -91,7 +102,7 @@ class TextFormatter(logging.Formatter):
         """The record as a human-readable line."""
         rid = getattr(record, "request_id", None)
         record.rid = f" [{rid}]" if rid else ""
-        record.kv = "".join(f" {k}={v}" for k, v in _fields(record, "rid", "kv").items())
+        record.kv = "".join(f" {k}={v}" for k, v in _fields(record, _TEXT_STANDARD).items())
         return super().format(record)
 
 
