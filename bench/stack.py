@@ -64,8 +64,7 @@ class Stack:
     """MongoDB for the whole run; a database, a redis-server and a gunicorn per mode."""
 
     def __init__(self, workdir: Path, token: str) -> None:
-        self.workdir = workdir
-        self.token = token
+        self.workdir, self.token = workdir, token
         self.mongo: MongoForTests = mongo_for_tests()  # nx-27017, or MONGODB_URI's server: start() and close()
 
     def seed_database(self, plan: workload.SeedPlan | None, seed: int) -> tuple[str, float]:

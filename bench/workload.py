@@ -158,13 +158,9 @@ class Workload:
     """A deterministic sequence of requests for a seed (deletes walk the given reserve indexes once)."""
 
     def __init__(self, catalog: int, mix: Mix, seed: int, reserve: Iterable[int], nonce: str) -> None:
-        self.mix = mix
-        self.rng = random.Random(seed)
-        self.ranks = range(catalog)
+        self.mix, self.rng, self.ranks = mix, random.Random(seed), range(catalog)
         self.cdf = list(itertools.accumulate(1 / (k**mix.zipf_s) for k in range(1, catalog + 1)))
-        self.reserve = iter(reserve)
-        self.nonce = nonce
-        self.created = 0
+        self.reserve, self.nonce, self.created = iter(reserve), nonce, 0
 
     def rank(self) -> int:
         """A catalog index: P(rank k) proportional to 1/(k+1)^s (rank 0 the most popular)."""
