@@ -18,7 +18,7 @@ from jollyjet.cache.client import RedisClient, build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.fence import CircuitBreaker, RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy
-from jollyjet.cache.store import CacheBackend, CacheEvents, EventCounter, TeeEvents
+from jollyjet.cache.store import CacheBackend, CacheEvents
 from jollyjet.commands import register_commands
 from jollyjet.db import connect_mongo, socket_timeout_ms
 from jollyjet.extensions import EXTENSION, CacheServices, Services
@@ -97,7 +97,7 @@ def register_jobs(app: Flask, settings: Settings, services: Services) -> None:
 def build_services(
     settings: Settings, *, cache_backend: CacheBackend | None = None, events: CacheEvents | None = None
 ) -> Services:
-    """Wire the repositories and the cache; a cache_backend replaces the Redis one (unit tests)."""
+    """Wire the repositories and the cache; tests may replace the Redis backend and the metrics' event sink."""
     mongo = MongoProductRepository()
     # What requests send to MongoDB goes through the bulkhead (jobs compare against `mongo` itself).
     shed = shed_counter()
@@ -105,7 +105,6 @@ def build_services(
     bounded = MongoProductRepository(bulkhead)
     if not settings.cache_enabled:
         return Services(settings=settings, products=bounded, mongo=mongo)
-    events = events or EventCounter()
     keys = CacheKeys(settings.cache_key_prefix)
     breaker = CircuitBreaker(BREAKER_FAILURES, settings.breaker_cooldown_s)
     repairs = RepairLog()
@@ -117,11 +116,12 @@ def build_services(
         # Each new connection is checked: no hit from a Redis that may not hold what we wrote.
         if not settings.embedded_redis:
             cluster = settings.redis_topology is RedisTopology.CLUSTER
-            epoch_guard = CacheEpochGuard(settings.cache_key_prefix, events, poll_s, cluster=cluster)
+            epoch_guard = CacheEpochGuard(settings.cache_key_prefix, poll_s, cluster=cluster)
         client = build_redis_client(settings, on_connect=epoch_guard, check=epoch_guard and epoch_guard.check)
         backend = CacheBackend(client, breaker, redis_observer())
         # Unit tests hand in a fakeredis backend and test the fence on its own (tests/unit/test_repair_fence.py).
         fence = RepairFence(repairs, poll_s, epoch=epoch_guard)
+    events = events or PrometheusEvents()
     popularity = PopularityTracker(backend, keys, settings.popularity_sample_rate, flush_interval_s=POPULARITY_FLUSH_S)
     policy = CachePolicy(
         product_ttl_s=settings.cache_product_ttl_s,
@@ -129,9 +129,8 @@ def build_services(
         # A write's mark outlives every MongoDB call it can wait on (server selection, then the reply).
         write_mark_ms=settings.mongodb_timeout_ms + socket_timeout_ms(settings) + 1000,
     )
-    sink = TeeEvents([events, PrometheusEvents()])
     repository = CachedProductRepository(
-        bounded, backend, keys, TtlPolicy(CACHE_TTL_JITTER), policy, repairs, sink, popularity=popularity, fence=fence
+        bounded, backend, keys, TtlPolicy(CACHE_TTL_JITTER), policy, repairs, events, popularity=popularity, fence=fence
     )
     cache = CacheServices(
         backend=backend,
@@ -141,7 +140,6 @@ def build_services(
         breaker=breaker,
         repairs=repairs,
         popularity=popularity,
-        events=events,
         client=client,
         epoch_guard=epoch_guard,
     )

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # types only: routes import this module and must not import R
     from jollyjet.cache.epoch import CacheEpochGuard
     from jollyjet.cache.fence import CircuitBreaker, RepairLog
     from jollyjet.cache.keys import CacheKeys, PopularityTracker
-    from jollyjet.cache.store import CacheBackend, CacheEvents
+    from jollyjet.cache.store import CacheBackend
     from jollyjet.products.catalog import CachedProductRepository, Catalog
     from jollyjet.products.catalog_writes import ProductCacheWriter
     from jollyjet.products.repository import MongoProductRepository
@@ -40,7 +40,6 @@ class CacheServices:
     breaker: CircuitBreaker
     repairs: RepairLog  # cache writes that failed after their database write
     popularity: PopularityTracker
-    events: CacheEvents
     client: RedisClient | None = None  # None when a backend was handed in (unit tests)
     epoch_guard: CacheEpochGuard | None = None  # checks each new Redis connection (None without a real Redis)
 

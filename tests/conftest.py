@@ -12,9 +12,11 @@ from flask.testing import FlaskClient
 
 from jollyjet import create_app
 from jollyjet.app_factory import build_services
-from jollyjet.cache.store import CacheBackend, EventCounter
+from jollyjet.cache.store import CacheBackend
 from jollyjet.commands import ensure_indexes
+from jollyjet.ops.metrics import PrometheusEvents
 from jollyjet.settings import Settings, load_settings
+from tests.support.events import EventCounter, TeeEvents
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.redis_server import RedisServer
 
@@ -46,7 +48,8 @@ def make_app(
     On mongomock, with the indexes a deployment's release phase creates (`flask --app app
     ensure-indexes`): the app itself never creates one, and the unique sku index is what
     makes a duplicate sku a 409."""
-    app = create_app(settings, build_services(settings, cache_backend=cache_backend, events=events))
+    sink = None if events is None else TeeEvents([events, PrometheusEvents()])  # the metrics count too
+    app = create_app(settings, build_services(settings, cache_backend=cache_backend, events=sink))
     if settings.embedded_mongo:
         ensure_indexes()
     return app

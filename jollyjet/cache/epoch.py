@@ -25,7 +25,7 @@ from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jollyjet.cache.keys import CacheKeys, schema_of, survives_new_epoch
-from jollyjet.cache.store import CacheBackend, CacheEvents, CacheServerSettling
+from jollyjet.cache.store import CacheBackend, CacheServerSettling
 
 log = logging.getLogger(__name__)
 # How long a new connection waits for another of this process to finish verifying; then it fails like any Redis error.
@@ -179,7 +179,6 @@ class CacheEpochGuard:
     def __init__(
         self,
         prefix: str,
-        events: CacheEvents,
         poll_s: float,
         *,
         cluster: bool = False,
@@ -188,7 +187,6 @@ class CacheEpochGuard:
     ) -> None:
         self.pattern = CacheKeys(prefix).service_pattern()
         self.store = store or CurrentServers(prefix)
-        self.events = events
         self.cluster = cluster
         self.poll_s = poll_s
         self.max_age_s = 2 * poll_s  # a view may be one poll late (a slow query, a busy CPU)
@@ -300,7 +298,6 @@ class CacheEpochGuard:
         current = CurrentServer(tag.identity, settled=replaced is None)
         self._install_view(_View(started, {**self._view.servers, tag.shard: current}))
         self.epochs_started += 1
-        self.events.emit("epoch_started", "server")
         log.warning(
             "new Redis server identity %s (shard %s): deleted %d keys of this service before using it "
             "(new cache epoch)",

@@ -11,9 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
@@ -355,46 +353,7 @@ class CacheEvents(Protocol):
     Per cached read exactly one of hit, wait_hit (served by another request's fill), miss (served from the
     database), bypass (Redis failed or the breaker is open). Also db_read, fill, fill_rejected, write_through,
     write_refused (the version guard kept a newer entry), write_failure, fenced (sent to the database by the
-    recovery fence). Kinds: product, list, count, categories; epoch_started (a server's data deleted before
-    first use) is of kind server."""
+    recovery fence). Kinds: product, list, count, categories."""
 
     def emit(self, event: str, kind: str) -> None:
         """Record one event."""
-
-
-class EventCounter:
-    """Thread-safe in-process counts of (event, kind) pairs (tests and the benchmark read them)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[tuple[str, str]] = Counter()
-
-    def emit(self, event: str, kind: str) -> None:
-        with self._lock:
-            self._counts[(event, kind)] += 1
-
-    def count(self, event: str, kind: str | None = None) -> int:
-        """Count of one event, for one kind or summed over kinds."""
-        with self._lock:
-            return sum(n for (e, k), n in self._counts.items() if e == event and (kind is None or k == kind))
-
-    def snapshot(self) -> dict[str, int]:
-        """All counts as {"event:kind": n}."""
-        with self._lock:
-            return {f"{e}:{k}": n for (e, k), n in sorted(self._counts.items())}
-
-    def reset(self) -> None:
-        """Forget all counts."""
-        with self._lock:
-            self._counts.clear()
-
-
-@dataclass(frozen=True)
-class TeeEvents:
-    """Hands every event to each sink in turn (e.g. an EventCounter and the Prometheus sink)."""
-
-    sinks: Sequence[CacheEvents]
-
-    def emit(self, event: str, kind: str) -> None:
-        for sink in self.sinks:
-            sink.emit(event, kind)

@@ -24,7 +24,7 @@ from jollyjet.cache.epoch import (
     UnverifiedCacheServer,
     probe_server,
 )
-from jollyjet.cache.store import CacheServerSettling, EventCounter
+from jollyjet.cache.store import CacheServerSettling
 from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.factories import product_payload
@@ -52,7 +52,7 @@ def app(snapshot_redis: RedisServer) -> Flask:
     # A short breaker cool-down: the restart fails a few calls, then the cache is used again. A short
     # poll: a restarted server replaces the old one and waits two polls before it is used.
     settings = make_settings(redis_url=snapshot_redis.url, breaker_cooldown_s=0.05, cache_fence_poll_s=0.05)
-    return make_app(settings, events=EventCounter())
+    return make_app(settings)
 
 
 def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def test_a_second_process_trusts_what_the_first_verified_without_deleting(
     client = app.test_client()
     product = create(client)
     prefix = services_of(app).require_cache().keys.prefix
-    other = CacheEpochGuard(prefix, EventCounter(), poll_s=1.0)
+    other = CacheEpochGuard(prefix, poll_s=1.0)
     connection = redis.Connection(host="127.0.0.1", port=snapshot_redis.port, redis_connect_func=None)
     connection.connect()
     try:
@@ -162,7 +162,7 @@ class _UnreachableStore(CurrentServers):
 def test_an_unknown_server_is_not_used_while_mongodb_cannot_say_whether_it_is_trusted(
     snapshot_redis: RedisServer,
 ) -> None:
-    guard = CacheEpochGuard("unverified", EventCounter(), 1.0, store=_UnreachableStore("unverified"))
+    guard = CacheEpochGuard("unverified", 1.0, store=_UnreachableStore("unverified"))
     raw = snapshot_redis.client()
     raw.set("unverified:v1:product:{0123456789abcdef01234567}", b"old")
     client = redis.Redis(
@@ -219,8 +219,8 @@ def test_a_failover_fences_the_old_master_and_the_new_one_waits_for_every_proces
     try:
         replica.client().replicaof("127.0.0.1", snapshot_redis.port)
         old_clock, new_clock = _Clock(), _Clock()
-        on_old = CacheEpochGuard(prefix, EventCounter(), 1.0, clock=old_clock)
-        on_new = CacheEpochGuard(prefix, EventCounter(), 1.0, clock=new_clock)
+        on_old = CacheEpochGuard(prefix, 1.0, clock=old_clock)
+        on_new = CacheEpochGuard(prefix, 1.0, clock=new_clock)
         to_old = _connection(snapshot_redis, on_old)
         on_old.check(to_old)  # the first server ever: current and settled at once
         assert on_old.epochs_started == 1
@@ -245,7 +245,7 @@ def test_a_failover_fences_the_old_master_and_the_new_one_waits_for_every_proces
 
         new_clock.now += on_new.max_age_s
         on_new.check(to_new)  # every process has had its view renewed: settled
-        later = CacheEpochGuard(prefix, EventCounter(), 1.0)
+        later = CacheEpochGuard(prefix, 1.0)
         later.check(_connection(replica, later))
         assert later.epochs_started == 0
         assert CurrentServers(prefix).read()["all"].settled
@@ -256,7 +256,7 @@ def test_a_failover_fences_the_old_master_and_the_new_one_waits_for_every_proces
 def test_no_recent_view_of_the_current_server_no_use(app: Flask, snapshot_redis: RedisServer) -> None:
     clock = _Clock()
     store = CurrentServers("blind")
-    guard = CacheEpochGuard("blind", EventCounter(), 1.0, store=store, clock=clock)
+    guard = CacheEpochGuard("blind", 1.0, store=store, clock=clock)
     connection = _connection(snapshot_redis, guard)
     guard.check(connection)
     guard.store = _UnreachableStore("blind")  # MongoDB goes away

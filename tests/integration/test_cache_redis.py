@@ -16,7 +16,8 @@ from jollyjet.cache.fence import BreakerState, CacheRepairRecord
 from jollyjet.cache.store import CacheBackend, CacheUnavailable
 from jollyjet.extensions import services_of
 from jollyjet.jobs.repair import repair_failed_writes
-from tests.conftest import TOKEN, make_settings
+from tests.conftest import TOKEN, make_app, make_settings
+from tests.support.events import EventCounter
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
 
@@ -84,7 +85,8 @@ def test_categories_hit_until_a_write_changes_them(redis_app: Flask) -> None:
 def test_concurrent_http_misses_cause_one_database_read(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redis_app = create_app(make_settings(redis_url=redis_server.url))
+    events = EventCounter()
+    redis_app = make_app(make_settings(redis_url=redis_server.url), events=events)
     client = redis_app.test_client()
     product = create(client)
     services = services_of(redis_app)
@@ -92,7 +94,7 @@ def test_concurrent_http_misses_cause_one_database_read(
     repository = services.require_cache().repository
     monkeypatch.setattr(repository, "policy", replace(repository.policy, fill_wait_ms=3000))
     services.cache.backend.delete(services.cache.keys.product(product["id"]).entry)
-    services.cache.events.reset()
+    events.reset()
     start = threading.Barrier(16)
     statuses: list[int] = []
 
@@ -106,7 +108,7 @@ def test_concurrent_http_misses_cause_one_database_read(
     for t in threads:
         t.join(10)
     assert statuses == [200] * 16
-    assert services.cache.events.count("db_read", "product") == 1
+    assert events.count("db_read", "product") == 1
 
 
 @pytest.fixture

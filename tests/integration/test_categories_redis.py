@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jollyjet.cache.store import EventCounter
 from jollyjet.extensions import Services, services_of
 from jollyjet.products.record import CategoryCount, Read
 from tests.conftest import TOKEN, make_app, make_settings
+from tests.support.events import EventCounter
 from tests.support.factories import product_values
 from tests.support.judge import CatalogHistory, CatalogJudge
 from tests.support.judged_traffic import (

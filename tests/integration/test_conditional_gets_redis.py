@@ -21,8 +21,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.cache.store import EventCounter
 from tests.conftest import TOKEN, make_app, make_settings
+from tests.support.events import EventCounter
 from tests.support.factories import product_payload
 from tests.support.judge import CatalogHistory, CatalogJudge
 from tests.support.redis_server import RedisServer

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jollyjet.cache.store import EventCounter
 from tests.conftest import TOKEN, make_app, make_settings
+from tests.support.events import EventCounter
 from tests.support.judge import CatalogHistory, CatalogJudge
 from tests.support.judged_traffic import (
     PRODUCTS,

@@ -18,9 +18,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.cache.store import EventCounter
 from jollyjet.extensions import services_of
 from tests.conftest import TOKEN, make_app, make_settings
+from tests.support.events import EventCounter
 from tests.support.factories import product_payload
 from tests.support.redis_server import RedisServer
 

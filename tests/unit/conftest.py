@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jollyjet.cache.store import EventCounter
 from tests.conftest import make_app, make_settings
 from tests.support.api import PRODUCTS
+from tests.support.events import EventCounter
 from tests.support.factories import product_payload
 from tests.support.fake_cache import FakeCacheBackend
 

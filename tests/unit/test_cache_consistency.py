@@ -16,12 +16,13 @@ import pytest
 
 from jollyjet.cache.fence import CacheRepairRecord, RepairLog
 from jollyjet.cache.keys import CacheKeys, TtlPolicy
-from jollyjet.cache.store import CacheBackend, CacheError, EventCounter, VersionedEntry
+from jollyjet.cache.store import CacheBackend, CacheError, VersionedEntry
 from jollyjet.db import connect_mongo
 from jollyjet.products.catalog import CachedProductRepository, CachePolicy
 from jollyjet.products.record import CacheStatus, ProductQuery, parse
 from jollyjet.products.repository import MongoProductRepository
 from tests.conftest import make_settings
+from tests.support.events import EventCounter
 from tests.support.factories import product_values, record_read
 from tests.support.fake_cache import FakeCacheBackend, write_entry
 from tests.support.interleaving import Pause, SlowReadRepository, run_in_thread

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from jollyjet import create_app
-from jollyjet.cache.store import EventCounter
 from jollyjet.ops.logs import REDACTED, Redactor
 from tests.conftest import TOKEN, make_app, make_settings
+from tests.support.events import EventCounter
 from tests.support.factories import product_payload
 from tests.support.fake_cache import FakeCacheBackend
 

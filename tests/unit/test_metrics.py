@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from jollyjet import create_app
-from jollyjet.cache.store import EventCounter
 from jollyjet.ops.metrics import PrometheusEvents, request_id_from
 from tests.conftest import TOKEN, make_settings
+from tests.support.events import EventCounter
 from tests.support.factories import product_payload
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

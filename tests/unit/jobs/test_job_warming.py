@@ -14,7 +14,6 @@ import pytest
 
 from jollyjet.cache.fence import RepairLog
 from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy, query_member
-from jollyjet.cache.store import EventCounter
 from jollyjet.db import connect_mongo
 from jollyjet.extensions import services_of
 from jollyjet.jobs import warm as warming
@@ -23,6 +22,7 @@ from jollyjet.products.catalog import CachedProductRepository, CachePolicy
 from jollyjet.products.record import ProductQuery, ProductRecord, parse
 from jollyjet.products.repository import MongoProductRepository
 from tests.conftest import make_settings
+from tests.support.events import EventCounter
 from tests.support.fake_cache import FakeCacheBackend
 from tests.support.job_stack import RepositoryWithHook, job_app, product_values
 
