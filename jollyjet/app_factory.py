@@ -14,7 +14,7 @@ from flask import Flask
 
 from jollyjet import jobs
 from jollyjet.api import MAX_PAGE_KEY, MAX_PAGE_SIZE_KEY, init_api
-from jollyjet.cache.client import RedisClient, build_redis_client
+from jollyjet.cache.client import build_redis_client
 from jollyjet.cache.epoch import CacheEpochGuard
 from jollyjet.cache.fence import CircuitBreaker, RepairFence, RepairLog
 from jollyjet.cache.keys import CacheKeys, PopularityTracker, TtlPolicy
@@ -108,7 +108,6 @@ def build_services(
     keys = CacheKeys(settings.cache_key_prefix)
     breaker = CircuitBreaker(BREAKER_FAILURES, settings.breaker_cooldown_s)
     repairs = RepairLog()
-    client: RedisClient | None = None
     epoch_guard: CacheEpochGuard | None = None
     fence: RepairFence | None = None
     backend, poll_s = cache_backend, settings.cache_fence_poll_s
@@ -140,7 +139,6 @@ def build_services(
         breaker=breaker,
         repairs=repairs,
         popularity=popularity,
-        client=client,
         epoch_guard=epoch_guard,
     )
     return Services(settings=settings, products=repository, mongo=mongo, cache=cache)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, cast
 from flask import Flask, current_app
 
 if TYPE_CHECKING:  # types only: routes import this module and must not import Redis
-    from jollyjet.cache.client import RedisClient
     from jollyjet.cache.epoch import CacheEpochGuard
     from jollyjet.cache.fence import CircuitBreaker, RepairLog
     from jollyjet.cache.keys import CacheKeys, PopularityTracker
@@ -40,7 +39,6 @@ class CacheServices:
     breaker: CircuitBreaker
     repairs: RepairLog  # cache writes that failed after their database write
     popularity: PopularityTracker
-    client: RedisClient | None = None  # None when a backend was handed in (unit tests)
     epoch_guard: CacheEpochGuard | None = None  # checks each new Redis connection (None without a real Redis)
 
 
