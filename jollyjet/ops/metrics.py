@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from jollyjet.settings import Settings
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("jollyjet.access")
+ACCESS_LOGGER = "jollyjet.access"  # one line per request (ops/logs.py writes them in batches)
+access_log = logging.getLogger(ACCESS_LOGGER)
 _ACCESS_RECORD = vars(logging.LogRecord(access_log.name, logging.INFO, __file__, 0, "%s %s %s", None, None))
 _LOGGING_STARTED: float = getattr(logging, "_startTime", time.time())  # what relativeCreated counts from
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("jollyjet_request_id", default=None)

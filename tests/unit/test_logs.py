@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from jollyjet import create_app
-from jollyjet.ops.logs import REDACTED, Redactor
+from jollyjet.ops.logs import REDACTED, BatchedAccessLines, Redactor
 from tests.conftest import TOKEN, make_app, make_settings
 from tests.support.events import EventCounter
 from tests.support.factories import product_payload
@@ -25,6 +26,13 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+def written(capfd: pytest.CaptureFixture[str]) -> str:
+    """What the handlers wrote to stderr, the access lines still in their batch included."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return capfd.readouterr().err
+
+
 def json_lines(text: str) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -36,9 +44,9 @@ def test_json_lines_carry_the_request_id_route_cache_outcome_and_latency(capfd: 
     client = app.test_client()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     product = client.post("/api/v1/products", json=product_payload(), headers=auth).get_json()
-    capfd.readouterr()
+    written(capfd)  # the POST's lines, not looked at
     response = client.get(f"/api/v1/products/{product['id']}", headers={"X-Request-ID": "trace-0001-abcd"})
-    lines = json_lines(capfd.readouterr().err)
+    lines = json_lines(written(capfd))
     access = [line for line in lines if line["logger"] == "jollyjet.access"]
     assert len(access) == 1, lines
     line = access[0]
@@ -50,7 +58,7 @@ def test_json_lines_carry_the_request_id_route_cache_outcome_and_latency(capfd: 
 
 def test_production_logs_json_and_development_readable_lines(capfd: pytest.CaptureFixture[str]) -> None:
     make_app(make_settings(log_level="INFO"), cache_backend=FakeCacheBackend()).test_client().get("/health/live")
-    readable = capfd.readouterr().err
+    readable = written(capfd)
     assert "INFO jollyjet.access [" in readable and "route=/health/live" in readable
     assert not json_lines(readable)
 
@@ -99,3 +107,47 @@ def test_gunicorns_messages_go_through_the_one_redacting_handler(capfd: pytest.C
     [line] = [line for line in err.splitlines() if "Booting worker" in line]  # once, by the service's handler
     assert line.endswith(" INFO gunicorn.error: Booting worker with pid: 42, Bearer [REDACTED]")
     assert "Bearer [REDACTED]" in out and "s3cret" not in out + err
+
+
+class _Writes:
+    """A stream that keeps each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def _record(logger_name: str, text: str) -> logging.LogRecord:
+    return logging.getLogger(logger_name).makeRecord(logger_name, logging.INFO, __file__, 0, text, None, None)
+
+
+def test_access_lines_go_out_in_whole_batches_and_other_lines_at_once_in_order() -> None:
+    stream = _Writes()
+    handler = BatchedAccessLines(stream)  # type: ignore[arg-type]
+    handler.FLUSH_S = 3600  # this test's batches are written by size and by other lines only
+    for i in range(3):
+        handler.handle(_record("jollyjet.access", f"request {i}"))
+    assert stream.writes == []  # batched
+    handler.handle(_record("jollyjet.test", "not an access line"))
+    assert stream.writes == ["request 0\nrequest 1\nrequest 2\nnot an access line\n"]  # one write, in order
+    stream.writes.clear()
+    for _ in range(8):
+        handler.handle(_record("jollyjet.access", "x" * 1000))
+    # Written before the batch would pass BATCH_CHARS: never more than a pipe writes atomically, lines whole.
+    assert stream.writes == [("x" * 1000 + "\n") * 3] * 2
+
+
+def test_a_batch_is_written_unasked_shortly_after_its_first_line() -> None:
+    stream = _Writes()
+    handler = BatchedAccessLines(stream)  # type: ignore[arg-type]
+    handler.FLUSH_S = 0.05
+    handler.handle(_record("jollyjet.access", "the last request"))
+    deadline = time.monotonic() + 5
+    while not stream.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.writes == ["the last request\n"]
