@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -137,6 +139,7 @@ class BatchedAccessLines(logging.StreamHandler):
         self._batch: list[str] = []
         self._chars = 0
         self._timer: threading.Timer | None = None  # one at a time: it writes whatever is batched when it fires
+        _BATCHING.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Add an access line to the batch; write anything else at once (Handler.handle holds the lock)."""
@@ -174,6 +177,18 @@ class BatchedAccessLines(logging.StreamHandler):
                 self._batch.clear()
                 self._chars = 0
             self.stream.flush()
+
+
+_BATCHING: weakref.WeakSet[BatchedAccessLines] = weakref.WeakSet()
+
+
+def _start_empty_after_fork() -> None:
+    # The parent writes its own batch, and a child has no timer thread: a forked child starts with neither.
+    for handler in _BATCHING:
+        handler._batch, handler._chars, handler._timer = [], 0, None
+
+
+os.register_at_fork(after_in_child=_start_empty_after_fork)
 
 
 def configure_logging(settings: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 
@@ -151,3 +152,23 @@ def test_a_batch_is_written_unasked_shortly_after_its_first_line() -> None:
     while not stream.writes and time.monotonic() < deadline:
         time.sleep(0.01)
     assert stream.writes == ["the last request\n"]
+
+
+def test_a_forked_child_starts_without_its_parents_batch() -> None:
+    stream = _Writes()
+    handler = BatchedAccessLines(stream)  # type: ignore[arg-type]
+    handler.FLUSH_S = 3600
+    handler.handle(_record("jollyjet.access", "the parent's request"))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it would write, then leave without running the parent's atexit
+        os.close(read_end)
+        handler.flush()
+        os.write(write_end, repr(stream.writes).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as child:
+        assert child.read() == "[]"
+    os.waitpid(pid, 0)
+    handler.flush()
+    assert stream.writes == ["the parent's request\n"]
