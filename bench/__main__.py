@@ -239,7 +239,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _n(value: float | None, digits: int = 0, unit: str = "") -> str:
-    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+    return "-" if value is None else f"{value:z,.{digits}f}{unit}"  # z: no "-0.0"
 
 
 def _ms(phase: dict[str, Any] | None) -> str:
