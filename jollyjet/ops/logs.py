@@ -145,18 +145,16 @@ class BatchedAccessLines(logging.StreamHandler):
         """Add an access line to the batch; write anything else at once (Handler.handle holds the lock)."""
         try:
             line = self.format(record) + self.terminator
-            if record.name != ACCESS_LOGGER:
-                self._batch.append(line)
-                self.flush()
-                return
             if self._chars + len(line) > self.BATCH_CHARS:
-                self.flush()
-            if self._timer is None:
+                self.flush()  # what is batched first: a write stays under PIPE_BUF where the lines allow
+            self._batch.append(line)
+            self._chars += len(line)
+            if record.name != ACCESS_LOGGER:
+                self.flush()  # at once, with the access lines before it
+            elif self._timer is None:
                 self._timer = threading.Timer(self.FLUSH_S, self._flush_later)
                 self._timer.daemon = True
                 self._timer.start()
-            self._batch.append(line)
-            self._chars += len(line)
         except Exception:
             self.handleError(record)
 

@@ -141,6 +141,9 @@ def test_access_lines_go_out_in_whole_batches_and_other_lines_at_once_in_order()
         handler.handle(_record("jollyjet.access", "x" * 1000))
     # Written before the batch would pass BATCH_CHARS: never more than a pipe writes atomically, lines whole.
     assert stream.writes == [("x" * 1000 + "\n") * 3] * 2
+    stream.writes.clear()
+    handler.handle(_record("jollyjet.test", "y" * 2000))  # the batch holds 2,002 characters: two writes, in order
+    assert stream.writes == [("x" * 1000 + "\n") * 2, "y" * 2000 + "\n"]
 
 
 def test_a_batch_is_written_unasked_shortly_after_its_first_line() -> None:
