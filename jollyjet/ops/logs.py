@@ -7,6 +7,7 @@ own messages reach it too (ServiceLogger), and no entry point adds a second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -161,19 +162,16 @@ class BatchedAccessLines(logging.StreamHandler):
     def _flush_later(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # Handler.createLock made it
             self._timer = None
-            try:
+            with contextlib.suppress(OSError, ValueError):  # the stream was closed meanwhile: nothing to write to
                 self.flush()
-            except (OSError, ValueError):  # the stream was closed meanwhile: nothing left to write to
-                self._batch.clear()
-                self._chars = 0
 
     def flush(self) -> None:
         """Write the batch in one write (also at exit: logging.shutdown flushes every handler)."""
         with self.lock:  # type: ignore[union-attr]  # Handler.createLock made it
-            if self._batch:
-                self.stream.write("".join(self._batch))
-                self._batch.clear()
-                self._chars = 0
+            # Taken before the write: a write that fails loses its lines, as StreamHandler's does, never repeats them.
+            text, self._batch, self._chars = "".join(self._batch), [], 0
+            if text:
+                self.stream.write(text)
             self.stream.flush()
 
 
