@@ -14,7 +14,7 @@ from typing import Any
 from jollyjet.cache.keys import PopularityTracker
 from jollyjet.extensions import Services
 from jollyjet.products.catalog import CachedProductRepository
-from jollyjet.products.record import SORT_FIELDS, CacheStatus, ProductQuery, object_id
+from jollyjet.products.record import SORT_FIELDS, CacheStatus, ProductQuery, is_product_id
 from jollyjet.settings import WARM_TOP_PRODUCTS, WARM_TOP_QUERIES, Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def warm_cache(
     started = time.monotonic()
     members = popularity.top_products(top_products)
     # Key names are built from ObjectId strings only (keys.py raises otherwise): skip corrupt members.
-    ids = [pid for pid in members if object_id(pid) is not None]
+    ids = [pid for pid in members if is_product_id(pid)]
     report = WarmReport(products_considered=len(members), products_skipped=len(members) - len(ids))
     for start in range(0, len(ids), _BATCH):
         report.products_warmed += repository.writer.fill_missing(ids[start : start + _BATCH], repository.inner.get_many)

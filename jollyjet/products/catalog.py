@@ -32,8 +32,8 @@ from jollyjet.products.record import (
     aspects,
     body_of,
     filters_member,
+    is_product_id,
     names,
-    object_id,
     page_of,
 )
 from jollyjet.products.repository import MongoProductRepository
@@ -172,7 +172,7 @@ class CachedProductRepository(CatalogWrites):
     # --- products -----------------------------------------------------------------------
     def get_body(self, product_id: str) -> Read[ProductBody | None]:
         """The product's API body; a hit is the stored bytes as they are, after one HMGET."""
-        if object_id(product_id) is None:
+        if not is_product_id(product_id):
             return Read(None, CacheStatus.BYPASS)
         keys = self.keys.product(product_id)
 

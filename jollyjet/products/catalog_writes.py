@@ -29,7 +29,7 @@ from jollyjet.products.record import (
     ProductBody,
     ProductRecord,
     body_of,
-    object_id,
+    is_product_id,
     parse,
     render,
 )
@@ -239,7 +239,7 @@ class ProductCacheWriter:
 
     def _mark(self, product_id: str | None) -> str:
         """The write's token, marked in Redis; '' when Redis could not be marked."""
-        if product_id is not None and object_id(product_id) is None:
+        if product_id is not None and not is_product_id(product_id):
             return ""  # not an id MongoDB can hold: the write answers 404, nothing is cached for it
         token = secrets.token_hex(8)
         product = None if product_id is None else self.keys.product(product_id)

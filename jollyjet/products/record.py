@@ -67,9 +67,14 @@ class ProductDocument(Document):
     updated_at = DateTimeField(required=True)
 
 
+def is_product_id(product_id: str) -> bool:
+    """True for a canonical 24-hex id (what a check needs: no ObjectId built)."""
+    return _PRODUCT_ID.fullmatch(product_id) is not None
+
+
 def object_id(product_id: str) -> ObjectId | None:
     """The ObjectId for a canonical 24-hex id, or None for anything else."""
-    return ObjectId(product_id) if _PRODUCT_ID.fullmatch(product_id) else None
+    return ObjectId(product_id) if is_product_id(product_id) else None
 
 
 class CacheStatus(StrEnum):
