@@ -148,7 +148,11 @@ class BatchedAccessLines(logging.StreamHandler):
         super().__init__(stream)
         self._batch: list[str] = []
         self._chars = 0
-        self._timer: threading.Timer | None = None  # one at a time: it writes whatever is batched when it fires
+        # One flushing thread per process, started by its first access line and kept: a thread started per
+        # batch (threading.Timer) held every request thread on this handler's lock while it started, which
+        # cost an eighth of a cached read's throughput on gunicorn's threads (docs/performance.md).
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
         _BATCHING.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -161,16 +165,14 @@ class BatchedAccessLines(logging.StreamHandler):
             self._chars += len(line)
             if record.name != ACCESS_LOGGER:
                 self.flush()  # at once, with the access lines before it
-            elif self._timer is None:
-                self._timer = threading.Timer(self.FLUSH_S, self._flush_later)
-                self._timer.daemon = True
-                self._timer.start()
+            elif self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_every, name="jollyjet-access-lines", daemon=True)
+                self._flusher.start()
         except Exception:
             self.handleError(record)
 
-    def _flush_later(self) -> None:
-        with self.lock:  # type: ignore[union-attr]  # Handler.createLock made it
-            self._timer = None
+    def _flush_every(self) -> None:
+        while not self._closed.wait(self.FLUSH_S):
             with contextlib.suppress(OSError, ValueError):  # the stream was closed meanwhile: nothing to write to
                 self.flush()
 
@@ -183,14 +185,22 @@ class BatchedAccessLines(logging.StreamHandler):
                 self.stream.write(text)
             self.stream.flush()
 
+    def close(self) -> None:
+        """Write what is batched and stop the flushing thread (the stream stays open, as StreamHandler's does)."""
+        self._closed.set()
+        with contextlib.suppress(OSError, ValueError):  # a stream already closed: nothing to write to
+            self.flush()
+        super().close()
+
 
 _BATCHING: weakref.WeakSet[BatchedAccessLines] = weakref.WeakSet()
 
 
 def _start_empty_after_fork() -> None:
-    # The parent writes its own batch, and a child has no timer thread: a forked child starts with neither.
+    # The parent writes its own batch, and its flushing thread is not in the child: the child's first access
+    # line starts the child's own (with a new Event, in case the parent's thread held the old one's lock).
     for handler in _BATCHING:
-        handler._batch, handler._chars, handler._timer = [], 0, None
+        handler._batch, handler._chars, handler._flusher, handler._closed = [], 0, None, threading.Event()
 
 
 os.register_at_fork(after_in_child=_start_empty_after_fork)
@@ -206,7 +216,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if hasattr(h, _HANDLER_MARK)]:
         root.removeHandler(handler)
-        handler.flush()
+        handler.close()  # writes its batch and ends its flushing thread
     handler = BatchedAccessLines(sys.stderr)
     redact = Redactor(secrets)
     handler.setFormatter(_Redacted(JsonFormatter() if json_lines else TextFormatter(), redact))
