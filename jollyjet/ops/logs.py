@@ -152,7 +152,7 @@ class BatchedAccessLines(logging.StreamHandler):
         # batch (threading.Timer) held every request thread on this handler's lock while it started, which
         # cost an eighth of a cached read's throughput on gunicorn's threads (docs/performance.md).
         self._flusher: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._stopped = threading.Event()
         _BATCHING.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -172,7 +172,7 @@ class BatchedAccessLines(logging.StreamHandler):
             self.handleError(record)
 
     def _flush_every(self) -> None:
-        while not self._closed.wait(self.FLUSH_S):
+        while not self._stopped.wait(self.FLUSH_S):
             with contextlib.suppress(OSError, ValueError):  # the stream was closed meanwhile: nothing to write to
                 self.flush()
 
@@ -187,7 +187,7 @@ class BatchedAccessLines(logging.StreamHandler):
 
     def close(self) -> None:
         """Write what is batched and stop the flushing thread (the stream stays open, as StreamHandler's does)."""
-        self._closed.set()
+        self._stopped.set()
         with contextlib.suppress(OSError, ValueError):  # a stream already closed: nothing to write to
             self.flush()
         super().close()
@@ -200,7 +200,7 @@ def _start_empty_after_fork() -> None:
     # The parent writes its own batch, and its flushing thread is not in the child: the child's first access
     # line starts the child's own (with a new Event, in case the parent's thread held the old one's lock).
     for handler in _BATCHING:
-        handler._batch, handler._chars, handler._flusher, handler._closed = [], 0, None, threading.Event()
+        handler._batch, handler._chars, handler._flusher, handler._stopped = [], 0, None, threading.Event()
 
 
 os.register_at_fork(after_in_child=_start_empty_after_fork)
