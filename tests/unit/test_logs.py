@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -155,6 +156,20 @@ def test_a_batch_is_written_unasked_shortly_after_its_first_line() -> None:
     while not stream.writes and time.monotonic() < deadline:
         time.sleep(0.01)
     assert stream.writes == ["the last request\n"]
+
+
+def test_one_flushing_thread_per_handler_and_closing_writes_the_batch_and_ends_it() -> None:
+    stream = _Writes()
+    handler = BatchedAccessLines(stream)  # type: ignore[arg-type]
+    handler.FLUSH_S = 3600  # only close() writes here
+    for i in range(3):
+        handler.handle(_record("jollyjet.access", f"request {i}"))
+    flushing = [t for t in threading.enumerate() if t is handler._flusher]
+    assert len(flushing) == 1 and flushing[0].is_alive()  # the first line started it; the others reused it
+    handler.close()
+    assert stream.writes == ["request 0\nrequest 1\nrequest 2\n"]
+    flushing[0].join(timeout=5)
+    assert not flushing[0].is_alive()
 
 
 def test_a_forked_child_starts_without_its_parents_batch() -> None:
