@@ -150,7 +150,7 @@ class BatchedAccessLines(logging.StreamHandler):
         self._chars = 0
         # One flushing thread per process, started by its first access line and kept: a thread started per
         # batch (threading.Timer) held every request thread on this handler's lock while it started, which
-        # cost an eighth of a cached read's throughput on gunicorn's threads (docs/performance.md).
+        # cost 11.5% of a cached read's throughput on gunicorn's threads (docs/performance.md).
         self._flusher: threading.Thread | None = None
         self._stopped = threading.Event()
         _BATCHING.add(self)
