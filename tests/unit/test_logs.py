@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 
@@ -162,14 +161,16 @@ def test_one_flushing_thread_per_handler_and_closing_writes_the_batch_and_ends_i
     stream = _Writes()
     handler = BatchedAccessLines(stream)  # type: ignore[arg-type]
     handler.FLUSH_S = 3600  # only close() writes here
-    for i in range(3):
+    handler.handle(_record("jollyjet.access", "request 0"))
+    flusher = handler._flusher
+    assert flusher is not None and flusher.is_alive()  # the first line started it
+    for i in (1, 2):
         handler.handle(_record("jollyjet.access", f"request {i}"))
-    flushing = [t for t in threading.enumerate() if t is handler._flusher]
-    assert len(flushing) == 1 and flushing[0].is_alive()  # the first line started it; the others reused it
+    assert handler._flusher is flusher  # the later lines reused it
     handler.close()
     assert stream.writes == ["request 0\nrequest 1\nrequest 2\n"]
-    flushing[0].join(timeout=5)
-    assert not flushing[0].is_alive()
+    flusher.join(timeout=5)
+    assert not flusher.is_alive()
 
 
 def test_a_forked_child_starts_without_its_parents_batch() -> None:
